@@ -1,0 +1,204 @@
+//! What the core asks its caller to do.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::{ConversationId, ConversationState, Settings, Template, Timestamp, Usage};
+
+/// Identifies one warm attempt. A completion or failure reported with any
+/// token other than the conversation's current one is stale and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct WarmToken(pub(crate) u64);
+
+impl WarmToken {
+    /// The raw number, for logs and maps.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Identifies one requested durable write; the caller reports its result with
+/// [`Warmer::persisted`](crate::Warmer::persisted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistId(pub(crate) u64);
+
+impl PersistId {
+    /// The raw number, for logs and maps.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Why a warm was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmTrigger {
+    /// The interval ran out.
+    Scheduled,
+    /// An earlier warm failed and this one retries it.
+    Retry,
+    /// Someone asked for a warm now.
+    Manual,
+}
+
+impl WarmTrigger {
+    /// The trigger's stable lowercase name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Retry => "retry",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// A warm to send: replay `template` with the smallest output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarmRequest {
+    /// The conversation being warmed.
+    pub conversation: ConversationId,
+    /// Report the outcome with this token.
+    pub token: WarmToken,
+    /// The request to replay.
+    pub template: Arc<Template>,
+    /// The backend that served this conversation last, to route the warm to
+    /// the replica holding its KV cache.
+    pub preferred_backend: Option<Arc<str>>,
+    /// Why this warm is sent.
+    pub trigger: WarmTrigger,
+}
+
+/// How a warm ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmOutcome {
+    /// The prefix was read from the cache.
+    Hit,
+    /// The prefix had to be written again: the cache had expired.
+    Expired,
+    /// The provider answered with neither a read nor a write.
+    Uncached,
+    /// The warm did not get a usable answer.
+    Failed,
+}
+
+impl WarmOutcome {
+    /// The outcome's stable lowercase name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Expired => "expired",
+            Self::Uncached => "uncached",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The outcome named by [`as_str`](Self::as_str), if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Hit, Self::Expired, Self::Uncached, Self::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == name)
+    }
+}
+
+/// One finished warm, as kept in history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmRecord {
+    /// The conversation warmed.
+    pub conversation_id: ConversationId,
+    /// When the warm was sent.
+    pub started_at: Timestamp,
+    /// When its answer (or failure) arrived.
+    pub finished_at: Timestamp,
+    /// Why it was sent.
+    pub trigger: WarmTrigger,
+    /// How it ended.
+    pub outcome: WarmOutcome,
+    /// True when the cache had expired before this warm.
+    pub expired: bool,
+    /// The provider's token counts; `None` for a failure.
+    pub usage: Option<Usage>,
+    /// Cache-read share of all prompt tokens, in percent.
+    pub pct: Option<f64>,
+    /// Cache retention, in percent.
+    pub expected_pct: Option<f64>,
+    /// The backend the warm was routed to (the preferred one sent).
+    pub backend: Option<Arc<str>>,
+    /// What went wrong, for a failure.
+    pub error: Option<Arc<str>>,
+}
+
+impl WarmRecord {
+    /// Milliseconds from sending the warm to its end.
+    #[must_use]
+    pub fn latency_ms(&self) -> u64 {
+        self.finished_at.millis_since(self.started_at)
+    }
+}
+
+/// An action the caller must carry out, drained with
+/// [`Warmer::poll_effect`](crate::Warmer::poll_effect) in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a warm; report it with `warm_completed` or `warm_failed`.
+    Warm(WarmRequest),
+    /// Stop waiting for this in-flight warm: it was superseded. Its outcome,
+    /// if it still arrives, is ignored anyway.
+    AbortWarm {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The warm to abort.
+        token: WarmToken,
+    },
+    /// The user closed the conversation: abort its in-flight generation.
+    AbortGeneration {
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// Write settings durably, then report with `persisted`. Memory changes
+    /// only once the write is confirmed.
+    PersistSettings {
+        /// Report the write's result with this id.
+        op: PersistId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The settings to store.
+        settings: Settings,
+    },
+    /// Write the sticky backend durably, then report with `persisted`.
+    PersistBackend {
+        /// Report the write's result with this id.
+        op: PersistId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The backend id to store.
+        backend: Arc<str>,
+    },
+    /// Store the warm template (write-behind: nothing waits for it).
+    SaveTemplate {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The template to store.
+        template: Arc<Template>,
+    },
+    /// Store when the next warm is due, for a restart (write-behind).
+    SaveSchedule {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The next warm, or `None` when nothing is scheduled.
+        next_warm_at: Option<Timestamp>,
+    },
+    /// Append a finished warm to history (write-behind).
+    RecordWarm(WarmRecord),
+    /// Push this state to the conversation's subscribers. Emitted after every
+    /// state change is complete, so it never carries a stale `nextWarmAt`.
+    Notify(ConversationState),
+}

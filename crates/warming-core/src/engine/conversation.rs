@@ -1,0 +1,128 @@
+//! One conversation's in-memory record inside the engine.
+
+use std::sync::Arc;
+
+use crate::{
+    ConversationId, ConversationState, Settings, Template, Timestamp, WarmToken, WarmTrigger,
+};
+
+/// Stats of the warms so far: the part of the state that warms change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WarmStats {
+    /// Cache-read share of the last successful warm, in percent.
+    pub last_pct: Option<f64>,
+    /// Cache retention of the last successful warm, in percent.
+    pub last_expected_pct: Option<f64>,
+    /// When the last successful warm finished.
+    pub last_warm_at: Option<Timestamp>,
+    /// Successful warms so far.
+    pub warm_count: u64,
+    /// The last warm's error, cleared by a success.
+    pub last_error: Option<Arc<str>>,
+}
+
+/// An armed timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline {
+    /// When the warm is due; also the key in the engine's deadline index.
+    pub at: Timestamp,
+    /// What kind of warm it fires.
+    pub trigger: WarmTrigger,
+}
+
+/// A warm that was sent and has not been answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    /// Only an outcome carrying this token counts.
+    pub token: WarmToken,
+    /// When it was sent: the provider's TTL restarts from here on success.
+    pub started_at: Timestamp,
+    /// Why it was sent.
+    pub trigger: WarmTrigger,
+}
+
+/// Everything the engine knows about one conversation.
+#[derive(Debug)]
+pub(crate) struct Conversation {
+    /// Its id, shared with the index and every effect naming it.
+    pub id: ConversationId,
+    /// Settings whose write was confirmed (or a close, applied at once).
+    pub settings: Settings,
+    /// Settings as of the newest write issued, confirmed or not: the base
+    /// for the next change, so two quick changes do not undo each other.
+    pub projected: Settings,
+    /// Sequence of the write that produced `settings`; an older write
+    /// confirmed late must not overwrite a newer one.
+    pub settings_applied: u64,
+    /// Sequence of the newest settings write issued.
+    pub settings_issued: u64,
+    /// A turn is generating: no warms.
+    pub active: bool,
+    /// The runtime turn id being generated, for the lifecycle guard.
+    pub active_turn: Option<Box<str>>,
+    /// When the active turn started: its request started then at the earliest.
+    pub turn_started_at: Option<Timestamp>,
+    /// Start of the last request known to have read or written the cache;
+    /// the provider's TTL counts from there.
+    pub last_touch: Option<Timestamp>,
+    /// What a warm replays; none before the first settled turn.
+    pub template: Option<Arc<Template>>,
+    /// The armed timer, mirrored in the engine's deadline index.
+    pub deadline: Option<Deadline>,
+    /// The warm being waited for.
+    pub in_flight: Option<InFlight>,
+    /// Consecutive failed warms, for the retry backoff.
+    pub failures: u32,
+    /// The sticky backend whose write was confirmed.
+    pub backend: Option<Arc<str>>,
+    /// Sequence of the write that produced `backend`.
+    pub backend_applied: u64,
+    /// What the warms so far showed.
+    pub stats: WarmStats,
+}
+
+impl Conversation {
+    /// A conversation never seen: off, default interval, idle, no template.
+    pub fn new(id: ConversationId, settings: Settings) -> Self {
+        Self {
+            id,
+            settings,
+            projected: settings,
+            settings_applied: 0,
+            settings_issued: 0,
+            active: false,
+            active_turn: None,
+            turn_started_at: None,
+            last_touch: None,
+            template: None,
+            deadline: None,
+            in_flight: None,
+            failures: 0,
+            backend: None,
+            backend_applied: 0,
+            stats: WarmStats::default(),
+        }
+    }
+
+    /// Whether a timed warm may be scheduled now.
+    pub fn may_schedule(&self) -> bool {
+        self.settings.enabled && !self.active && self.template.is_some() && self.in_flight.is_none()
+    }
+
+    /// The externally visible state.
+    pub fn snapshot(&self) -> ConversationState {
+        ConversationState {
+            conversation_id: self.id.clone(),
+            enabled: self.settings.enabled,
+            interval_ms: self.settings.interval_ms,
+            active: self.active,
+            last_pct: self.stats.last_pct,
+            last_expected_pct: self.stats.last_expected_pct,
+            last_warm_at: self.stats.last_warm_at,
+            next_warm_at: self.deadline.map(|d| d.at),
+            backend: self.backend.clone(),
+            last_error: self.stats.last_error.clone(),
+            warm_count: self.stats.warm_count,
+        }
+    }
+}

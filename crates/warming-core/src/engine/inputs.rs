@@ -1,0 +1,483 @@
+//! The engine's inputs: lifecycle, user commands and effect outcomes.
+
+use std::sync::Arc;
+
+use super::{Pending, Restored, Warmer};
+use crate::lifecycle::{guard, LifecycleStep};
+use crate::{
+    ConversationId, Effect, EventDisposition, PersistId, RuntimeEvent, RuntimeEventKind,
+    SettingsChange, Template, Timestamp, Usage, WarmOutcome, WarmRecord, WarmToken, WarmTrigger,
+};
+
+/// Why a manual warm was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmNowError {
+    /// A turn is generating; it keeps the cache warm by itself.
+    Active,
+    /// No turn has settled yet, so there is nothing to replay.
+    NoTemplate,
+}
+
+impl std::fmt::Display for WarmNowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Active => "a turn is in progress",
+            Self::NoTemplate => "no turn has settled yet: nothing to warm",
+        })
+    }
+}
+
+impl std::error::Error for WarmNowError {}
+
+/// Why a warm did not get a usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmFailure {
+    /// A readable reason, shown as `lastError`.
+    pub message: String,
+    /// How long the provider asked to wait (HTTP `retry-after`), in ms.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl Warmer {
+    /// A turn started: the conversation is active, its timer is cancelled
+    /// and an in-flight warm is invalidated.
+    pub fn turn_started(&mut self, now: Timestamp, id: &ConversationId) {
+        let now = self.tick(now);
+        let slot = self.ensure(id);
+        self.start_turn(slot, None, now);
+    }
+
+    /// A turn settled: the conversation is idle, `template` (if given)
+    /// replaces the stored one, and the timer is armed one interval after the
+    /// turn's request started if warming is enabled.
+    ///
+    /// `request_started_at` is when the turn's last provider request started;
+    /// without it, the time of `turn_started` is used, else `now`.
+    pub fn turn_settled(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        template: Option<Template>,
+        request_started_at: Option<Timestamp>,
+    ) {
+        let now = self.tick(now);
+        let slot = self.ensure(id);
+        let c = self.conv(slot);
+        let touched = request_started_at.or(c.turn_started_at).unwrap_or(now);
+        self.settle(slot, template, Some(touched), now);
+    }
+
+    /// A provider runtime event, filtered by the lifecycle guard: a start
+    /// conflicting with the active turn, or a completion of any turn but the
+    /// active one, is ignored. Accepted events start or settle a turn.
+    pub fn runtime_event(&mut self, now: Timestamp, event: RuntimeEvent) -> EventDisposition {
+        let now = self.tick(now);
+        let slot = self.slot_of(&event.conversation);
+        let active_turn = slot.and_then(|s| self.conversations[s as usize].active_turn.as_deref());
+        match guard(active_turn, &event.kind, event.turn_id.as_deref()) {
+            LifecycleStep::Ignore => EventDisposition::Ignored,
+            LifecycleStep::Start => {
+                let slot = self.ensure(&event.conversation);
+                self.start_turn(slot, event.turn_id.map(String::into_boxed_str), now);
+                EventDisposition::Applied
+            }
+            LifecycleStep::Settle => {
+                let slot = self.ensure(&event.conversation);
+                let c = self.conv(slot);
+                let (template, touched) = match event.kind {
+                    RuntimeEventKind::TurnCompleted { template } => {
+                        (template, Some(c.turn_started_at.unwrap_or(now)))
+                    }
+                    // An exit is no request: it touched the cache only if a
+                    // turn was running.
+                    _ => (None, c.active.then(|| c.turn_started_at.unwrap_or(now))),
+                };
+                self.settle(slot, template, touched, now);
+                EventDisposition::Applied
+            }
+        }
+    }
+
+    /// Time passed: sends the warms that are due, in deadline order.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now = self.tick(now);
+        while let Some(&(at, slot)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let c = self.conv(slot);
+            let trigger = c.deadline.take().map_or(WarmTrigger::Scheduled, |d| d.trigger);
+            // Re-checked, never trusted: the index only holds schedulable
+            // conversations, but a stale entry must do nothing.
+            if c.may_schedule() {
+                self.fire(slot, trigger, now);
+            }
+        }
+    }
+
+    /// A warm answered. Returns its history record, or `None` when the token
+    /// is stale (superseded, or the conversation turned active), in which
+    /// case nothing changes.
+    ///
+    /// The next warm is due one interval after this warm *started*, because
+    /// the provider's TTL restarts when a request reads the cache.
+    pub fn warm_completed(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        token: WarmToken,
+        usage: Usage,
+    ) -> Option<WarmRecord> {
+        let now = self.tick(now);
+        let slot = self.slot_of(id)?;
+        let c = self.conv(slot);
+        let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
+        c.in_flight = None;
+        c.failures = 0;
+        c.last_touch = c.last_touch.max(Some(flight.started_at));
+        let expired = usage.cache_had_expired();
+        let outcome = if expired {
+            WarmOutcome::Expired
+        } else if usage.cache_read_tokens > 0 {
+            WarmOutcome::Hit
+        } else {
+            WarmOutcome::Uncached
+        };
+        let record = WarmRecord {
+            conversation_id: c.id.clone(),
+            started_at: flight.started_at,
+            finished_at: now,
+            trigger: flight.trigger,
+            outcome,
+            expired,
+            usage: Some(usage),
+            pct: usage.cache_pct(),
+            expected_pct: usage.retention_pct(),
+            backend: c.backend.clone(),
+            error: None,
+        };
+        c.stats.last_pct = record.pct;
+        c.stats.last_expected_pct = record.expected_pct;
+        c.stats.last_warm_at = Some(now);
+        c.stats.warm_count += 1;
+        c.stats.last_error = None;
+        self.effects.push_back(Effect::RecordWarm(record.clone()));
+        self.reconcile(slot, now, true);
+        self.notify(slot);
+        Some(record)
+    }
+
+    /// A warm failed. Returns its history record, or `None` for a stale
+    /// token. The error becomes `lastError` and, if warming is on, a retry is
+    /// armed with backoff, never later than one interval.
+    pub fn warm_failed(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        token: WarmToken,
+        failure: WarmFailure,
+    ) -> Option<WarmRecord> {
+        let now = self.tick(now);
+        let slot = self.slot_of(id)?;
+        let c = self.conv(slot);
+        let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
+        c.in_flight = None;
+        c.failures = c.failures.saturating_add(1);
+        let error: Arc<str> = Arc::from(failure.message);
+        c.stats.last_error = Some(error.clone());
+        let record = WarmRecord {
+            conversation_id: c.id.clone(),
+            started_at: flight.started_at,
+            finished_at: now,
+            trigger: flight.trigger,
+            outcome: WarmOutcome::Failed,
+            expired: false,
+            usage: None,
+            pct: None,
+            expected_pct: None,
+            backend: c.backend.clone(),
+            error: Some(error),
+        };
+        let (failures, interval_ms, may_schedule) =
+            (c.failures, c.settings.interval_ms, c.may_schedule());
+        self.effects.push_back(Effect::RecordWarm(record.clone()));
+        if may_schedule {
+            let delay = self.retry_delay(failures, failure.retry_after_ms, interval_ms);
+            self.arm(slot, now.plus_millis(delay), WarmTrigger::Retry, true);
+        } else {
+            self.disarm(slot);
+        }
+        self.notify(slot);
+        Some(record)
+    }
+
+    /// A manual warm, sent now on the same path as a timed one. On success
+    /// the cycle restarts from now. Works while warming is off (it then warms
+    /// once and arms nothing).
+    ///
+    /// # Errors
+    /// [`WarmNowError::Active`] while a turn generates;
+    /// [`WarmNowError::NoTemplate`] before the first settled turn.
+    pub fn warm_now(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+    ) -> Result<WarmToken, WarmNowError> {
+        let now = self.tick(now);
+        let slot = self.slot_of(id).ok_or(WarmNowError::NoTemplate)?;
+        let c = self.conv(slot);
+        if c.active {
+            return Err(WarmNowError::Active);
+        }
+        if c.template.is_none() {
+            return Err(WarmNowError::NoTemplate);
+        }
+        self.invalidate_in_flight(slot);
+        self.disarm(slot);
+        Ok(self.fire(slot, WarmTrigger::Manual, now))
+    }
+
+    /// Asks to change settings. Emits [`Effect::PersistSettings`]; memory
+    /// changes (and subscribers hear of it) only when the caller reports the
+    /// write with [`persisted`](Self::persisted). Intervals are clamped.
+    pub fn update_settings(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        change: SettingsChange,
+    ) -> PersistId {
+        self.tick(now);
+        let slot = self.ensure(id);
+        let op = self.next_op();
+        let limits = self.config.limits;
+        let c = self.conv(slot);
+        let settings = change.apply(c.projected, &limits);
+        c.projected = settings;
+        c.settings_issued = op;
+        let conversation = c.id.clone();
+        self.pending.insert(
+            op,
+            Pending::Settings {
+                slot,
+                settings,
+                eager: false,
+            },
+        );
+        self.effects.push_back(Effect::PersistSettings {
+            op: PersistId(op),
+            conversation,
+            settings,
+        });
+        PersistId(op)
+    }
+
+    /// The user is done with the conversation: warming is disabled in memory
+    /// at once (so a racing settle cannot re-arm), the timer cancelled, the
+    /// in-flight warm and generation aborted, `enabled: false` persisted
+    /// (interval kept) and subscribers notified.
+    pub fn close(&mut self, now: Timestamp, id: &ConversationId) -> PersistId {
+        self.tick(now);
+        let slot = self.ensure(id);
+        let op = self.next_op();
+        let c = self.conv(slot);
+        let settings = crate::Settings {
+            enabled: false,
+            interval_ms: c.projected.interval_ms,
+        };
+        c.settings = settings;
+        c.projected = settings;
+        c.settings_applied = op;
+        c.settings_issued = op;
+        c.active = false;
+        c.active_turn = None;
+        c.turn_started_at = None;
+        let conversation = c.id.clone();
+        self.invalidate_in_flight(slot);
+        self.disarm(slot);
+        self.effects.push_back(Effect::AbortGeneration {
+            conversation: conversation.clone(),
+        });
+        self.pending.insert(
+            op,
+            Pending::Settings {
+                slot,
+                settings,
+                eager: true,
+            },
+        );
+        self.effects.push_back(Effect::PersistSettings {
+            op: PersistId(op),
+            conversation,
+            settings,
+        });
+        self.notify(slot);
+        PersistId(op)
+    }
+
+    /// The upstream named the backend that served the conversation. A new id
+    /// is persisted first ([`Effect::PersistBackend`]) and adopted only once
+    /// the write is confirmed; a failed write keeps the old id, so the next
+    /// report retries. Returns the write to report, or `None` if unchanged.
+    pub fn backend_resolved(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        backend: &str,
+    ) -> Option<PersistId> {
+        self.tick(now);
+        let slot = self.ensure(id);
+        if self.conv(slot).backend.as_deref() == Some(backend) {
+            return None;
+        }
+        let op = self.next_op();
+        let backend: Arc<str> = Arc::from(backend);
+        let conversation = self.conv(slot).id.clone();
+        self.pending.insert(
+            op,
+            Pending::Backend {
+                slot,
+                backend: backend.clone(),
+            },
+        );
+        self.effects.push_back(Effect::PersistBackend {
+            op: PersistId(op),
+            conversation,
+            backend,
+        });
+        Some(PersistId(op))
+    }
+
+    /// Reports whether a requested write committed. On success the change is
+    /// applied (unless a newer write already was) and subscribers notified;
+    /// on failure memory stays as it was.
+    pub fn persisted(&mut self, now: Timestamp, op: PersistId, committed: bool) {
+        let now = self.tick(now);
+        let Some(pending) = self.pending.remove(&op.seq()) else {
+            return;
+        };
+        match pending {
+            Pending::Settings { eager: true, .. } => {}
+            Pending::Settings {
+                slot,
+                settings,
+                eager: false,
+            } => {
+                let c = self.conv(slot);
+                if !committed {
+                    if c.settings_issued == op.seq() {
+                        c.projected = c.settings;
+                    }
+                    return;
+                }
+                if op.seq() < c.settings_applied {
+                    return;
+                }
+                let interval_changed = c.settings.interval_ms != settings.interval_ms;
+                c.settings = settings;
+                c.settings_applied = op.seq();
+                self.reconcile(slot, now, interval_changed);
+                self.notify(slot);
+            }
+            Pending::Backend { slot, backend } => {
+                let c = self.conv(slot);
+                if committed && op.seq() > c.backend_applied {
+                    c.backend = Some(backend);
+                    c.backend_applied = op.seq();
+                    self.notify(slot);
+                }
+            }
+        }
+    }
+
+    /// Loads conversations from storage at start. Enabled conversations with
+    /// a template resume warming: at their stored next warm if it is still
+    /// ahead, else after the configured restore delay (once, not once per
+    /// missed interval). Conversations already known are left alone.
+    pub fn restore(&mut self, now: Timestamp, conversations: impl IntoIterator<Item = Restored>) {
+        let now = self.tick(now);
+        let limits = self.config.limits;
+        let restore_at = now.plus_millis(self.config.restore_delay_ms.max(1));
+        for restored in conversations {
+            if self.knows(&restored.conversation) {
+                continue;
+            }
+            let slot = self.ensure(&restored.conversation);
+            let c = self.conv(slot);
+            let settings = crate::Settings {
+                enabled: restored.settings.enabled,
+                interval_ms: restored
+                    .settings
+                    .interval_ms
+                    .clamp(limits.min_ms, limits.max_ms),
+            };
+            c.settings = settings;
+            c.projected = settings;
+            c.template = restored.template.map(Arc::new);
+            c.backend = restored.backend.map(Arc::from);
+            c.stats = restored.stats;
+            if c.may_schedule() {
+                let at = restored
+                    .next_warm_at
+                    .filter(|&at| at > now)
+                    .unwrap_or(restore_at);
+                self.arm(slot, at, WarmTrigger::Scheduled, false);
+            }
+        }
+    }
+
+    /// Cancels every timer and forgets in-flight warms, for a shutdown. The
+    /// stored schedules are kept, so a restart resumes them.
+    pub fn shutdown(&mut self) {
+        for (_, slot) in std::mem::take(&mut self.deadlines) {
+            self.conv(slot).deadline = None;
+        }
+        for c in &mut self.conversations {
+            c.in_flight = None;
+        }
+    }
+
+    fn start_turn(&mut self, slot: u32, turn_id: Option<Box<str>>, now: Timestamp) {
+        let c = self.conv(slot);
+        c.active = true;
+        c.active_turn = turn_id;
+        c.turn_started_at = Some(now);
+        self.invalidate_in_flight(slot);
+        self.disarm(slot);
+        self.notify(slot);
+    }
+
+    fn settle(
+        &mut self,
+        slot: u32,
+        template: Option<Template>,
+        touched: Option<Timestamp>,
+        now: Timestamp,
+    ) {
+        let c = self.conv(slot);
+        c.active = false;
+        c.active_turn = None;
+        c.turn_started_at = None;
+        if let Some(touched) = touched {
+            c.last_touch = c.last_touch.max(Some(touched.min(now)));
+            // A real request just went through: the upstream works.
+            c.failures = 0;
+        }
+        if let Some(template) = template {
+            let template = Arc::new(template);
+            c.template = Some(template.clone());
+            let conversation = c.id.clone();
+            self.effects.push_back(Effect::SaveTemplate {
+                conversation,
+                template,
+            });
+        }
+        // The turn's own requests refreshed the cache: a warm still in
+        // flight is redundant and its timing is stale.
+        self.invalidate_in_flight(slot);
+        self.reconcile(slot, now, true);
+        // Notified only now, after arming, so the update carries the new
+        // future nextWarmAt (the CR-4b bug).
+        self.notify(slot);
+    }
+}

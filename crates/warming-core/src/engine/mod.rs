@@ -1,0 +1,347 @@
+//! The engine: every conversation's state, the deadline index and the
+//! effect queue. Inputs live in `inputs.rs`, the record in `conversation.rs`.
+
+mod conversation;
+mod inputs;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+pub use self::conversation::WarmStats;
+pub use self::inputs::{WarmFailure, WarmNowError};
+use self::conversation::{Conversation, Deadline, InFlight};
+use crate::{
+    ConversationId, ConversationState, Effect, IntervalLimits, PersistId, Settings, Template,
+    Timestamp, WarmRequest, WarmToken, WarmTrigger,
+};
+
+/// How the engine behaves; every field has a documented default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Bounds every interval is clamped into.
+    pub limits: IntervalLimits,
+    /// First retry delay after a failed warm, in ms; it doubles with each
+    /// further failure and never exceeds the interval. Default 5 s.
+    pub retry_base_ms: u64,
+    /// Delay before the first warm of a restored conversation whose next warm
+    /// passed while the service was down, in ms. Default 1 s: prompt, but
+    /// each missed conversation warms once, not once per missed interval.
+    pub restore_delay_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: IntervalLimits::default(),
+            retry_base_ms: 5_000,
+            restore_delay_ms: 1_000,
+        }
+    }
+}
+
+/// A conversation as loaded from storage at start, for [`Warmer::restore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restored {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its stored settings.
+    pub settings: Settings,
+    /// Its stored warm template.
+    pub template: Option<Template>,
+    /// When its next warm was due, as stored.
+    pub next_warm_at: Option<Timestamp>,
+    /// Its stored sticky backend.
+    pub backend: Option<String>,
+    /// Stats rebuilt from its history.
+    pub stats: WarmStats,
+}
+
+/// A write the engine is waiting to hear about.
+#[derive(Debug)]
+enum Pending {
+    /// Settings to apply once written. `eager` writes (a close) were applied
+    /// before the write, so their result changes nothing in memory.
+    Settings {
+        slot: u32,
+        settings: Settings,
+        eager: bool,
+    },
+    /// A sticky backend to adopt once written.
+    Backend { slot: u32, backend: Arc<str> },
+}
+
+/// The warming state machine for any number of conversations, sans-IO.
+///
+/// # Contract
+/// The engine never reads a clock, sleeps or performs I/O. The caller:
+///
+/// 1. feeds inputs, each with the current time: lifecycle
+///    ([`turn_started`](Self::turn_started), [`turn_settled`](Self::turn_settled),
+///    [`runtime_event`](Self::runtime_event), [`close`](Self::close)), user
+///    commands ([`update_settings`](Self::update_settings),
+///    [`warm_now`](Self::warm_now)), and outcomes of effects it carried out
+///    ([`warm_completed`](Self::warm_completed), [`warm_failed`](Self::warm_failed),
+///    [`persisted`](Self::persisted), [`backend_resolved`](Self::backend_resolved));
+/// 2. drains [`poll_effect`](Self::poll_effect) until it returns `None` and
+///    carries out each effect in order;
+/// 3. calls [`handle_timeout`](Self::handle_timeout) when the time returned
+///    by [`poll_timeout`](Self::poll_timeout) is reached (and before serving
+///    [`state`](Self::state) if time may have passed), then drains again.
+///
+/// Time only moves forward: an input carrying an earlier time than one seen
+/// before is treated as happening at the latest time seen. A wake-up that
+/// comes early, late or twice is harmless: due deadlines are re-checked.
+///
+/// ```
+/// use warming_core::{ConversationId, Effect, SettingsChange, Template, Timestamp, Usage, Warmer};
+///
+/// let mut warmer = Warmer::new(Default::default());
+/// let id = ConversationId::new("c1").unwrap();
+/// let t0 = Timestamp::from_millis(1_000_000);
+///
+/// // Opt in; memory changes once the caller confirms the write.
+/// let op = warmer.update_settings(t0, &id, SettingsChange { enabled: Some(true), ..Default::default() });
+/// warmer.persisted(t0, op, true);
+/// warmer.turn_settled(t0, &id, Some(Template::new(serde_json::json!({"model": "m"}), None, None)), None);
+/// let due = warmer.poll_timeout().unwrap();
+/// assert_eq!(due, t0.plus_millis(240_000));
+///
+/// while warmer.poll_effect().is_some() {}
+/// warmer.handle_timeout(due);
+/// let Some(Effect::Warm(warm)) = warmer.poll_effect() else { panic!("no warm") };
+/// let record = warmer.warm_completed(due.plus_millis(300), &id, warm.token, Usage::anthropic(3, 5_000, 0));
+/// assert_eq!(record.unwrap().pct, Some(5_000.0 / 5_003.0 * 100.0));
+/// assert_eq!(warmer.state(&id).next_warm_at, Some(due.plus_millis(240_000)));
+/// ```
+#[derive(Debug)]
+pub struct Warmer {
+    /// Settings for the whole engine.
+    config: Config,
+    /// Conversation records; a slot (index) never changes or goes away, so
+    /// the deadline index and pending writes can name it with a `u32`.
+    conversations: Vec<Conversation>,
+    /// Id to slot.
+    slots: FxHashMap<ConversationId, u32>,
+    /// Armed deadlines ordered by time: the earliest is the next wake-up.
+    deadlines: BTreeSet<(Timestamp, u32)>,
+    /// Writes issued and not yet reported, by sequence number.
+    pending: FxHashMap<u64, Pending>,
+    /// Effects waiting to be drained.
+    effects: VecDeque<Effect>,
+    /// Next warm token; global, so a token is never reused.
+    next_token: u64,
+    /// Next write sequence number; global and increasing, so "newer write"
+    /// is a comparison.
+    next_op: u64,
+    /// Latest time seen.
+    now: Timestamp,
+}
+
+impl Warmer {
+    /// An engine with no conversations.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            conversations: Vec::new(),
+            slots: FxHashMap::default(),
+            deadlines: BTreeSet::new(),
+            pending: FxHashMap::default(),
+            effects: VecDeque::new(),
+            next_token: 1,
+            next_op: 1,
+            now: Timestamp::default(),
+        }
+    }
+
+    /// The configuration in use.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The next effect to carry out, in order; `None` when drained.
+    #[must_use]
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, or
+    /// `None` when nothing is armed.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|&(at, _)| at)
+    }
+
+    /// The state of a conversation; defaults for one never seen.
+    #[must_use]
+    pub fn state(&self, id: &ConversationId) -> ConversationState {
+        match self.slots.get(id) {
+            Some(&slot) => self.conversations[slot as usize].snapshot(),
+            None => Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
+                .snapshot(),
+        }
+    }
+
+    /// Whether the engine has seen this conversation.
+    #[must_use]
+    pub fn knows(&self, id: &ConversationId) -> bool {
+        self.slots.contains_key(id)
+    }
+
+    /// The state of every known conversation, in the order first seen.
+    pub fn conversations(&self) -> impl ExactSizeIterator<Item = ConversationState> + '_ {
+        self.conversations.iter().map(Conversation::snapshot)
+    }
+
+    /// The warm template of a conversation, if it has one.
+    #[must_use]
+    pub fn template(&self, id: &ConversationId) -> Option<Arc<Template>> {
+        let slot = *self.slots.get(id)?;
+        self.conversations[slot as usize].template.clone()
+    }
+
+    /// How many conversations have an armed timer.
+    #[must_use]
+    pub fn armed_count(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Advances the engine's clock to `now` unless time went backwards.
+    fn tick(&mut self, now: Timestamp) -> Timestamp {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    /// The slot of a known conversation.
+    fn slot_of(&self, id: &ConversationId) -> Option<u32> {
+        self.slots.get(id).copied()
+    }
+
+    /// The slot of a conversation, created with defaults if never seen.
+    fn ensure(&mut self, id: &ConversationId) -> u32 {
+        if let Some(slot) = self.slot_of(id) {
+            return slot;
+        }
+        let slot = u32::try_from(self.conversations.len()).expect("fewer than 2^32 conversations");
+        let settings = Settings::defaults(&self.config.limits);
+        self.conversations.push(Conversation::new(id.clone(), settings));
+        self.slots.insert(id.clone(), slot);
+        slot
+    }
+
+    fn conv(&mut self, slot: u32) -> &mut Conversation {
+        &mut self.conversations[slot as usize]
+    }
+
+    fn next_op(&mut self) -> u64 {
+        let op = self.next_op;
+        self.next_op += 1;
+        op
+    }
+
+    /// Arms (or re-arms) the conversation's single timer.
+    fn arm(&mut self, slot: u32, at: Timestamp, trigger: WarmTrigger, save: bool) {
+        let previous = self.conv(slot).deadline.replace(Deadline { at, trigger });
+        if let Some(old) = previous {
+            self.deadlines.remove(&(old.at, slot));
+        }
+        self.deadlines.insert((at, slot));
+        if save {
+            let conversation = self.conv(slot).id.clone();
+            self.effects.push_back(Effect::SaveSchedule {
+                conversation,
+                next_warm_at: Some(at),
+            });
+        }
+    }
+
+    /// Cancels the conversation's timer, if armed.
+    fn disarm(&mut self, slot: u32) {
+        if let Some(old) = self.conv(slot).deadline.take() {
+            self.deadlines.remove(&(old.at, slot));
+            let conversation = self.conv(slot).id.clone();
+            self.effects.push_back(Effect::SaveSchedule {
+                conversation,
+                next_warm_at: None,
+            });
+        }
+    }
+
+    /// Makes the timer agree with the state: disarmed when no timed warm may
+    /// be scheduled; otherwise armed one interval after the cache was last
+    /// touched (if `rearm`, or if nothing is armed yet).
+    fn reconcile(&mut self, slot: u32, now: Timestamp, rearm: bool) {
+        let c = self.conv(slot);
+        if !c.may_schedule() {
+            self.disarm(slot);
+            return;
+        }
+        if !rearm && c.deadline.is_some() {
+            return;
+        }
+        let anchor = c.last_touch.unwrap_or(now);
+        let at = anchor
+            .plus_millis(c.settings.interval_ms)
+            .max(now.plus_millis(1));
+        self.arm(slot, at, WarmTrigger::Scheduled, true);
+    }
+
+    /// Forgets the in-flight warm, if any, so its outcome will be ignored.
+    fn invalidate_in_flight(&mut self, slot: u32) {
+        if let Some(flight) = self.conv(slot).in_flight.take() {
+            let conversation = self.conv(slot).id.clone();
+            self.effects.push_back(Effect::AbortWarm {
+                conversation,
+                token: flight.token,
+            });
+        }
+    }
+
+    /// Sends a warm now and returns its token.
+    fn fire(&mut self, slot: u32, trigger: WarmTrigger, now: Timestamp) -> WarmToken {
+        let token = WarmToken(self.next_token);
+        self.next_token += 1;
+        let c = self.conv(slot);
+        c.in_flight = Some(InFlight {
+            token,
+            started_at: now,
+            trigger,
+        });
+        let request = WarmRequest {
+            conversation: c.id.clone(),
+            token,
+            template: c.template.clone().expect("fire is only called with a template"),
+            preferred_backend: c.backend.clone(),
+            trigger,
+        };
+        self.effects.push_back(Effect::Warm(request));
+        token
+    }
+
+    /// Queues the conversation's current state for its subscribers.
+    fn notify(&mut self, slot: u32) {
+        let state = self.conversations[slot as usize].snapshot();
+        self.effects.push_back(Effect::Notify(state));
+    }
+
+    /// Delay before retrying after `failures` consecutive failures: doubling
+    /// from the configured base, at least what the provider asked for, never
+    /// more than the interval (a retry later than a regular warm is useless).
+    fn retry_delay(&self, failures: u32, retry_after_ms: Option<u64>, interval_ms: u64) -> u64 {
+        let doublings = failures.saturating_sub(1).min(20);
+        let backoff = self.config.retry_base_ms.saturating_mul(1 << doublings);
+        backoff
+            .max(retry_after_ms.unwrap_or(0))
+            .min(interval_ms)
+            .max(1)
+    }
+}
+
+impl PersistId {
+    fn seq(self) -> u64 {
+        self.0
+    }
+}

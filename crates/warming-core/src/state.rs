@@ -1,0 +1,39 @@
+//! The externally visible state of one conversation.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::{ConversationId, Timestamp};
+
+/// A conversation's state as served over HTTP and pushed to subscribers.
+///
+/// `next_warm_at` is `None` or later than the time of the input that produced
+/// this snapshot: `None` while disabled, while a turn is active, while a warm
+/// is in flight and before the first settled turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationState {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Whether warming is on.
+    pub enabled: bool,
+    /// Time between warms, in ms.
+    pub interval_ms: u64,
+    /// Whether a turn is generating.
+    pub active: bool,
+    /// Cache-read share of all prompt tokens of the last warm, in percent.
+    pub last_pct: Option<f64>,
+    /// Cache retention of the last warm, in percent.
+    pub last_expected_pct: Option<f64>,
+    /// When the last successful warm finished.
+    pub last_warm_at: Option<Timestamp>,
+    /// When the next warm is due.
+    pub next_warm_at: Option<Timestamp>,
+    /// The sticky backend, if one was seen.
+    pub backend: Option<Arc<str>>,
+    /// The last warm's error, cleared by a successful warm.
+    pub last_error: Option<Arc<str>>,
+    /// Successful warms so far.
+    pub warm_count: u64,
+}

@@ -1,0 +1,633 @@
+//! One test (or a few) per numbered behaviour of the core, on a virtual clock.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::{id, notifications, template, warms, Harness, T0};
+use warming_core::{
+    Config, ConversationId, Effect, EventDisposition, IntervalLimits, Restored, RuntimeEvent,
+    RuntimeEventKind, Settings, SettingsChange, Timestamp, Usage, WarmFailure, WarmNowError,
+    WarmOutcome, WarmStats, WarmTrigger,
+};
+
+const HIT: Usage = Usage::anthropic(3, 5_000, 0);
+const MISS: Usage = Usage::anthropic(3, 0, 5_000);
+
+fn at(offset_ms: u64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+// 1
+#[test]
+fn a_conversation_never_seen_is_off_idle_and_unscheduled() {
+    let h = Harness::new();
+    let s = h.state("new");
+    assert!(!s.enabled);
+    assert_eq!(s.interval_ms, 240_000);
+    assert!(!s.active);
+    assert_eq!((s.last_pct, s.last_expected_pct, s.last_warm_at), (None, None, None));
+    assert_eq!(s.next_warm_at, None);
+    assert_eq!(s.warm_count, 0);
+}
+
+#[test]
+fn a_settled_turn_does_not_warm_until_the_user_opts_in() {
+    let mut h = Harness::new();
+    h.settle("c", "sys");
+    assert_eq!(h.warmer.poll_timeout(), None);
+    h.advance(3_600_000);
+    h.warmer.handle_timeout(h.now);
+    assert!(warms(&h.drain()).is_empty());
+}
+
+// 2
+#[test]
+fn turn_started_pauses_cancels_and_invalidates_the_warm_in_flight() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let effects = h.run_to_deadline();
+    let token = warms(&effects)[0].token;
+
+    h.advance(100);
+    h.warmer.turn_started(h.now, &id("c"));
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::AbortWarm { conversation: id("c"), token }));
+    let pushed = notifications(&effects);
+    assert_eq!(pushed.len(), 1);
+    assert!(pushed[0].active);
+    assert_eq!(pushed[0].next_warm_at, None);
+
+    // The late completion of the superseded warm changes nothing.
+    h.advance(100);
+    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.state("c").warm_count, 0);
+    assert_eq!(h.warmer.poll_timeout(), None);
+}
+
+#[test]
+fn turn_started_cancels_the_pending_warm() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    assert!(h.warmer.poll_timeout().is_some());
+    h.warmer.turn_started(h.now, &id("c"));
+    assert_eq!(h.warmer.poll_timeout(), None);
+    assert_eq!(h.state("c").next_warm_at, None);
+}
+
+// 3
+#[test]
+fn turn_settled_arms_first_and_then_notifies_a_future_next_warm() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.drain();
+    h.warmer.turn_started(h.now, &id("c"));
+    h.drain();
+    h.advance(2_000);
+    h.settle("c", "sys");
+    let effects = h.drain();
+    let pushed = notifications(&effects);
+    assert_eq!(pushed.len(), 1);
+    // Armed from the start of the turn's request, not from its end.
+    assert_eq!(pushed[0].next_warm_at, Some(at(240_000)));
+    assert!(!pushed[0].active);
+    assert!(effects.iter().any(|e| matches!(e, Effect::SaveTemplate { .. })));
+}
+
+#[test]
+fn a_new_template_replaces_the_old_one() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "first");
+    h.advance(10);
+    h.settle("c", "second");
+    let effects = h.run_to_deadline();
+    assert_eq!(warms(&effects)[0].template.request()["system"], "second");
+}
+
+#[test]
+fn an_explicit_request_start_anchors_the_schedule() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.advance(60_000);
+    h.warmer
+        .turn_settled(h.now, &id("c"), Some(template("s")), Some(at(10_000)));
+    assert_eq!(h.state("c").next_warm_at, Some(at(250_000)));
+}
+
+#[test]
+fn a_turn_longer_than_the_interval_warms_right_after_it() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.warmer.turn_started(h.now, &id("c"));
+    h.advance(600_000);
+    h.settle("c", "s");
+    let next = h.state("c").next_warm_at.unwrap();
+    assert!(next > h.now && next <= h.now.plus_millis(1));
+}
+
+// 4
+#[test]
+fn a_due_deadline_emits_a_warm_with_a_fresh_token_template_and_backend() {
+    let mut h = Harness::new();
+    h.enable("c");
+    let op = h.warmer.backend_resolved(h.now, &id("c"), "replica-7").unwrap();
+    h.warmer.persisted(h.now, op, true);
+    h.settle("c", "sys");
+    let first = h.run_to_deadline();
+    let w1 = warms(&first)[0].clone();
+    assert_eq!(w1.trigger, WarmTrigger::Scheduled);
+    assert_eq!(w1.preferred_backend.as_deref(), Some("replica-7"));
+    assert_eq!(w1.template.request()["system"], "sys");
+    assert_eq!(h.now, at(240_000));
+
+    h.warmer.warm_completed(h.now, &id("c"), w1.token, HIT);
+    let second = h.run_to_deadline();
+    assert!(warms(&second)[0].token > w1.token);
+}
+
+#[test]
+fn an_early_or_repeated_wakeup_fires_nothing() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    h.drain();
+    h.advance(239_999);
+    h.warmer.handle_timeout(h.now);
+    h.warmer.handle_timeout(h.now);
+    assert!(h.drain().is_empty());
+    h.advance(1);
+    h.warmer.handle_timeout(h.now);
+    h.warmer.handle_timeout(h.now);
+    assert_eq!(warms(&h.drain()).len(), 1);
+}
+
+// 5
+#[test]
+fn a_completed_warm_updates_stats_rearms_from_its_start_and_then_notifies() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let sent = h.now;
+    h.advance(1_500);
+    let record = h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    assert_eq!(record.outcome, WarmOutcome::Hit);
+    assert_eq!(record.latency_ms(), 1_500);
+    let effects = h.drain();
+    let pushed = notifications(&effects);
+    assert_eq!(pushed.len(), 1);
+    let s = pushed[0];
+    assert_eq!(s.last_pct, Some(5_000.0 / 5_003.0 * 100.0));
+    assert_eq!(s.last_expected_pct, Some(100.0));
+    assert_eq!(s.last_warm_at, Some(h.now));
+    assert_eq!(s.warm_count, 1);
+    // The TTL restarted when the warm was sent, so the next one counts from there.
+    assert_eq!(s.next_warm_at, Some(sent.plus_millis(240_000)));
+    assert!(s.next_warm_at > s.last_warm_at);
+    assert!(matches!(&effects[0], Effect::RecordWarm(r) if r.pct == record.pct));
+}
+
+#[test]
+fn a_warm_that_wrote_instead_of_read_is_marked_expired() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let record = h.warmer.warm_completed(h.now, &id("c"), token, MISS).unwrap();
+    assert!(record.expired);
+    assert_eq!(record.outcome, WarmOutcome::Expired);
+    assert_eq!(h.state("c").last_pct, Some(0.0));
+}
+
+#[test]
+fn a_completion_after_the_conversation_turned_active_changes_nothing() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    h.warmer.turn_started(h.now, &id("c"));
+    h.drain();
+    let before = h.state("c");
+    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert_eq!(h.state("c"), before);
+}
+
+#[test]
+fn a_completion_with_an_unknown_token_or_conversation_changes_nothing() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    assert_eq!(h.warmer.warm_completed(h.now, &id("other"), token, HIT), None);
+    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    // Reporting the same token twice counts once.
+    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert_eq!(h.state("c").warm_count, 1);
+}
+
+// 6
+#[test]
+fn a_failed_warm_is_retried_with_growing_backoff_capped_by_the_interval() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.set("c", SettingsChange { interval_ms: Some(30_000.0), ..Default::default() });
+    h.settle("c", "sys");
+    let mut token = warms(&h.run_to_deadline())[0].token;
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let failure = WarmFailure { message: "upstream 529 overloaded".into(), retry_after_ms: None };
+        h.warmer.warm_failed(h.now, &id("c"), token, failure).unwrap();
+        let pushed = h.drain();
+        let s = notifications(&pushed)[0];
+        assert_eq!(s.last_error.as_deref(), Some("upstream 529 overloaded"));
+        let failed_at = h.now;
+        let effects = h.run_to_deadline();
+        delays.push(h.now.millis_since(failed_at));
+        let retry = warms(&effects)[0];
+        assert_eq!(retry.trigger, WarmTrigger::Retry);
+        token = retry.token;
+    }
+    assert_eq!(delays, [5_000, 10_000, 20_000, 30_000]);
+
+    // Recovery: a success clears the error and returns to the interval.
+    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    let s = h.state("c");
+    assert_eq!(s.last_error, None);
+    assert_eq!(s.next_warm_at, Some(h.now.plus_millis(30_000)));
+}
+
+#[test]
+fn retry_after_is_honoured_but_never_past_the_interval() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let failure = WarmFailure { message: "429".into(), retry_after_ms: Some(60_000) };
+    h.warmer.warm_failed(h.now, &id("c"), token, failure).unwrap();
+    assert_eq!(h.state("c").next_warm_at, Some(h.now.plus_millis(60_000)));
+    let token = warms(&h.run_to_deadline())[0].token;
+    let failure = WarmFailure { message: "429".into(), retry_after_ms: Some(3_600_000) };
+    h.warmer.warm_failed(h.now, &id("c"), token, failure).unwrap();
+    assert_eq!(h.state("c").next_warm_at, Some(h.now.plus_millis(240_000)));
+}
+
+// 7
+#[test]
+fn a_manual_warm_restarts_the_cycle_from_now_and_notifies() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    h.advance(100_000);
+    h.drain();
+    let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
+    let effects = h.drain();
+    assert_eq!(warms(&effects)[0].trigger, WarmTrigger::Manual);
+    let sent = h.now;
+    h.advance(800);
+    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    let pushed = h.drain();
+    let s = notifications(&pushed)[0];
+    assert_eq!(s.warm_count, 1);
+    assert_eq!(s.next_warm_at, Some(sent.plus_millis(240_000)));
+    // The old deadline (at 240 s after the turn) no longer fires.
+    assert_eq!(h.warmer.poll_timeout(), Some(sent.plus_millis(240_000)));
+}
+
+#[test]
+fn a_manual_warm_is_refused_while_active_or_without_a_template() {
+    let mut h = Harness::new();
+    assert_eq!(h.warmer.warm_now(h.now, &id("c")), Err(WarmNowError::NoTemplate));
+    h.warmer.turn_started(h.now, &id("c"));
+    assert_eq!(h.warmer.warm_now(h.now, &id("c")), Err(WarmNowError::Active));
+    h.warmer.turn_settled(h.now, &id("c"), None, None);
+    assert_eq!(h.warmer.warm_now(h.now, &id("c")), Err(WarmNowError::NoTemplate));
+    h.drain();
+    h.settle("c", "s");
+    assert!(h.warmer.warm_now(h.now, &id("c")).is_ok());
+}
+
+#[test]
+fn a_manual_warm_while_disabled_warms_once_and_arms_nothing() {
+    let mut h = Harness::new();
+    h.settle("c", "sys");
+    let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
+    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    let s = h.state("c");
+    assert_eq!(s.warm_count, 1);
+    assert_eq!(s.next_warm_at, None);
+    assert_eq!(h.warmer.poll_timeout(), None);
+}
+
+// 8
+#[test]
+fn enabling_persists_first_and_changes_memory_only_when_confirmed() {
+    let mut h = Harness::new();
+    h.settle("c", "sys");
+    h.drain();
+    let op = h.warmer.update_settings(
+        h.now,
+        &id("c"),
+        SettingsChange { enabled: Some(true), ..Default::default() },
+    );
+    let effects = h.drain();
+    assert_eq!(
+        effects,
+        [Effect::PersistSettings {
+            op,
+            conversation: id("c"),
+            settings: Settings { enabled: true, interval_ms: 240_000 }
+        }]
+    );
+    assert!(!h.state("c").enabled);
+    h.warmer.persisted(h.now, op, true);
+    let s = h.state("c");
+    assert!(s.enabled);
+    assert!(s.next_warm_at.unwrap() > h.now);
+    assert_eq!(notifications(&h.drain()).len(), 1);
+}
+
+#[test]
+fn a_failed_settings_write_leaves_everything_as_it_was() {
+    let mut h = Harness::new();
+    h.settle("c", "sys");
+    h.drain();
+    let before = h.state("c");
+    let op = h.warmer.update_settings(
+        h.now,
+        &id("c"),
+        SettingsChange { enabled: Some(true), interval_ms: Some(20_000.0) },
+    );
+    h.drain();
+    h.warmer.persisted(h.now, op, false);
+    assert_eq!(h.state("c"), before);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.warmer.poll_timeout(), None);
+    // The next change starts from what is stored, not from the failed one.
+    let op = h.warmer.update_settings(
+        h.now,
+        &id("c"),
+        SettingsChange { enabled: Some(true), ..Default::default() },
+    );
+    let effects = h.drain();
+    assert!(matches!(
+        effects[0],
+        Effect::PersistSettings { settings: Settings { interval_ms: 240_000, .. }, .. }
+    ));
+    h.warmer.persisted(h.now, op, true);
+}
+
+#[test]
+fn disabling_cancels_and_re_enabling_restores_the_persisted_interval() {
+    let mut h = Harness::new();
+    h.set("c", SettingsChange { enabled: Some(true), interval_ms: Some(60_000.0) });
+    h.settle("c", "sys");
+    h.set("c", SettingsChange { enabled: Some(false), ..Default::default() });
+    assert_eq!(h.state("c").next_warm_at, None);
+    assert_eq!(h.warmer.poll_timeout(), None);
+    h.advance(1_000);
+    h.enable("c");
+    let s = h.state("c");
+    assert_eq!(s.interval_ms, 60_000);
+    assert_eq!(s.next_warm_at, Some(at(60_000)));
+}
+
+#[test]
+fn enabling_while_active_arms_nothing_until_the_turn_settles() {
+    let mut h = Harness::new();
+    h.settle("c", "sys");
+    h.warmer.turn_started(h.now, &id("c"));
+    h.enable("c");
+    assert_eq!(h.state("c").next_warm_at, None);
+    h.settle("c", "sys");
+    assert!(h.state("c").next_warm_at.is_some());
+}
+
+#[test]
+fn two_quick_changes_do_not_undo_each_other() {
+    let mut h = Harness::new();
+    let a = h.warmer.update_settings(h.now, &id("c"), SettingsChange { enabled: Some(true), ..Default::default() });
+    let b = h.warmer.update_settings(h.now, &id("c"), SettingsChange { interval_ms: Some(20_000.0), ..Default::default() });
+    h.warmer.persisted(h.now, a, true);
+    h.warmer.persisted(h.now, b, true);
+    let s = h.state("c");
+    assert!(s.enabled);
+    assert_eq!(s.interval_ms, 20_000);
+}
+
+// 9
+#[test]
+fn interval_changes_are_clamped_persisted_and_rearm_an_armed_timer() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    h.advance(5_000);
+    for (asked, stored) in [
+        (f64::NAN, 10_000),
+        (0.0, 10_000),
+        (-1.0, 10_000),
+        (12_345.6, 12_346),
+        (1e15, 3_540_000),
+    ] {
+        h.set("c", SettingsChange { interval_ms: Some(asked), ..Default::default() });
+        let s = h.state("c");
+        assert_eq!(s.interval_ms, stored, "{asked}");
+        assert_eq!(s.next_warm_at, Some(at(stored)), "{asked}");
+    }
+}
+
+#[test]
+fn interval_limits_are_configurable() {
+    let mut h = Harness::with_config(Config {
+        limits: IntervalLimits::new(1_000, 60_000),
+        ..Config::default()
+    });
+    h.set("c", SettingsChange { interval_ms: Some(500.0), ..Default::default() });
+    assert_eq!(h.state("c").interval_ms, 1_000);
+    // The default interval is clamped too.
+    assert_eq!(h.state("d").interval_ms, 60_000);
+}
+
+// 10
+#[test]
+fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
+    let mut h = Harness::new();
+    h.set("c", SettingsChange { enabled: Some(true), interval_ms: Some(30_000.0) });
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let op = h.warmer.close(h.now, &id("c"));
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::AbortWarm { conversation: id("c"), token }));
+    assert!(effects.contains(&Effect::AbortGeneration { conversation: id("c") }));
+    assert!(effects.contains(&Effect::PersistSettings {
+        op,
+        conversation: id("c"),
+        settings: Settings { enabled: false, interval_ms: 30_000 },
+    }));
+    let pushed = notifications(&effects);
+    assert!(!pushed[0].enabled);
+    assert_eq!(pushed[0].next_warm_at, None);
+    // Disabled in memory before the write is confirmed...
+    assert!(!h.state("c").enabled);
+    // ...and a settle racing the close cannot re-arm.
+    h.settle("c", "late");
+    assert_eq!(h.warmer.poll_timeout(), None);
+    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    h.warmer.persisted(h.now, op, true);
+    assert!(!h.state("c").enabled);
+}
+
+#[test]
+fn an_older_enable_confirmed_after_a_close_does_not_resurrect_warming() {
+    let mut h = Harness::new();
+    h.settle("c", "sys");
+    let enable = h.warmer.update_settings(h.now, &id("c"), SettingsChange { enabled: Some(true), ..Default::default() });
+    let close = h.warmer.close(h.now, &id("c"));
+    h.warmer.persisted(h.now, enable, true);
+    h.warmer.persisted(h.now, close, true);
+    assert!(!h.state("c").enabled);
+    assert_eq!(h.warmer.poll_timeout(), None);
+}
+
+// 11
+#[test]
+fn shutdown_cancels_every_timer() {
+    let mut h = Harness::new();
+    for c in ["a", "b", "c"] {
+        h.enable(c);
+        h.settle(c, "sys");
+    }
+    assert_eq!(h.warmer.armed_count(), 3);
+    h.warmer.shutdown();
+    assert_eq!(h.warmer.poll_timeout(), None);
+    assert_eq!(h.warmer.armed_count(), 0);
+    h.advance(1_000_000);
+    h.warmer.handle_timeout(h.now);
+    assert!(warms(&h.drain()).is_empty());
+}
+
+// 13 (percent figures are unit-tested in usage.rs; here through the engine)
+#[test]
+fn openai_usage_gives_the_same_figures_through_the_engine() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let record = h
+        .warmer
+        .warm_completed(h.now, &id("c"), token, Usage::openai(2_048, 1_024))
+        .unwrap();
+    assert_eq!(record.pct, Some(50.0));
+    assert_eq!(h.state("c").last_pct, Some(50.0));
+}
+
+// 14
+#[test]
+fn a_backend_is_adopted_only_after_its_write_and_retried_after_a_failure() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let op = h.warmer.backend_resolved(h.now, &id("c"), "b1").unwrap();
+    assert_eq!(h.state("c").backend, None);
+    h.warmer.persisted(h.now, op, false);
+    assert_eq!(h.state("c").backend, None);
+    // The same id again is retried, because memory never advanced.
+    let op = h.warmer.backend_resolved(h.now, &id("c"), "b1").unwrap();
+    h.warmer.persisted(h.now, op, true);
+    assert_eq!(h.state("c").backend.as_deref(), Some("b1"));
+    assert_eq!(h.warmer.backend_resolved(h.now, &id("c"), "b1"), None);
+    let w = warms(&h.run_to_deadline())[0].clone();
+    assert_eq!(w.preferred_backend, Some(Arc::from("b1")));
+}
+
+// 15
+fn event(kind: RuntimeEventKind, turn: Option<&str>) -> RuntimeEvent {
+    RuntimeEvent { conversation: id("t"), kind, turn_id: turn.map(String::from) }
+}
+
+#[test]
+fn runtime_events_go_through_the_lifecycle_guard() {
+    let mut h = Harness::new();
+    h.enable("t");
+    let started = |turn| event(RuntimeEventKind::TurnStarted, turn);
+    let completed = |turn| event(RuntimeEventKind::TurnCompleted { template: Some(template("rt")) }, turn);
+
+    assert_eq!(h.warmer.runtime_event(h.now, started(Some("1"))), EventDisposition::Applied);
+    assert!(h.state("t").active);
+    assert_eq!(h.warmer.runtime_event(h.now, started(Some("2"))), EventDisposition::Ignored);
+    assert_eq!(h.warmer.runtime_event(h.now, completed(Some("2"))), EventDisposition::Ignored);
+    assert_eq!(h.warmer.runtime_event(h.now, completed(None)), EventDisposition::Ignored);
+    assert!(h.state("t").active);
+    assert_eq!(h.warmer.runtime_event(h.now, completed(Some("1"))), EventDisposition::Applied);
+    let s = h.state("t");
+    assert!(!s.active);
+    assert!(s.next_warm_at.is_some());
+
+    let usage = event(RuntimeEventKind::Other, Some("1"));
+    assert_eq!(h.warmer.runtime_event(h.now, usage), EventDisposition::Ignored);
+
+    h.warmer.runtime_event(h.now, started(Some("3")));
+    let exited = event(RuntimeEventKind::SessionExited, None);
+    assert_eq!(h.warmer.runtime_event(h.now, exited), EventDisposition::Applied);
+    assert!(!h.state("t").active);
+}
+
+#[test]
+fn ignored_events_do_not_create_conversations() {
+    let mut h = Harness::new();
+    h.warmer.runtime_event(h.now, event(RuntimeEventKind::Other, None));
+    assert!(!h.warmer.knows(&id("t")));
+}
+
+// 16
+fn restored(raw: &str, enabled: bool, next: Option<Timestamp>) -> Restored {
+    Restored {
+        conversation: ConversationId::new(raw).unwrap(),
+        settings: Settings { enabled, interval_ms: 60_000 },
+        template: Some(template("restored")),
+        next_warm_at: next,
+        backend: Some("b9".into()),
+        stats: WarmStats { warm_count: 7, last_pct: Some(99.0), ..WarmStats::default() },
+    }
+}
+
+#[test]
+fn restore_resumes_enabled_conversations_once_each() {
+    let mut h = Harness::new();
+    h.warmer.restore(
+        h.now,
+        [
+            restored("future", true, Some(at(30_000))),
+            restored("missed", true, Some(Timestamp::from_millis(T0 - 3_600_000))),
+            restored("unscheduled", true, None),
+            restored("off", false, Some(at(10))),
+        ],
+    );
+    assert_eq!(h.state("future").next_warm_at, Some(at(30_000)));
+    assert_eq!(h.state("missed").next_warm_at, Some(at(1_000)));
+    assert_eq!(h.state("unscheduled").next_warm_at, Some(at(1_000)));
+    assert_eq!(h.state("off").next_warm_at, None);
+    assert_eq!(h.state("future").warm_count, 7);
+    assert_eq!(h.state("future").backend.as_deref(), Some("b9"));
+
+    // The conversation that missed an hour of warms warms once, not 60 times.
+    let effects = h.run_to_deadline();
+    let fired: Vec<_> = warms(&effects).iter().map(|w| w.conversation.to_string()).collect();
+    assert_eq!(fired, ["missed", "unscheduled"]);
+    assert_eq!(warms(&effects)[0].preferred_backend.as_deref(), Some("b9"));
+}
+
+#[test]
+fn time_never_runs_backwards_inside_the_engine() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let next = h.state("c").next_warm_at.unwrap();
+    // An input stamped in the past is treated as happening now.
+    h.warmer.turn_started(Timestamp::from_millis(0), &id("c"));
+    h.warmer.turn_settled(Timestamp::from_millis(0), &id("c"), None, None);
+    assert_eq!(h.state("c").next_warm_at, Some(next));
+}
