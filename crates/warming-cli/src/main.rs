@@ -1,1 +1,3 @@
+//! The `warming` binary.
+
 fn main() {}

@@ -20,7 +20,7 @@ pub const MAX_CONVERSATION_ID_LEN: usize = 128;
 /// assert!(ConversationId::new("no spaces").is_err());
 /// assert!(ConversationId::new("").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct ConversationId(Arc<str>);
 
 /// Why a string is not a [`ConversationId`].
@@ -71,6 +71,21 @@ impl ConversationId {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl PartialEq for ConversationId {
+    fn eq(&self, other: &Self) -> bool {
+        // Ids handed back by the engine share its allocation: comparing the
+        // pointer first skips a cache miss on the string in the hot path.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for ConversationId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Equal ids have equal strings, so hashing the string agrees with `eq`.
+        self.0.hash(state);
     }
 }
 

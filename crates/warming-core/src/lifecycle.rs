@@ -5,6 +5,8 @@
 //! conversation between active and idle, so a stray completion of an old
 //! turn cannot re-arm warming while a newer turn is generating.
 
+use std::sync::Arc;
+
 use crate::{ConversationId, Template};
 
 /// The lifecycle meaning of a runtime event.
@@ -15,7 +17,7 @@ pub enum RuntimeEventKind {
     /// `turn.completed`, with the turn's request when the host included one.
     TurnCompleted {
         /// A new warm template, if the event carried the request.
-        template: Option<Template>,
+        template: Option<Arc<Template>>,
     },
     /// `session.exited`: the provider session ended.
     SessionExited,
@@ -94,8 +96,14 @@ mod tests {
 
     #[test]
     fn only_the_active_turn_completes() {
-        assert_eq!(guard(Some("t1"), &COMPLETED, Some("t1")), LifecycleStep::Settle);
-        assert_eq!(guard(Some("t1"), &COMPLETED, Some("t0")), LifecycleStep::Ignore);
+        assert_eq!(
+            guard(Some("t1"), &COMPLETED, Some("t1")),
+            LifecycleStep::Settle
+        );
+        assert_eq!(
+            guard(Some("t1"), &COMPLETED, Some("t0")),
+            LifecycleStep::Ignore
+        );
         assert_eq!(guard(Some("t1"), &COMPLETED, None), LifecycleStep::Ignore);
         assert_eq!(guard(None, &COMPLETED, None), LifecycleStep::Settle);
         assert_eq!(guard(None, &COMPLETED, Some("t9")), LifecycleStep::Settle);
@@ -105,6 +113,9 @@ mod tests {
     fn session_exit_always_ends_the_turn_and_unknown_types_do_nothing() {
         let exited = RuntimeEventKind::SessionExited;
         assert_eq!(guard(Some("t1"), &exited, None), LifecycleStep::Settle);
-        assert_eq!(guard(Some("t1"), &RuntimeEventKind::Other, Some("t1")), LifecycleStep::Ignore);
+        assert_eq!(
+            guard(Some("t1"), &RuntimeEventKind::Other, Some("t1")),
+            LifecycleStep::Ignore
+        );
     }
 }

@@ -80,7 +80,8 @@ impl Usage {
     pub fn retention_pct(&self) -> Option<f64> {
         percent(
             self.cache_read_tokens,
-            self.cache_read_tokens.saturating_add(self.cache_write_tokens),
+            self.cache_read_tokens
+                .saturating_add(self.cache_write_tokens),
         )
     }
 

@@ -26,7 +26,10 @@ fn a_conversation_never_seen_is_off_idle_and_unscheduled() {
     assert!(!s.enabled);
     assert_eq!(s.interval_ms, 240_000);
     assert!(!s.active);
-    assert_eq!((s.last_pct, s.last_expected_pct, s.last_warm_at), (None, None, None));
+    assert_eq!(
+        (s.last_pct, s.last_expected_pct, s.last_warm_at),
+        (None, None, None)
+    );
     assert_eq!(s.next_warm_at, None);
     assert_eq!(s.warm_count, 0);
 }
@@ -53,7 +56,10 @@ fn turn_started_pauses_cancels_and_invalidates_the_warm_in_flight() {
     h.advance(100);
     h.warmer.turn_started(h.now, &id("c"));
     let effects = h.drain();
-    assert!(effects.contains(&Effect::AbortWarm { conversation: id("c"), token }));
+    assert!(effects.contains(&Effect::AbortWarm {
+        conversation: id("c"),
+        token
+    }));
     let pushed = notifications(&effects);
     assert_eq!(pushed.len(), 1);
     assert!(pushed[0].active);
@@ -94,7 +100,9 @@ fn turn_settled_arms_first_and_then_notifies_a_future_next_warm() {
     // Armed from the start of the turn's request, not from its end.
     assert_eq!(pushed[0].next_warm_at, Some(at(240_000)));
     assert!(!pushed[0].active);
-    assert!(effects.iter().any(|e| matches!(e, Effect::SaveTemplate { .. })));
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::SaveTemplate { .. })));
 }
 
 #[test]
@@ -134,7 +142,10 @@ fn a_turn_longer_than_the_interval_warms_right_after_it() {
 fn a_due_deadline_emits_a_warm_with_a_fresh_token_template_and_backend() {
     let mut h = Harness::new();
     h.enable("c");
-    let op = h.warmer.backend_resolved(h.now, &id("c"), "replica-7").unwrap();
+    let op = h
+        .warmer
+        .backend_resolved(h.now, &id("c"), "replica-7")
+        .unwrap();
     h.warmer.persisted(h.now, op, true);
     h.settle("c", "sys");
     let first = h.run_to_deadline();
@@ -174,7 +185,10 @@ fn a_completed_warm_updates_stats_rearms_from_its_start_and_then_notifies() {
     let token = warms(&h.run_to_deadline())[0].token;
     let sent = h.now;
     h.advance(1_500);
-    let record = h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    let record = h
+        .warmer
+        .warm_completed(h.now, &id("c"), token, HIT)
+        .unwrap();
     assert_eq!(record.outcome, WarmOutcome::Hit);
     assert_eq!(record.latency_ms(), 1_500);
     let effects = h.drain();
@@ -197,7 +211,10 @@ fn a_warm_that_wrote_instead_of_read_is_marked_expired() {
     h.enable("c");
     h.settle("c", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    let record = h.warmer.warm_completed(h.now, &id("c"), token, MISS).unwrap();
+    let record = h
+        .warmer
+        .warm_completed(h.now, &id("c"), token, MISS)
+        .unwrap();
     assert!(record.expired);
     assert_eq!(record.outcome, WarmOutcome::Expired);
     assert_eq!(h.state("c").last_pct, Some(0.0));
@@ -222,8 +239,13 @@ fn a_completion_with_an_unknown_token_or_conversation_changes_nothing() {
     h.enable("c");
     h.settle("c", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    assert_eq!(h.warmer.warm_completed(h.now, &id("other"), token, HIT), None);
-    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    assert_eq!(
+        h.warmer.warm_completed(h.now, &id("other"), token, HIT),
+        None
+    );
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, HIT)
+        .unwrap();
     // Reporting the same token twice counts once.
     assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
     assert_eq!(h.state("c").warm_count, 1);
@@ -234,13 +256,24 @@ fn a_completion_with_an_unknown_token_or_conversation_changes_nothing() {
 fn a_failed_warm_is_retried_with_growing_backoff_capped_by_the_interval() {
     let mut h = Harness::new();
     h.enable("c");
-    h.set("c", SettingsChange { interval_ms: Some(30_000.0), ..Default::default() });
+    h.set(
+        "c",
+        SettingsChange {
+            interval_ms: Some(30_000.0),
+            ..Default::default()
+        },
+    );
     h.settle("c", "sys");
     let mut token = warms(&h.run_to_deadline())[0].token;
     let mut delays = Vec::new();
     for _ in 0..4 {
-        let failure = WarmFailure { message: "upstream 529 overloaded".into(), retry_after_ms: None };
-        h.warmer.warm_failed(h.now, &id("c"), token, failure).unwrap();
+        let failure = WarmFailure {
+            message: "upstream 529 overloaded".into(),
+            retry_after_ms: None,
+        };
+        h.warmer
+            .warm_failed(h.now, &id("c"), token, failure)
+            .unwrap();
         let pushed = h.drain();
         let s = notifications(&pushed)[0];
         assert_eq!(s.last_error.as_deref(), Some("upstream 529 overloaded"));
@@ -254,7 +287,9 @@ fn a_failed_warm_is_retried_with_growing_backoff_capped_by_the_interval() {
     assert_eq!(delays, [5_000, 10_000, 20_000, 30_000]);
 
     // Recovery: a success clears the error and returns to the interval.
-    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, HIT)
+        .unwrap();
     let s = h.state("c");
     assert_eq!(s.last_error, None);
     assert_eq!(s.next_warm_at, Some(h.now.plus_millis(30_000)));
@@ -266,12 +301,22 @@ fn retry_after_is_honoured_but_never_past_the_interval() {
     h.enable("c");
     h.settle("c", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    let failure = WarmFailure { message: "429".into(), retry_after_ms: Some(60_000) };
-    h.warmer.warm_failed(h.now, &id("c"), token, failure).unwrap();
+    let failure = WarmFailure {
+        message: "429".into(),
+        retry_after_ms: Some(60_000),
+    };
+    h.warmer
+        .warm_failed(h.now, &id("c"), token, failure)
+        .unwrap();
     assert_eq!(h.state("c").next_warm_at, Some(h.now.plus_millis(60_000)));
     let token = warms(&h.run_to_deadline())[0].token;
-    let failure = WarmFailure { message: "429".into(), retry_after_ms: Some(3_600_000) };
-    h.warmer.warm_failed(h.now, &id("c"), token, failure).unwrap();
+    let failure = WarmFailure {
+        message: "429".into(),
+        retry_after_ms: Some(3_600_000),
+    };
+    h.warmer
+        .warm_failed(h.now, &id("c"), token, failure)
+        .unwrap();
     assert_eq!(h.state("c").next_warm_at, Some(h.now.plus_millis(240_000)));
 }
 
@@ -288,7 +333,9 @@ fn a_manual_warm_restarts_the_cycle_from_now_and_notifies() {
     assert_eq!(warms(&effects)[0].trigger, WarmTrigger::Manual);
     let sent = h.now;
     h.advance(800);
-    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, HIT)
+        .unwrap();
     let pushed = h.drain();
     let s = notifications(&pushed)[0];
     assert_eq!(s.warm_count, 1);
@@ -300,11 +347,20 @@ fn a_manual_warm_restarts_the_cycle_from_now_and_notifies() {
 #[test]
 fn a_manual_warm_is_refused_while_active_or_without_a_template() {
     let mut h = Harness::new();
-    assert_eq!(h.warmer.warm_now(h.now, &id("c")), Err(WarmNowError::NoTemplate));
+    assert_eq!(
+        h.warmer.warm_now(h.now, &id("c")),
+        Err(WarmNowError::NoTemplate)
+    );
     h.warmer.turn_started(h.now, &id("c"));
-    assert_eq!(h.warmer.warm_now(h.now, &id("c")), Err(WarmNowError::Active));
+    assert_eq!(
+        h.warmer.warm_now(h.now, &id("c")),
+        Err(WarmNowError::Active)
+    );
     h.warmer.turn_settled(h.now, &id("c"), None, None);
-    assert_eq!(h.warmer.warm_now(h.now, &id("c")), Err(WarmNowError::NoTemplate));
+    assert_eq!(
+        h.warmer.warm_now(h.now, &id("c")),
+        Err(WarmNowError::NoTemplate)
+    );
     h.drain();
     h.settle("c", "s");
     assert!(h.warmer.warm_now(h.now, &id("c")).is_ok());
@@ -315,7 +371,9 @@ fn a_manual_warm_while_disabled_warms_once_and_arms_nothing() {
     let mut h = Harness::new();
     h.settle("c", "sys");
     let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
-    h.warmer.warm_completed(h.now, &id("c"), token, HIT).unwrap();
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, HIT)
+        .unwrap();
     let s = h.state("c");
     assert_eq!(s.warm_count, 1);
     assert_eq!(s.next_warm_at, None);
@@ -331,7 +389,10 @@ fn enabling_persists_first_and_changes_memory_only_when_confirmed() {
     let op = h.warmer.update_settings(
         h.now,
         &id("c"),
-        SettingsChange { enabled: Some(true), ..Default::default() },
+        SettingsChange {
+            enabled: Some(true),
+            ..Default::default()
+        },
     );
     let effects = h.drain();
     assert_eq!(
@@ -339,7 +400,10 @@ fn enabling_persists_first_and_changes_memory_only_when_confirmed() {
         [Effect::PersistSettings {
             op,
             conversation: id("c"),
-            settings: Settings { enabled: true, interval_ms: 240_000 }
+            settings: Settings {
+                enabled: true,
+                interval_ms: 240_000
+            }
         }]
     );
     assert!(!h.state("c").enabled);
@@ -359,7 +423,10 @@ fn a_failed_settings_write_leaves_everything_as_it_was() {
     let op = h.warmer.update_settings(
         h.now,
         &id("c"),
-        SettingsChange { enabled: Some(true), interval_ms: Some(20_000.0) },
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(20_000.0),
+        },
     );
     h.drain();
     h.warmer.persisted(h.now, op, false);
@@ -370,12 +437,21 @@ fn a_failed_settings_write_leaves_everything_as_it_was() {
     let op = h.warmer.update_settings(
         h.now,
         &id("c"),
-        SettingsChange { enabled: Some(true), ..Default::default() },
+        SettingsChange {
+            enabled: Some(true),
+            ..Default::default()
+        },
     );
     let effects = h.drain();
     assert!(matches!(
         effects[0],
-        Effect::PersistSettings { settings: Settings { interval_ms: 240_000, .. }, .. }
+        Effect::PersistSettings {
+            settings: Settings {
+                interval_ms: 240_000,
+                ..
+            },
+            ..
+        }
     ));
     h.warmer.persisted(h.now, op, true);
 }
@@ -383,9 +459,21 @@ fn a_failed_settings_write_leaves_everything_as_it_was() {
 #[test]
 fn disabling_cancels_and_re_enabling_restores_the_persisted_interval() {
     let mut h = Harness::new();
-    h.set("c", SettingsChange { enabled: Some(true), interval_ms: Some(60_000.0) });
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(60_000.0),
+        },
+    );
     h.settle("c", "sys");
-    h.set("c", SettingsChange { enabled: Some(false), ..Default::default() });
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
     assert_eq!(h.state("c").next_warm_at, None);
     assert_eq!(h.warmer.poll_timeout(), None);
     h.advance(1_000);
@@ -409,8 +497,22 @@ fn enabling_while_active_arms_nothing_until_the_turn_settles() {
 #[test]
 fn two_quick_changes_do_not_undo_each_other() {
     let mut h = Harness::new();
-    let a = h.warmer.update_settings(h.now, &id("c"), SettingsChange { enabled: Some(true), ..Default::default() });
-    let b = h.warmer.update_settings(h.now, &id("c"), SettingsChange { interval_ms: Some(20_000.0), ..Default::default() });
+    let a = h.warmer.update_settings(
+        h.now,
+        &id("c"),
+        SettingsChange {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    );
+    let b = h.warmer.update_settings(
+        h.now,
+        &id("c"),
+        SettingsChange {
+            interval_ms: Some(20_000.0),
+            ..Default::default()
+        },
+    );
     h.warmer.persisted(h.now, a, true);
     h.warmer.persisted(h.now, b, true);
     let s = h.state("c");
@@ -432,7 +534,13 @@ fn interval_changes_are_clamped_persisted_and_rearm_an_armed_timer() {
         (12_345.6, 12_346),
         (1e15, 3_540_000),
     ] {
-        h.set("c", SettingsChange { interval_ms: Some(asked), ..Default::default() });
+        h.set(
+            "c",
+            SettingsChange {
+                interval_ms: Some(asked),
+                ..Default::default()
+            },
+        );
         let s = h.state("c");
         assert_eq!(s.interval_ms, stored, "{asked}");
         assert_eq!(s.next_warm_at, Some(at(stored)), "{asked}");
@@ -445,7 +553,13 @@ fn interval_limits_are_configurable() {
         limits: IntervalLimits::new(1_000, 60_000),
         ..Config::default()
     });
-    h.set("c", SettingsChange { interval_ms: Some(500.0), ..Default::default() });
+    h.set(
+        "c",
+        SettingsChange {
+            interval_ms: Some(500.0),
+            ..Default::default()
+        },
+    );
     assert_eq!(h.state("c").interval_ms, 1_000);
     // The default interval is clamped too.
     assert_eq!(h.state("d").interval_ms, 60_000);
@@ -455,17 +569,31 @@ fn interval_limits_are_configurable() {
 #[test]
 fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
     let mut h = Harness::new();
-    h.set("c", SettingsChange { enabled: Some(true), interval_ms: Some(30_000.0) });
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(30_000.0),
+        },
+    );
     h.settle("c", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
     let op = h.warmer.close(h.now, &id("c"));
     let effects = h.drain();
-    assert!(effects.contains(&Effect::AbortWarm { conversation: id("c"), token }));
-    assert!(effects.contains(&Effect::AbortGeneration { conversation: id("c") }));
+    assert!(effects.contains(&Effect::AbortWarm {
+        conversation: id("c"),
+        token
+    }));
+    assert!(effects.contains(&Effect::AbortGeneration {
+        conversation: id("c")
+    }));
     assert!(effects.contains(&Effect::PersistSettings {
         op,
         conversation: id("c"),
-        settings: Settings { enabled: false, interval_ms: 30_000 },
+        settings: Settings {
+            enabled: false,
+            interval_ms: 30_000
+        },
     }));
     let pushed = notifications(&effects);
     assert!(!pushed[0].enabled);
@@ -484,7 +612,14 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
 fn an_older_enable_confirmed_after_a_close_does_not_resurrect_warming() {
     let mut h = Harness::new();
     h.settle("c", "sys");
-    let enable = h.warmer.update_settings(h.now, &id("c"), SettingsChange { enabled: Some(true), ..Default::default() });
+    let enable = h.warmer.update_settings(
+        h.now,
+        &id("c"),
+        SettingsChange {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    );
     let close = h.warmer.close(h.now, &id("c"));
     h.warmer.persisted(h.now, enable, true);
     h.warmer.persisted(h.now, close, true);
@@ -545,7 +680,11 @@ fn a_backend_is_adopted_only_after_its_write_and_retried_after_a_failure() {
 
 // 15
 fn event(kind: RuntimeEventKind, turn: Option<&str>) -> RuntimeEvent {
-    RuntimeEvent { conversation: id("t"), kind, turn_id: turn.map(String::from) }
+    RuntimeEvent {
+        conversation: id("t"),
+        kind,
+        turn_id: turn.map(String::from),
+    }
 }
 
 #[test]
@@ -553,32 +692,61 @@ fn runtime_events_go_through_the_lifecycle_guard() {
     let mut h = Harness::new();
     h.enable("t");
     let started = |turn| event(RuntimeEventKind::TurnStarted, turn);
-    let completed = |turn| event(RuntimeEventKind::TurnCompleted { template: Some(template("rt")) }, turn);
+    let completed = |turn| {
+        event(
+            RuntimeEventKind::TurnCompleted {
+                template: Some(template("rt")),
+            },
+            turn,
+        )
+    };
 
-    assert_eq!(h.warmer.runtime_event(h.now, started(Some("1"))), EventDisposition::Applied);
+    assert_eq!(
+        h.warmer.runtime_event(h.now, started(Some("1"))),
+        EventDisposition::Applied
+    );
     assert!(h.state("t").active);
-    assert_eq!(h.warmer.runtime_event(h.now, started(Some("2"))), EventDisposition::Ignored);
-    assert_eq!(h.warmer.runtime_event(h.now, completed(Some("2"))), EventDisposition::Ignored);
-    assert_eq!(h.warmer.runtime_event(h.now, completed(None)), EventDisposition::Ignored);
+    assert_eq!(
+        h.warmer.runtime_event(h.now, started(Some("2"))),
+        EventDisposition::Ignored
+    );
+    assert_eq!(
+        h.warmer.runtime_event(h.now, completed(Some("2"))),
+        EventDisposition::Ignored
+    );
+    assert_eq!(
+        h.warmer.runtime_event(h.now, completed(None)),
+        EventDisposition::Ignored
+    );
     assert!(h.state("t").active);
-    assert_eq!(h.warmer.runtime_event(h.now, completed(Some("1"))), EventDisposition::Applied);
+    assert_eq!(
+        h.warmer.runtime_event(h.now, completed(Some("1"))),
+        EventDisposition::Applied
+    );
     let s = h.state("t");
     assert!(!s.active);
     assert!(s.next_warm_at.is_some());
 
     let usage = event(RuntimeEventKind::Other, Some("1"));
-    assert_eq!(h.warmer.runtime_event(h.now, usage), EventDisposition::Ignored);
+    assert_eq!(
+        h.warmer.runtime_event(h.now, usage),
+        EventDisposition::Ignored
+    );
 
     h.warmer.runtime_event(h.now, started(Some("3")));
     let exited = event(RuntimeEventKind::SessionExited, None);
-    assert_eq!(h.warmer.runtime_event(h.now, exited), EventDisposition::Applied);
+    assert_eq!(
+        h.warmer.runtime_event(h.now, exited),
+        EventDisposition::Applied
+    );
     assert!(!h.state("t").active);
 }
 
 #[test]
 fn ignored_events_do_not_create_conversations() {
     let mut h = Harness::new();
-    h.warmer.runtime_event(h.now, event(RuntimeEventKind::Other, None));
+    h.warmer
+        .runtime_event(h.now, event(RuntimeEventKind::Other, None));
     assert!(!h.warmer.knows(&id("t")));
 }
 
@@ -586,11 +754,18 @@ fn ignored_events_do_not_create_conversations() {
 fn restored(raw: &str, enabled: bool, next: Option<Timestamp>) -> Restored {
     Restored {
         conversation: ConversationId::new(raw).unwrap(),
-        settings: Settings { enabled, interval_ms: 60_000 },
-        template: Some(template("restored")),
+        settings: Settings {
+            enabled,
+            interval_ms: 60_000,
+        },
+        template: Some((*template("restored")).clone()),
         next_warm_at: next,
         backend: Some("b9".into()),
-        stats: WarmStats { warm_count: 7, last_pct: Some(99.0), ..WarmStats::default() },
+        stats: WarmStats {
+            warm_count: 7,
+            last_pct: Some(99.0),
+            ..WarmStats::default()
+        },
     }
 }
 
@@ -615,7 +790,10 @@ fn restore_resumes_enabled_conversations_once_each() {
 
     // The conversation that missed an hour of warms warms once, not 60 times.
     let effects = h.run_to_deadline();
-    let fired: Vec<_> = warms(&effects).iter().map(|w| w.conversation.to_string()).collect();
+    let fired: Vec<_> = warms(&effects)
+        .iter()
+        .map(|w| w.conversation.to_string())
+        .collect();
     assert_eq!(fired, ["missed", "unscheduled"]);
     assert_eq!(warms(&effects)[0].preferred_backend.as_deref(), Some("b9"));
 }
@@ -628,6 +806,7 @@ fn time_never_runs_backwards_inside_the_engine() {
     let next = h.state("c").next_warm_at.unwrap();
     // An input stamped in the past is treated as happening now.
     h.warmer.turn_started(Timestamp::from_millis(0), &id("c"));
-    h.warmer.turn_settled(Timestamp::from_millis(0), &id("c"), None, None);
+    h.warmer
+        .turn_settled(Timestamp::from_millis(0), &id("c"), None, None);
     assert_eq!(h.state("c").next_warm_at, Some(next));
 }

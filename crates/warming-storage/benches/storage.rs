@@ -1,1 +1,3 @@
-fn main(){}
+//! Storage benchmark (in progress).
+
+fn main() {}

@@ -1,1 +1,1 @@
-//! placeholder
+//! SQLite storage for warming (in progress).

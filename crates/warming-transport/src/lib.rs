@@ -1,1 +1,1 @@
-//! placeholder
+//! HTTP and WebSocket transport for warming (in progress).

@@ -57,7 +57,7 @@ impl Warmer {
         &mut self,
         now: Timestamp,
         id: &ConversationId,
-        template: Option<Template>,
+        template: Option<Arc<Template>>,
         request_started_at: Option<Timestamp>,
     ) {
         let now = self.tick(now);
@@ -107,7 +107,10 @@ impl Warmer {
             }
             self.deadlines.pop_first();
             let c = self.conv(slot);
-            let trigger = c.deadline.take().map_or(WarmTrigger::Scheduled, |d| d.trigger);
+            let trigger = c
+                .deadline
+                .take()
+                .map_or(WarmTrigger::Scheduled, |d| d.trigger);
             // Re-checked, never trusted: the index only holds schedulable
             // conversations, but a stale entry must do nothing.
             if c.may_schedule() {
@@ -450,7 +453,7 @@ impl Warmer {
     fn settle(
         &mut self,
         slot: u32,
-        template: Option<Template>,
+        template: Option<Arc<Template>>,
         touched: Option<Timestamp>,
         now: Timestamp,
     ) {
@@ -464,7 +467,6 @@ impl Warmer {
             c.failures = 0;
         }
         if let Some(template) = template {
-            let template = Arc::new(template);
             c.template = Some(template.clone());
             let conversation = c.id.clone();
             self.effects.push_back(Effect::SaveTemplate {

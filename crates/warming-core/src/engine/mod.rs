@@ -10,8 +10,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 pub use self::conversation::WarmStats;
-pub use self::inputs::{WarmFailure, WarmNowError};
 use self::conversation::{Conversation, Deadline, InFlight};
+pub use self::inputs::{WarmFailure, WarmNowError};
 use crate::{
     ConversationId, ConversationState, Effect, IntervalLimits, PersistId, Settings, Template,
     Timestamp, WarmRequest, WarmToken, WarmTrigger,
@@ -104,7 +104,7 @@ enum Pending {
 /// // Opt in; memory changes once the caller confirms the write.
 /// let op = warmer.update_settings(t0, &id, SettingsChange { enabled: Some(true), ..Default::default() });
 /// warmer.persisted(t0, op, true);
-/// warmer.turn_settled(t0, &id, Some(Template::new(serde_json::json!({"model": "m"}), None, None)), None);
+/// warmer.turn_settled(t0, &id, Some(Template::new(serde_json::json!({"model": "m"}), None, None).into()), None);
 /// let due = warmer.poll_timeout().unwrap();
 /// assert_eq!(due, t0.plus_millis(240_000));
 ///
@@ -180,8 +180,9 @@ impl Warmer {
     pub fn state(&self, id: &ConversationId) -> ConversationState {
         match self.slots.get(id) {
             Some(&slot) => self.conversations[slot as usize].snapshot(),
-            None => Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
-                .snapshot(),
+            None => {
+                Conversation::new(id.clone(), Settings::defaults(&self.config.limits)).snapshot()
+            }
         }
     }
 
@@ -227,7 +228,8 @@ impl Warmer {
         }
         let slot = u32::try_from(self.conversations.len()).expect("fewer than 2^32 conversations");
         let settings = Settings::defaults(&self.config.limits);
-        self.conversations.push(Conversation::new(id.clone(), settings));
+        self.conversations
+            .push(Conversation::new(id.clone(), settings));
         self.slots.insert(id.clone(), slot);
         slot
     }
@@ -313,7 +315,10 @@ impl Warmer {
         let request = WarmRequest {
             conversation: c.id.clone(),
             token,
-            template: c.template.clone().expect("fire is only called with a template"),
+            template: c
+                .template
+                .clone()
+                .expect("fire is only called with a template"),
             preferred_backend: c.backend.clone(),
             trigger,
         };

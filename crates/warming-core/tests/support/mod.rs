@@ -1,6 +1,8 @@
 //! A virtual-clock harness around the engine, shared by the core's tests.
 #![allow(dead_code)]
 
+use std::sync::Arc;
+
 use serde_json::json;
 use warming_core::{
     Config, ConversationId, ConversationState, Effect, SettingsChange, Template, Timestamp,
@@ -19,12 +21,12 @@ pub fn id(raw: &str) -> ConversationId {
     ConversationId::new(raw).unwrap()
 }
 
-pub fn template(tag: &str) -> Template {
-    Template::new(
+pub fn template(tag: &str) -> Arc<Template> {
+    Arc::new(Template::new(
         json!({"model": "claude-test", "system": tag, "messages": [{"role": "user", "content": "hi"}]}),
         None,
         None,
-    )
+    ))
 }
 
 impl Harness {
