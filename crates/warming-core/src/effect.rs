@@ -55,6 +55,14 @@ impl WarmTrigger {
             Self::Manual => "manual",
         }
     }
+
+    /// The trigger named by [`as_str`](Self::as_str), if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Scheduled, Self::Retry, Self::Manual]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
 }
 
 /// A warm to send: replay `template` with the smallest output.

@@ -1,0 +1,113 @@
+//! Reads: the restore pass at start and history pages.
+
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, Row};
+use warming_core::{
+    ConversationId, IntervalLimits, Restored, Settings, Template, Timestamp, Usage, WarmOutcome,
+    WarmRecord, WarmStats, WarmTrigger,
+};
+
+use crate::ReadError;
+
+fn timestamp(ms: Option<i64>) -> Option<Timestamp> {
+    ms.and_then(|ms| u64::try_from(ms).ok())
+        .map(Timestamp::from_millis)
+}
+
+fn count(n: Option<i64>) -> u64 {
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+/// Every conversation with its settings, template, schedule, backend and
+/// stats, in one pass. Rows with an invalid id are skipped with a warning;
+/// damaged settings or templates fall back to defaults / none.
+pub(crate) fn load_all(
+    conn: &Connection,
+    limits: &IntervalLimits,
+) -> Result<Vec<Restored>, ReadError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, settings, request, model, cwd, next_warm_at, backend,
+                last_pct, last_expected_pct, last_warm_at, warm_count, last_error
+         FROM conversations",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut restored = Vec::new();
+    while let Some(row) = rows.next()? {
+        let raw_id: String = row.get(0)?;
+        let Ok(conversation) = ConversationId::new(&raw_id) else {
+            tracing::warn!(id = %raw_id.escape_debug(), "skipping a stored conversation with an invalid id");
+            continue;
+        };
+        restored.push(restore_row(conversation, row, limits)?);
+    }
+    Ok(restored)
+}
+
+fn restore_row(
+    conversation: ConversationId,
+    row: &Row<'_>,
+    limits: &IntervalLimits,
+) -> rusqlite::Result<Restored> {
+    let settings = row
+        .get::<_, Option<String>>(1)?
+        .map_or_else(|| Settings::defaults(limits), |raw| Settings::parse_json(&raw, limits));
+    let request: Option<String> = row.get(2)?;
+    let template = request
+        .and_then(|raw| serde_json::from_str(&raw).ok())
+        .map(|request| Template::new(request, row.get(3).ok().flatten(), row.get(4).ok().flatten()));
+    Ok(Restored {
+        conversation,
+        settings,
+        template,
+        next_warm_at: timestamp(row.get(5)?),
+        backend: row.get(6)?,
+        stats: WarmStats {
+            last_pct: row.get(7)?,
+            last_expected_pct: row.get(8)?,
+            last_warm_at: timestamp(row.get(9)?),
+            warm_count: count(row.get(10)?),
+            last_error: row.get::<_, Option<String>>(11)?.map(Arc::from),
+        },
+    })
+}
+
+/// The newest `limit` warms of a conversation, newest first.
+pub(crate) fn history(
+    conn: &Connection,
+    conversation: &ConversationId,
+    limit: usize,
+) -> Result<Vec<WarmRecord>, ReadError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT started_at, finished_at, trigger, outcome, expired, input_tokens,
+                cache_read_tokens, cache_write_tokens, pct, expected_pct, backend, error
+         FROM warm_history WHERE conversation = ?1 ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![conversation.as_str(), limit], |row| {
+        let input: Option<i64> = row.get(5)?;
+        let usage = input.map(|input| {
+            Usage::anthropic(
+                count(Some(input)),
+                count(row.get(6).ok().flatten()),
+                count(row.get(7).ok().flatten()),
+            )
+        });
+        let trigger: String = row.get(2)?;
+        let outcome: String = row.get(3)?;
+        Ok(WarmRecord {
+            conversation_id: conversation.clone(),
+            started_at: timestamp(row.get(0)?).unwrap_or_default(),
+            finished_at: timestamp(row.get(1)?).unwrap_or_default(),
+            trigger: WarmTrigger::parse(&trigger).unwrap_or(WarmTrigger::Scheduled),
+            outcome: WarmOutcome::parse(&outcome).unwrap_or(WarmOutcome::Failed),
+            expired: row.get(4)?,
+            usage,
+            pct: row.get(8)?,
+            expected_pct: row.get(9)?,
+            backend: row.get::<_, Option<String>>(10)?.map(Arc::from),
+            error: row.get::<_, Option<String>>(11)?.map(Arc::from),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,247 @@
+//! The writer thread: applies writes in arrival order, many per transaction.
+
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, Transaction};
+use tokio::sync::oneshot;
+use warming_core::{ConversationId, Settings, Template, Timestamp, WarmOutcome, WarmRecord};
+
+use crate::WriteError;
+
+/// One durable change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// A conversation's settings.
+    Settings {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Its settings.
+        settings: Settings,
+    },
+    /// A conversation's sticky backend.
+    Backend {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The backend id.
+        backend: Arc<str>,
+    },
+    /// A conversation's warm template (already free of credentials).
+    Template {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The template.
+        template: Arc<Template>,
+    },
+    /// When a conversation's next warm is due.
+    Schedule {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The due time, or `None` when nothing is scheduled.
+        next_warm_at: Option<Timestamp>,
+    },
+    /// A finished warm: appended to history (capped per conversation) and
+    /// folded into the conversation's stats.
+    Warm(WarmRecord),
+}
+
+/// A write waiting for the writer, with whoever waits for its commit.
+pub(crate) enum Job {
+    /// Apply the write, then acknowledge.
+    Write(Write, Option<oneshot::Sender<Result<(), WriteError>>>),
+    /// Acknowledge once everything before it is committed.
+    Flush(oneshot::Sender<Result<(), WriteError>>),
+    /// Finish what came before, then stop.
+    Stop,
+}
+
+/// How the writer batches and trims.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterConfig {
+    /// Most writes committed in one transaction.
+    pub max_batch: usize,
+    /// Most history rows kept per conversation.
+    pub history_cap: usize,
+}
+
+/// Runs until a `Stop` job or until every sender is gone.
+pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, config: WriterConfig) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch.max(1) {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let stop = batch.iter().any(|job| matches!(job, Job::Stop));
+        let results = commit_batch(&mut conn, &batch, config.history_cap);
+        for (job, result) in batch.into_iter().zip(results) {
+            match job {
+                Job::Write(_, Some(ack)) | Job::Flush(ack) => {
+                    let _ = ack.send(result);
+                }
+                Job::Write(_, None) => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "write-behind storage write failed");
+                    }
+                }
+                Job::Stop => {}
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+/// Applies a batch in one transaction. Each write runs in its own savepoint,
+/// so one bad write fails alone; a failed commit fails them all.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[Job],
+    history_cap: usize,
+) -> Vec<Result<(), WriteError>> {
+    let all_failed = |e: rusqlite::Error| vec![Err(WriteError::Sqlite(e.to_string())); batch.len()];
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return all_failed(e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = match job {
+            Job::Write(write, _) => apply_isolated(&mut tx, write, history_cap),
+            Job::Flush(_) | Job::Stop => Ok(()),
+        };
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => all_failed(e),
+    }
+}
+
+fn apply_isolated(
+    tx: &mut Transaction<'_>,
+    write: &Write,
+    history_cap: usize,
+) -> Result<(), WriteError> {
+    let to_error = |e: rusqlite::Error| WriteError::Sqlite(e.to_string());
+    let savepoint = tx.savepoint().map_err(to_error)?;
+    apply(&savepoint, write, history_cap).map_err(to_error)?;
+    savepoint.commit().map_err(to_error)
+}
+
+fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Result<()> {
+    match write {
+        Write::Settings {
+            conversation,
+            settings,
+        } => upsert(conn, conversation, "settings", &settings.to_json()),
+        Write::Backend {
+            conversation,
+            backend,
+        } => upsert(conn, conversation, "backend", &**backend),
+        Write::Template {
+            conversation,
+            template,
+        } => {
+            let request = template.request().to_string();
+            conn.prepare_cached(
+                "INSERT INTO conversations (id, request, model, cwd) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET
+                   request = excluded.request, model = excluded.model, cwd = excluded.cwd",
+            )?
+            .execute(params![
+                conversation.as_str(),
+                request,
+                template.explicit_model(),
+                template.cwd()
+            ])?;
+            Ok(())
+        }
+        Write::Schedule {
+            conversation,
+            next_warm_at,
+        } => {
+            let at = next_warm_at.map(|t| millis_to_sql(t.as_millis()));
+            upsert(conn, conversation, "next_warm_at", at)
+        }
+        Write::Warm(record) => append_warm(conn, record, history_cap),
+    }
+}
+
+/// Sets one column of a conversation's row, creating the row if needed.
+fn upsert(
+    conn: &Connection,
+    conversation: &ConversationId,
+    column: &'static str,
+    value: impl rusqlite::ToSql,
+) -> rusqlite::Result<()> {
+    // `column` is one of a few literals above, never input.
+    let sql = format!(
+        "INSERT INTO conversations (id, {column}) VALUES (?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET {column} = excluded.{column}"
+    );
+    conn.prepare_cached(&sql)?
+        .execute(params![conversation.as_str(), value])?;
+    Ok(())
+}
+
+fn append_warm(conn: &Connection, r: &WarmRecord, history_cap: usize) -> rusqlite::Result<()> {
+    let id = r.conversation_id.as_str();
+    conn.prepare_cached("INSERT OR IGNORE INTO conversations (id) VALUES (?1)")?
+        .execute([id])?;
+    let usage = r.usage.unwrap_or_default();
+    let tokens = |n: u64| r.usage.map(|_| i64::try_from(n).unwrap_or(i64::MAX));
+    conn.prepare_cached(
+        "INSERT INTO warm_history (conversation, started_at, finished_at, trigger, outcome,
+           expired, input_tokens, cache_read_tokens, cache_write_tokens, pct, expected_pct,
+           backend, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        id,
+        millis_to_sql(r.started_at.as_millis()),
+        millis_to_sql(r.finished_at.as_millis()),
+        r.trigger.as_str(),
+        r.outcome.as_str(),
+        r.expired,
+        tokens(usage.input_tokens),
+        tokens(usage.cache_read_tokens),
+        tokens(usage.cache_write_tokens),
+        r.pct,
+        r.expected_pct,
+        r.backend.as_deref(),
+        r.error.as_deref(),
+    ])?;
+    if r.outcome == WarmOutcome::Failed {
+        conn.prepare_cached("UPDATE conversations SET last_error = ?2 WHERE id = ?1")?
+            .execute(params![id, r.error.as_deref()])?;
+    } else {
+        conn.prepare_cached(
+            "UPDATE conversations SET last_pct = ?2, last_expected_pct = ?3, last_warm_at = ?4,
+               warm_count = warm_count + 1, last_error = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            r.pct,
+            r.expected_pct,
+            millis_to_sql(r.finished_at.as_millis())
+        ])?;
+    }
+    // Keep the newest `history_cap` rows of this conversation.
+    conn.prepare_cached(
+        "DELETE FROM warm_history WHERE conversation = ?1 AND seq <= (
+           SELECT seq FROM warm_history WHERE conversation = ?1
+           ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![id, i64::try_from(history_cap).unwrap_or(i64::MAX)])?;
+    Ok(())
+}
+
+/// SQLite integers are signed; epoch milliseconds fit for 292 million years.
+pub(crate) fn millis_to_sql(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
