@@ -21,8 +21,9 @@ const CREDENTIAL_KEYS: &[&str] = &[
 /// replays with the smallest output, plus the context that came with it.
 ///
 /// The core treats the request as opaque: building the provider call from it
-/// is the transport's job. Construction strips credential keys anywhere in
-/// the JSON, so a template is always safe to persist.
+/// is the transport's job. It is kept as compact JSON text (a parsed tree of
+/// a long conversation costs several times its text), and construction strips
+/// credential keys anywhere in it, so a template is always safe to persist.
 ///
 /// ```
 /// use warming_core::Template;
@@ -32,13 +33,15 @@ const CREDENTIAL_KEYS: &[&str] = &[
 ///     None,
 /// );
 /// assert_eq!(t.request()["max_tokens"], 64);
-/// assert!(t.request().get("api_key").is_none());
+/// assert!(!t.request_json().contains("sk-secret"));
+/// assert_eq!(t.model(), Some("m"));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
-    /// The provider request body (Anthropic Messages or OpenAI Chat).
-    request: Value,
-    /// The model, when the app named it apart from the request.
+    /// The provider request body (Anthropic Messages or OpenAI Chat), as
+    /// compact JSON without credentials.
+    request: Box<str>,
+    /// The model: given apart from the request, else the request's `model`.
     model: Option<String>,
     /// The app's working directory for the conversation, kept for display.
     cwd: Option<String>,
@@ -49,30 +52,52 @@ impl Template {
     #[must_use]
     pub fn new(mut request: Value, model: Option<String>, cwd: Option<String>) -> Self {
         strip_credentials(&mut request);
+        let model = model.or_else(|| {
+            request
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
         Self {
-            request,
+            request: request.to_string().into_boxed_str(),
             model,
             cwd,
         }
     }
 
-    /// The request body to replay.
+    /// A template as stored by warming itself (already free of credentials),
+    /// without re-parsing it into a tree: restoring a million conversations
+    /// must not cost a million parses. `None` if `request_json` is not JSON.
     #[must_use]
-    pub fn request(&self) -> &Value {
+    pub fn from_stored(
+        request_json: String,
+        model: Option<String>,
+        cwd: Option<String>,
+    ) -> Option<Self> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&request_json).ok()?;
+        Some(Self {
+            request: request_json.into_boxed_str(),
+            model,
+            cwd,
+        })
+    }
+
+    /// The request body to replay, parsed.
+    #[must_use]
+    pub fn request(&self) -> Value {
+        // Always valid: built from a `Value` or checked in `from_stored`.
+        serde_json::from_str(&self.request).unwrap_or(Value::Null)
+    }
+
+    /// The request body as compact JSON text.
+    #[must_use]
+    pub fn request_json(&self) -> &str {
         &self.request
     }
 
-    /// The model: the one given apart, else the request's `model` field.
+    /// The model, if known.
     #[must_use]
     pub fn model(&self) -> Option<&str> {
-        self.model
-            .as_deref()
-            .or_else(|| self.request.get("model").and_then(Value::as_str))
-    }
-
-    /// The model exactly as given apart from the request, if it was.
-    #[must_use]
-    pub fn explicit_model(&self) -> Option<&str> {
         self.model.as_deref()
     }
 
@@ -118,7 +143,7 @@ mod tests {
         );
         assert_eq!(
             t.request(),
-            &json!({
+            json!({
                 "model": "claude",
                 "max_tokens": 100,
                 "metadata": {"user_id": "u"},
@@ -127,6 +152,12 @@ mod tests {
         );
         assert_eq!(t.model(), Some("claude"));
         assert_eq!(t.cwd(), Some("/tmp"));
+    }
+
+    #[test]
+    fn a_stored_template_must_be_json() {
+        assert!(Template::from_stored("{\"model\":\"m\"}".into(), None, None).is_some());
+        assert!(Template::from_stored("{not json".into(), None, None).is_none());
     }
 
     #[test]

@@ -69,7 +69,12 @@ fn restore_seconds(conversations: usize) -> f64 {
             for i in 0..conversations {
                 let settings = format!(r#"{{"enabled":true,"intervalMs":{}}}"#, 60_000 + i % 1000);
                 insert
-                    .execute(params![format!("conv-{i:08}"), settings, request, 1_700_000_000_000i64 + i as i64])
+                    .execute(params![
+                        format!("conv-{i:08}"),
+                        settings,
+                        request,
+                        1_700_000_000_000i64 + i as i64
+                    ])
                     .unwrap();
             }
         }
@@ -91,8 +96,15 @@ fn main() {
         "acknowledged settings writes/s, {WRITERS} concurrent writers: one transaction per write {single:.0}, group commit {grouped:.0}, ratio {:.1}x",
         grouped / single
     );
-    let sizes: &[usize] = if quick { &[1_000] } else { &[100_000, 1_000_000] };
+    let sizes: &[usize] = if quick {
+        &[1_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
     for &n in sizes {
-        println!("restore of {n} conversations (open + load_all): {:.2} s", restore_seconds(n));
+        println!(
+            "restore of {n} conversations (open + load_all): {:.2} s",
+            restore_seconds(n)
+        );
     }
 }

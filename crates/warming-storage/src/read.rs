@@ -49,13 +49,13 @@ fn restore_row(
     row: &Row<'_>,
     limits: &IntervalLimits,
 ) -> rusqlite::Result<Restored> {
-    let settings = row
-        .get::<_, Option<String>>(1)?
-        .map_or_else(|| Settings::defaults(limits), |raw| Settings::parse_json(&raw, limits));
+    let settings = row.get::<_, Option<String>>(1)?.map_or_else(
+        || Settings::defaults(limits),
+        |raw| Settings::parse_json(&raw, limits),
+    );
     let request: Option<String> = row.get(2)?;
-    let template = request
-        .and_then(|raw| serde_json::from_str(&raw).ok())
-        .map(|request| Template::new(request, row.get(3).ok().flatten(), row.get(4).ok().flatten()));
+    let (model, cwd) = (row.get(3)?, row.get(4)?);
+    let template = request.and_then(|raw| Template::from_stored(raw, model, cwd));
     Ok(Restored {
         conversation,
         settings,

@@ -95,14 +95,32 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, config: WriterConfi
     }
 }
 
-/// Applies a batch in one transaction. Each write runs in its own savepoint,
-/// so one bad write fails alone; a failed commit fails them all.
+/// Applies a batch in one transaction. The common case (every write valid)
+/// runs straight through; if any write fails, the batch is rolled back and
+/// replayed with one savepoint per write, so a bad write fails alone. A
+/// failed commit fails them all.
 fn commit_batch(
     conn: &mut Connection,
     batch: &[Job],
     history_cap: usize,
 ) -> Vec<Result<(), WriteError>> {
     let all_failed = |e: rusqlite::Error| vec![Err(WriteError::Sqlite(e.to_string())); batch.len()];
+    let writes = || {
+        batch.iter().filter_map(|job| match job {
+            Job::Write(write, _) => Some(write),
+            Job::Flush(_) | Job::Stop => None,
+        })
+    };
+    let fast = (|| {
+        let tx = conn.transaction()?;
+        for write in writes() {
+            apply(&tx, write, history_cap)?;
+        }
+        tx.commit()
+    })();
+    if fast.is_ok() {
+        return vec![Ok(()); batch.len()];
+    }
     let mut tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => return all_failed(e),
@@ -137,16 +155,16 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
         Write::Settings {
             conversation,
             settings,
-        } => upsert(conn, conversation, "settings", &settings.to_json()),
+        } => upsert(conn, UPSERT_SETTINGS, conversation, &settings.to_json()),
         Write::Backend {
             conversation,
             backend,
-        } => upsert(conn, conversation, "backend", &**backend),
+        } => upsert(conn, UPSERT_BACKEND, conversation, &**backend),
         Write::Template {
             conversation,
             template,
         } => {
-            let request = template.request().to_string();
+            let request = template.request_json();
             conn.prepare_cached(
                 "INSERT INTO conversations (id, request, model, cwd) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET
@@ -155,7 +173,7 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
             .execute(params![
                 conversation.as_str(),
                 request,
-                template.explicit_model(),
+                template.model(),
                 template.cwd()
             ])?;
             Ok(())
@@ -165,25 +183,27 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
             next_warm_at,
         } => {
             let at = next_warm_at.map(|t| millis_to_sql(t.as_millis()));
-            upsert(conn, conversation, "next_warm_at", at)
+            upsert(conn, UPSERT_SCHEDULE, conversation, at)
         }
         Write::Warm(record) => append_warm(conn, record, history_cap),
     }
 }
 
-/// Sets one column of a conversation's row, creating the row if needed.
+/// Statements that set one column of a conversation's row, creating it.
+const UPSERT_SETTINGS: &str = "INSERT INTO conversations (id, settings) VALUES (?1, ?2)
+     ON CONFLICT(id) DO UPDATE SET settings = excluded.settings";
+const UPSERT_BACKEND: &str = "INSERT INTO conversations (id, backend) VALUES (?1, ?2)
+     ON CONFLICT(id) DO UPDATE SET backend = excluded.backend";
+const UPSERT_SCHEDULE: &str = "INSERT INTO conversations (id, next_warm_at) VALUES (?1, ?2)
+     ON CONFLICT(id) DO UPDATE SET next_warm_at = excluded.next_warm_at";
+
 fn upsert(
     conn: &Connection,
+    sql: &'static str,
     conversation: &ConversationId,
-    column: &'static str,
     value: impl rusqlite::ToSql,
 ) -> rusqlite::Result<()> {
-    // `column` is one of a few literals above, never input.
-    let sql = format!(
-        "INSERT INTO conversations (id, {column}) VALUES (?1, ?2)
-         ON CONFLICT(id) DO UPDATE SET {column} = excluded.{column}"
-    );
-    conn.prepare_cached(&sql)?
+    conn.prepare_cached(sql)?
         .execute(params![conversation.as_str(), value])?;
     Ok(())
 }

@@ -32,10 +32,23 @@ fn crash_child() {
             std::thread::spawn(move || {
                 for i in 0u64.. {
                     let conversation = id(&format!("t{t}-{i}"));
-                    let settings = Settings { enabled: i % 3 != 0, interval_ms: 10_000 + i };
-                    storage.write_blocking(Write::Settings { conversation, settings }).unwrap();
+                    let settings = Settings {
+                        enabled: i % 3 != 0,
+                        interval_ms: 10_000 + i,
+                    };
+                    storage
+                        .write_blocking(Write::Settings {
+                            conversation,
+                            settings,
+                        })
+                        .unwrap();
                     let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack t{t}-{i} {} {}", settings.enabled, settings.interval_ms).unwrap();
+                    writeln!(
+                        out,
+                        "ack t{t}-{i} {} {}",
+                        settings.enabled, settings.interval_ms
+                    )
+                    .unwrap();
                     out.flush().unwrap();
                 }
             })
@@ -47,7 +60,10 @@ fn crash_child() {
 }
 
 fn pseudo_random(round: u64) -> u64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
     (nanos ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % 1_500 + 20
 }
 
@@ -61,7 +77,13 @@ fn crash_safety_under_sigkill() {
         let (_dir, path) = temp_db();
         let kill_after = pseudo_random(round);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash::crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -74,7 +96,10 @@ fn crash_safety_under_sigkill() {
             let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("ack ") {
                 let parts: Vec<&str> = rest.split(' ').collect();
-                acked.insert(parts[0].to_owned(), (parts[1] == "true", parts[2].parse::<u64>().unwrap()));
+                acked.insert(
+                    parts[0].to_owned(),
+                    (parts[1] == "true", parts[2].parse::<u64>().unwrap()),
+                );
             }
             if !killed && acked.len() as u64 >= kill_after {
                 child.kill().unwrap(); // SIGKILL
@@ -82,15 +107,23 @@ fn crash_safety_under_sigkill() {
             }
         }
         child.wait().unwrap();
-        assert!(killed, "round {round}: the child ended before it was killed");
+        assert!(
+            killed,
+            "round {round}: the child ended before it was killed"
+        );
 
         let conn = Connection::open(&path).unwrap();
-        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(check, "ok", "round {round}");
         drop(conn);
         let storage = Storage::open(&path, StorageOptions::default()).unwrap();
         let stored: HashMap<String, Settings> = storage
-            .load_all(&IntervalLimits { min_ms: 1, max_ms: u64::MAX })
+            .load_all(&IntervalLimits {
+                min_ms: 1,
+                max_ms: u64::MAX,
+            })
             .unwrap()
             .into_iter()
             .map(|r| (r.conversation.to_string(), r.settings))
@@ -99,7 +132,10 @@ fn crash_safety_under_sigkill() {
             let settings = stored.get(conversation);
             assert_eq!(
                 settings,
-                Some(&Settings { enabled: *enabled, interval_ms: *interval_ms }),
+                Some(&Settings {
+                    enabled: *enabled,
+                    interval_ms: *interval_ms
+                }),
                 "round {round}: acknowledged write of {conversation} lost ({} acked)",
                 acked.len()
             );

@@ -31,12 +31,28 @@ fn drive(warmer: &mut Warmer, storage: &Storage, now: Timestamp) -> Vec<Result<(
     let mut results = Vec::new();
     while let Some(effect) = warmer.poll_effect() {
         let (op, write) = match effect {
-            Effect::PersistSettings { op, conversation, settings } => {
-                (op, Write::Settings { conversation, settings })
-            }
-            Effect::PersistBackend { op, conversation, backend } => {
-                (op, Write::Backend { conversation, backend })
-            }
+            Effect::PersistSettings {
+                op,
+                conversation,
+                settings,
+            } => (
+                op,
+                Write::Settings {
+                    conversation,
+                    settings,
+                },
+            ),
+            Effect::PersistBackend {
+                op,
+                conversation,
+                backend,
+            } => (
+                op,
+                Write::Backend {
+                    conversation,
+                    backend,
+                },
+            ),
             _ => continue,
         };
         let result = storage.write_blocking(write);
@@ -50,12 +66,26 @@ fn drive(warmer: &mut Warmer, storage: &Storage, now: Timestamp) -> Vec<Result<(
 fn a_refused_write_is_an_error_and_commits_nothing() {
     let (_dir, path) = temp_db();
     let storage = Storage::open(&path, StorageOptions::default()).unwrap();
-    let on = Settings { enabled: true, interval_ms: 60_000 };
-    storage.write_blocking(Write::Settings { conversation: id("c"), settings: on }).unwrap();
+    let on = Settings {
+        enabled: true,
+        interval_ms: 60_000,
+    };
+    storage
+        .write_blocking(Write::Settings {
+            conversation: id("c"),
+            settings: on,
+        })
+        .unwrap();
     break_writes(&path);
-    let off = Settings { enabled: false, interval_ms: 20_000 };
+    let off = Settings {
+        enabled: false,
+        interval_ms: 20_000,
+    };
     let err = storage
-        .write_blocking(Write::Settings { conversation: id("c"), settings: off })
+        .write_blocking(Write::Settings {
+            conversation: id("c"),
+            settings: off,
+        })
         .unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
     let all = storage.load_all(&IntervalLimits::default()).unwrap();
@@ -73,14 +103,31 @@ fn one_refused_write_does_not_fail_its_batch_neighbours() {
            BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
     )
     .unwrap();
-    let settings = Settings { enabled: true, interval_ms: 60_000 };
+    let settings = Settings {
+        enabled: true,
+        interval_ms: 60_000,
+    };
     let pending: Vec<_> = ["a", "bad", "b"]
         .into_iter()
-        .map(|c| storage.submit(Write::Settings { conversation: id(c), settings }))
+        .map(|c| {
+            storage.submit(Write::Settings {
+                conversation: id(c),
+                settings,
+            })
+        })
         .collect();
-    let results: Vec<_> = pending.into_iter().map(|p| p.blocking_recv().unwrap()).collect();
-    assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok(), "{results:?}");
-    assert_eq!(storage.load_all(&IntervalLimits::default()).unwrap().len(), 2);
+    let results: Vec<_> = pending
+        .into_iter()
+        .map(|p| p.blocking_recv().unwrap())
+        .collect();
+    assert!(
+        results[0].is_ok() && results[1].is_err() && results[2].is_ok(),
+        "{results:?}"
+    );
+    assert_eq!(
+        storage.load_all(&IntervalLimits::default()).unwrap().len(),
+        2
+    );
 }
 
 #[test]
@@ -91,7 +138,14 @@ fn the_core_keeps_its_settings_and_backend_when_storage_refuses() {
     let now = Timestamp::from_millis(1_700_000_000_000);
     let c = id("c");
 
-    let _ = warmer.update_settings(now, &c, SettingsChange { enabled: Some(true), ..Default::default() });
+    let _ = warmer.update_settings(
+        now,
+        &c,
+        SettingsChange {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    );
     let _ = warmer.backend_resolved(now, &c, "replica-1");
     assert!(drive(&mut warmer, &storage, now).iter().all(Result::is_ok));
     let before = warmer.state(&c);
@@ -101,7 +155,10 @@ fn the_core_keeps_its_settings_and_backend_when_storage_refuses() {
     let _ = warmer.update_settings(
         now,
         &c,
-        SettingsChange { enabled: Some(false), interval_ms: Some(20_000.0) },
+        SettingsChange {
+            enabled: Some(false),
+            interval_ms: Some(20_000.0),
+        },
     );
     let _ = warmer.backend_resolved(now, &c, "replica-2");
     let results = drive(&mut warmer, &storage, now);

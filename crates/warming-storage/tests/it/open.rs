@@ -8,9 +8,13 @@ fn a_new_file_is_created_migrated_and_private() {
     let (_dir, path) = temp_db();
     drop(Storage::open(&path, StorageOptions::default()).unwrap());
     let conn = Connection::open(&path).unwrap();
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     #[cfg(unix)]
     {
@@ -48,12 +52,15 @@ fn a_newer_schema_is_refused_and_left_unchanged() {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("CREATE TABLE future (x); INSERT INTO future VALUES (1);")
             .unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
     }
     let before = std::fs::read(&path).unwrap();
     let err = Storage::open(&path, StorageOptions::default()).unwrap_err();
     match &err {
-        OpenError::NewerSchema { found, supported, .. } => {
+        OpenError::NewerSchema {
+            found, supported, ..
+        } => {
             assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
         }
         other => panic!("wrong error: {other}"),

@@ -42,15 +42,36 @@ fn every_record_survives_a_reopen() {
     let failed = record("c1", 2_000, None, Some("upstream 529: overloaded"));
     {
         let storage = Storage::open(&path, StorageOptions::default()).unwrap();
-        let settings = Settings { enabled: true, interval_ms: 30_000 };
+        let settings = Settings {
+            enabled: true,
+            interval_ms: 30_000,
+        };
         for write in [
-            Write::Settings { conversation: id("c1"), settings },
-            Write::Template { conversation: id("c1"), template: template.clone() },
-            Write::Schedule { conversation: id("c1"), next_warm_at: Some(Timestamp::from_millis(99_000)) },
-            Write::Backend { conversation: id("c1"), backend: Arc::from("replica-2") },
+            Write::Settings {
+                conversation: id("c1"),
+                settings,
+            },
+            Write::Template {
+                conversation: id("c1"),
+                template: template.clone(),
+            },
+            Write::Schedule {
+                conversation: id("c1"),
+                next_warm_at: Some(Timestamp::from_millis(99_000)),
+            },
+            Write::Backend {
+                conversation: id("c1"),
+                backend: Arc::from("replica-2"),
+            },
             Write::Warm(hit.clone()),
             Write::Warm(failed.clone()),
-            Write::Settings { conversation: id("c2"), settings: Settings { enabled: false, interval_ms: 240_000 } },
+            Write::Settings {
+                conversation: id("c2"),
+                settings: Settings {
+                    enabled: false,
+                    interval_ms: 240_000,
+                },
+            },
         ] {
             storage.write_blocking(write).unwrap();
         }
@@ -60,14 +81,23 @@ fn every_record_survives_a_reopen() {
     all.sort_by(|a, b| a.conversation.cmp(&b.conversation));
     assert_eq!(all.len(), 2);
     let c1 = &all[0];
-    assert_eq!(c1.settings, Settings { enabled: true, interval_ms: 30_000 });
+    assert_eq!(
+        c1.settings,
+        Settings {
+            enabled: true,
+            interval_ms: 30_000
+        }
+    );
     assert_eq!(c1.template.as_ref(), Some(&*template));
     assert_eq!(c1.next_warm_at, Some(Timestamp::from_millis(99_000)));
     assert_eq!(c1.backend.as_deref(), Some("replica-2"));
     assert_eq!(c1.stats.warm_count, 1);
     assert_eq!(c1.stats.last_pct, hit.pct);
     assert_eq!(c1.stats.last_warm_at, Some(hit.finished_at));
-    assert_eq!(c1.stats.last_error.as_deref(), Some("upstream 529: overloaded"));
+    assert_eq!(
+        c1.stats.last_error.as_deref(),
+        Some("upstream 529: overloaded")
+    );
     assert!(all[1].template.is_none());
 
     let history = storage.history(&id("c1"), 10).unwrap();
@@ -80,9 +110,17 @@ fn clearing_a_schedule_stores_null() {
     let (_dir, path) = temp_db();
     let storage = Storage::open(&path, StorageOptions::default()).unwrap();
     storage
-        .write_blocking(Write::Schedule { conversation: id("c"), next_warm_at: Some(Timestamp::from_millis(5)) })
+        .write_blocking(Write::Schedule {
+            conversation: id("c"),
+            next_warm_at: Some(Timestamp::from_millis(5)),
+        })
         .unwrap();
-    storage.write_blocking(Write::Schedule { conversation: id("c"), next_warm_at: None }).unwrap();
+    storage
+        .write_blocking(Write::Schedule {
+            conversation: id("c"),
+            next_warm_at: None,
+        })
+        .unwrap();
     let all = storage.load_all(&IntervalLimits::default()).unwrap();
     assert_eq!(all[0].next_warm_at, None);
 }
@@ -90,15 +128,28 @@ fn clearing_a_schedule_stores_null() {
 #[test]
 fn history_is_capped_per_conversation_newest_kept() {
     let (_dir, path) = temp_db();
-    let options = StorageOptions { history_cap: 5, ..StorageOptions::default() };
+    let options = StorageOptions {
+        history_cap: 5,
+        ..StorageOptions::default()
+    };
     let storage = Storage::open(&path, options).unwrap();
     for i in 0..12 {
         storage
-            .write_blocking(Write::Warm(record("a", i * 1_000, Some(Usage::anthropic(1, 10, 0)), None)))
+            .write_blocking(Write::Warm(record(
+                "a",
+                i * 1_000,
+                Some(Usage::anthropic(1, 10, 0)),
+                None,
+            )))
             .unwrap();
     }
     storage
-        .write_blocking(Write::Warm(record("b", 0, Some(Usage::anthropic(1, 10, 0)), None)))
+        .write_blocking(Write::Warm(record(
+            "b",
+            0,
+            Some(Usage::anthropic(1, 10, 0)),
+            None,
+        )))
         .unwrap();
     let a = storage.history(&id("a"), 100).unwrap();
     let starts: Vec<u64> = a.iter().map(|r| r.started_at.as_millis()).collect();
@@ -123,7 +174,10 @@ fn no_credential_reaches_the_file() {
             None,
         ));
         storage
-            .write_blocking(Write::Template { conversation: id("c"), template })
+            .write_blocking(Write::Template {
+                conversation: id("c"),
+                template,
+            })
             .unwrap();
     }
     for file in std::fs::read_dir(path.parent().unwrap()).unwrap() {
@@ -141,8 +195,16 @@ async fn concurrent_writers_are_all_acknowledged_and_stored() {
         let storage = storage.clone();
         tasks.push(tokio::spawn(async move {
             let conversation = id(&format!("c{i}"));
-            let settings = Settings { enabled: i % 2 == 0, interval_ms: 10_000 + i };
-            storage.write(Write::Settings { conversation, settings }).await
+            let settings = Settings {
+                enabled: i % 2 == 0,
+                interval_ms: 10_000 + i,
+            };
+            storage
+                .write(Write::Settings {
+                    conversation,
+                    settings,
+                })
+                .await
         }));
     }
     for task in tasks {
