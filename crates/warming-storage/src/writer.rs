@@ -155,7 +155,7 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
         Write::Settings {
             conversation,
             settings,
-        } => upsert(conn, UPSERT_SETTINGS, conversation, &settings.to_json()),
+        } => upsert(conn, UPSERT_SETTINGS, conversation, settings.to_json()),
         Write::Backend {
             conversation,
             backend,
