@@ -16,6 +16,7 @@ pub fn temp_db() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// A valid conversation id.
 pub fn id(raw: &str) -> ConversationId {
     ConversationId::new(raw).unwrap()
 }
