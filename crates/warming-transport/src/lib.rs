@@ -1,1 +1,22 @@
-//! HTTP and WebSocket transport for warming (in progress).
+//! `warming-transport`: the service around `warming-core`.
+//!
+//! # Layout
+//! - `server`: wiring and graceful shutdown ([`run`]).
+//! - `driver`: the task that owns the core and carries out its effects.
+//! - `http`: the HTTP API, its JSON errors and auth.
+//! - `surface`: the WebSocket surface.
+//! - `provider`: Anthropic / OpenAI / webhook warm clients, usage parsing.
+//! - `generations`: proxied generations and their in-memory credentials.
+//! - `config`: the validated service configuration.
+
+pub mod config;
+mod driver;
+pub mod generations;
+pub mod http;
+pub mod provider;
+mod server;
+pub mod surface;
+
+pub use config::{ProviderKind, Secret, ServerConfig};
+pub use driver::{now, DriverHandle};
+pub use server::{run, ServeError};

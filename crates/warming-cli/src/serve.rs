@@ -1,0 +1,183 @@
+//! `warming serve`: flags > environment > config file > defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use warming_core::IntervalLimits;
+use warming_transport::{ProviderKind, Secret, ServerConfig};
+
+/// Flags of `warming serve`; each also reads `WARMING_<FLAG>`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8517].
+    #[arg(long, env = "WARMING_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// SQLite database file [default: $XDG_DATA_HOME/warming/warming.db,
+    /// else ~/.local/share/warming/warming.db, else ./warming.db].
+    #[arg(long, env = "WARMING_DB")]
+    pub db: Option<PathBuf>,
+    /// TOML config file with any of these settings (keys as the flags, with
+    /// `-` or `_`).
+    #[arg(long, env = "WARMING_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Provider API warms use: anthropic, openai or webhook [default: anthropic].
+    #[arg(long, env = "WARMING_PROVIDER")]
+    pub provider: Option<ProviderKind>,
+    /// Provider base URL (or webhook URL) [default: the provider's public API].
+    #[arg(long, env = "WARMING_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Shortest interval accepted, ms [default: 10000].
+    #[arg(long, env = "WARMING_MIN_INTERVAL_MS")]
+    pub min_interval_ms: Option<u64>,
+    /// Longest interval accepted, ms [default: 3540000].
+    #[arg(long, env = "WARMING_MAX_INTERVAL_MS")]
+    pub max_interval_ms: Option<u64>,
+    /// Bearer token every /v1 call must carry; required off loopback.
+    #[arg(long, env = "WARMING_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Response header naming the backend that served a request [default: x-backend-id].
+    #[arg(long, env = "WARMING_BACKEND_HEADER")]
+    pub backend_header: Option<String>,
+    /// Request header carrying the preferred backend [default: x-preferred-backend].
+    #[arg(long, env = "WARMING_PREFERRED_BACKEND_HEADER")]
+    pub preferred_backend_header: Option<String>,
+    /// Longest a warm may take, ms [default: 30000].
+    #[arg(long, env = "WARMING_WARM_TIMEOUT_MS")]
+    pub warm_timeout_ms: Option<u64>,
+    /// Most warms in flight at once [default: 64].
+    #[arg(long, env = "WARMING_WARM_CONCURRENCY")]
+    pub warm_concurrency: Option<usize>,
+    /// Most history rows kept per conversation [default: 1000].
+    #[arg(long, env = "WARMING_HISTORY_CAP")]
+    pub history_cap: Option<usize>,
+}
+
+/// The config file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    #[serde(alias = "listen")]
+    listen: Option<SocketAddr>,
+    db: Option<PathBuf>,
+    provider: Option<String>,
+    upstream: Option<String>,
+    #[serde(alias = "min_interval_ms")]
+    min_interval_ms: Option<u64>,
+    #[serde(alias = "max_interval_ms")]
+    max_interval_ms: Option<u64>,
+    token: Option<String>,
+    #[serde(alias = "backend_header")]
+    backend_header: Option<String>,
+    #[serde(alias = "preferred_backend_header")]
+    preferred_backend_header: Option<String>,
+    #[serde(alias = "warm_timeout_ms")]
+    warm_timeout_ms: Option<u64>,
+    #[serde(alias = "warm_concurrency")]
+    warm_concurrency: Option<usize>,
+    #[serde(alias = "history_cap")]
+    history_cap: Option<usize>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+}
+
+/// Where the database lives when nobody says.
+fn default_db() -> PathBuf {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/share"))
+        });
+    match data_home {
+        Some(dir) => {
+            let dir = dir.join("warming");
+            if std::fs::create_dir_all(&dir).is_ok() {
+                return dir.join("warming.db");
+            }
+            PathBuf::from("warming.db")
+        }
+        None => PathBuf::from("warming.db"),
+    }
+}
+
+fn env_secret(name: &str) -> Option<Secret> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
+}
+
+/// Merges flags/env, the config file and defaults into a server config.
+///
+/// # Errors
+/// A message naming the setting and the problem.
+pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let provider = match (args.provider, file.provider) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p.parse().map_err(|e| format!("config key provider: {e}"))?,
+        (None, None) => ProviderKind::Anthropic,
+    };
+    let upstream = args
+        .upstream
+        .or(file.upstream)
+        .or_else(|| provider.default_upstream().map(str::to_owned))
+        .ok_or("the webhook provider needs --upstream (the webhook URL)")?;
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8517)));
+    let db = args.db.or(file.db).unwrap_or_else(default_db);
+    let defaults = IntervalLimits::default();
+    let min = args
+        .min_interval_ms
+        .or(file.min_interval_ms)
+        .unwrap_or(defaults.min_ms);
+    let max = args
+        .max_interval_ms
+        .or(file.max_interval_ms)
+        .unwrap_or(defaults.max_ms);
+    if min == 0 || min > max {
+        return Err(format!(
+            "min-interval-ms ({min}) must be at least 1 and at most max-interval-ms ({max})"
+        ));
+    }
+    let mut config = ServerConfig::new(listen, db);
+    config.provider = provider;
+    config.upstream = upstream;
+    config.limits = IntervalLimits::new(min, max);
+    config.token = args.token.or(file.token).map(Secret::new);
+    config.anthropic_key = env_secret("ANTHROPIC_API_KEY");
+    config.openai_key = env_secret("OPENAI_API_KEY");
+    if let Some(header) = args.backend_header.or(file.backend_header) {
+        config.backend_header = header;
+    }
+    if let Some(header) = args
+        .preferred_backend_header
+        .or(file.preferred_backend_header)
+    {
+        config.preferred_backend_header = header;
+    }
+    if let Some(ms) = args.warm_timeout_ms.or(file.warm_timeout_ms) {
+        config.warm_timeout = Duration::from_millis(ms.max(1));
+    }
+    if let Some(n) = args.warm_concurrency.or(file.warm_concurrency) {
+        config.warm_concurrency = n;
+    }
+    if let Some(n) = args.history_cap.or(file.history_cap) {
+        config.history_cap = n.max(1);
+    }
+    config.validate()?;
+    Ok(config)
+}

@@ -1,0 +1,161 @@
+//! The service's validated configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use warming_core::IntervalLimits;
+
+/// Which provider API warms are sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Anthropic Messages: `POST {upstream}/v1/messages`.
+    Anthropic,
+    /// OpenAI Chat Completions: `POST {upstream}/v1/chat/completions`.
+    OpenAi,
+    /// A custom endpoint: `POST {upstream}` with the conversation and its
+    /// template; it answers with Anthropic or OpenAI usage.
+    Webhook,
+}
+
+impl ProviderKind {
+    /// The upstream used when none is configured.
+    #[must_use]
+    pub const fn default_upstream(self) -> Option<&'static str> {
+        match self {
+            Self::Anthropic => Some("https://api.anthropic.com"),
+            Self::OpenAi => Some("https://api.openai.com"),
+            Self::Webhook => None,
+        }
+    }
+
+    /// The flag value naming this provider.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Anthropic => "anthropic",
+            Self::OpenAi => "openai",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "anthropic" => Ok(Self::Anthropic),
+            "openai" => Ok(Self::OpenAi),
+            "webhook" => Ok(Self::Webhook),
+            other => Err(format!(
+                "unknown provider {other:?}: expected anthropic, openai or webhook"
+            )),
+        }
+    }
+}
+
+/// A secret string: never printed by `Debug`, so it cannot leak into logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Everything `warming serve` needs, already validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The SQLite file.
+    pub db: PathBuf,
+    /// Which provider API warms use.
+    pub provider: ProviderKind,
+    /// Base URL of the provider (or the webhook URL).
+    pub upstream: String,
+    /// Interval bounds.
+    pub limits: IntervalLimits,
+    /// Bearer token `/v1` requires, if any.
+    pub token: Option<Secret>,
+    /// Anthropic key for warms (`ANTHROPIC_API_KEY`).
+    pub anthropic_key: Option<Secret>,
+    /// OpenAI key for warms (`OPENAI_API_KEY`).
+    pub openai_key: Option<Secret>,
+    /// Response header naming the backend that served a request.
+    pub backend_header: String,
+    /// Request header carrying the preferred backend on a warm.
+    pub preferred_backend_header: String,
+    /// Longest a warm may take before it counts as failed.
+    pub warm_timeout: Duration,
+    /// Most warms in flight at once.
+    pub warm_concurrency: usize,
+    /// Most history rows kept per conversation.
+    pub history_cap: usize,
+}
+
+impl ServerConfig {
+    /// A configuration with every default, listening on `listen` and storing
+    /// in `db`; handy for tests and embedding.
+    #[must_use]
+    pub fn new(listen: SocketAddr, db: PathBuf) -> Self {
+        Self {
+            listen,
+            db,
+            provider: ProviderKind::Anthropic,
+            upstream: "https://api.anthropic.com".into(),
+            limits: IntervalLimits::default(),
+            token: None,
+            anthropic_key: None,
+            openai_key: None,
+            backend_header: "x-backend-id".into(),
+            preferred_backend_header: "x-preferred-backend".into(),
+            warm_timeout: Duration::from_secs(30),
+            warm_concurrency: 64,
+            history_cap: 1_000,
+        }
+    }
+
+    /// Refuses a configuration that would expose the API unauthenticated.
+    ///
+    /// # Errors
+    /// A message naming the problem, for the operator.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.listen.ip().is_loopback() && self.token.is_none() {
+            return Err(format!(
+                "refusing to listen on {} without a token: anyone who can reach it could \
+                 control warming. Set --token (or WARMING_TOKEN), or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            return Err("the token is empty".into());
+        }
+        if !(self.upstream.starts_with("http://") || self.upstream.starts_with("https://")) {
+            return Err(format!(
+                "upstream {:?} is not an http(s) URL",
+                self.upstream
+            ));
+        }
+        if self.warm_concurrency == 0 {
+            return Err("warm concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,518 @@
+//! The driver task: the only owner of the [`Warmer`]. It takes commands from
+//! handlers, sleeps until the core's next deadline, and carries out effects:
+//! warms through the provider client, writes through storage (reporting
+//! their results back to the core), updates to surface subscribers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use warming_core::{
+    ConversationId, ConversationState, Effect, PersistId, RuntimeEvent, SettingsChange, Template,
+    Timestamp, WarmNowError, WarmRecord, WarmRequest, WarmToken, Warmer,
+};
+use warming_storage::{Storage, Write, WriteError};
+
+use crate::generations::Generations;
+use crate::http::ApiError;
+use crate::provider::{ProviderClient, WarmAnswer};
+
+/// The current wall-clock time in epoch milliseconds.
+#[must_use]
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Timestamp::from_millis(ms)
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+/// What handlers ask the driver.
+pub(crate) enum Command {
+    TurnStarted(ConversationId, Reply<ConversationState>),
+    TurnSettled {
+        id: ConversationId,
+        template: Option<Arc<Template>>,
+        request_started_at: Option<Timestamp>,
+        reply: Reply<ConversationState>,
+    },
+    Events(Vec<RuntimeEvent>, Reply<(usize, usize)>),
+    Update(
+        ConversationId,
+        SettingsChange,
+        Reply<Result<ConversationState, ApiError>>,
+    ),
+    Toggle(
+        ConversationId,
+        Option<bool>,
+        Reply<Result<ConversationState, ApiError>>,
+    ),
+    WarmNow(ConversationId, Reply<Result<WarmRecord, ApiError>>),
+    Close(ConversationId, Reply<Result<ConversationState, ApiError>>),
+    BackendSeen(ConversationId, String),
+    Get(ConversationId, Reply<ConversationState>),
+    List(Reply<Vec<ConversationState>>),
+}
+
+/// A cheap handle to the driver, shared by every handler.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    /// Command queue of the driver task.
+    commands: mpsc::Sender<Command>,
+    /// Every conversation's updates, for surface subscribers to filter.
+    updates: broadcast::Sender<Arc<ConversationState>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl DriverHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::unavailable())?;
+        answer.await.map_err(|_| ApiError::unavailable())
+    }
+
+    /// Reports a turn start.
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn turn_started(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::TurnStarted(id, r)).await
+    }
+
+    /// Reports a settled turn with its warm template.
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn turn_settled(
+        &self,
+        id: ConversationId,
+        template: Option<Arc<Template>>,
+        request_started_at: Option<Timestamp>,
+    ) -> Result<ConversationState, ApiError> {
+        self.call(|reply| Command::TurnSettled {
+            id,
+            template,
+            request_started_at,
+            reply,
+        })
+        .await
+    }
+
+    /// Feeds runtime events; answers (applied, ignored).
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn events(&self, events: Vec<RuntimeEvent>) -> Result<(usize, usize), ApiError> {
+        self.call(|r| Command::Events(events, r)).await
+    }
+
+    /// Changes settings; answers once the write is committed.
+    ///
+    /// # Errors
+    /// `storage` when the write failed (nothing changed).
+    pub async fn update(
+        &self,
+        id: ConversationId,
+        change: SettingsChange,
+    ) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::Update(id, change, r)).await?
+    }
+
+    /// Sets warming on or off, or flips it when `enabled` is `None`.
+    ///
+    /// # Errors
+    /// `storage` when the write failed (nothing changed).
+    pub async fn toggle(
+        &self,
+        id: ConversationId,
+        enabled: Option<bool>,
+    ) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::Toggle(id, enabled, r)).await?
+    }
+
+    /// Warms now and waits for the result.
+    ///
+    /// # Errors
+    /// `conflict` while a turn runs, without a template, or when superseded;
+    /// `upstream` when the provider failed.
+    pub async fn warm_now(&self, id: ConversationId) -> Result<WarmRecord, ApiError> {
+        self.call(|r| Command::WarmNow(id, r)).await?
+    }
+
+    /// Closes the conversation.
+    ///
+    /// # Errors
+    /// `storage` when persisting `enabled: false` failed (warming is off in
+    /// memory regardless).
+    pub async fn close(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::Close(id, r)).await?
+    }
+
+    /// Reports the backend that served a conversation's request.
+    pub async fn backend_seen(&self, id: ConversationId, backend: String) {
+        let _ = self.commands.send(Command::BackendSeen(id, backend)).await;
+    }
+
+    /// A conversation's state.
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn get(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::Get(id, r)).await
+    }
+
+    /// Every known conversation's state.
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn list(&self) -> Result<Vec<ConversationState>, ApiError> {
+        self.call(Command::List).await
+    }
+
+    /// A stream of every conversation's updates.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ConversationState>> {
+        self.updates.subscribe()
+    }
+}
+
+/// The outcome of a warm task.
+struct WarmDone {
+    conversation: ConversationId,
+    token: WarmToken,
+    result: Result<WarmAnswer, warming_core::WarmFailure>,
+}
+
+/// Who waits for a write's result.
+enum PersistWaiter {
+    /// An HTTP or surface call waiting for its settings.
+    Settings(ConversationId, Reply<Result<ConversationState, ApiError>>),
+}
+
+type PersistFuture = Pin<Box<dyn Future<Output = (PersistId, Result<(), WriteError>)> + Send>>;
+
+/// The driver's state; lives in its task.
+struct Driver {
+    warmer: Warmer,
+    storage: Arc<Storage>,
+    provider: Arc<ProviderClient>,
+    generations: Arc<Generations>,
+    updates: broadcast::Sender<Arc<ConversationState>>,
+    /// Bounds the warms in flight.
+    permits: Arc<Semaphore>,
+    /// Warm tasks by token, to abort superseded ones.
+    in_flight: HashMap<WarmToken, AbortHandle>,
+    /// Manual warms waiting for their result.
+    manual: HashMap<WarmToken, Reply<Result<WarmRecord, ApiError>>>,
+    /// Calls waiting for a write.
+    persist_waiters: HashMap<PersistId, PersistWaiter>,
+    /// Writes in flight, completed in submission order (storage is FIFO).
+    persists: FuturesOrdered<PersistFuture>,
+    /// Where warm tasks report.
+    warm_done: mpsc::UnboundedSender<WarmDone>,
+}
+
+/// Starts the driver task; it runs until `shutdown` is cancelled, then
+/// cancels timers and in-flight warms and flushes storage.
+pub(crate) fn spawn(
+    warmer: Warmer,
+    storage: Arc<Storage>,
+    provider: Arc<ProviderClient>,
+    generations: Arc<Generations>,
+    warm_concurrency: usize,
+    shutdown: CancellationToken,
+) -> (DriverHandle, tokio::task::JoinHandle<()>) {
+    let (commands, command_queue) = mpsc::channel(1024);
+    let (updates, _) = broadcast::channel(4096);
+    let (warm_done, warm_queue) = mpsc::unbounded_channel();
+    let driver = Driver {
+        warmer,
+        storage,
+        provider,
+        generations,
+        updates: updates.clone(),
+        permits: Arc::new(Semaphore::new(warm_concurrency)),
+        in_flight: HashMap::new(),
+        manual: HashMap::new(),
+        persist_waiters: HashMap::new(),
+        persists: FuturesOrdered::new(),
+        warm_done,
+    };
+    let task = tokio::spawn(driver.run(command_queue, warm_queue, shutdown));
+    (DriverHandle { commands, updates }, task)
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut warm_queue: mpsc::UnboundedReceiver<WarmDone>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            self.warmer.handle_timeout(now());
+            self.execute_effects();
+            let sleep = match self.warmer.poll_timeout() {
+                Some(at) => Duration::from_millis(at.millis_since(now())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                Some(done) = warm_queue.recv() => self.warm_finished(done),
+                Some((op, result)) = self.persists.next(), if !self.persists.is_empty() => {
+                    self.persist_finished(op, result);
+                }
+                () = tokio::time::sleep(sleep) => {}
+            }
+        }
+        self.stop().await;
+    }
+
+    fn handle(&mut self, command: Command) {
+        let t = now();
+        self.warmer.handle_timeout(t);
+        match command {
+            Command::TurnStarted(id, reply) => {
+                self.warmer.turn_started(t, &id);
+                let _ = reply.send(self.warmer.state(&id));
+            }
+            Command::TurnSettled {
+                id,
+                template,
+                request_started_at,
+                reply,
+            } => {
+                self.warmer
+                    .turn_settled(t, &id, template, request_started_at);
+                let _ = reply.send(self.warmer.state(&id));
+            }
+            Command::Events(events, reply) => {
+                let total = events.len();
+                let applied = events
+                    .into_iter()
+                    .filter(|e| {
+                        self.warmer.runtime_event(t, e.clone())
+                            == warming_core::EventDisposition::Applied
+                    })
+                    .count();
+                let _ = reply.send((applied, total - applied));
+            }
+            Command::Update(id, change, reply) => {
+                let op = self.warmer.update_settings(t, &id, change);
+                self.persist_waiters
+                    .insert(op, PersistWaiter::Settings(id, reply));
+            }
+            Command::Toggle(id, enabled, reply) => {
+                let enabled = enabled.unwrap_or_else(|| !self.warmer.state(&id).enabled);
+                let change = SettingsChange {
+                    enabled: Some(enabled),
+                    ..SettingsChange::default()
+                };
+                let op = self.warmer.update_settings(t, &id, change);
+                self.persist_waiters
+                    .insert(op, PersistWaiter::Settings(id, reply));
+            }
+            Command::WarmNow(id, reply) => match self.warmer.warm_now(t, &id) {
+                Ok(token) => {
+                    self.manual.insert(token, reply);
+                }
+                Err(e @ (WarmNowError::Active | WarmNowError::NoTemplate)) => {
+                    let _ = reply.send(Err(ApiError::conflict(e.to_string())));
+                }
+            },
+            Command::Close(id, reply) => {
+                let op = self.warmer.close(t, &id);
+                self.persist_waiters
+                    .insert(op, PersistWaiter::Settings(id, reply));
+            }
+            Command::BackendSeen(id, backend) => {
+                let _ = self.warmer.backend_resolved(t, &id, &backend);
+            }
+            Command::Get(id, reply) => {
+                let _ = reply.send(self.warmer.state(&id));
+            }
+            Command::List(reply) => {
+                let _ = reply.send(self.warmer.conversations().collect());
+            }
+        }
+        self.execute_effects();
+    }
+
+    fn execute_effects(&mut self) {
+        while let Some(effect) = self.warmer.poll_effect() {
+            match effect {
+                Effect::Warm(warm) => self.start_warm(warm),
+                Effect::AbortWarm { token, .. } => {
+                    if let Some(task) = self.in_flight.remove(&token) {
+                        task.abort();
+                    }
+                    if let Some(reply) = self.manual.remove(&token) {
+                        let _ = reply.send(Err(ApiError::conflict(
+                            "the warm was superseded by a new turn or a close",
+                        )));
+                    }
+                }
+                Effect::AbortGeneration { conversation } => {
+                    self.generations.abort(&conversation);
+                }
+                Effect::PersistSettings {
+                    op,
+                    conversation,
+                    settings,
+                } => self.persist(
+                    op,
+                    Write::Settings {
+                        conversation,
+                        settings,
+                    },
+                ),
+                Effect::PersistBackend {
+                    op,
+                    conversation,
+                    backend,
+                } => self.persist(
+                    op,
+                    Write::Backend {
+                        conversation,
+                        backend,
+                    },
+                ),
+                Effect::SaveTemplate {
+                    conversation,
+                    template,
+                } => self.storage.submit_behind(Write::Template {
+                    conversation,
+                    template,
+                }),
+                Effect::SaveSchedule {
+                    conversation,
+                    next_warm_at,
+                } => self.storage.submit_behind(Write::Schedule {
+                    conversation,
+                    next_warm_at,
+                }),
+                Effect::RecordWarm(record) => {
+                    self.storage.submit_behind(Write::Warm(record));
+                }
+                Effect::Notify(state) => {
+                    let _ = self.updates.send(Arc::new(state));
+                }
+            }
+        }
+    }
+
+    fn persist(&mut self, op: PersistId, write: Write) {
+        let ack = self.storage.submit(write);
+        self.persists.push_back(Box::pin(async move {
+            (op, ack.await.unwrap_or(Err(WriteError::Closed)))
+        }));
+    }
+
+    fn persist_finished(&mut self, op: PersistId, result: Result<(), WriteError>) {
+        if let Err(e) = &result {
+            tracing::warn!(op = op.get(), error = %e, "settings write failed; state unchanged");
+        }
+        self.warmer.persisted(now(), op, result.is_ok());
+        self.execute_effects();
+        if let Some(PersistWaiter::Settings(id, reply)) = self.persist_waiters.remove(&op) {
+            let answer = match result {
+                Ok(()) => Ok(self.warmer.state(&id)),
+                Err(e) => Err(ApiError::storage(e.to_string())),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    fn start_warm(&mut self, warm: WarmRequest) {
+        let provider = self.provider.clone();
+        let permits = self.permits.clone();
+        let done = self.warm_done.clone();
+        let credentials = self.generations.credentials(&warm.conversation);
+        let token = warm.token;
+        tracing::debug!(conversation = %warm.conversation, token = token.get(), trigger = warm.trigger.as_str(), "warming");
+        let task = tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let result = provider.warm(&warm, credentials.as_ref()).await;
+            let _ = done.send(WarmDone {
+                conversation: warm.conversation,
+                token,
+                result,
+            });
+        });
+        self.in_flight.insert(token, task.abort_handle());
+    }
+
+    fn warm_finished(&mut self, done: WarmDone) {
+        self.in_flight.remove(&done.token);
+        let t = now();
+        let record = match done.result {
+            Ok(answer) => {
+                if let Some(backend) = &answer.backend {
+                    let _ = self.warmer.backend_resolved(t, &done.conversation, backend);
+                }
+                self.warmer
+                    .warm_completed(t, &done.conversation, done.token, answer.usage)
+                    .ok_or(None)
+            }
+            Err(failure) => {
+                let message = failure.message.clone();
+                tracing::warn!(conversation = %done.conversation, error = %message, "warm failed");
+                match self
+                    .warmer
+                    .warm_failed(t, &done.conversation, done.token, failure)
+                {
+                    Some(_) => Err(Some(message)),
+                    None => Err(None),
+                }
+            }
+        };
+        self.execute_effects();
+        if let Some(reply) = self.manual.remove(&done.token) {
+            let answer = match record {
+                Ok(record) => Ok(record),
+                Err(Some(message)) => Err(ApiError::upstream(message)),
+                Err(None) => Err(ApiError::conflict(
+                    "the warm was superseded by a new turn or a close",
+                )),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    async fn stop(mut self) {
+        self.warmer.shutdown();
+        for (_, task) in self.in_flight.drain() {
+            task.abort();
+        }
+        for (_, reply) in self.manual.drain() {
+            let _ = reply.send(Err(ApiError::unavailable()));
+        }
+        while let Some((op, result)) = self.persists.next().await {
+            self.persist_finished(op, result);
+        }
+        if let Err(e) = self.storage.flush().await {
+            tracing::warn!(error = %e, "final storage flush failed");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `POST /v1/events`: provider runtime events, one or an array.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+use warming_core::{ConversationId, RuntimeEvent, RuntimeEventKind, Template};
+
+use super::{ApiError, AppState, JsonBody};
+
+/// Parses one event; the whole request is refused if any event is malformed,
+/// so a bad batch changes nothing.
+fn parse_event(index: usize, event: &Value) -> Result<RuntimeEvent, ApiError> {
+    let bad = |what: &str| ApiError::bad_request(format!("event {index}: {what}"));
+    let object = event.as_object().ok_or_else(|| bad("must be an object"))?;
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("type must be a string"))?;
+    let thread = object
+        .get("threadId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("threadId must be a string"))?;
+    let conversation = ConversationId::new(thread).map_err(|e| bad(&e.to_string()))?;
+    let turn_id = match object.get("turnId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => return Err(bad("turnId must be a string")),
+    };
+    let kind = match kind {
+        "turn.started" => RuntimeEventKind::TurnStarted,
+        "turn.completed" => {
+            // An extension: a completion may carry the turn's request as
+            // `payload.request`, which becomes the warm template.
+            let template = object
+                .get("payload")
+                .and_then(|p| p.get("request"))
+                .filter(|r| r.is_object())
+                .map(|r| Arc::new(Template::new(r.clone(), None, None)));
+            RuntimeEventKind::TurnCompleted { template }
+        }
+        "session.exited" => RuntimeEventKind::SessionExited,
+        _ => RuntimeEventKind::Other,
+    };
+    Ok(RuntimeEvent {
+        conversation,
+        kind,
+        turn_id,
+    })
+}
+
+/// `POST /v1/events`: answers how many events were applied and ignored.
+pub async fn ingest(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let raw: Vec<Value> = match body {
+        Value::Array(events) => events,
+        single => vec![single],
+    };
+    let events = raw
+        .iter()
+        .enumerate()
+        .map(|(i, e)| parse_event(i, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (applied, ignored) = state.driver.events(events).await?;
+    Ok(Json(json!({"applied": applied, "ignored": ignored})))
+}

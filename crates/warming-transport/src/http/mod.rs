@@ -1,0 +1,69 @@
+//! The HTTP API: routes, JSON errors, auth.
+
+mod auth;
+mod body;
+mod error;
+mod events;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use warming_core::IntervalLimits;
+use warming_storage::Storage;
+
+pub use body::JsonBody;
+pub use error::ApiError;
+
+use crate::config::Secret;
+use crate::driver::DriverHandle;
+
+/// Largest request body accepted: 4 MiB.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The driver owning the core.
+    pub driver: DriverHandle,
+    /// Storage, for history reads.
+    pub storage: Arc<Storage>,
+    /// The bearer token `/v1` requires, if any.
+    pub token: Option<Secret>,
+    /// Interval bounds, for the surface spec.
+    pub limits: IntervalLimits,
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/conversations", get(routes::list))
+        .route("/conversations/{id}", get(routes::get_state))
+        .route("/conversations/{id}/history", get(routes::history))
+        .route(
+            "/conversations/{id}/turn-started",
+            post(routes::turn_started),
+        )
+        .route(
+            "/conversations/{id}/turn-settled",
+            post(routes::turn_settled),
+        )
+        .route("/conversations/{id}/warm", post(routes::warm))
+        .route("/conversations/{id}/close", post(routes::close))
+        .route("/conversations/{id}/settings", put(routes::settings))
+        .route("/events", post(events::ingest))
+        .route("/surface", get(crate::surface::upgrade))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .nest("/v1", v1)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,207 @@
+//! Handlers of the lifecycle and query routes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use warming_core::{
+    ConversationId, ConversationState, SettingsChange, Template, Timestamp, WarmRecord,
+};
+
+use super::{ApiError, AppState, JsonBody};
+
+/// Validates a path id.
+fn conversation(raw: &str) -> Result<ConversationId, ApiError> {
+    ConversationId::new(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// A path with one id, whose rejection is a JSON 400.
+pub struct ConversationPath(pub ConversationId);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConversationPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("bad conversation id: {e}")))?;
+        conversation(&raw).map(ConversationPath)
+    }
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Known route, wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// `GET /v1/conversations`.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let conversations = state.driver.list().await?;
+    Ok(Json(json!({ "conversations": conversations })))
+}
+
+/// `GET /v1/conversations/{id}`.
+pub async fn get_state(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+) -> Result<Json<ConversationState>, ApiError> {
+    Ok(Json(state.driver.get(id).await?))
+}
+
+/// A history row as served: the record plus its latency.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    #[serde(flatten)]
+    record: WarmRecord,
+    latency_ms: u64,
+}
+
+impl From<WarmRecord> for HistoryEntry {
+    fn from(record: WarmRecord) -> Self {
+        let latency_ms = record.latency_ms();
+        Self { record, latency_ms }
+    }
+}
+
+/// Parses `limit` from a query string: 1..=1000, default 50.
+fn history_limit(query: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("limit="))
+    else {
+        return Ok(50);
+    };
+    match raw.parse::<usize>() {
+        Ok(limit @ 1..=1000) => Ok(limit),
+        _ => Err(ApiError::bad_request(format!(
+            "limit must be an integer from 1 to 1000, got {raw:?}"
+        ))),
+    }
+}
+
+/// `GET /v1/conversations/{id}/history?limit=N`: newest first.
+pub async fn history(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let limit = history_limit(query.as_deref())?;
+    let storage = state.storage.clone();
+    let lookup = id.clone();
+    let records = tokio::task::spawn_blocking(move || storage.history(&lookup, limit))
+        .await
+        .map_err(|e| ApiError::storage(e.to_string()))?
+        .map_err(|e| ApiError::storage(e.to_string()))?;
+    let history: Vec<HistoryEntry> = records.into_iter().map(HistoryEntry::from).collect();
+    Ok(Json(json!({ "conversationId": id, "history": history })))
+}
+
+/// `POST /v1/conversations/{id}/turn-started`.
+pub async fn turn_started(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+) -> Result<Json<ConversationState>, ApiError> {
+    Ok(Json(state.driver.turn_started(id).await?))
+}
+
+/// Body of `turn-settled`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnSettledBody {
+    request: Value,
+    model: Option<String>,
+    cwd: Option<String>,
+    /// When the turn's last provider request started (epoch ms); an
+    /// extension: without it the time of `turn-started` is used.
+    request_started_at: Option<u64>,
+}
+
+/// `POST /v1/conversations/{id}/turn-settled`.
+pub async fn turn_settled(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+    JsonBody(body): JsonBody<TurnSettledBody>,
+) -> Result<Json<ConversationState>, ApiError> {
+    if !body.request.is_object() {
+        return Err(ApiError::bad_request(
+            "request must be the provider request body (a JSON object)",
+        ));
+    }
+    let template = Arc::new(Template::new(body.request, body.model, body.cwd));
+    let started = body.request_started_at.map(Timestamp::from_millis);
+    Ok(Json(
+        state
+            .driver
+            .turn_settled(id, Some(template), started)
+            .await?,
+    ))
+}
+
+/// `POST /v1/conversations/{id}/warm`: the warm's record.
+pub async fn warm(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+) -> Result<Json<HistoryEntry>, ApiError> {
+    Ok(Json(state.driver.warm_now(id).await?.into()))
+}
+
+/// `POST /v1/conversations/{id}/close`.
+pub async fn close(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+) -> Result<Json<ConversationState>, ApiError> {
+    Ok(Json(state.driver.close(id).await?))
+}
+
+/// Body of `PUT settings`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsBody {
+    enabled: Option<bool>,
+    interval_ms: Option<f64>,
+}
+
+/// `PUT /v1/conversations/{id}/settings`: answers the stored settings.
+pub async fn settings(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+    JsonBody(body): JsonBody<SettingsBody>,
+) -> Result<Json<ConversationState>, ApiError> {
+    let change = SettingsChange {
+        enabled: body.enabled,
+        interval_ms: body.interval_ms,
+    };
+    Ok(Json(state.driver.update(id, change).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_limit_defaults_and_bounds() {
+        assert_eq!(history_limit(None), Ok(50));
+        assert_eq!(history_limit(Some("limit=7")), Ok(7));
+        assert_eq!(history_limit(Some("x=1&limit=1000")), Ok(1000));
+        assert!(history_limit(Some("limit=0")).is_err());
+        assert!(history_limit(Some("limit=abc")).is_err());
+        assert!(history_limit(Some("limit=1001")).is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! Provider clients: turn a warm request into a provider call and its answer
+//! into usage or a readable failure.
+
+mod usage;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use warming_core::{Usage, WarmFailure, WarmRequest};
+
+pub use usage::parse_usage;
+
+use crate::config::{ProviderKind, Secret, ServerConfig};
+
+/// Anthropic API version sent with every warm.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Credentials for one warm, overriding the configured key (a proxied
+/// request's own headers, kept in memory only).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Headers to send as they came (`x-api-key`, `authorization`, ...).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A successful warm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmAnswer {
+    /// The provider's token counts.
+    pub usage: Usage,
+    /// The backend that served the warm, from the backend id header.
+    pub backend: Option<String>,
+}
+
+/// Sends warms to the configured provider.
+#[derive(Debug)]
+pub struct ProviderClient {
+    /// HTTP client with connection pooling.
+    http: reqwest::Client,
+    /// Which API shape to speak.
+    kind: ProviderKind,
+    /// Base URL (or webhook URL), without a trailing slash.
+    upstream: String,
+    /// Configured key for the provider, if any.
+    key: Option<Secret>,
+    /// Header naming the serving backend in answers.
+    backend_header: HeaderName,
+    /// Header carrying the preferred backend on warms.
+    preferred_backend_header: HeaderName,
+    /// Models that refused `max_tokens: 0`; they get 1 from then on.
+    models_needing_one_token: Mutex<HashSet<String>>,
+}
+
+impl ProviderClient {
+    /// A client for the configured provider.
+    ///
+    /// # Errors
+    /// A message when a header name is invalid or the HTTP client cannot be
+    /// built.
+    pub fn new(config: &ServerConfig) -> Result<Self, String> {
+        let header = |name: &str| {
+            HeaderName::try_from(name).map_err(|_| format!("invalid header name {name:?}"))
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.warm_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let key = match config.provider {
+            ProviderKind::Anthropic => config.anthropic_key.clone(),
+            ProviderKind::OpenAi => config.openai_key.clone(),
+            ProviderKind::Webhook => None,
+        };
+        Ok(Self {
+            http,
+            kind: config.provider,
+            upstream: config.upstream.trim_end_matches('/').to_owned(),
+            key,
+            backend_header: header(&config.backend_header)?,
+            preferred_backend_header: header(&config.preferred_backend_header)?,
+            models_needing_one_token: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Sends one warm and waits for its answer.
+    ///
+    /// # Errors
+    /// A [`WarmFailure`] with a readable message for any upstream error,
+    /// timeout or refused connection, and the provider's `retry-after`.
+    pub async fn warm(
+        &self,
+        warm: &WarmRequest,
+        credentials: Option<&Credentials>,
+    ) -> Result<WarmAnswer, WarmFailure> {
+        let model = warm.template.model().unwrap_or_default().to_owned();
+        let one_token = self.needs_one_token(&model);
+        match self.send(warm, credentials, one_token).await {
+            Err(SendError::MaxTokensZeroRejected) if !one_token => {
+                tracing::info!(%model, "model refused max_tokens 0; warming it with 1 from now on");
+                self.models_needing_one_token
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(model);
+                self.send(warm, credentials, true)
+                    .await
+                    .map_err(SendError::into_failure)
+            }
+            other => other.map_err(SendError::into_failure),
+        }
+    }
+
+    fn needs_one_token(&self, model: &str) -> bool {
+        self.models_needing_one_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(model)
+    }
+
+    async fn send(
+        &self,
+        warm: &WarmRequest,
+        credentials: Option<&Credentials>,
+        one_token: bool,
+    ) -> Result<WarmAnswer, SendError> {
+        let (url, body) = self.build(warm, one_token)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.auth_headers(&mut headers, credentials);
+        if let Some(backend) = &warm.preferred_backend {
+            if let Ok(value) = HeaderValue::from_str(backend) {
+                headers.insert(self.preferred_backend_header.clone(), value);
+            }
+        }
+        let response = self
+            .http
+            .post(&url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(SendError::Transport)?;
+        let status = response.status();
+        let backend = response
+            .headers()
+            .get(&self.backend_header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let retry_after_ms = retry_after_ms(response.headers());
+        let bytes = response.bytes().await.map_err(SendError::Transport)?;
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let detail = error_detail(&answer, &bytes);
+            if status == StatusCode::BAD_REQUEST && !one_token && detail.contains("max_tokens") {
+                return Err(SendError::MaxTokensZeroRejected);
+            }
+            return Err(SendError::Status {
+                status,
+                detail,
+                retry_after_ms,
+            });
+        }
+        let usage = answer
+            .get("usage")
+            .and_then(parse_usage)
+            .ok_or(SendError::NoUsage)?;
+        Ok(WarmAnswer { usage, backend })
+    }
+
+    /// The URL and body of a warm: the template with the smallest output.
+    fn build(&self, warm: &WarmRequest, one_token: bool) -> Result<(String, String), SendError> {
+        let mut request = warm.template.request();
+        let Some(object) = request.as_object_mut() else {
+            return Err(SendError::BadTemplate);
+        };
+        object.insert("stream".into(), Value::Bool(false));
+        let url = match self.kind {
+            ProviderKind::Anthropic => {
+                object.insert("max_tokens".into(), json!(u8::from(one_token)));
+                format!("{}/v1/messages", self.upstream)
+            }
+            ProviderKind::OpenAi => {
+                object.remove("stream_options");
+                object.insert("n".into(), json!(1));
+                if object.contains_key("max_completion_tokens") {
+                    object.insert("max_completion_tokens".into(), json!(1));
+                    object.remove("max_tokens");
+                } else {
+                    object.insert("max_tokens".into(), json!(1));
+                }
+                format!("{}/v1/chat/completions", self.upstream)
+            }
+            ProviderKind::Webhook => {
+                let body = json!({
+                    "conversationId": warm.conversation.as_str(),
+                    "model": warm.template.model(),
+                    "request": request,
+                    "preferredBackend": warm.preferred_backend.as_deref(),
+                });
+                return Ok((self.upstream.clone(), body.to_string()));
+            }
+        };
+        Ok((url, request.to_string()))
+    }
+
+    fn auth_headers(&self, headers: &mut HeaderMap, credentials: Option<&Credentials>) {
+        if let Some(credentials) = credentials.filter(|c| !c.headers.is_empty()) {
+            for (name, value) in &credentials.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+        } else if let Some(key) = &self.key {
+            let header = match self.kind {
+                ProviderKind::Anthropic => HeaderValue::from_str(key.expose())
+                    .ok()
+                    .map(|v| (HeaderName::from_static("x-api-key"), v)),
+                ProviderKind::OpenAi | ProviderKind::Webhook => {
+                    HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                        .ok()
+                        .map(|v| (reqwest::header::AUTHORIZATION, v))
+                }
+            };
+            if let Some((name, mut value)) = header {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+        }
+        if self.kind == ProviderKind::Anthropic {
+            headers
+                .entry("anthropic-version")
+                .or_insert(HeaderValue::from_static(ANTHROPIC_VERSION));
+        }
+    }
+}
+
+/// What went wrong sending one warm.
+#[derive(Debug)]
+enum SendError {
+    /// The model refused `max_tokens: 0`.
+    MaxTokensZeroRejected,
+    /// The upstream answered with an error status.
+    Status {
+        status: StatusCode,
+        detail: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// Connecting, sending or reading failed.
+    Transport(reqwest::Error),
+    /// A success without usage.
+    NoUsage,
+    /// The stored request is not a JSON object.
+    BadTemplate,
+}
+
+impl SendError {
+    fn into_failure(self) -> WarmFailure {
+        let (message, retry_after_ms) = match self {
+            Self::MaxTokensZeroRejected => (
+                "upstream 400: the model refused max_tokens 0".to_owned(),
+                None,
+            ),
+            Self::Status {
+                status,
+                detail,
+                retry_after_ms,
+            } => (
+                format!("upstream {}: {detail}", status.as_u16()),
+                retry_after_ms,
+            ),
+            Self::Transport(e) if e.is_timeout() => ("upstream timed out".to_owned(), None),
+            Self::Transport(e) if e.is_connect() => (
+                format!("cannot connect to upstream: {}", root_cause(&e)),
+                None,
+            ),
+            Self::Transport(e) => (format!("upstream request failed: {}", root_cause(&e)), None),
+            Self::NoUsage => ("upstream answered without usage".to_owned(), None),
+            Self::BadTemplate => ("the stored request is not a JSON object".to_owned(), None),
+        };
+        WarmFailure {
+            message,
+            retry_after_ms,
+        }
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// The provider's error message, or the start of the body.
+fn error_detail(answer: &Value, bytes: &[u8]) -> String {
+    let error = answer.get("error");
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .or_else(|| error.and_then(Value::as_str));
+    let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str);
+    match (kind, message) {
+        (Some(kind), Some(message)) => format!("{kind}: {message}"),
+        (None, Some(message)) => message.to_owned(),
+        _ => {
+            let text = String::from_utf8_lossy(bytes);
+            let text = text.trim();
+            if text.is_empty() {
+                "no details".to_owned()
+            } else {
+                text.chars().take(200).collect()
+            }
+        }
+    }
+}
+
+/// `retry-after` in seconds (the form providers send), as milliseconds.
+fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_details_prefer_the_provider_message() {
+        let body = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        assert_eq!(error_detail(&body, b""), "overloaded_error: Overloaded");
+        assert_eq!(error_detail(&Value::Null, b"  bad gateway "), "bad gateway");
+        assert_eq!(error_detail(&Value::Null, b""), "no details");
+    }
+
+    #[test]
+    fn retry_after_takes_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after_ms(&headers), Some(7_000));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("soon"),
+        );
+        assert_eq!(retry_after_ms(&headers), None);
+    }
+}

@@ -1,0 +1,53 @@
+//! Reading token usage out of provider answers.
+
+use serde_json::Value;
+use warming_core::Usage;
+
+fn count(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+/// Usage from a `usage` object in Anthropic shape (`input_tokens`,
+/// `cache_read_input_tokens`, `cache_creation_input_tokens`) or OpenAI shape
+/// (`prompt_tokens`, `prompt_tokens_details.cached_tokens`).
+#[must_use]
+pub fn parse_usage(usage: &Value) -> Option<Usage> {
+    if let Some(prompt) = count(usage, "prompt_tokens") {
+        let cached = usage
+            .get("prompt_tokens_details")
+            .and_then(|d| count(d, "cached_tokens"))
+            .unwrap_or(0);
+        return Some(Usage::openai(prompt, cached));
+    }
+    let input = count(usage, "input_tokens");
+    let read = count(usage, "cache_read_input_tokens");
+    let write = count(usage, "cache_creation_input_tokens");
+    if input.is_none() && read.is_none() && write.is_none() {
+        return None;
+    }
+    Some(Usage::anthropic(
+        input.unwrap_or(0),
+        read.unwrap_or(0),
+        write.unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_both_shapes() {
+        let a = json!({"input_tokens": 5, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0, "output_tokens": 0});
+        assert_eq!(parse_usage(&a), Some(Usage::anthropic(5, 100, 0)));
+        let o = json!({"prompt_tokens": 2000, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 1920}});
+        assert_eq!(parse_usage(&o), Some(Usage::openai(2000, 1920)));
+        assert_eq!(
+            parse_usage(&json!({"prompt_tokens": 10})),
+            Some(Usage::openai(10, 0))
+        );
+        assert_eq!(parse_usage(&json!({"output_tokens": 3})), None);
+        assert_eq!(parse_usage(&json!("nope")), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! Wiring: storage, restore, driver, HTTP server, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warming_core::{Config as CoreConfig, Warmer};
+use warming_storage::{Storage, StorageOptions};
+
+use crate::config::ServerConfig;
+use crate::driver::{self, now};
+use crate::generations::Generations;
+use crate::http::{router, AppState};
+use crate::provider::ProviderClient;
+
+/// Why the service could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is refused.
+    #[error("{0}")]
+    Config(String),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Storage(#[from] warming_storage::OpenError),
+    /// Restoring from the database failed.
+    #[error("cannot restore from the database: {0}")]
+    Restore(String),
+    /// The HTTP server failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the service on `listener` until `shutdown` resolves, then stops
+/// accepting, cancels timers and in-flight warms, flushes storage and
+/// returns.
+///
+/// # Errors
+/// [`ServeError`] when the configuration is refused, the database cannot be
+/// opened or restored, or the server fails.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate().map_err(ServeError::Config)?;
+    let provider = Arc::new(ProviderClient::new(&config).map_err(ServeError::Config)?);
+    let options = StorageOptions {
+        history_cap: config.history_cap,
+        ..StorageOptions::default()
+    };
+    let db = config.db.clone();
+    let limits = config.limits;
+    let (storage, restored) = tokio::task::spawn_blocking(move || {
+        let storage = Storage::open(&db, options)?;
+        let restored = storage
+            .load_all(&limits)
+            .map_err(|e| ServeError::Restore(e.to_string()))?;
+        Ok::<_, ServeError>((Arc::new(storage), restored))
+    })
+    .await
+    .map_err(|e| ServeError::Restore(e.to_string()))??;
+
+    let mut warmer = Warmer::new(CoreConfig {
+        limits,
+        ..CoreConfig::default()
+    });
+    let count = restored.len();
+    warmer.restore(now(), restored);
+    tracing::info!(
+        conversations = count,
+        armed = warmer.armed_count(),
+        db = %config.db.display(),
+        "restored"
+    );
+
+    let stop = CancellationToken::new();
+    let generations = Arc::new(Generations::default());
+    let (driver, driver_task) = driver::spawn(
+        warmer,
+        storage.clone(),
+        provider,
+        generations,
+        config.warm_concurrency,
+        stop.clone(),
+    );
+    let state = AppState {
+        driver,
+        storage: storage.clone(),
+        token: config.token.clone(),
+        limits,
+    };
+    tracing::info!(listen = %listener.local_addr()?, provider = config.provider.as_str(), "serving");
+    let stop_server = stop.clone();
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop_server.cancelled() => {}
+            }
+        })
+        .await;
+    stop.cancel();
+    let _ = driver_task.await;
+    tokio::task::spawn_blocking(move || storage.close())
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
+    tracing::info!("stopped");
+    served.map_err(ServeError::Io)
+}
