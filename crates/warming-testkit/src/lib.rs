@@ -1,0 +1,17 @@
+//! `warming-testkit`: a provider stand-in for tests and benchmarks.
+//!
+//! [`Standin`] speaks Anthropic Messages (`POST /v1/messages`) and OpenAI
+//! Chat Completions (`POST /v1/chat/completions`), streamed or not. It keeps
+//! a real prefix cache with a TTL that restarts on every read, and answers
+//! each request with the usage its provider would report for what was really
+//! cached. It names its backend in `x-backend-id`, and can be told to fail or
+//! hang the next requests. Nothing is canned.
+//!
+//! # Layout
+//! - `cache`: prompts cut into prefix segments, and the TTL cache.
+//! - `server`: the HTTP routes, answers and control endpoints.
+
+pub mod cache;
+mod server;
+
+pub use server::{SeenRequest, Standin, StandinOptions};

@@ -1,0 +1,446 @@
+//! The stand-in's HTTP side.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::cache::{CacheOutcome, PrefixCache, Prompt};
+
+/// How the stand-in behaves.
+#[derive(Debug, Clone)]
+pub struct StandinOptions {
+    /// How long a cached prefix lives after its last use.
+    pub ttl: Duration,
+    /// Sent in `x-backend-id` on every answer.
+    pub backend_id: String,
+    /// Refuse `max_tokens: 0` like a model that needs at least 1.
+    pub reject_zero_max_tokens: bool,
+    /// Pause between streamed chunks.
+    pub chunk_delay: Duration,
+}
+
+impl Default for StandinOptions {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(2),
+            backend_id: "standin-1".into(),
+            reject_zero_max_tokens: false,
+            chunk_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A request the stand-in received, for assertions.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SeenRequest {
+    /// The path.
+    pub path: String,
+    /// The body's `max_tokens` (or `max_completion_tokens`).
+    pub max_tokens: Option<u64>,
+    /// Whether the body asked to stream.
+    pub stream: bool,
+    /// The `x-preferred-backend` header.
+    pub preferred_backend: Option<String>,
+    /// The credential it carried (`x-api-key` or `authorization`).
+    pub credential: Option<String>,
+    /// What the cache gave it (none for failed requests).
+    pub cache_read: Option<u64>,
+    /// The `x-conversation-id` header.
+    pub conversation: Option<String>,
+}
+
+/// An injected failure.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Status(StatusCode, Option<u64>),
+    Hang,
+}
+
+#[derive(Debug)]
+struct Shared {
+    options: StandinOptions,
+    cache: Mutex<PrefixCache>,
+    faults: Mutex<VecDeque<Fault>>,
+    seen: Mutex<Vec<SeenRequest>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running stand-in; stops when dropped.
+#[derive(Debug)]
+pub struct Standin {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Standin {
+    /// Starts a stand-in on 127.0.0.1 with a free port.
+    ///
+    /// # Errors
+    /// When binding fails.
+    pub async fn start(options: StandinOptions) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(listener, options)
+    }
+
+    /// Serves on `listener`.
+    ///
+    /// # Errors
+    /// When the listener has no local address.
+    pub fn serve(listener: TcpListener, options: StandinOptions) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            cache: Mutex::new(PrefixCache::new(options.ttl)),
+            options,
+            faults: Mutex::new(VecDeque::new()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/v1/messages", post(anthropic))
+            .route("/v1/chat/completions", post(openai))
+            .route("/_standin/requests", get(requests))
+            .route("/_standin/fail", post(fail))
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    #[must_use]
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        lock(&self.shared.seen).clone()
+    }
+
+    /// Requests received so far with `max_tokens` at most 1: the warms.
+    #[must_use]
+    pub fn warms(&self) -> Vec<SeenRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.max_tokens.is_some_and(|m| m <= 1))
+            .collect()
+    }
+
+    /// Fails the next `count` requests with `status` (and `retry-after`).
+    pub fn fail_next(&self, count: usize, status: u16, retry_after_secs: Option<u64>) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut faults = lock(&self.shared.faults);
+        faults.extend(std::iter::repeat_n(
+            Fault::Status(status, retry_after_secs),
+            count,
+        ));
+    }
+
+    /// Never answers the next `count` requests.
+    pub fn hang_next(&self, count: usize) {
+        lock(&self.shared.faults).extend(std::iter::repeat_n(Fault::Hang, count));
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Anthropic,
+    OpenAi,
+}
+
+async fn anthropic(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+    handle(s, Api::Anthropic, headers, body).await
+}
+
+async fn openai(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+    handle(s, Api::OpenAi, headers, body).await
+}
+
+async fn requests(State(s): State<Arc<Shared>>) -> Json<Vec<SeenRequest>> {
+    Json(lock(&s.seen).clone())
+}
+
+async fn fail(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> StatusCode {
+    let count = body.get("count").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let status = body.get("status").and_then(Value::as_u64).unwrap_or(500) as u16;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let retry = body.get("retryAfterSecs").and_then(Value::as_u64);
+    lock(&s.faults).extend(std::iter::repeat_n(Fault::Status(status, retry), count));
+    StatusCode::NO_CONTENT
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = match api {
+        Api::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
+        Api::OpenAi => json!({"error": {"type": kind, "message": message, "code": null}}),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Response {
+    let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    let max_tokens = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64);
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut seen = SeenRequest {
+        path: match api {
+            Api::Anthropic => "/v1/messages".into(),
+            Api::OpenAi => "/v1/chat/completions".into(),
+        },
+        max_tokens,
+        stream,
+        preferred_backend: header(&headers, "x-preferred-backend"),
+        credential: header(&headers, "x-api-key").or_else(|| header(&headers, "authorization")),
+        cache_read: None,
+        conversation: header(&headers, "x-conversation-id"),
+    };
+    let fault = lock(&s.faults).pop_front();
+    match fault {
+        Some(Fault::Hang) => {
+            lock(&s.seen).push(seen);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+        Some(Fault::Status(status, retry_after)) => {
+            lock(&s.seen).push(seen);
+            let kind = match status.as_u16() {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                _ => "api_error",
+            };
+            let mut response = error(api, status, kind, "injected by the stand-in");
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+            }
+            return response;
+        }
+        None => {}
+    }
+    if !body.is_object() || !body.get("messages").is_some_and(Value::is_array) {
+        lock(&s.seen).push(seen);
+        return error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "messages: Field required",
+        );
+    }
+    let Some(max_tokens) = max_tokens else {
+        lock(&s.seen).push(seen);
+        return error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "max_tokens: Field required",
+        );
+    };
+    if max_tokens == 0 && (api == Api::OpenAi || s.options.reject_zero_max_tokens) {
+        lock(&s.seen).push(seen);
+        return error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "max_tokens: must be greater than or equal to 1",
+        );
+    }
+    let prompt = match api {
+        Api::Anthropic => Prompt::anthropic(&body),
+        Api::OpenAi => Prompt::openai(&body),
+    };
+    let outcome = lock(&s.cache).serve(&prompt, Instant::now());
+    seen.cache_read = Some(outcome.read);
+    lock(&s.seen).push(seen);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("standin")
+        .to_owned();
+    let words = reply_words(max_tokens);
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut response = if stream {
+        sse(
+            api,
+            model,
+            outcome,
+            words,
+            include_usage,
+            s.options.chunk_delay,
+        )
+    } else {
+        Json(whole(api, &model, outcome, &words)).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&s.options.backend_id) {
+        response.headers_mut().insert("x-backend-id", v);
+    }
+    response
+}
+
+/// The reply: one word per output token, at most 1000.
+fn reply_words(max_tokens: u64) -> Vec<String> {
+    (0..max_tokens.min(1000))
+        .map(|i| format!("w{i} "))
+        .collect()
+}
+
+fn anthropic_usage(outcome: CacheOutcome, output: usize) -> Value {
+    json!({
+        "input_tokens": outcome.uncached,
+        "cache_creation_input_tokens": outcome.written,
+        "cache_read_input_tokens": outcome.read,
+        "output_tokens": output,
+    })
+}
+
+fn openai_usage(outcome: CacheOutcome, output: usize) -> Value {
+    let prompt = outcome.read + outcome.written + outcome.uncached;
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output as u64,
+        "prompt_tokens_details": {"cached_tokens": outcome.read},
+    })
+}
+
+fn whole(api: Api, model: &str, outcome: CacheOutcome, words: &[String]) -> Value {
+    let text: String = words.concat();
+    match api {
+        Api::Anthropic => json!({
+            "id": "msg_standin",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": if words.is_empty() { json!([]) } else { json!([{"type": "text", "text": text}]) },
+            "stop_reason": "max_tokens",
+            "stop_sequence": null,
+            "usage": anthropic_usage(outcome, words.len()),
+        }),
+        Api::OpenAi => json!({
+            "id": "chatcmpl-standin",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+            "usage": openai_usage(outcome, words.len()),
+        }),
+    }
+}
+
+fn event(name: Option<&str>, data: &Value) -> String {
+    match name {
+        Some(name) => format!("event: {name}\ndata: {data}\n\n"),
+        None => format!("data: {data}\n\n"),
+    }
+}
+
+/// A streamed answer, one chunk per word, `delay` apart.
+fn sse(
+    api: Api,
+    model: String,
+    outcome: CacheOutcome,
+    words: Vec<String>,
+    include_usage: bool,
+    delay: Duration,
+) -> Response {
+    let mut head = Vec::new();
+    let mut chunks = Vec::new();
+    let mut tail = Vec::new();
+    match api {
+        Api::Anthropic => {
+            let mut start_usage = anthropic_usage(outcome, 1);
+            start_usage["output_tokens"] = json!(1);
+            head.push(event(
+                Some("message_start"),
+                &json!({"type": "message_start", "message": {
+                "id": "msg_standin", "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+            ));
+            head.push(event(Some("content_block_start"), &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            for w in &words {
+                chunks.push(event(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+            }
+            tail.push(event(
+                Some("content_block_stop"),
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+            tail.push(event(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null}, "usage": {"output_tokens": words.len()}})));
+            tail.push(event(
+                Some("message_stop"),
+                &json!({"type": "message_stop"}),
+            ));
+        }
+        Api::OpenAi => {
+            let chunk = |delta: Value, finish: Value| json!({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            head.push(event(
+                None,
+                &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            ));
+            for w in &words {
+                chunks.push(event(None, &chunk(json!({"content": w}), Value::Null)));
+            }
+            tail.push(event(None, &chunk(json!({}), json!("length"))));
+            if include_usage {
+                tail.push(event(None, &json!({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [], "usage": openai_usage(outcome, words.len())})));
+            }
+            tail.push("data: [DONE]\n\n".to_owned());
+        }
+    }
+    let stream = futures_util::stream::unfold(
+        (head.into_iter(), chunks.into_iter(), tail.into_iter()),
+        move |(mut head, mut chunks, mut tail)| async move {
+            if let Some(e) = head.next() {
+                return Some((Ok::<_, Infallible>(e), (head, chunks, tail)));
+            }
+            if let Some(e) = chunks.next() {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                return Some((Ok(e), (head, chunks, tail)));
+            }
+            tail.next().map(|e| (Ok(e), (head, chunks, tail)))
+        },
+    );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

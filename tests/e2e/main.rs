@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `warming` binary, real sockets on 127.0.0.1, a
+//! real SQLite file, and the provider stand-in from `warming-testkit`.
+
+mod support;
+
+mod failures;
+mod input;
+mod lifecycle;
+mod surface;
+mod warming;
