@@ -79,6 +79,8 @@ pub struct WarmRequest {
     pub preferred_backend: Option<Arc<str>>,
     /// Why this warm is sent.
     pub trigger: WarmTrigger,
+    /// When it was due: `now - due_at` is how late it fires.
+    pub due_at: Timestamp,
 }
 
 /// How a warm ended.
@@ -122,6 +124,8 @@ impl WarmOutcome {
 pub struct WarmRecord {
     /// The conversation warmed.
     pub conversation_id: ConversationId,
+    /// When the warm was due (its deadline; for a manual warm, when asked).
+    pub due_at: Timestamp,
     /// When the warm was sent.
     pub started_at: Timestamp,
     /// When its answer (or failure) arrived.

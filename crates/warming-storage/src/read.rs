@@ -80,7 +80,7 @@ pub(crate) fn history(
 ) -> Result<Vec<WarmRecord>, ReadError> {
     let mut stmt = conn.prepare_cached(
         "SELECT started_at, finished_at, trigger, outcome, expired, input_tokens,
-                cache_read_tokens, cache_write_tokens, pct, expected_pct, backend, error
+                cache_read_tokens, cache_write_tokens, pct, expected_pct, backend, error, due_at
          FROM warm_history WHERE conversation = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -95,9 +95,12 @@ pub(crate) fn history(
         });
         let trigger: String = row.get(2)?;
         let outcome: String = row.get(3)?;
+        let started_at = timestamp(row.get(0)?).unwrap_or_default();
         Ok(WarmRecord {
             conversation_id: conversation.clone(),
-            started_at: timestamp(row.get(0)?).unwrap_or_default(),
+            // Rows from schema 1 have no due time: take the start.
+            due_at: timestamp(row.get(12)?).unwrap_or(started_at),
+            started_at,
             finished_at: timestamp(row.get(1)?).unwrap_or_default(),
             trigger: WarmTrigger::parse(&trigger).unwrap_or(WarmTrigger::Scheduled),
             outcome: WarmOutcome::parse(&outcome).unwrap_or(WarmOutcome::Failed),

@@ -42,6 +42,8 @@ const MIGRATIONS: &[&str] = &[
         error              TEXT
     );
     CREATE INDEX warm_history_by_conversation ON warm_history(conversation, seq);",
+    // 2: when each warm was due, so lateness is visible.
+    "ALTER TABLE warm_history ADD COLUMN due_at INTEGER;",
 ];
 
 /// The schema version this build writes.

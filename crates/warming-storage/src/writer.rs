@@ -217,8 +217,8 @@ fn append_warm(conn: &Connection, r: &WarmRecord, history_cap: usize) -> rusqlit
     conn.prepare_cached(
         "INSERT INTO warm_history (conversation, started_at, finished_at, trigger, outcome,
            expired, input_tokens, cache_read_tokens, cache_write_tokens, pct, expected_pct,
-           backend, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+           backend, error, due_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         id,
@@ -234,6 +234,7 @@ fn append_warm(conn: &Connection, r: &WarmRecord, history_cap: usize) -> rusqlit
         r.expected_pct,
         r.backend.as_deref(),
         r.error.as_deref(),
+        millis_to_sql(r.due_at.as_millis()),
     ])?;
     if r.outcome == WarmOutcome::Failed {
         conn.prepare_cached("UPDATE conversations SET last_error = ?2 WHERE id = ?1")?

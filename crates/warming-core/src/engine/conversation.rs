@@ -39,6 +39,8 @@ pub(crate) struct InFlight {
     pub started_at: Timestamp,
     /// Why it was sent.
     pub trigger: WarmTrigger,
+    /// When it was due.
+    pub due_at: Timestamp,
 }
 
 /// Everything the engine knows about one conversation.

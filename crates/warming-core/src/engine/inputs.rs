@@ -114,7 +114,7 @@ impl Warmer {
             // Re-checked, never trusted: the index only holds schedulable
             // conversations, but a stale entry must do nothing.
             if c.may_schedule() {
-                self.fire(slot, trigger, now);
+                self.fire(slot, trigger, at, now);
             }
         }
     }
@@ -149,6 +149,7 @@ impl Warmer {
         };
         let record = WarmRecord {
             conversation_id: c.id.clone(),
+            due_at: flight.due_at,
             started_at: flight.started_at,
             finished_at: now,
             trigger: flight.trigger,
@@ -191,6 +192,7 @@ impl Warmer {
         c.stats.last_error = Some(error.clone());
         let record = WarmRecord {
             conversation_id: c.id.clone(),
+            due_at: flight.due_at,
             started_at: flight.started_at,
             finished_at: now,
             trigger: flight.trigger,
@@ -238,7 +240,7 @@ impl Warmer {
         }
         self.invalidate_in_flight(slot);
         self.disarm(slot);
-        Ok(self.fire(slot, WarmTrigger::Manual, now))
+        Ok(self.fire(slot, WarmTrigger::Manual, now, now))
     }
 
     /// Asks to change settings. Emits [`Effect::PersistSettings`]; memory

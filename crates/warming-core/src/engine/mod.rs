@@ -302,8 +302,14 @@ impl Warmer {
         }
     }
 
-    /// Sends a warm now and returns its token.
-    fn fire(&mut self, slot: u32, trigger: WarmTrigger, now: Timestamp) -> WarmToken {
+    /// Sends a warm now (it was due at `due_at`) and returns its token.
+    fn fire(
+        &mut self,
+        slot: u32,
+        trigger: WarmTrigger,
+        due_at: Timestamp,
+        now: Timestamp,
+    ) -> WarmToken {
         let token = WarmToken(self.next_token);
         self.next_token += 1;
         let c = self.conv(slot);
@@ -311,6 +317,7 @@ impl Warmer {
             token,
             started_at: now,
             trigger,
+            due_at,
         });
         let request = WarmRequest {
             conversation: c.id.clone(),
@@ -321,6 +328,7 @@ impl Warmer {
                 .expect("fire is only called with a template"),
             preferred_backend: c.backend.clone(),
             trigger,
+            due_at,
         };
         self.effects.push_back(Effect::Warm(request));
         token

@@ -67,3 +67,47 @@ fn a_newer_schema_is_refused_and_left_unchanged() {
     }
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+    use std::sync::Arc;
+    use warming_core::{Timestamp, WarmOutcome, WarmRecord, WarmTrigger};
+    use warming_storage::Write;
+
+    let (_dir, path) = temp_db();
+    {
+        let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+        let record = WarmRecord {
+            conversation_id: crate::id("old"),
+            due_at: Timestamp::from_millis(900),
+            started_at: Timestamp::from_millis(1_000),
+            finished_at: Timestamp::from_millis(1_200),
+            trigger: WarmTrigger::Scheduled,
+            outcome: WarmOutcome::Failed,
+            expired: false,
+            usage: None,
+            pct: None,
+            expected_pct: None,
+            backend: None,
+            error: Some(Arc::from("boom")),
+        };
+        storage.write_blocking(Write::Warm(record)).unwrap();
+    }
+    // Turn the file back into what version 1 wrote.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE warm_history DROP COLUMN due_at; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    let history = storage.history(&crate::id("old"), 10).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].error.as_deref(), Some("boom"));
+    // Rows from before the migration have no due time: their start stands in.
+    assert_eq!(history[0].due_at, Timestamp::from_millis(1_000));
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}

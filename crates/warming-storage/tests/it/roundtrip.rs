@@ -11,6 +11,7 @@ use crate::{id, temp_db};
 fn record(conv: &str, at: u64, usage: Option<Usage>, error: Option<&str>) -> WarmRecord {
     WarmRecord {
         conversation_id: id(conv),
+        due_at: Timestamp::from_millis(at.saturating_sub(3)),
         started_at: Timestamp::from_millis(at),
         finished_at: Timestamp::from_millis(at + 420),
         trigger: WarmTrigger::Scheduled,
