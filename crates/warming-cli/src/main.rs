@@ -1,16 +1,33 @@
 //! The `warming` binary: parses arguments and wires the crates together.
 
+mod commands;
 mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use warming_transport::client::Client;
 
 /// Keeps LLM prompt caches warm while users think.
 #[derive(Debug, Parser)]
-#[command(name = "warming", version, about)]
+#[command(
+    name = "warming",
+    version,
+    about = "Keeps LLM prompt caches warm while users think."
+)]
 struct Cli {
+    /// Base URL of the server, for the commands that talk to one.
+    #[arg(
+        long,
+        env = "WARMING_SERVER",
+        default_value = "http://127.0.0.1:8517",
+        global = true
+    )]
+    server: String,
+    /// Print the server's JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,14 +37,52 @@ enum Command {
     /// Run the service.
     ///
     /// Example: ANTHROPIC_API_KEY=sk-... warming serve --listen 127.0.0.1:8517
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
+    #[command(flatten)]
+    Remote(commands::RemoteCommand),
+    /// Print a shell completion script.
+    ///
+    /// Example: warming completions bash > /etc/bash_completion.d/warming
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(*args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "warming", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not a failure.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            ExitCode::SUCCESS
+        }
+        Command::Remote(command) => {
+            let token = std::env::var("WARMING_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            let client = Client::new(&cli.server, token);
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(commands::run(&client, cli.json, command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => fail(&message),
+            }
+        }
     }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("warming: {message}");
+    ExitCode::FAILURE
 }
 
 fn run_serve(args: serve::ServeArgs) -> ExitCode {
@@ -47,10 +102,7 @@ fn run_serve(args: serve::ServeArgs) -> ExitCode {
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("warming: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -62,10 +114,7 @@ fn run_serve(args: serve::ServeArgs) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("warming: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => fail(&message),
     }
 }
 

@@ -8,7 +8,9 @@
 //! - `provider`: Anthropic / OpenAI / webhook warm clients, usage parsing.
 //! - `generations`: proxied generations and their in-memory credentials.
 //! - `config`: the validated service configuration.
+//! - `client`: a client of a running server (the CLI's), human durations.
 
+pub mod client;
 pub mod config;
 mod driver;
 pub mod generations;

@@ -1,0 +1,13 @@
+-- wrk script: alternating turn-started / turn-settled over 10 000 conversations.
+local counter = 0
+local body = '{"request":{"model":"claude-bench","max_tokens":256,"system":[{"type":"text","text":"You are a benchmark.","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}]}}'
+
+request = function()
+  counter = counter + 1
+  local id = "bench-" .. (counter % 10000)
+  if counter % 2 == 0 then
+    return wrk.format("POST", "/v1/conversations/" .. id .. "/turn-started", {}, "")
+  end
+  return wrk.format("POST", "/v1/conversations/" .. id .. "/turn-settled",
+    {["content-type"] = "application/json"}, body)
+end

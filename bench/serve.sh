@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Load benchmark of `warming serve` (not a test):
+#  1. lifecycle calls/s with wrk against warming and against a bare axum handler
+#     with the same routes, same machine, same run; reports the ratio;
+#  2. warm-fire lateness (fire time minus scheduled time) p50/p99 with N armed
+#     conversations on a short interval against the provider stand-in.
+# Usage: bench/serve.sh [CONVERSATIONS=100000] [INTERVAL_MS=60000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONVERSATIONS=${1:-100000}
+INTERVAL_MS=${2:-60000}
+export CONVERSATIONS INTERVAL_MS WRK_THREADS=2
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release -q -p warming-cli -p warming-testkit
+out=bench/out; rm -rf "$out"; mkdir -p "$out"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+start() { # name, command...: starts it, waits for "listening on URL", prints URL
+  local name=$1; shift
+  "$@" > "$out/$name.out" 2> "$out/$name.err" & pids+=($!)
+  for _ in $(seq 200); do
+    url=$(grep -o 'http://[0-9.:]*' "$out/$name.out" 2>/dev/null | head -1 || true)
+    [ -n "$url" ] && { echo "$url"; return; }
+    sleep 0.05
+  done
+  echo "$name did not start" >&2; exit 1
+}
+
+standin=$(start standin target/release/warming-standin --ttl-ms 600000)
+bare=$(start bare target/release/warming-bare)
+target/release/warming serve --listen 127.0.0.1:18600 --db "$out/bench.db" \
+  --upstream "$standin" --min-interval-ms 1000 > /dev/null 2> "$out/serve.err" & pids+=($!)
+until curl -sf http://127.0.0.1:18600/healthz > /dev/null; do sleep 0.05; done
+warming=http://127.0.0.1:18600
+
+rate() { wrk -t2 -c64 -d10s -s bench/lifecycle.lua "$1" | awk '/Requests\/sec/ {print $2}'; }
+bare_rate=$(rate "$bare")
+warming_rate=$(rate "$warming")
+echo "lifecycle calls/s: bare axum handler $bare_rate, warming $warming_rate, ratio $(python3 -c "print(f'{$warming_rate / $bare_rate:.2f}')")"
+
+echo "arming $CONVERSATIONS conversations (interval $INTERVAL_MS ms)..."
+wrk -t2 -c64 -d20s -s bench/arm.lua "$warming" > "$out/arm.txt"
+armed=$(curl -s "$warming/v1/conversations" | python3 -c "import json,sys; print(sum(1 for c in json.load(sys.stdin)['conversations'] if c['nextWarmAt']))")
+echo "armed: $armed"
+sleep $(( INTERVAL_MS * 2 / 1000 + 5 ))
+python3 bench/lateness.py "$warming" "$CONVERSATIONS" 2000

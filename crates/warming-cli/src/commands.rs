@@ -1,0 +1,333 @@
+//! The commands that talk to a running server, and how their answers print.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use warming_transport::client::{format_duration, parse_duration, Client, ClientError};
+
+/// A command for a running server.
+#[derive(Debug, clap::Subcommand)]
+pub enum RemoteCommand {
+    /// List every known conversation.
+    ///
+    /// Example: warming list --json
+    List,
+    /// Show one conversation.
+    ///
+    /// Example: warming status chat-42
+    Status {
+        /// Conversation id.
+        id: String,
+    },
+    /// Turn warming on.
+    ///
+    /// Example: warming enable chat-42
+    Enable {
+        /// Conversation id.
+        id: String,
+    },
+    /// Turn warming off.
+    ///
+    /// Example: warming disable chat-42
+    Disable {
+        /// Conversation id.
+        id: String,
+    },
+    /// Set the time between warms.
+    ///
+    /// Example: warming interval chat-42 4m30s
+    Interval {
+        /// Conversation id.
+        id: String,
+        /// A duration: 4m30s, 90s, 1h, 1500ms, or plain seconds.
+        duration: String,
+    },
+    /// Warm now and show the result.
+    ///
+    /// Example: warming warm chat-42
+    Warm {
+        /// Conversation id.
+        id: String,
+    },
+    /// Close the conversation: warming off, generation aborted.
+    ///
+    /// Example: warming close chat-42
+    Close {
+        /// Conversation id.
+        id: String,
+    },
+    /// Show past warms, newest first.
+    ///
+    /// Example: warming history chat-42 --limit 20
+    History {
+        /// Conversation id.
+        id: String,
+        /// How many warms.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Follow a conversation live: countdown to the next warm, each warm's hit %.
+    ///
+    /// Example: warming watch chat-42
+    Watch {
+        /// Conversation id.
+        id: String,
+    },
+}
+
+/// Prints a line; a closed pipe (`warming list | head`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |p| format!("{p:.1}%"))
+}
+
+fn ago(v: &Value) -> String {
+    v.as_u64()
+        .map_or("-".into(), |t| match now_ms().saturating_sub(t) / 1000 {
+            0 => "just now".into(),
+            seconds => format!("{} ago", format_duration(seconds * 1000)),
+        })
+}
+
+fn countdown(v: &Value) -> String {
+    match v.as_u64() {
+        Some(t) if t > now_ms() => format!(
+            "in {}",
+            format_duration((t - now_ms()).div_ceil(1000) * 1000)
+        ),
+        Some(_) => "due now".into(),
+        None => "-".into(),
+    }
+}
+
+fn on_off(state: &Value) -> &'static str {
+    if state["enabled"] == true {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// One conversation as a block of lines.
+fn status_text(state: &Value) -> String {
+    let interval = state["intervalMs"]
+        .as_u64()
+        .map_or("-".into(), format_duration);
+    let mut lines = vec![
+        format!(
+            "conversation  {}",
+            state["conversationId"].as_str().unwrap_or("?")
+        ),
+        format!("warming       {} (every {interval})", on_off(state)),
+        format!(
+            "turn          {}",
+            if state["active"] == true {
+                "generating"
+            } else {
+                "idle"
+            }
+        ),
+        format!("next warm     {}", countdown(&state["nextWarmAt"])),
+        format!("last warm     {}", ago(&state["lastWarmAt"])),
+        format!(
+            "last hit      {} (retention {})",
+            pct(&state["lastPct"]),
+            pct(&state["lastExpectedPct"])
+        ),
+        format!("warms         {}", state["warmCount"]),
+    ];
+    if let Some(backend) = state["backend"].as_str() {
+        lines.push(format!("backend       {backend}"));
+    }
+    if let Some(error) = state["lastError"].as_str() {
+        lines.push(format!("last error    {error}"));
+    }
+    lines.join("\n")
+}
+
+fn list_text(list: &Value) -> String {
+    let rows = list["conversations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "no conversations yet".into();
+    }
+    let mut out = format!(
+        "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6}  {}\n",
+        "CONVERSATION", "WARM", "INTERVAL", "NEXT", "LAST HIT", "WARMS", "ERROR"
+    );
+    for s in rows {
+        out.push_str(&format!(
+            "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6}  {}\n",
+            s["conversationId"].as_str().unwrap_or("?"),
+            on_off(&s),
+            s["intervalMs"].as_u64().map_or("-".into(), format_duration),
+            countdown(&s["nextWarmAt"]),
+            pct(&s["lastPct"]),
+            s["warmCount"],
+            s["lastError"].as_str().unwrap_or(""),
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+fn history_text(history: &Value) -> String {
+    let rows = history["history"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return "no warms yet".into();
+    }
+    let mut out = format!(
+        "{:>12} {:<9} {:<8} {:>9} {:>8}  {}\n",
+        "WHEN", "TRIGGER", "OUTCOME", "HIT", "LATENCY", "ERROR"
+    );
+    for h in rows {
+        out.push_str(&format!(
+            "{:>12} {:<9} {:<8} {:>9} {:>8}  {}\n",
+            ago(&h["finishedAt"]),
+            h["trigger"].as_str().unwrap_or("?"),
+            h["outcome"].as_str().unwrap_or("?"),
+            pct(&h["pct"]),
+            h["latencyMs"]
+                .as_u64()
+                .map_or("-".into(), |ms| format!("{ms}ms")),
+            h["error"].as_str().unwrap_or(""),
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+fn warm_text(record: &Value) -> String {
+    format!(
+        "warmed {}: {} {} (retention {}) in {}ms",
+        record["conversationId"].as_str().unwrap_or("?"),
+        record["outcome"].as_str().unwrap_or("?"),
+        pct(&record["pct"]),
+        pct(&record["expectedPct"]),
+        record["latencyMs"]
+    )
+}
+
+/// One line for `watch`.
+fn watch_line(state: &Value) -> String {
+    format!(
+        "{}  warming {}  next warm {}  last hit {}  warms {}{}",
+        state["conversationId"].as_str().unwrap_or("?"),
+        on_off(state),
+        countdown(&state["nextWarmAt"]),
+        pct(&state["lastPct"]),
+        state["warmCount"],
+        state["lastError"]
+            .as_str()
+            .map(|e| format!("  error: {e}"))
+            .unwrap_or_default()
+    )
+}
+
+/// Runs a command; `Err` is the one line to print.
+pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<(), String> {
+    let show = |value: Value, text: fn(&Value) -> String| {
+        if json {
+            say!("{value}");
+        } else {
+            say!("{}", text(&value));
+        }
+    };
+    let err = |e: ClientError| e.to_string();
+    match command {
+        RemoteCommand::List => show(client.list().await.map_err(err)?, list_text),
+        RemoteCommand::Status { id } => show(client.status(&id).await.map_err(err)?, status_text),
+        RemoteCommand::Enable { id } => {
+            show(
+                client.settings(&id, Some(true), None).await.map_err(err)?,
+                status_text,
+            );
+        }
+        RemoteCommand::Disable { id } => {
+            show(
+                client.settings(&id, Some(false), None).await.map_err(err)?,
+                status_text,
+            );
+        }
+        RemoteCommand::Interval { id, duration } => {
+            let ms = parse_duration(&duration)?;
+            show(
+                client.settings(&id, None, Some(ms)).await.map_err(err)?,
+                status_text,
+            );
+        }
+        RemoteCommand::Warm { id } => show(client.warm(&id).await.map_err(err)?, warm_text),
+        RemoteCommand::Close { id } => show(client.close(&id).await.map_err(err)?, status_text),
+        RemoteCommand::History { id, limit } => {
+            if !(1..=1000).contains(&limit) {
+                return Err(format!("--limit must be from 1 to 1000, got {limit}"));
+            }
+            show(client.history(&id, limit).await.map_err(err)?, history_text);
+        }
+        RemoteCommand::Watch { id } => watch(client, json, &id).await?,
+    }
+    Ok(())
+}
+
+/// Prints every update; on a terminal, also redraws the countdown each second.
+async fn watch(client: &Client, json: bool, id: &str) -> Result<(), String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let client = client.clone();
+    let id = id.to_owned();
+    let mut socket =
+        tokio::spawn(async move { client.watch(&id, |m| drop(tx.send(m.clone()))).await });
+    let live = std::io::stdout().is_terminal() && !json;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut current: Option<Value> = None;
+    let mut last_count = None;
+    loop {
+        tokio::select! {
+            message = rx.recv() => {
+                let Some(message) = message else { break };
+                if json {
+                    say!("{message}");
+                    continue;
+                }
+                let state = message["state"].clone();
+                if last_count.is_some() && state["warmCount"] != last_count.clone().unwrap_or(Value::Null) {
+                    let line = format!("warm #{}: hit {} (retention {})", state["warmCount"], pct(&state["lastPct"]), pct(&state["lastExpectedPct"]));
+                    if live { let _ = write!(std::io::stdout(), "\r\x1b[K"); }
+                    say!("{line}");
+                }
+                last_count = Some(state["warmCount"].clone());
+                if live {
+                    let _ = write!(std::io::stdout(), "\r\x1b[K{}", watch_line(&state));
+                } else {
+                    say!("{}", watch_line(&state));
+                }
+                current = Some(state);
+            }
+            _ = ticker.tick(), if live => {
+                if let Some(state) = &current {
+                    let _ = write!(std::io::stdout(), "\r\x1b[K{}", watch_line(state));
+                }
+            }
+            result = &mut socket => {
+                return match result {
+                    Ok(Ok(())) => Err("the server closed the connection".into()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! A client of a running `warming serve`, for the command line and for apps.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot reach warming at {url}: {reason}")]
+    Unreachable {
+        /// The server's base URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The contract's error code.
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server answered something that is not the API.
+    #[error("unexpected answer from warming: {0}")]
+    Protocol(String),
+}
+
+/// Talks to one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:8517`).
+    #[must_use]
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        }
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            reason = cause.to_string();
+            source = cause.source();
+        }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.unreachable(&e))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|_| ClientError::Protocol(text.chars().take(200).collect()))?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let field = |name: &str| value["error"][name].as_str().unwrap_or("").to_owned();
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            code: field("code"),
+            message: field("message"),
+        })
+    }
+
+    /// Every known conversation.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the server is unreachable or answers an error.
+    pub async fn list(&self) -> Result<Value, ClientError> {
+        self.call(Method::GET, "/v1/conversations", None).await
+    }
+
+    /// One conversation's state.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn status(&self, id: &str) -> Result<Value, ClientError> {
+        self.call(Method::GET, &format!("/v1/conversations/{id}"), None)
+            .await
+    }
+
+    /// Changes settings.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn settings(
+        &self,
+        id: &str,
+        enabled: Option<bool>,
+        interval_ms: Option<u64>,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({});
+        if let Some(enabled) = enabled {
+            body["enabled"] = json!(enabled);
+        }
+        if let Some(ms) = interval_ms {
+            body["intervalMs"] = json!(ms);
+        }
+        self.call(
+            Method::PUT,
+            &format!("/v1/conversations/{id}/settings"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Warms now; answers the warm's history entry.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn warm(&self, id: &str) -> Result<Value, ClientError> {
+        self.call(Method::POST, &format!("/v1/conversations/{id}/warm"), None)
+            .await
+    }
+
+    /// Closes the conversation.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn close(&self, id: &str) -> Result<Value, ClientError> {
+        self.call(Method::POST, &format!("/v1/conversations/{id}/close"), None)
+            .await
+    }
+
+    /// Past warms, newest first.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn history(&self, id: &str, limit: usize) -> Result<Value, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/conversations/{id}/history?limit={limit}"),
+            None,
+        )
+        .await
+    }
+
+    /// Subscribes to a conversation's surface and calls `on_message` with
+    /// every message until the server closes the socket.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the socket cannot be opened or breaks.
+    pub async fn watch(
+        &self,
+        id: &str,
+        mut on_message: impl FnMut(&Value),
+    ) -> Result<(), ClientError> {
+        let ws_base = self.base.replacen("http", "ws", 1);
+        let mut url = format!("{ws_base}/v1/surface");
+        if let Some(token) = &self.token {
+            url.push_str(&format!("?token={token}"));
+        }
+        let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })?;
+        let subscribe =
+            json!({"type": "subscribe", "surfaceId": "cache-warming", "conversationId": id});
+        futures_util::SinkExt::send(&mut socket, Message::Text(subscribe.to_string().into()))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        while let Some(message) = socket.next().await {
+            match message.map_err(|e| ClientError::Protocol(e.to_string()))? {
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(text.as_str())
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    if value["type"] == "error" {
+                        return Err(ClientError::Api {
+                            status: 400,
+                            code: "bad_request".into(),
+                            message: value["message"].as_str().unwrap_or("").to_owned(),
+                        });
+                    }
+                    on_message(&value);
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a human duration like `4m30s`, `90s`, `1h`, `1500ms` or a plain
+/// number of seconds, into milliseconds.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let bad = || format!("{text:?} is not a duration (try 4m30s, 90s, 1h or 1500ms)");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return if seconds.is_finite() && seconds > 0.0 {
+            Ok((seconds * 1000.0).round() as u64)
+        } else {
+            Err(bad())
+        };
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        total = number
+            .checked_mul(factor)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(bad)?;
+        rest = &rest[unit_len..];
+    }
+    if total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Renders milliseconds as `4m30s`, `90ms`, `1h`.
+#[must_use]
+pub fn format_duration(ms: u64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let seconds = ms / 1_000;
+    let (h, m, s) = (seconds / 3_600, seconds % 3_600 / 60, seconds % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_people_write_them() {
+        assert_eq!(parse_duration("4m30s"), Ok(270_000));
+        assert_eq!(parse_duration("90s"), Ok(90_000));
+        assert_eq!(parse_duration("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration("1500ms"), Ok(1_500));
+        assert_eq!(parse_duration("20"), Ok(20_000));
+        assert_eq!(parse_duration("2.5"), Ok(2_500));
+        for bad in ["", "soon", "4x", "m4", "-3", "0", "0s", "4m30", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_format_back() {
+        assert_eq!(format_duration(270_000), "4m30s");
+        assert_eq!(format_duration(3_600_000), "1h");
+        assert_eq!(format_duration(999), "999ms");
+        assert_eq!(format_duration(0), "0ms");
+        assert_eq!(parse_duration(&format_duration(3_723_000)), Ok(3_723_000));
+    }
+}

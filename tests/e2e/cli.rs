@@ -1,0 +1,155 @@
+//! The command line against a running server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use warming_testkit::{Standin, StandinOptions};
+
+use crate::support::{anthropic_request, Service};
+
+fn warming(server: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warming"))
+        .args(args)
+        .env("WARMING_SERVER", server)
+        .env_remove("WARMING_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_drive_a_running_server() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    service
+        .turn_settled("cli-1", &anthropic_request("cli"))
+        .await;
+    let server = format!("http://{}", service.addr);
+
+    let (out, _) = text(&warming(&server, &["list"]));
+    assert!(out.contains("cli-1") && out.contains("off"), "{out}");
+
+    let enabled = warming(&server, &["enable", "cli-1"]);
+    assert!(enabled.status.success());
+    assert!(
+        text(&enabled).0.contains("warming       on"),
+        "{}",
+        text(&enabled).0
+    );
+
+    let interval = warming(&server, &["interval", "cli-1", "4m30s", "--json"]);
+    let state: Value = serde_json::from_slice(&interval.stdout).unwrap();
+    assert_eq!(state["intervalMs"], 270_000);
+
+    let warm = warming(&server, &["warm", "cli-1"]);
+    let (out, err) = text(&warm);
+    assert!(warm.status.success(), "{err}");
+    assert!(out.starts_with("warmed cli-1: expired"), "{out}");
+
+    let history = warming(&server, &["history", "cli-1", "--limit", "5", "--json"]);
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(history["history"].as_array().unwrap().len(), 1);
+
+    let closed = warming(&server, &["close", "cli-1", "--json"]);
+    let state: Value = serde_json::from_slice(&closed.stdout).unwrap();
+    assert_eq!(state["enabled"], false);
+    let status: Value =
+        serde_json::from_slice(&warming(&server, &["status", "cli-1", "--json"]).stdout).unwrap();
+    assert_eq!(status["enabled"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_are_one_line_and_a_non_zero_exit() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let server = format!("http://{}", service.addr);
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for (server, args, needle) in [
+        (&server, vec!["status", "bad id"], "conversation id"),
+        (&server, vec!["interval", "c", "soon"], "not a duration"),
+        (&server, vec!["warm", "never-settled"], "nothing to warm"),
+        (&server, vec!["history", "c", "--limit", "0"], "--limit"),
+        (&down, vec!["list"], "cannot reach warming"),
+    ] {
+        let output = warming(server, &args);
+        let (out, err) = text(&output);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(needle) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn every_command_has_an_example_in_its_help() {
+    for command in [
+        "serve",
+        "list",
+        "status",
+        "enable",
+        "disable",
+        "interval",
+        "warm",
+        "close",
+        "history",
+        "watch",
+        "completions",
+    ] {
+        let output = warming("http://127.0.0.1:1", &[command, "--help"]);
+        let (out, _) = text(&output);
+        assert!(output.status.success());
+        assert!(
+            out.contains("Example: warming ") || out.contains("warming serve"),
+            "{command}: {out}"
+        );
+    }
+    let completion = warming("http://127.0.0.1:1", &["completions", "bash"]);
+    assert!(text(&completion).0.contains("_warming()"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_updates_live() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    service.turn_settled("w", &anthropic_request("w")).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warming"))
+        .args(["watch", "w", "--json"])
+        .env("WARMING_SERVER", format!("http://{}", service.addr))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (first["type"].as_str(), first["conversationId"].as_str()),
+        (Some("surface"), Some("w"))
+    );
+    let (status, _) = service.call("POST", "/v1/conversations/w/warm", None).await;
+    assert_eq!(status, 200);
+    let update = tokio::task::spawn_blocking(move || {
+        lines
+            .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+            .find(|m| m["state"]["warmCount"] == 1)
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(update.unwrap()["type"], "update");
+}
