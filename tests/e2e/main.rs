@@ -7,5 +7,6 @@ mod cli;
 mod failures;
 mod input;
 mod lifecycle;
+mod observability;
 mod surface;
 mod warming;

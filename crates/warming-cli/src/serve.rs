@@ -78,12 +78,32 @@ struct FileConfig {
     warm_concurrency: Option<usize>,
     #[serde(alias = "history_cap")]
     history_cap: Option<usize>,
+    /// Dollars per million input tokens by model, for the cost estimate.
+    prices: Option<std::collections::HashMap<String, f64>>,
+    /// The provider's cache TTL, for the cost estimate.
+    #[serde(alias = "cache_ttl_ms")]
+    cache_ttl_ms: Option<u64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+}
+
+/// The platform config file, if it exists: `$XDG_CONFIG_HOME/warming/config.toml`
+/// or `~/.config/warming/config.toml`.
+fn default_config() -> Option<PathBuf> {
+    let dir = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".config"))
+        })?;
+    let path = dir.join("warming/config.toml");
+    path.is_file().then_some(path)
 }
 
 /// Where the database lives when nobody says.
@@ -120,8 +140,8 @@ fn env_secret(name: &str) -> Option<Secret> {
 /// # Errors
 /// A message naming the setting and the problem.
 pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
-    let file = match &args.config {
-        Some(path) => read_file(path)?,
+    let file = match args.config.clone().or_else(default_config) {
+        Some(path) => read_file(&path)?,
         None => FileConfig::default(),
     };
     let provider = match (args.provider, file.provider) {
@@ -177,6 +197,15 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(n) = args.history_cap.or(file.history_cap) {
         config.history_cap = n.max(1);
+    }
+    if let Some(prices) = file.prices {
+        if let Some((model, price)) = prices.iter().find(|(_, p)| !p.is_finite() || **p < 0.0) {
+            return Err(format!("config key prices.{model}: {price} is not a price"));
+        }
+        config.pricing.per_million = prices;
+    }
+    if let Some(ms) = file.cache_ttl_ms {
+        config.pricing.cache_ttl = Duration::from_millis(ms);
     }
     config.validate()?;
     Ok(config)

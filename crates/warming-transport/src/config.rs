@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub warm_concurrency: usize,
     /// Most history rows kept per conversation.
     pub history_cap: usize,
+    /// Prices for the cost estimate in `/metrics`.
+    pub pricing: crate::metrics::Pricing,
 }
 
 impl ServerConfig {
@@ -129,6 +131,7 @@ impl ServerConfig {
             warm_timeout: Duration::from_secs(30),
             warm_concurrency: 64,
             history_cap: 1_000,
+            pricing: crate::metrics::Pricing::default(),
         }
     }
 

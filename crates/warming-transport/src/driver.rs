@@ -21,6 +21,7 @@ use warming_storage::{Storage, Write, WriteError};
 
 use crate::generations::Generations;
 use crate::http::ApiError;
+use crate::metrics::Metrics;
 use crate::provider::{ProviderClient, WarmAnswer};
 
 /// The current wall-clock time in epoch milliseconds.
@@ -204,7 +205,16 @@ enum PersistWaiter {
     Settings(ConversationId, Reply<Result<ConversationState, ApiError>>),
 }
 
-type PersistFuture = Pin<Box<dyn Future<Output = (PersistId, Result<(), WriteError>)> + Send>>;
+type PersistFuture =
+    Pin<Box<dyn Future<Output = (PersistId, Result<(), WriteError>, Duration)> + Send>>;
+
+/// A conversation's current idle gap, for the cost estimate.
+struct Gap {
+    /// When the last turn settled.
+    settled_at: Timestamp,
+    /// Cache-read tokens of the gap's last warm, if it was a hit.
+    last_hit_read: Option<u64>,
+}
 
 /// The driver's state; lives in its task.
 struct Driver {
@@ -225,6 +235,10 @@ struct Driver {
     persists: FuturesOrdered<PersistFuture>,
     /// Where warm tasks report.
     warm_done: mpsc::UnboundedSender<WarmDone>,
+    /// What `/metrics` exports.
+    metrics: Arc<Metrics>,
+    /// Idle gaps since each conversation's last settled turn.
+    gaps: HashMap<ConversationId, Gap>,
 }
 
 /// Starts the driver task; it runs until `shutdown` is cancelled, then
@@ -234,6 +248,7 @@ pub(crate) fn spawn(
     storage: Arc<Storage>,
     provider: Arc<ProviderClient>,
     generations: Arc<Generations>,
+    metrics: Arc<Metrics>,
     warm_concurrency: usize,
     shutdown: CancellationToken,
 ) -> (DriverHandle, tokio::task::JoinHandle<()>) {
@@ -252,6 +267,8 @@ pub(crate) fn spawn(
         persist_waiters: HashMap::new(),
         persists: FuturesOrdered::new(),
         warm_done,
+        metrics,
+        gaps: HashMap::new(),
     };
     let task = tokio::spawn(driver.run(command_queue, warm_queue, shutdown));
     (DriverHandle { commands, updates }, task)
@@ -267,6 +284,7 @@ impl Driver {
         loop {
             self.warmer.handle_timeout(now());
             self.execute_effects();
+            self.metrics.set_armed(self.warmer.armed_count());
             let sleep = match self.warmer.poll_timeout() {
                 Some(at) => Duration::from_millis(at.millis_since(now())),
                 None => Duration::from_secs(3600),
@@ -278,7 +296,8 @@ impl Driver {
                     None => break,
                 },
                 Some(done) = warm_queue.recv() => self.warm_finished(done),
-                Some((op, result)) = self.persists.next(), if !self.persists.is_empty() => {
+                Some((op, result, elapsed)) = self.persists.next(), if !self.persists.is_empty() => {
+                    self.metrics.storage_write(elapsed);
                     self.persist_finished(op, result);
                 }
                 () = tokio::time::sleep(sleep) => {}
@@ -292,6 +311,7 @@ impl Driver {
         self.warmer.handle_timeout(t);
         match command {
             Command::TurnStarted(id, reply) => {
+                self.gap_ended(&id, t);
                 self.warmer.turn_started(t, &id);
                 let _ = reply.send(self.warmer.state(&id));
             }
@@ -303,17 +323,27 @@ impl Driver {
             } => {
                 self.warmer
                     .turn_settled(t, &id, template, request_started_at);
+                self.gap_started(&id, t);
                 let _ = reply.send(self.warmer.state(&id));
             }
             Command::Events(events, reply) => {
                 let total = events.len();
-                let applied = events
-                    .into_iter()
-                    .filter(|e| {
-                        self.warmer.runtime_event(t, e.clone())
-                            == warming_core::EventDisposition::Applied
-                    })
-                    .count();
+                let mut applied = 0;
+                for event in events {
+                    let id = event.conversation.clone();
+                    let starts = event.kind == warming_core::RuntimeEventKind::TurnStarted;
+                    let was_active = self.warmer.state(&id).active;
+                    if self.warmer.runtime_event(t, event)
+                        == warming_core::EventDisposition::Applied
+                    {
+                        applied += 1;
+                        if starts && !was_active {
+                            self.gap_ended(&id, t);
+                        } else if !starts {
+                            self.gap_started(&id, t);
+                        }
+                    }
+                }
                 let _ = reply.send((applied, total - applied));
             }
             Command::Update(id, change, reply) => {
@@ -411,6 +441,15 @@ impl Driver {
                     next_warm_at,
                 }),
                 Effect::RecordWarm(record) => {
+                    let template = self.warmer.template(&record.conversation_id);
+                    self.metrics
+                        .warm(&record, template.as_deref().and_then(Template::model));
+                    if let Some(gap) = self.gaps.get_mut(&record.conversation_id) {
+                        gap.last_hit_read = record
+                            .usage
+                            .filter(|_| record.outcome == warming_core::WarmOutcome::Hit)
+                            .map(|u| u.cache_read_tokens);
+                    }
                     self.storage.submit_behind(Write::Warm(record));
                 }
                 Effect::Notify(state) => {
@@ -420,10 +459,38 @@ impl Driver {
         }
     }
 
+    /// A turn settled: an idle gap begins.
+    fn gap_started(&mut self, id: &ConversationId, t: Timestamp) {
+        let gap = Gap {
+            settled_at: t,
+            last_hit_read: None,
+        };
+        self.gaps.insert(id.clone(), gap);
+    }
+
+    /// A turn started: if warms kept the cache through a gap longer than the
+    /// TTL, the turn read what it would otherwise have re-written.
+    fn gap_ended(&mut self, id: &ConversationId, t: Timestamp) {
+        let Some(gap) = self.gaps.remove(id) else {
+            return;
+        };
+        if let Some(read) = gap.last_hit_read {
+            let template = self.warmer.template(id);
+            let idle = Duration::from_millis(t.millis_since(gap.settled_at));
+            self.metrics.turn_after_warms(
+                idle,
+                read,
+                template.as_deref().and_then(Template::model),
+            );
+        }
+    }
+
     fn persist(&mut self, op: PersistId, write: Write) {
         let ack = self.storage.submit(write);
+        let submitted = std::time::Instant::now();
         self.persists.push_back(Box::pin(async move {
-            (op, ack.await.unwrap_or(Err(WriteError::Closed)))
+            let result = ack.await.unwrap_or(Err(WriteError::Closed));
+            (op, result, submitted.elapsed())
         }));
     }
 
@@ -508,7 +575,7 @@ impl Driver {
         for (_, reply) in self.manual.drain() {
             let _ = reply.send(Err(ApiError::unavailable()));
         }
-        while let Some((op, result)) = self.persists.next().await {
+        while let Some((op, result, _)) = self.persists.next().await {
             self.persist_finished(op, result);
         }
         if let Err(e) = self.storage.flush().await {

@@ -6,6 +6,7 @@
 //! - `http`: the HTTP API, its JSON errors and auth.
 //! - `surface`: the WebSocket surface.
 //! - `provider`: Anthropic / OpenAI / webhook warm clients, usage parsing.
+//! - `metrics`: Prometheus metrics.
 //! - `generations`: proxied generations and their in-memory credentials.
 //! - `config`: the validated service configuration.
 //! - `client`: a client of a running server (the CLI's), human durations.
@@ -15,6 +16,7 @@ pub mod config;
 mod driver;
 pub mod generations;
 pub mod http;
+pub mod metrics;
 pub mod provider;
 mod server;
 pub mod surface;

@@ -12,6 +12,7 @@ use crate::config::ServerConfig;
 use crate::driver::{self, now};
 use crate::generations::Generations;
 use crate::http::{router, AppState};
+use crate::metrics::Metrics;
 use crate::provider::ProviderClient;
 
 /// Why the service could not start or run.
@@ -76,11 +77,13 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let generations = Arc::new(Generations::default());
+    let metrics = Arc::new(Metrics::new(config.pricing.clone()));
     let (driver, driver_task) = driver::spawn(
         warmer,
         storage.clone(),
         provider,
         generations,
+        metrics.clone(),
         config.warm_concurrency,
         stop.clone(),
     );
@@ -89,6 +92,7 @@ pub async fn run(
         storage: storage.clone(),
         token: config.token.clone(),
         limits,
+        metrics,
     };
     tracing::info!(listen = %listener.local_addr()?, provider = config.provider.as_str(), "serving");
     let stop_server = stop.clone();

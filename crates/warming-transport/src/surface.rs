@@ -70,6 +70,13 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 
 /// One client connection.
 async fn session(socket: WebSocket, state: AppState) {
+    state.metrics.subscribers(1);
+    serve_session(socket, &state).await;
+    state.metrics.subscribers(-1);
+}
+
+async fn serve_session(socket: WebSocket, state: &AppState) {
+    let state = state.clone();
     let (mut sink, mut stream) = socket.split();
     let mut updates = state.driver.subscribe();
     let mut subscribed: HashSet<ConversationId> = HashSet::new();

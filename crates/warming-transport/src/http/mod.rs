@@ -34,6 +34,8 @@ pub struct AppState {
     pub token: Option<Secret>,
     /// Interval bounds, for the surface spec.
     pub limits: IntervalLimits,
+    /// What `/metrics` exports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The whole HTTP API.
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
         .nest("/v1", v1)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -1,0 +1,281 @@
+//! Prometheus metrics (`GET /metrics`).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use warming_core::{WarmOutcome, WarmRecord};
+
+/// Label of warms by outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+type DollarCounter = Counter<f64, AtomicU64>;
+
+/// How input tokens are priced, for the cost estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pricing {
+    /// Dollars per million input tokens, by model.
+    pub per_million: HashMap<String, f64>,
+    /// Price of a cache write relative to input (Anthropic: 1.25).
+    pub write_multiplier: f64,
+    /// Price of a cache read relative to input (Anthropic: 0.1).
+    pub read_multiplier: f64,
+    /// The provider's cache TTL: an idle gap longer than this would have
+    /// missed without warming.
+    pub cache_ttl: Duration,
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Self {
+            per_million: HashMap::new(),
+            write_multiplier: 1.25,
+            read_multiplier: 0.1,
+            cache_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Pricing {
+    /// Dollars per input token of `model`, if priced.
+    fn per_token(&self, model: Option<&str>) -> Option<f64> {
+        self.per_million.get(model?).map(|p| p / 1e6)
+    }
+}
+
+/// Every metric the service exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    warms: Family<OutcomeLabel, Counter>,
+    warm_latency: Histogram,
+    warm_lateness: Histogram,
+    cache_hit_pct: Histogram,
+    tokens_read: Counter,
+    tokens_written: Counter,
+    armed: Gauge,
+    subscribers: Gauge,
+    storage_write: Histogram,
+    warm_cost: DollarCounter,
+    miss_cost_avoided: DollarCounter,
+    pricing: Pricing,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero.
+    #[must_use]
+    pub fn new(pricing: Pricing) -> Self {
+        let mut registry = Registry::with_prefix("warming");
+        let warms = Family::<OutcomeLabel, Counter>::default();
+        registry.register("warms", "Warms sent, by outcome", warms.clone());
+        let warm_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "warm_latency_seconds",
+            "Time from sending a warm to its answer",
+            warm_latency.clone(),
+        );
+        let warm_lateness = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "warm_lateness_seconds",
+            "Time from a warm's deadline to its sending",
+            warm_lateness.clone(),
+        );
+        let cache_hit_pct = Histogram::new(linear_buckets(10.0, 10.0, 10));
+        registry.register(
+            "warm_cache_hit_percent",
+            "Share of each warm's prompt read from the cache",
+            cache_hit_pct.clone(),
+        );
+        let tokens_read = Counter::default();
+        registry.register(
+            "cache_read_tokens",
+            "Prompt tokens warms read from the cache",
+            tokens_read.clone(),
+        );
+        let tokens_written = Counter::default();
+        registry.register(
+            "cache_write_tokens",
+            "Prompt tokens warms wrote to the cache",
+            tokens_written.clone(),
+        );
+        let armed = Gauge::default();
+        registry.register(
+            "armed_conversations",
+            "Conversations with a warm scheduled",
+            armed.clone(),
+        );
+        let subscribers = Gauge::default();
+        registry.register(
+            "surface_subscribers",
+            "Open WebSocket surface connections",
+            subscribers.clone(),
+        );
+        let storage_write = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "storage_write_seconds",
+            "Time from submitting a settings write to its commit",
+            storage_write.clone(),
+        );
+        let warm_cost = DollarCounter::default();
+        registry.register(
+            "estimated_warm_cost_dollars",
+            "Estimated input cost of the warms (priced models only)",
+            warm_cost.clone(),
+        );
+        let miss_cost_avoided = DollarCounter::default();
+        registry.register(
+            "estimated_miss_cost_avoided_dollars",
+            "Estimated cache re-writes avoided: turns after an idle gap longer than the TTL that found the cache warm (priced models only); savings = this minus the warm cost",
+            miss_cost_avoided.clone(),
+        );
+        Self {
+            registry,
+            warms,
+            warm_latency,
+            warm_lateness,
+            cache_hit_pct,
+            tokens_read,
+            tokens_written,
+            armed,
+            subscribers,
+            storage_write,
+            warm_cost,
+            miss_cost_avoided,
+            pricing,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// A warm finished.
+    pub fn warm(&self, record: &WarmRecord, model: Option<&str>) {
+        self.warms
+            .get_or_create(&OutcomeLabel {
+                outcome: record.outcome.as_str(),
+            })
+            .inc();
+        self.warm_latency
+            .observe(record.latency_ms() as f64 / 1000.0);
+        self.warm_lateness
+            .observe(record.started_at.millis_since(record.due_at) as f64 / 1000.0);
+        if let Some(pct) = record.pct {
+            self.cache_hit_pct.observe(pct);
+        }
+        let Some(usage) = record
+            .usage
+            .filter(|_| record.outcome != WarmOutcome::Failed)
+        else {
+            return;
+        };
+        self.tokens_read.inc_by(usage.cache_read_tokens);
+        self.tokens_written.inc_by(usage.cache_write_tokens);
+        if let Some(price) = self.pricing.per_token(model) {
+            let cost = price
+                * (usage.input_tokens as f64
+                    + usage.cache_read_tokens as f64 * self.pricing.read_multiplier
+                    + usage.cache_write_tokens as f64 * self.pricing.write_multiplier);
+            self.warm_cost.inc_by(cost);
+        }
+    }
+
+    /// A turn started after an idle gap of `idle` whose last warm read
+    /// `read_tokens` from the cache: without warming, it would have re-written
+    /// them if the gap outlived the TTL.
+    pub fn turn_after_warms(&self, idle: Duration, read_tokens: u64, model: Option<&str>) {
+        if idle <= self.pricing.cache_ttl {
+            return;
+        }
+        if let Some(price) = self.pricing.per_token(model) {
+            let avoided = price
+                * read_tokens as f64
+                * (self.pricing.write_multiplier - self.pricing.read_multiplier);
+            self.miss_cost_avoided.inc_by(avoided.max(0.0));
+        }
+    }
+
+    /// How many conversations are armed now.
+    pub fn set_armed(&self, armed: usize) {
+        self.armed.set(i64::try_from(armed).unwrap_or(i64::MAX));
+    }
+
+    /// A surface connection opened (`+1`) or closed (`-1`).
+    pub fn subscribers(&self, delta: i64) {
+        self.subscribers.inc_by(delta);
+    }
+
+    /// A settings write committed (or failed) after `elapsed`.
+    pub fn storage_write(&self, elapsed: Duration) {
+        self.storage_write.observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use warming_core::{ConversationId, Timestamp, Usage, WarmTrigger};
+
+    fn record(usage: Usage) -> WarmRecord {
+        WarmRecord {
+            conversation_id: ConversationId::new("c").unwrap(),
+            due_at: Timestamp::from_millis(1_000),
+            started_at: Timestamp::from_millis(1_002),
+            finished_at: Timestamp::from_millis(1_302),
+            trigger: WarmTrigger::Scheduled,
+            outcome: WarmOutcome::Hit,
+            expired: false,
+            usage: Some(usage),
+            pct: usage.cache_pct(),
+            expected_pct: usage.retention_pct(),
+            backend: Some(Arc::from("b")),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn warms_and_costs_show_up_in_the_exposition() {
+        let mut per_million = HashMap::new();
+        per_million.insert("claude".to_owned(), 3.0);
+        let metrics = Metrics::new(Pricing {
+            per_million,
+            ..Pricing::default()
+        });
+        metrics.warm(&record(Usage::anthropic(0, 1_000_000, 0)), Some("claude"));
+        metrics.turn_after_warms(Duration::from_secs(600), 1_000_000, Some("claude"));
+        metrics.turn_after_warms(Duration::from_secs(60), 1_000_000, Some("claude"));
+        let text = metrics.render();
+        assert!(
+            text.contains("warming_warms_total{outcome=\"hit\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warming_cache_read_tokens_total 1000000"),
+            "{text}"
+        );
+        // One warm read 1M tokens at 0.1 x $3/M; one turn avoided a 1.25x
+        // re-write and paid a 0.1x read instead: 1.15 x $3.
+        assert!(
+            text.contains("warming_estimated_warm_cost_dollars_total 0.30"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warming_estimated_miss_cost_avoided_dollars_total 3.44"),
+            "{text}"
+        );
+    }
+}
