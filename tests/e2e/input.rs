@@ -42,6 +42,7 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         ("POST", "/v1/events", br#"{"type": "turn.started"}"#.to_vec(), 400, "bad_request"),
         ("POST", "/v1/events", br#"[{"type": "turn.started", "threadId": "ok"}, {"type": "turn.started", "threadId": "no/slash"}]"#.to_vec(), 400, "bad_request"),
         ("GET", "/v2/anything", vec![], 404, "not_found"),
+        ("GET", "/v1/surface", vec![], 400, "bad_request"),
         ("DELETE", "/v1/conversations/c", vec![], 405, "bad_request"),
     ];
     let long_id = format!("/v1/conversations/{}", "a".repeat(129));

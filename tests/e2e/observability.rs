@@ -61,3 +61,52 @@ async fn metrics_count_warms_tokens_subscribers_and_cost() {
     // Active now: nothing armed.
     assert_eq!(metric(&text, "warming_armed_conversations"), Some(0.0));
 }
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let (status, doc) = service.call("GET", "/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().unwrap() {
+            operations += 1;
+            assert!(operation["summary"].is_string());
+            // Every documented operation exists: the server answers something
+            // other than "no such route" or "wrong method".
+            let concrete = path.replace("{id}", "openapi-check");
+            let (status, body) = service.call(&method.to_uppercase(), &concrete, None).await;
+            let unknown = status == 405 || body["error"]["message"] == "no such route";
+            assert!(
+                !unknown,
+                "{method} {path} is documented but not served: {status} {body}"
+            );
+        }
+    }
+    // Every served route is documented: the routes of docs/API.md.
+    for route in [
+        "/healthz",
+        "/metrics",
+        "/v1/conversations",
+        "/v1/conversations/{id}",
+        "/v1/conversations/{id}/history",
+        "/v1/conversations/{id}/turn-started",
+        "/v1/conversations/{id}/turn-settled",
+        "/v1/conversations/{id}/warm",
+        "/v1/conversations/{id}/close",
+        "/v1/conversations/{id}/settings",
+        "/v1/events",
+        "/v1/surface",
+        "/v1/openapi.json",
+    ] {
+        assert!(
+            paths.contains_key(route),
+            "{route} is served but not documented"
+        );
+    }
+    assert_eq!(operations, 13);
+}

@@ -8,15 +8,16 @@
 
 use std::collections::HashSet;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use warming_core::{ConversationId, ConversationState, IntervalLimits, SettingsChange};
 
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
 
 /// The one surface this service offers.
 pub const SURFACE_ID: &str = "cache-warming";
@@ -63,9 +64,17 @@ fn error_message(message: impl Into<String>) -> Value {
 }
 
 /// `GET /v1/surface`: upgrades to the surface protocol.
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(socket, state))
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match ws {
+        Ok(ws) => ws
+            .max_message_size(MAX_MESSAGE_BYTES)
+            .on_upgrade(move |socket| session(socket, state)),
+        Err(rejection) => ApiError::bad_request(format!("the surface is a WebSocket: {rejection}"))
+            .into_response(),
+    }
 }
 
 /// One client connection.

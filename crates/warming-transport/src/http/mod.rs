@@ -4,6 +4,7 @@ mod auth;
 mod body;
 mod error;
 mod events;
+pub mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/conversations/{id}/close", post(routes::close))
         .route("/conversations/{id}/settings", put(routes::settings))
         .route("/events", post(events::ingest))
+        .route("/openapi.json", get(routes::openapi))
         .route("/surface", get(crate::surface::upgrade))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

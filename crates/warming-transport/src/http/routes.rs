@@ -50,6 +50,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
     )
 }
 
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> Json<Value> {
+    Json(super::openapi::document())
+}
+
 /// Unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
