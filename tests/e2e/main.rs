@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod dashboard;
 mod failures;
 mod input;
 mod lifecycle;

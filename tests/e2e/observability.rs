@@ -89,6 +89,7 @@ async fn the_openapi_document_matches_the_routes() {
     }
     // Every served route is documented: the routes of docs/API.md.
     for route in [
+        "/",
         "/healthz",
         "/metrics",
         "/v1/conversations",
@@ -108,5 +109,5 @@ async fn the_openapi_document_matches_the_routes() {
             "{route} is served but not documented"
         );
     }
-    assert_eq!(operations, 13);
+    assert_eq!(operations, 14);
 }

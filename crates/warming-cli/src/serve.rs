@@ -210,3 +210,65 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     config.validate()?;
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn resolve_with(file: &str, flags: &[&str]) -> Result<ServerConfig, String> {
+        let dir = std::env::temp_dir().join(format!("warming-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{n}.toml"));
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec!["serve", "--config", path.to_str().unwrap()];
+        argv.extend_from_slice(flags);
+        resolve(Wrapper::try_parse_from(argv).unwrap().args)
+    }
+
+    #[test]
+    fn the_readme_example_config_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let example = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("README has a toml example");
+        let config = resolve_with(example, &[]).unwrap();
+        assert_eq!(
+            config.pricing.per_million.get("claude-sonnet-4-5"),
+            Some(&3.0)
+        );
+        assert_eq!(config.limits.min_ms, 10_000);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = "listen = \"127.0.0.1:9000\"\nmin-interval-ms = 5000\n";
+        let config = resolve_with(file, &["--listen", "127.0.0.1:9100"]).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.limits.min_ms, 5_000);
+        assert_eq!(config.limits.max_ms, 3_540_000);
+    }
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        let err = resolve_with("intervall = 5\n", &[]).unwrap_err();
+        assert!(err.contains("intervall"), "{err}");
+        let err = resolve_with("provider = \"bedrock\"\n", &[]).unwrap_err();
+        assert!(err.contains("provider"), "{err}");
+        let err =
+            resolve_with("", &["--min-interval-ms", "9", "--max-interval-ms", "5"]).unwrap_err();
+        assert!(err.contains("min-interval-ms"), "{err}");
+        let err = resolve_with("[prices]\nm = -1.0\n", &[]).unwrap_err();
+        assert!(err.contains("prices.m"), "{err}");
+    }
+}

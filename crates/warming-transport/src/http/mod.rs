@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ));
     Router::new()
+        .route("/", get(routes::dashboard))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .nest("/v1", v1)

@@ -34,6 +34,14 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConversationPath {
     }
 }
 
+/// The dashboard page, embedded in the binary: no build step, no files.
+const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
+
+/// `GET /`: the dashboard (its API calls carry the token, if any).
+pub async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(DASHBOARD)
+}
+
 /// `GET /healthz`.
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))

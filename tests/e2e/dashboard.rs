@@ -1,0 +1,257 @@
+//! The dashboard page in headless Chromium, driven over the DevTools protocol:
+//! open it, enable a conversation, see the countdown run and a warm appear in
+//! the chart, and save a screenshot (`$CARGO_TARGET_TMPDIR/dashboard.png`).
+//!
+//! Needs Debian's `chromium`; `.ci/run` installs it and sets
+//! `WARMING_REQUIRE_CHROMIUM=1`, so CI fails rather than skips without it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64_decode::decode;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use warming_testkit::{Standin, StandinOptions};
+
+use crate::support::{anthropic_request, Service};
+
+mod base64_decode {
+    /// Standard base64 (what `Page.captureScreenshot` returns).
+    pub fn decode(text: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let clean: Vec<u8> = text
+            .bytes()
+            .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+            .collect();
+        let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+        for chunk in clean.chunks(4) {
+            let v: Vec<u32> = chunk.iter().map(|&c| u32::from(value(c))).collect();
+            let n = v
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, x)| acc | (x << (18 - 6 * i)));
+            out.push((n >> 16) as u8);
+            if v.len() > 2 {
+                out.push((n >> 8) as u8);
+            }
+            if v.len() > 3 {
+                out.push(n as u8);
+            }
+        }
+        out
+    }
+}
+
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts headless Chromium; returns it and its DevTools WebSocket URL.
+fn launch() -> Option<(Browser, String)> {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--remote-debugging-port=0",
+            "--window-size=1200,600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let stderr = child.stderr.take().unwrap();
+    let url = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("DevTools listening on ")
+                .nth(1)
+                .map(str::to_owned)
+        })?;
+    Some((
+        Browser {
+            child,
+            _profile: profile,
+        },
+        url,
+    ))
+}
+
+/// A DevTools session on one page.
+struct Page {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    session: Option<String>,
+    next_id: u64,
+}
+
+impl Page {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let mut message = json!({"id": self.next_id, "method": method, "params": params});
+        if let Some(session) = &self.session {
+            message["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let Message::Text(text) = self.socket.next().await.unwrap().unwrap() else {
+                continue;
+            };
+            let answer: Value = serde_json::from_str(text.as_str()).unwrap();
+            if answer["id"] == self.next_id {
+                assert!(answer["error"].is_null(), "{method}: {answer}");
+                return answer["result"].clone();
+            }
+        }
+    }
+
+    async fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await;
+        result["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` every 50 ms until it is truthy.
+    async fn wait_for(&mut self, what: &str, expression: &str) -> Value {
+        for _ in 0..200 {
+            let value = self.eval(expression).await;
+            let falsy = value.is_null() || value == false || value == "" || value == 0;
+            if !falsy {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the dashboard never showed {what}");
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
+    if Command::new("chromium").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("WARMING_REQUIRE_CHROMIUM").is_none(),
+            "chromium is required here but not installed"
+        );
+        eprintln!("skipping: chromium is not installed (apt-get install chromium)");
+        return;
+    }
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    service
+        .turn_settled("dash", &anthropic_request("dash"))
+        .await;
+
+    let (_browser, devtools) = tokio::task::spawn_blocking(launch)
+        .await
+        .unwrap()
+        .expect("chromium started");
+    let (socket, _) = tokio_tungstenite::connect_async(devtools.as_str())
+        .await
+        .unwrap();
+    let mut page = Page {
+        socket,
+        session: None,
+        next_id: 0,
+    };
+    let target = page
+        .call("Target.createTarget", json!({"url": service.url("/")}))
+        .await;
+    let attached = page
+        .call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )
+        .await;
+    page.session = attached["sessionId"].as_str().map(str::to_owned);
+
+    let row = r#"document.querySelector('tr[data-id="dash"]')"#;
+    page.wait_for("the conversation", &format!("{row} !== null"))
+        .await;
+    assert_eq!(
+        page.eval(&format!("{row}.querySelector('.countdown').textContent"))
+            .await,
+        "—"
+    );
+    assert_eq!(
+        page.eval(&format!("{row}.querySelector('.toggle').checked"))
+            .await,
+        false
+    );
+
+    // Half a second between warms, then switch warming on, as a user would.
+    page.eval(&format!(
+        "(() => {{ const i = {row}.querySelector('.interval'); i.value = '0.5'; i.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    page.wait_for(
+        "the new interval",
+        &format!("{row}.querySelector('.interval').value === '0.5'"),
+    )
+    .await;
+    page.eval(&format!("{row}.querySelector('.toggle').click()"))
+        .await;
+
+    let countdown = page
+        .wait_for(
+            "a running countdown",
+            &format!(
+                "(t => t.startsWith('in ') && t)({row}.querySelector('.countdown').textContent)"
+            ),
+        )
+        .await;
+    assert!(countdown.as_str().unwrap().starts_with("in "));
+    let dots = page
+        .wait_for(
+            "two warms in the chart",
+            &format!("(n => n >= 2 && n)({row}.querySelectorAll('svg.chart circle').length)"),
+        )
+        .await;
+    assert!(dots.as_u64().unwrap() >= 2);
+    let state = service.state("dash").await;
+    assert_eq!(state["enabled"], true);
+    assert_eq!(state["intervalMs"], 500);
+    assert!(state["warmCount"].as_u64().unwrap() >= 1);
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = decode(shot["data"].as_str().unwrap());
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
