@@ -28,6 +28,18 @@ pub struct ServeArgs {
     /// Provider base URL (or webhook URL) [default: the provider's public API].
     #[arg(long, env = "WARMING_UPSTREAM")]
     pub upstream: Option<String>,
+    /// Anthropic base URL for proxy mode [default: --upstream if the provider
+    /// is anthropic, else https://api.anthropic.com].
+    #[arg(long, env = "WARMING_ANTHROPIC_UPSTREAM")]
+    pub anthropic_upstream: Option<String>,
+    /// OpenAI base URL for proxy mode [default: --upstream if the provider is
+    /// openai, else https://api.openai.com].
+    #[arg(long, env = "WARMING_OPENAI_UPSTREAM")]
+    pub openai_upstream: Option<String>,
+    /// How long a proxied conversation's credentials are kept in memory after
+    /// its last request, ms [default: 3600000].
+    #[arg(long, env = "WARMING_PROXY_CREDENTIALS_TTL_MS")]
+    pub proxy_credentials_ttl_ms: Option<u64>,
     /// Shortest interval accepted, ms [default: 10000].
     #[arg(long, env = "WARMING_MIN_INTERVAL_MS")]
     pub min_interval_ms: Option<u64>,
@@ -63,6 +75,12 @@ struct FileConfig {
     db: Option<PathBuf>,
     provider: Option<String>,
     upstream: Option<String>,
+    #[serde(alias = "anthropic_upstream")]
+    anthropic_upstream: Option<String>,
+    #[serde(alias = "openai_upstream")]
+    openai_upstream: Option<String>,
+    #[serde(alias = "proxy_credentials_ttl_ms")]
+    proxy_credentials_ttl_ms: Option<u64>,
     #[serde(alias = "min_interval_ms")]
     min_interval_ms: Option<u64>,
     #[serde(alias = "max_interval_ms")]
@@ -176,6 +194,14 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::new(listen, db);
     config.provider = provider;
     config.upstream = upstream;
+    config.anthropic_upstream = args.anthropic_upstream.or(file.anthropic_upstream);
+    config.openai_upstream = args.openai_upstream.or(file.openai_upstream);
+    if let Some(ms) = args
+        .proxy_credentials_ttl_ms
+        .or(file.proxy_credentials_ttl_ms)
+    {
+        config.proxy_credentials_ttl = Duration::from_millis(ms);
+    }
     config.limits = IntervalLimits::new(min, max);
     config.token = args.token.or(file.token).map(Secret::new);
     config.anthropic_key = env_secret("ANTHROPIC_API_KEY");

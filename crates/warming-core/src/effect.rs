@@ -43,6 +43,9 @@ pub enum WarmTrigger {
     Retry,
     /// Someone asked for a warm now.
     Manual,
+    /// Not a warm: a real turn seen through the proxy, recorded in history
+    /// so the hit % of turns shows beside the warms'.
+    Turn,
 }
 
 impl WarmTrigger {
@@ -53,13 +56,14 @@ impl WarmTrigger {
             Self::Scheduled => "scheduled",
             Self::Retry => "retry",
             Self::Manual => "manual",
+            Self::Turn => "turn",
         }
     }
 
     /// The trigger named by [`as_str`](Self::as_str), if any.
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Scheduled, Self::Retry, Self::Manual]
+        [Self::Scheduled, Self::Retry, Self::Manual, Self::Turn]
             .into_iter()
             .find(|t| t.as_str() == name)
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, Transaction};
 use tokio::sync::oneshot;
-use warming_core::{ConversationId, Settings, Template, Timestamp, WarmOutcome, WarmRecord};
+use warming_core::{
+    ConversationId, Settings, Template, Timestamp, WarmOutcome, WarmRecord, WarmTrigger,
+};
 
 use crate::WriteError;
 
@@ -236,7 +238,9 @@ fn append_warm(conn: &Connection, r: &WarmRecord, history_cap: usize) -> rusqlit
         r.error.as_deref(),
         millis_to_sql(r.due_at.as_millis()),
     ])?;
-    if r.outcome == WarmOutcome::Failed {
+    if r.trigger == WarmTrigger::Turn {
+        // A turn's usage is history only; the stats are the warms'.
+    } else if r.outcome == WarmOutcome::Failed {
         conn.prepare_cached("UPDATE conversations SET last_error = ?2 WHERE id = ?1")?
             .execute(params![id, r.error.as_deref()])?;
     } else {

@@ -90,6 +90,15 @@ pub struct ServerConfig {
     pub provider: ProviderKind,
     /// Base URL of the provider (or the webhook URL).
     pub upstream: String,
+    /// Anthropic's base URL for the proxy (and warms of conversations proxied
+    /// there); `None`: `upstream` if the provider is Anthropic, else the
+    /// public API.
+    pub anthropic_upstream: Option<String>,
+    /// OpenAI's base URL for the proxy, likewise.
+    pub openai_upstream: Option<String>,
+    /// How long a proxied conversation's credentials are kept after its last
+    /// request.
+    pub proxy_credentials_ttl: Duration,
     /// Interval bounds.
     pub limits: IntervalLimits,
     /// Bearer token `/v1` requires, if any.
@@ -122,6 +131,9 @@ impl ServerConfig {
             db,
             provider: ProviderKind::Anthropic,
             upstream: "https://api.anthropic.com".into(),
+            anthropic_upstream: None,
+            openai_upstream: None,
+            proxy_credentials_ttl: Duration::from_secs(3600),
             limits: IntervalLimits::default(),
             token: None,
             anthropic_key: None,
@@ -133,6 +145,21 @@ impl ServerConfig {
             history_cap: 1_000,
             pricing: crate::metrics::Pricing::default(),
         }
+    }
+
+    /// The base URL of `kind`'s API, without a trailing slash.
+    #[must_use]
+    pub fn upstream_for(&self, kind: ProviderKind) -> String {
+        let explicit = match kind {
+            ProviderKind::Anthropic => self.anthropic_upstream.as_deref(),
+            ProviderKind::OpenAi => self.openai_upstream.as_deref(),
+            ProviderKind::Webhook => None,
+        };
+        let chosen = explicit
+            .or((kind == self.provider).then_some(self.upstream.as_str()))
+            .or(kind.default_upstream())
+            .unwrap_or(&self.upstream);
+        chosen.trim_end_matches('/').to_owned()
     }
 
     /// Refuses a configuration that would expose the API unauthenticated.
@@ -150,11 +177,16 @@ impl ServerConfig {
         if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
             return Err("the token is empty".into());
         }
-        if !(self.upstream.starts_with("http://") || self.upstream.starts_with("https://")) {
-            return Err(format!(
-                "upstream {:?} is not an http(s) URL",
-                self.upstream
-            ));
+        for (name, url) in [
+            ("upstream", Some(&self.upstream)),
+            ("anthropic-upstream", self.anthropic_upstream.as_ref()),
+            ("openai-upstream", self.openai_upstream.as_ref()),
+        ] {
+            if let Some(url) =
+                url.filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
+                return Err(format!("{name} {url:?} is not an http(s) URL"));
+            }
         }
         if self.warm_concurrency == 0 {
             return Err("warm concurrency must be at least 1".into());

@@ -58,8 +58,24 @@ pub(crate) enum Command {
     WarmNow(ConversationId, Reply<Result<WarmRecord, ApiError>>),
     Close(ConversationId, Reply<Result<ConversationState, ApiError>>),
     BackendSeen(ConversationId, String),
+    ProxySettled(ProxiedTurn),
     Get(ConversationId, Reply<ConversationState>),
     List(Reply<Vec<ConversationState>>),
+}
+
+/// The end of a turn seen through the proxy.
+#[derive(Debug)]
+pub struct ProxiedTurn {
+    /// The conversation.
+    pub id: ConversationId,
+    /// The request, as the new warm template (`None` when the call failed).
+    pub template: Option<Arc<Template>>,
+    /// When the request was received: the provider's TTL counts from there.
+    pub started_at: Timestamp,
+    /// The usage the answer reported.
+    pub usage: Option<warming_core::Usage>,
+    /// The backend that served it.
+    pub backend: Option<String>,
 }
 
 /// A cheap handle to the driver, shared by every handler.
@@ -162,6 +178,11 @@ impl DriverHandle {
     /// memory regardless).
     pub async fn close(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
         self.call(|r| Command::Close(id, r)).await?
+    }
+
+    /// Reports the end of a proxied turn.
+    pub async fn proxied_turn(&self, turn: ProxiedTurn) {
+        let _ = self.commands.send(Command::ProxySettled(turn)).await;
     }
 
     /// Reports the backend that served a conversation's request.
@@ -376,6 +397,18 @@ impl Driver {
             }
             Command::BackendSeen(id, backend) => {
                 let _ = self.warmer.backend_resolved(t, &id, &backend);
+            }
+            Command::ProxySettled(turn) => {
+                let id = turn.id;
+                self.warmer
+                    .turn_settled(t, &id, turn.template, Some(turn.started_at));
+                self.gap_started(&id, t);
+                if let Some(usage) = turn.usage {
+                    let _ = self.warmer.record_turn(t, &id, turn.started_at, usage);
+                }
+                if let Some(backend) = turn.backend {
+                    let _ = self.warmer.backend_resolved(t, &id, &backend);
+                }
             }
             Command::Get(id, reply) => {
                 let _ = reply.send(self.warmer.state(&id));

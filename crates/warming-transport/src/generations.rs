@@ -3,27 +3,47 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use warming_core::ConversationId;
 
 use crate::provider::Credentials;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
     /// Cancelled when the conversation is closed.
     cancel: CancellationToken,
     /// Headers of the last proxied request, for this conversation's warms.
-    credentials: Option<Credentials>,
+    credentials: Credentials,
+    /// When the last proxied request arrived: credentials expire after it.
+    seen_at: Instant,
 }
 
 /// Generations that `close` can abort, and the credentials warms may reuse.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Generations {
+    /// How long credentials are kept after a conversation's last request.
+    ttl: Duration,
     entries: Mutex<HashMap<ConversationId, Entry>>,
 }
 
+impl Default for Generations {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(3600))
+    }
+}
+
 impl Generations {
+    /// Keeps credentials for `ttl` after each conversation's last request.
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -31,11 +51,15 @@ impl Generations {
     /// Registers a generation; the token is cancelled by [`abort`](Self::abort).
     pub fn begin(&self, id: &ConversationId, credentials: Credentials) -> CancellationToken {
         let mut entries = self.entries();
-        let entry = entries.entry(id.clone()).or_default();
-        if entry.cancel.is_cancelled() {
-            entry.cancel = CancellationToken::new();
-        }
-        entry.credentials = Some(credentials);
+        let now = Instant::now();
+        entries.retain(|_, e| now.duration_since(e.seen_at) < self.ttl);
+        let entry = entries.entry(id.clone()).or_insert_with(|| Entry {
+            cancel: CancellationToken::new(),
+            credentials: credentials.clone(),
+            seen_at: now,
+        });
+        entry.credentials = credentials;
+        entry.seen_at = now;
         entry.cancel.clone()
     }
 
@@ -47,9 +71,52 @@ impl Generations {
         }
     }
 
-    /// The credentials the conversation's last proxied request carried.
+    /// The credentials the conversation's last proxied request carried, unless
+    /// they expired.
     #[must_use]
     pub fn credentials(&self, id: &ConversationId) -> Option<Credentials> {
-        self.entries().get(id).and_then(|e| e.credentials.clone())
+        let mut entries = self.entries();
+        let fresh = entries
+            .get(id)
+            .is_some_and(|e| e.seen_at.elapsed() < self.ttl);
+        if !fresh {
+            entries.remove(id);
+            return None;
+        }
+        entries.get(id).map(|e| e.credentials.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+
+    fn creds() -> Credentials {
+        Credentials {
+            kind: ProviderKind::Anthropic,
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn close_cancels_and_forgets() {
+        let generations = Generations::default();
+        let id = ConversationId::new("c").unwrap();
+        let token = generations.begin(&id, creds());
+        assert!(generations.credentials(&id).is_some());
+        generations.abort(&id);
+        assert!(token.is_cancelled());
+        assert!(generations.credentials(&id).is_none());
+        // A new request after the close gets a fresh, live token.
+        assert!(!generations.begin(&id, creds()).is_cancelled());
+    }
+
+    #[test]
+    fn credentials_expire_after_the_idle_time() {
+        let generations = Generations::new(Duration::ZERO);
+        let id = ConversationId::new("c").unwrap();
+        let _ = generations.begin(&id, creds());
+        assert!(generations.credentials(&id).is_none());
     }
 }

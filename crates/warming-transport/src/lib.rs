@@ -5,6 +5,7 @@
 //! - `driver`: the task that owns the core and carries out its effects.
 //! - `http`: the HTTP API, its JSON errors and auth.
 //! - `surface`: the WebSocket surface.
+//! - `proxy`: proxy mode, SDK base URL to provider, with lifecycle and usage.
 //! - `provider`: Anthropic / OpenAI / webhook warm clients, usage parsing.
 //! - `metrics`: Prometheus metrics.
 //! - `generations`: proxied generations and their in-memory credentials.
@@ -18,9 +19,10 @@ pub mod generations;
 pub mod http;
 pub mod metrics;
 pub mod provider;
+pub mod proxy;
 mod server;
 pub mod surface;
 
 pub use config::{ProviderKind, Secret, ServerConfig};
-pub use driver::{now, DriverHandle};
+pub use driver::{now, DriverHandle, ProxiedTurn};
 pub use server::{run, ServeError};

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use warming_core::{WarmOutcome, WarmRecord};
+use warming_core::{WarmOutcome, WarmRecord, WarmTrigger};
 
 /// Label of warms by outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +57,7 @@ impl Pricing {
 pub struct Metrics {
     registry: Registry,
     warms: Family<OutcomeLabel, Counter>,
+    turns: Family<OutcomeLabel, Counter>,
     warm_latency: Histogram,
     warm_lateness: Histogram,
     cache_hit_pct: Histogram,
@@ -77,6 +78,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("warming");
         let warms = Family::<OutcomeLabel, Counter>::default();
         registry.register("warms", "Warms sent, by outcome", warms.clone());
+        let turns = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "proxied_turns",
+            "Turns seen by the proxy, by cache outcome",
+            turns.clone(),
+        );
         let warm_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         registry.register(
             "warm_latency_seconds",
@@ -140,6 +147,7 @@ impl Metrics {
         Self {
             registry,
             warms,
+            turns,
             warm_latency,
             warm_lateness,
             cache_hit_pct,
@@ -162,8 +170,16 @@ impl Metrics {
         out
     }
 
-    /// A warm finished.
+    /// A warm (or a proxied turn) finished.
     pub fn warm(&self, record: &WarmRecord, model: Option<&str>) {
+        if record.trigger == WarmTrigger::Turn {
+            self.turns
+                .get_or_create(&OutcomeLabel {
+                    outcome: record.outcome.as_str(),
+                })
+                .inc();
+            return;
+        }
         self.warms
             .get_or_create(&OutcomeLabel {
                 outcome: record.outcome.as_str(),

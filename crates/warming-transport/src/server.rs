@@ -14,6 +14,7 @@ use crate::generations::Generations;
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::provider::ProviderClient;
+use crate::proxy::Proxy;
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +77,8 @@ pub async fn run(
     );
 
     let stop = CancellationToken::new();
-    let generations = Arc::new(Generations::default());
+    let generations = Arc::new(Generations::new(config.proxy_credentials_ttl));
+    let proxy = Arc::new(Proxy::new(&config, generations.clone()).map_err(ServeError::Config)?);
     let metrics = Arc::new(Metrics::new(config.pricing.clone()));
     let (driver, driver_task) = driver::spawn(
         warmer,
@@ -93,6 +95,7 @@ pub async fn run(
         token: config.token.clone(),
         limits,
         metrics,
+        proxy,
     };
     tracing::info!(listen = %listener.local_addr()?, provider = config.provider.as_str(), "serving");
     let stop_server = stop.clone();

@@ -217,6 +217,45 @@ impl Warmer {
         Some(record)
     }
 
+    /// Records the usage of a real turn (seen by a proxy) in history, with
+    /// trigger [`WarmTrigger::Turn`]. Warm stats are not touched: `lastPct`
+    /// stays the last warm's. Returns the record, or `None` for a conversation
+    /// never seen.
+    pub fn record_turn(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        started_at: Timestamp,
+        usage: Usage,
+    ) -> Option<WarmRecord> {
+        let now = self.tick(now);
+        let slot = self.slot_of(id)?;
+        let c = self.conv(slot);
+        let expired = usage.cache_had_expired();
+        let record = WarmRecord {
+            conversation_id: c.id.clone(),
+            due_at: started_at,
+            started_at: started_at.min(now),
+            finished_at: now,
+            trigger: WarmTrigger::Turn,
+            outcome: if expired {
+                WarmOutcome::Expired
+            } else if usage.cache_read_tokens > 0 {
+                WarmOutcome::Hit
+            } else {
+                WarmOutcome::Uncached
+            },
+            expired,
+            usage: Some(usage),
+            pct: usage.cache_pct(),
+            expected_pct: usage.retention_pct(),
+            backend: c.backend.clone(),
+            error: None,
+        };
+        self.effects.push_back(Effect::RecordWarm(record.clone()));
+        Some(record)
+    }
+
     /// A manual warm, sent now on the same path as a timed one. On success
     /// the cycle restarts from now. Works while warming is off (it then warms
     /// once and arms nothing).

@@ -10,7 +10,7 @@ mod routes;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use axum::Router;
 use warming_core::IntervalLimits;
 use warming_storage::Storage;
@@ -37,6 +37,8 @@ pub struct AppState {
     pub limits: IntervalLimits,
     /// What `/metrics` exports.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Proxy mode.
+    pub proxy: Arc<crate::proxy::Proxy>,
 }
 
 /// The whole HTTP API.
@@ -68,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .nest("/v1", v1)
+        .route("/proxy/{provider}/{*rest}", any(crate::proxy::forward))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

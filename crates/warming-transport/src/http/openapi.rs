@@ -21,6 +21,27 @@ pub struct Operation {
 pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
+        path: "/",
+        summary: "The dashboard page (HTML)",
+        body: None,
+        answer: "Text",
+    },
+    Operation {
+        method: "post",
+        path: "/proxy/anthropic/v1/messages",
+        summary: "Proxy mode: an Anthropic SDK's base URL is /proxy/anthropic",
+        body: Some("Object"),
+        answer: "Object",
+    },
+    Operation {
+        method: "post",
+        path: "/proxy/openai/v1/chat/completions",
+        summary: "Proxy mode: an OpenAI SDK's base URL is /proxy/openai/v1",
+        body: Some("Object"),
+        answer: "Object",
+    },
+    Operation {
+        method: "get",
         path: "/healthz",
         summary: "Liveness",
         body: None,

@@ -20,10 +20,13 @@ use crate::config::{ProviderKind, Secret, ServerConfig};
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Credentials for one warm, overriding the configured key (a proxied
-/// request's own headers, kept in memory only).
-#[derive(Debug, Clone, Default)]
+/// request's own headers, kept in memory only), and the API they are for.
+#[derive(Debug, Clone)]
 pub struct Credentials {
-    /// Headers to send as they came (`x-api-key`, `authorization`, ...).
+    /// The API the conversation was proxied to.
+    pub kind: ProviderKind,
+    /// Headers to send as they came (`x-api-key`, `authorization`, ...),
+    /// marked sensitive so they never print.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -41,12 +44,16 @@ pub struct WarmAnswer {
 pub struct ProviderClient {
     /// HTTP client with connection pooling.
     http: reqwest::Client,
-    /// Which API shape to speak.
+    /// Which API shape to speak by default.
     kind: ProviderKind,
-    /// Base URL (or webhook URL), without a trailing slash.
+    /// Base URL (or webhook URL) of the default provider, no trailing slash.
     upstream: String,
-    /// Configured key for the provider, if any.
-    key: Option<Secret>,
+    /// Base URLs of Anthropic and OpenAI, for proxied conversations.
+    anthropic_upstream: String,
+    openai_upstream: String,
+    /// Configured keys, if any.
+    anthropic_key: Option<Secret>,
+    openai_key: Option<Secret>,
     /// Header naming the serving backend in answers.
     backend_header: HeaderName,
     /// Header carrying the preferred backend on warms.
@@ -70,16 +77,14 @@ impl ProviderClient {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let key = match config.provider {
-            ProviderKind::Anthropic => config.anthropic_key.clone(),
-            ProviderKind::OpenAi => config.openai_key.clone(),
-            ProviderKind::Webhook => None,
-        };
         Ok(Self {
             http,
             kind: config.provider,
             upstream: config.upstream.trim_end_matches('/').to_owned(),
-            key,
+            anthropic_upstream: config.upstream_for(ProviderKind::Anthropic),
+            openai_upstream: config.upstream_for(ProviderKind::OpenAi),
+            anthropic_key: config.anthropic_key.clone(),
+            openai_key: config.openai_key.clone(),
             backend_header: header(&config.backend_header)?,
             preferred_backend_header: header(&config.preferred_backend_header)?,
             models_needing_one_token: Mutex::new(HashSet::new()),
@@ -126,10 +131,11 @@ impl ProviderClient {
         credentials: Option<&Credentials>,
         one_token: bool,
     ) -> Result<WarmAnswer, SendError> {
-        let (url, body) = self.build(warm, one_token)?;
+        let kind = credentials.map_or(self.kind, |c| c.kind);
+        let (url, body) = self.build(kind, warm, one_token)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        self.auth_headers(&mut headers, credentials);
+        self.auth_headers(kind, &mut headers, credentials);
         if let Some(backend) = &warm.preferred_backend {
             if let Ok(value) = HeaderValue::from_str(backend) {
                 headers.insert(self.preferred_backend_header.clone(), value);
@@ -171,16 +177,21 @@ impl ProviderClient {
     }
 
     /// The URL and body of a warm: the template with the smallest output.
-    fn build(&self, warm: &WarmRequest, one_token: bool) -> Result<(String, String), SendError> {
+    fn build(
+        &self,
+        kind: ProviderKind,
+        warm: &WarmRequest,
+        one_token: bool,
+    ) -> Result<(String, String), SendError> {
         let mut request = warm.template.request();
         let Some(object) = request.as_object_mut() else {
             return Err(SendError::BadTemplate);
         };
         object.insert("stream".into(), Value::Bool(false));
-        let url = match self.kind {
+        let url = match kind {
             ProviderKind::Anthropic => {
                 object.insert("max_tokens".into(), json!(u8::from(one_token)));
-                format!("{}/v1/messages", self.upstream)
+                format!("{}/v1/messages", self.base(kind))
             }
             ProviderKind::OpenAi => {
                 object.remove("stream_options");
@@ -191,7 +202,7 @@ impl ProviderClient {
                 } else {
                     object.insert("max_tokens".into(), json!(1));
                 }
-                format!("{}/v1/chat/completions", self.upstream)
+                format!("{}/v1/chat/completions", self.base(kind))
             }
             ProviderKind::Webhook => {
                 let body = json!({
@@ -206,13 +217,32 @@ impl ProviderClient {
         Ok((url, request.to_string()))
     }
 
-    fn auth_headers(&self, headers: &mut HeaderMap, credentials: Option<&Credentials>) {
+    /// Base URL for `kind`: the configured one of its API.
+    fn base(&self, kind: ProviderKind) -> &str {
+        match kind {
+            ProviderKind::Anthropic => &self.anthropic_upstream,
+            ProviderKind::OpenAi => &self.openai_upstream,
+            ProviderKind::Webhook => &self.upstream,
+        }
+    }
+
+    fn auth_headers(
+        &self,
+        kind: ProviderKind,
+        headers: &mut HeaderMap,
+        credentials: Option<&Credentials>,
+    ) {
+        let key = match kind {
+            ProviderKind::Anthropic => self.anthropic_key.as_ref(),
+            ProviderKind::OpenAi => self.openai_key.as_ref(),
+            ProviderKind::Webhook => None,
+        };
         if let Some(credentials) = credentials.filter(|c| !c.headers.is_empty()) {
             for (name, value) in &credentials.headers {
                 headers.insert(name.clone(), value.clone());
             }
-        } else if let Some(key) = &self.key {
-            let header = match self.kind {
+        } else if let Some(key) = key {
+            let header = match kind {
                 ProviderKind::Anthropic => HeaderValue::from_str(key.expose())
                     .ok()
                     .map(|v| (HeaderName::from_static("x-api-key"), v)),
@@ -227,7 +257,7 @@ impl ProviderClient {
                 headers.insert(name, value);
             }
         }
-        if self.kind == ProviderKind::Anthropic {
+        if kind == ProviderKind::Anthropic {
             headers
                 .entry("anthropic-version")
                 .or_insert(HeaderValue::from_static(ANTHROPIC_VERSION));

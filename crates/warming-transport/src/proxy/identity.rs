@@ -1,0 +1,88 @@
+//! The conversation id of a proxied request without `x-conversation-id`.
+//!
+//! A stable hash (64-bit FNV-1a) of the model, the system prompt and the first
+//! user message: every later turn of the same conversation repeats those, so
+//! it maps to the same id, and different conversations almost never collide.
+//! The id is `px-` and 16 hex digits. Stable across restarts and versions:
+//! FNV-1a over the compact JSON of each part, separated by a 0 byte.
+
+use serde_json::Value;
+use warming_core::ConversationId;
+
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hash ^= 0;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        for byte in part.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The derived id of a request body (Anthropic Messages or OpenAI Chat).
+#[must_use]
+pub fn conversation_id(request: &Value) -> ConversationId {
+    let messages = request.get("messages").and_then(Value::as_array);
+    let role = |m: &&Value, want: &[&str]| {
+        m.get("role")
+            .and_then(Value::as_str)
+            .is_some_and(|r| want.contains(&r))
+    };
+    // Anthropic puts the system prompt apart; OpenAI as the first message.
+    let system = request.get("system").cloned().or_else(|| {
+        messages
+            .and_then(|ms| ms.iter().find(|m| role(m, &["system", "developer"])))
+            .and_then(|m| m.get("content").cloned())
+    });
+    let first_user = messages
+        .and_then(|ms| ms.iter().find(|m| role(m, &["user"])))
+        .and_then(|m| m.get("content").cloned());
+    let text = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_default();
+    let model = text(request.get("model"));
+    let hash = fnv1a(&[&model, &text(system.as_ref()), &text(first_user.as_ref())]);
+    ConversationId::new(&format!("px-{hash:016x}")).expect("px- and hex digits are a valid id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn later_turns_of_a_conversation_keep_its_id() {
+        let first =
+            json!({"model": "m", "system": "s", "messages": [{"role": "user", "content": "hi"}]});
+        let later = json!({"model": "m", "system": "s", "max_tokens": 9, "messages": [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
+            {"role": "user", "content": "more"}]});
+        assert_eq!(conversation_id(&first), conversation_id(&later));
+        let other =
+            json!({"model": "m", "system": "s", "messages": [{"role": "user", "content": "bye"}]});
+        assert_ne!(conversation_id(&first), conversation_id(&other));
+    }
+
+    #[test]
+    fn openai_system_messages_count_as_the_system_prompt() {
+        let a = json!({"model": "g", "messages": [{"role": "system", "content": "A"}, {"role": "user", "content": "q"}]});
+        let b = json!({"model": "g", "messages": [{"role": "system", "content": "B"}, {"role": "user", "content": "q"}]});
+        assert_ne!(conversation_id(&a), conversation_id(&b));
+        assert!(conversation_id(&a).as_str().starts_with("px-"));
+    }
+
+    #[test]
+    fn the_hash_is_stable_across_builds() {
+        // Pinned: a change here would orphan every stored proxied conversation.
+        let request =
+            json!({"model": "m", "system": "s", "messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(
+            conversation_id(&request).as_str(),
+            format!("px-{:016x}", fnv1a(&["\"m\"", "\"s\"", "\"hi\""]))
+        );
+        assert_eq!(fnv1a(&["a"]), 0xaf63_dc4c_8601_ec8c);
+    }
+}
