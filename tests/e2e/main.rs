@@ -9,5 +9,6 @@ mod failures;
 mod input;
 mod lifecycle;
 mod observability;
+mod proxy;
 mod surface;
 mod warming;

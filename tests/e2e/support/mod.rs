@@ -306,3 +306,35 @@ impl Surface {
 pub fn timer(message: &Value) -> &Value {
     &message["spec"]["fields"][5]["payload"]
 }
+
+/// POSTs a body over 4 MiB over a raw socket and returns the status line's
+/// code. A server may answer 413 before the body is sent and close; an HTTP
+/// client library then reports a broken connection instead of the answer, so
+/// this writes and reads at the same time, as a careful client does.
+pub async fn post_oversized(addr: SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let size = 5 * 1024 * 1024;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    );
+    let send = tokio::spawn(async move {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let _ = writer.write_all(&vec![b' '; size]).await;
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    send.abort();
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,391 @@
+//! Proxy mode: real SDKs point their base URL at the daemon.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use warming_testkit::{Standin, StandinOptions};
+
+use crate::support::{eventually, post_oversized, Service, TEST_KEY};
+
+/// The key the SDK clients send; the daemon must keep it in memory only.
+const PROXY_KEY: &str = "sk-proxy-client-KEY-must-stay-in-memory";
+
+/// The Python with the `anthropic` and `openai` SDKs: `WARMING_PYTHON`, else
+/// the workspace's `.venv` (which `.ci/run` creates).
+fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("WARMING_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+        });
+    let ok = Command::new(&candidate)
+        .args(["-c", "import anthropic, openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("WARMING_REQUIRE_PYTHON_SDKS").is_none(),
+            "the anthropic/openai Python SDKs are required here but not importable from {}",
+            candidate.display()
+        );
+        eprintln!("skipping: no Python with the anthropic and openai SDKs (see .ci/run)");
+        return None;
+    }
+    Some(candidate)
+}
+
+fn sdk(
+    python: &PathBuf,
+    provider: &str,
+    mode: &str,
+    base: &str,
+    conversation: Option<&str>,
+) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/sdk_client.py");
+    let mut command = Command::new(python);
+    command.arg(script).args([provider, mode, base, PROXY_KEY]);
+    if let Some(id) = conversation {
+        command.arg(id);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{provider} {mode} via {base}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+async fn two_standins() -> (Standin, Standin) {
+    let options = StandinOptions {
+        backend_id: "replica-3".into(),
+        ..StandinOptions::default()
+    };
+    (
+        Standin::start(options.clone()).await.unwrap(),
+        Standin::start(options).await.unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_results_through_the_proxy_equal_direct_ones() {
+    let Some(python) = python() else { return };
+    for (provider, base_suffix) in [
+        ("anthropic", "/proxy/anthropic"),
+        ("openai", "/proxy/openai/v1"),
+    ] {
+        for mode in ["plain", "stream"] {
+            // Two stand-ins in the same fresh state: one called directly,
+            // one behind the proxy.
+            let (direct, behind) = two_standins().await;
+            let dir = tempfile::tempdir().unwrap();
+            let upstream_flags = [
+                "--anthropic-upstream",
+                &behind.url(),
+                "--openai-upstream",
+                &behind.url(),
+            ];
+            let service = Service::start(dir.path(), &behind.url(), &upstream_flags).await;
+            let direct_base = if provider == "openai" {
+                format!("{}/v1", direct.url())
+            } else {
+                direct.url()
+            };
+            let conversation = format!("sdk-{provider}-{mode}");
+
+            let want = tokio::task::spawn_blocking({
+                let python = python.clone();
+                move || sdk(&python, provider, mode, &direct_base, None)
+            });
+            let got = tokio::task::spawn_blocking({
+                let (python, base, id) = (
+                    python.clone(),
+                    service.url(base_suffix),
+                    conversation.clone(),
+                );
+                move || sdk(&python, provider, mode, &base, Some(&id))
+            });
+            let (want, got) = (want.await.unwrap(), got.await.unwrap());
+            assert_eq!(got, want, "{provider} {mode}");
+            assert!(!got["text"].as_str().unwrap().is_empty());
+
+            // The conversation now has a template, the turn's usage, the
+            // backend, and a warm scheduled once enabled.
+            let state = eventually(5, "the proxied turn to settle", || async {
+                let s = service.state(&conversation).await;
+                (s["active"] == false && s["backend"] == "replica-3").then_some(s)
+            })
+            .await;
+            assert_eq!(state["enabled"], false);
+            let (_, history) = service
+                .call(
+                    "GET",
+                    &format!("/v1/conversations/{conversation}/history"),
+                    None,
+                )
+                .await;
+            let turn = &history["history"][0];
+            assert_eq!(turn["trigger"], "turn", "{history}");
+            assert!(
+                turn["usage"]["cacheWriteTokens"].as_u64().unwrap() > 0,
+                "{turn}"
+            );
+            let enabled = service.enable(&conversation, 60_000).await;
+            assert!(enabled["nextWarmAt"].is_number());
+            let (status, warm) = service
+                .call(
+                    "POST",
+                    &format!("/v1/conversations/{conversation}/warm"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{warm}");
+            assert_eq!(warm["outcome"], "hit", "{provider} {mode}: {warm}");
+            // The warm used the client's own key and API, not the daemon's.
+            let last = behind.warms().pop().unwrap();
+            assert_eq!(
+                last.path,
+                if provider == "openai" {
+                    "/v1/chat/completions"
+                } else {
+                    "/v1/messages"
+                }
+            );
+            let credential = last.credential.unwrap();
+            assert!(credential.contains(PROXY_KEY), "{credential}");
+            assert!(!credential.contains(TEST_KEY));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_derived_conversation_id_is_stable_across_turns() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let client = reqwest::Client::new();
+    let turn = |messages: Value| json!({"model": "claude-test", "max_tokens": 5, "system": "Be brief.", "messages": messages});
+    for messages in [
+        json!([{"role": "user", "content": "first"}]),
+        json!([{"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "second"}]),
+    ] {
+        let response = client
+            .post(service.url("/proxy/anthropic/v1/messages"))
+            .json(&turn(messages))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let _ = response.bytes().await.unwrap();
+    }
+    let (_, list) = service.call("GET", "/v1/conversations", None).await;
+    let ids: Vec<&str> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(ids[0].starts_with("px-"));
+}
+
+#[tokio::test]
+async fn close_aborts_a_long_stream_mid_way() {
+    let standin = Standin::start(StandinOptions {
+        chunk_delay: Duration::from_millis(50),
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    // 300 chunks 50 ms apart: 15 s if nobody stops it.
+    let response = reqwest::Client::new()
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .header("x-conversation-id", "long")
+        .json(
+            &json!({"model": "claude-test", "max_tokens": 300, "stream": true,
+                      "messages": [{"role": "user", "content": "talk"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut body = response.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&first).contains("message_start"),
+        "first byte not held back"
+    );
+    assert_eq!(service.state("long").await["active"], true);
+
+    let (status, closed) = service
+        .call("POST", "/v1/conversations/long/close", None)
+        .await;
+    assert_eq!(status, 200, "{closed}");
+    let mut received = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(bytes) => received.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream went on after close");
+    assert!(
+        !received.contains("message_stop"),
+        "the whole answer was sent"
+    );
+    let state = service.state("long").await;
+    assert_eq!(
+        (state["enabled"].as_bool(), state["active"].as_bool()),
+        (Some(false), Some(false))
+    );
+}
+
+#[tokio::test]
+async fn proxy_errors_are_clear_and_provider_errors_pass_through_unchanged() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let service = Service::start(dir.path(), &standin.url(), &["--openai-upstream", &down]).await;
+    let client = reqwest::Client::new();
+    let body =
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+
+    let unknown = client
+        .post(service.url("/proxy/bedrock/v1/messages"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    assert_eq!(
+        unknown.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+
+    assert_eq!(
+        post_oversized(service.addr, "/proxy/anthropic/v1/messages").await,
+        413
+    );
+
+    let bad_id = client
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .header("x-conversation-id", "no spaces please")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_id.status().as_u16(), 400);
+
+    let unreachable = client
+        .post(service.url("/proxy/openai/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unreachable.status().as_u16(), 502);
+    assert_eq!(
+        unreachable.json::<Value>().await.unwrap()["error"]["code"],
+        "upstream"
+    );
+
+    // The same overload, once straight from the provider, once proxied.
+    standin.fail_next(2, 529, Some(3));
+    let direct_body = {
+        let r = client
+            .post(format!("{}/v1/messages", standin.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.headers().get("retry-after").cloned(),
+            r.text().await.unwrap(),
+        )
+    };
+    let proxied = client
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .header("x-conversation-id", "overloaded")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let proxied_body = (
+        proxied.status().as_u16(),
+        proxied.headers().get("retry-after").cloned(),
+        proxied.text().await.unwrap(),
+    );
+    assert_eq!(proxied_body, direct_body);
+    // A failed turn leaves no template behind: nothing to warm.
+    let (status, _) = service
+        .call("POST", "/v1/conversations/overloaded/warm", None)
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = service.call("GET", "/healthz", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn proxied_credentials_stay_in_memory() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let response = reqwest::Client::new()
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .header("x-api-key", PROXY_KEY)
+        .header("x-conversation-id", "creds")
+        .json(&json!({"model": "claude-test", "max_tokens": 5, "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+                      "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.bytes().await;
+    eventually(5, "the turn to settle", || async {
+        (service.state("creds").await["active"] == false).then_some(())
+    })
+    .await;
+    let (status, _) = service
+        .call("POST", "/v1/conversations/creds/warm", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        standin.warms().pop().unwrap().credential.as_deref(),
+        Some(PROXY_KEY)
+    );
+    // After close, the client's key is forgotten: warms fall back to the
+    // daemon's own key.
+    service
+        .call("POST", "/v1/conversations/creds/close", None)
+        .await;
+    let (status, _) = service
+        .call("POST", "/v1/conversations/creds/warm", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        standin.warms().pop().unwrap().credential.as_deref(),
+        Some(TEST_KEY)
+    );
+    assert!(service.terminate().success());
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes
+                .windows(PROXY_KEY.len())
+                .any(|w| w == PROXY_KEY.as_bytes()),
+            "the client's key leaked into {}",
+            path.display()
+        );
+    }
+}

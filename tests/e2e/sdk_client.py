@@ -1,0 +1,52 @@
+"""A real SDK client for the proxy tests: one call, its parsed result as JSON.
+
+usage: sdk_client.py anthropic|openai plain|stream BASE_URL API_KEY [CONVERSATION_ID]
+"""
+import json
+import sys
+
+provider, mode, base_url, api_key = sys.argv[1:5]
+conversation = sys.argv[5] if len(sys.argv) > 5 else None
+headers = {"x-conversation-id": conversation} if conversation else {}
+SYSTEM = "You are the proxy test's assistant. " * 40
+
+if provider == "anthropic":
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=base_url, api_key=api_key, max_retries=0, default_headers=headers)
+    args = dict(
+        model="claude-test",
+        max_tokens=12,
+        system=[{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": "Say something."}],
+    )
+    if mode == "stream":
+        with client.messages.stream(**args) as stream:
+            text = "".join(stream.text_stream)
+            message = stream.get_final_message()
+    else:
+        message = client.messages.create(**args)
+        text = "".join(block.text for block in message.content)
+    print(json.dumps({"text": text, "stop": message.stop_reason, "model": message.model,
+                      "usage": message.usage.model_dump()}, sort_keys=True))
+else:
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, default_headers=headers)
+    args = dict(
+        model="gpt-test",
+        max_tokens=12,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Say something."}],
+    )
+    if mode == "stream":
+        text, usage, finish = "", None, None
+        for chunk in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **args):
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+            if chunk.usage:
+                usage = chunk.usage.model_dump()
+    else:
+        response = client.chat.completions.create(**args)
+        text, usage, finish = response.choices[0].message.content, response.usage.model_dump(), response.choices[0].finish_reason
+    print(json.dumps({"text": text, "stop": finish, "usage": usage}, sort_keys=True))
