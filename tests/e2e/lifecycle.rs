@@ -16,7 +16,9 @@ async fn warming_is_off_until_the_user_opts_in() {
         fresh,
         json!({"conversationId": "never-seen", "enabled": false, "intervalMs": 240000, "active": false,
                "lastPct": null, "lastExpectedPct": null, "lastWarmAt": null, "nextWarmAt": null,
-               "backend": null, "lastError": null, "warmCount": 0})
+               "backend": null, "lastError": null, "warmCount": 0,
+               // Extensions beside the contract's fields:
+               "policy": "fixed", "stoppedReason": null})
     );
 
     service.turn_started("c1").await;

@@ -166,3 +166,62 @@ async fn a_model_that_refuses_zero_tokens_is_warmed_with_one() {
     // 0 refused once, then 1 straight away (remembered for the model).
     assert_eq!(sent, [Some(0), Some(1), Some(1)]);
 }
+
+#[tokio::test]
+async fn a_policy_stops_warming_visibly_and_the_prior_survives_a_restart() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &["--policy", "adaptive"]).await;
+    service.turn_settled("p", &anthropic_request("p")).await;
+    let (status, body) = service
+        .call(
+            "PUT",
+            "/v1/conversations/p/settings",
+            Some(json!({"policy": "sometimes"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (status, state) = service
+        .call(
+            "PUT",
+            "/v1/conversations/p/settings",
+            Some(json!({"enabled": true, "intervalMs": 250, "policy": "pings:2"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["policy"], "pings:2");
+    let stopped = eventually(5, "the policy to stop warming", || async {
+        let s = service.state("p").await;
+        s["stoppedReason"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(stopped["nextWarmAt"], json!(null));
+    assert_eq!(stopped["warmCount"], 2);
+    assert_eq!(standin.warms().len(), 2);
+
+    // Back to the server's policy (adaptive) with an explicit null.
+    let (_, state) = service
+        .call(
+            "PUT",
+            "/v1/conversations/p/settings",
+            Some(json!({"policy": null})),
+        )
+        .await;
+    assert_eq!(state["policy"], "adaptive");
+
+    assert!(service.terminate().success());
+    let storage = warming_storage::Storage::open(
+        &dir.path().join("warming.db"),
+        warming_storage::StorageOptions::default(),
+    )
+    .unwrap();
+    let prior = storage
+        .meta("return_prior")
+        .unwrap()
+        .expect("the prior was saved");
+    let prior = warming_core::ReturnPrior::from_json(&prior);
+    assert_eq!(prior.turns.iter().sum::<u64>(), 1);
+}

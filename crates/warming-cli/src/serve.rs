@@ -40,6 +40,14 @@ pub struct ServeArgs {
     /// its last request, ms [default: 3600000].
     #[arg(long, env = "WARMING_PROXY_CREDENTIALS_TTL_MS")]
     pub proxy_credentials_ttl_ms: Option<u64>,
+    /// When to stop warming an idle conversation: adaptive, fixed, pings:N or
+    /// breakeven [default: adaptive].
+    #[arg(long, env = "WARMING_POLICY")]
+    pub policy: Option<String>,
+    /// Dollars per second of a user's waiting, weighed by adaptive and
+    /// breakeven; 0 weighs tokens only [default: 0.01].
+    #[arg(long, env = "WARMING_LAMBDA")]
+    pub lambda: Option<f64>,
     /// Shortest interval accepted, ms [default: 10000].
     #[arg(long, env = "WARMING_MIN_INTERVAL_MS")]
     pub min_interval_ms: Option<u64>,
@@ -98,9 +106,15 @@ struct FileConfig {
     history_cap: Option<usize>,
     /// Dollars per million input tokens by model, for the cost estimate.
     prices: Option<std::collections::HashMap<String, f64>>,
-    /// The provider's cache TTL, for the cost estimate.
+    /// The provider's cache TTL, for the policies and the cost estimate.
     #[serde(alias = "cache_ttl_ms")]
     cache_ttl_ms: Option<u64>,
+    policy: Option<String>,
+    lambda: Option<f64>,
+    #[serde(alias = "input_price_per_mtok")]
+    input_price_per_mtok: Option<f64>,
+    #[serde(alias = "prefill_tokens_per_sec")]
+    prefill_tokens_per_sec: Option<f64>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -232,6 +246,25 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(ms) = file.cache_ttl_ms {
         config.pricing.cache_ttl = Duration::from_millis(ms);
+        config.economics.ttl_ms = ms;
+    }
+    if let Some(name) = args.policy.or(file.policy) {
+        config.policy = warming_core::Policy::parse(&name).ok_or_else(|| {
+            format!("policy {name:?}: expected adaptive, fixed, pings:N or breakeven")
+        })?;
+    }
+    let number = |name: &str, value: Option<f64>| match value {
+        Some(v) if !v.is_finite() || v < 0.0 => Err(format!("{name}: {v} must be a number >= 0")),
+        other => Ok(other),
+    };
+    if let Some(lambda) = number("lambda", args.lambda.or(file.lambda))? {
+        config.economics.lambda_per_sec = lambda;
+    }
+    if let Some(price) = number("input-price-per-mtok", file.input_price_per_mtok)? {
+        config.economics.input_price = price / 1e6;
+    }
+    if let Some(speed) = number("prefill-tokens-per-sec", file.prefill_tokens_per_sec)? {
+        config.economics.prefill_tokens_per_sec = speed.max(1.0);
     }
     config.validate()?;
     Ok(config)

@@ -13,12 +13,14 @@
 //! - `usage`: token usage and cache percentages.
 //! - `template`: the request a warm replays, scrubbed of credentials.
 //! - `lifecycle`: provider runtime events and the lifecycle guard.
+//! - `policy`: when to stop warming a conversation that may not come back.
 //! - `effect`, `state`: what comes out of the engine.
 
 mod effect;
 mod engine;
 mod id;
 mod lifecycle;
+mod policy;
 mod settings;
 mod state;
 mod template;
@@ -29,6 +31,7 @@ pub use effect::{Effect, PersistId, WarmOutcome, WarmRecord, WarmRequest, WarmTo
 pub use engine::{Config, Restored, WarmFailure, WarmNowError, WarmStats, Warmer};
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind};
+pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS};
 pub use state::ConversationState;
 pub use template::{strip_credentials, Template};

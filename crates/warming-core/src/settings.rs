@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use crate::Policy;
+
 /// Interval of a conversation never configured: 4 minutes, inside Anthropic's
 /// 5-minute cache TTL with a margin for the warm's own latency.
 pub const DEFAULT_INTERVAL_MS: u64 = 240_000;
@@ -71,6 +73,8 @@ pub struct Settings {
     pub enabled: bool,
     /// Time between warms, in ms, always within the configured limits.
     pub interval_ms: u64,
+    /// This conversation's policy; `None` follows the server's.
+    pub policy: Option<Policy>,
 }
 
 impl Settings {
@@ -81,6 +85,7 @@ impl Settings {
         Self {
             enabled: false,
             interval_ms: DEFAULT_INTERVAL_MS.clamp(limits.min_ms, limits.max_ms),
+            policy: None,
         }
     }
 
@@ -110,9 +115,14 @@ impl Settings {
             .get("intervalMs")
             .and_then(Value::as_f64)
             .map_or(defaults.interval_ms, |ms| limits.clamp(ms));
+        let policy = map
+            .get("policy")
+            .and_then(Value::as_str)
+            .and_then(Policy::parse);
         Self {
             enabled,
             interval_ms,
+            policy,
         }
     }
 
@@ -120,15 +130,24 @@ impl Settings {
     ///
     /// ```
     /// use warming_core::Settings;
-    /// let s = Settings { enabled: true, interval_ms: 20_000 };
+    /// use warming_core::Policy;
+    /// let s = Settings { enabled: true, interval_ms: 20_000, policy: None };
     /// assert_eq!(s.to_json(), r#"{"enabled":true,"intervalMs":20000}"#);
+    /// let p = Settings { policy: Some(Policy::Pings(3)), ..s };
+    /// assert_eq!(p.to_json(), r#"{"enabled":true,"intervalMs":20000,"policy":"pings:3"}"#);
     /// ```
     #[must_use]
     pub fn to_json(&self) -> String {
-        format!(
-            r#"{{"enabled":{},"intervalMs":{}}}"#,
-            self.enabled, self.interval_ms
-        )
+        match self.policy {
+            None => format!(
+                r#"{{"enabled":{},"intervalMs":{}}}"#,
+                self.enabled, self.interval_ms
+            ),
+            Some(policy) => format!(
+                r#"{{"enabled":{},"intervalMs":{},"policy":"{policy}"}}"#,
+                self.enabled, self.interval_ms
+            ),
+        }
     }
 }
 
@@ -139,6 +158,8 @@ pub struct SettingsChange {
     pub enabled: Option<bool>,
     /// New interval in ms, clamped by [`IntervalLimits::clamp`].
     pub interval_ms: Option<f64>,
+    /// New policy; `Some(None)` returns to the server's.
+    pub policy: Option<Option<Policy>>,
 }
 
 impl SettingsChange {
@@ -150,6 +171,7 @@ impl SettingsChange {
             interval_ms: self
                 .interval_ms
                 .map_or(base.interval_ms, |ms| limits.clamp(ms)),
+            policy: self.policy.unwrap_or(base.policy),
         }
     }
 }
@@ -170,6 +192,7 @@ mod tests {
                 Settings {
                     enabled: false,
                     interval_ms: 30_000,
+                    policy: None,
                 },
             ),
             (
@@ -177,6 +200,7 @@ mod tests {
                 Settings {
                     enabled: true,
                     interval_ms: 240_000,
+                    policy: None,
                 },
             ),
             (
@@ -184,6 +208,7 @@ mod tests {
                 Settings {
                     enabled: true,
                     interval_ms: 10_000,
+                    policy: None,
                 },
             ),
             (
@@ -191,6 +216,7 @@ mod tests {
                 Settings {
                     enabled: true,
                     interval_ms: 10_000,
+                    policy: None,
                 },
             ),
         ];
@@ -207,6 +233,7 @@ mod tests {
                 let s = Settings {
                     enabled,
                     interval_ms,
+                    policy: None,
                 };
                 assert_eq!(Settings::parse_json(&s.to_json(), &limits), s);
             }

@@ -36,4 +36,9 @@ pub struct ConversationState {
     pub last_error: Option<Arc<str>>,
     /// Successful warms so far.
     pub warm_count: u64,
+    /// The warming policy in force (an extension of the contract).
+    pub policy: String,
+    /// Why warming stopped for this idle gap, if the policy stopped it (an
+    /// extension): no one should wonder why the countdown vanished.
+    pub stopped_reason: Option<String>,
 }

@@ -402,7 +402,8 @@ fn enabling_persists_first_and_changes_memory_only_when_confirmed() {
             conversation: id("c"),
             settings: Settings {
                 enabled: true,
-                interval_ms: 240_000
+                interval_ms: 240_000,
+                policy: None
             }
         }]
     );
@@ -426,6 +427,7 @@ fn a_failed_settings_write_leaves_everything_as_it_was() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(20_000.0),
+            policy: None,
         },
     );
     h.drain();
@@ -464,6 +466,7 @@ fn disabling_cancels_and_re_enabling_restores_the_persisted_interval() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(60_000.0),
+            policy: None,
         },
     );
     h.settle("c", "sys");
@@ -574,6 +577,7 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(30_000.0),
+            policy: None,
         },
     );
     h.settle("c", "sys");
@@ -592,7 +596,8 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
         conversation: id("c"),
         settings: Settings {
             enabled: false,
-            interval_ms: 30_000
+            interval_ms: 30_000,
+            policy: None
         },
     }));
     let pushed = notifications(&effects);
@@ -757,6 +762,7 @@ fn restored(raw: &str, enabled: bool, next: Option<Timestamp>) -> Restored {
         settings: Settings {
             enabled,
             interval_ms: 60_000,
+            policy: None,
         },
         template: Some((*template("restored")).clone()),
         next_warm_at: next,
@@ -809,4 +815,93 @@ fn time_never_runs_backwards_inside_the_engine() {
     h.warmer
         .turn_settled(Timestamp::from_millis(0), &id("c"), None, None);
     assert_eq!(h.state("c").next_warm_at, Some(next));
+}
+
+// Policies (issue: cost-aware warming)
+#[test]
+fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
+    use warming_core::Policy;
+    let mut h = Harness::new();
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: None,
+            policy: Some(Some(Policy::Pings(2))),
+        },
+    );
+    h.settle("c", "sys");
+    for _ in 0..2 {
+        let token = warms(&h.run_to_deadline())[0].token;
+        h.warmer
+            .warm_completed(h.now, &id("c"), token, HIT)
+            .unwrap();
+        h.drain();
+    }
+    let effects = h.run_to_deadline();
+    assert!(warms(&effects).is_empty(), "a third warm was sent");
+    let pushed = notifications(&effects);
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].next_warm_at, None);
+    assert_eq!(pushed[0].policy, "pings:2");
+    assert!(pushed[0]
+        .stopped_reason
+        .as_deref()
+        .unwrap()
+        .contains("2 warms"));
+    assert_eq!(h.warmer.poll_timeout(), None);
+
+    // The user comes back: a new gap, a new allowance.
+    h.warmer.turn_started(h.now, &id("c"));
+    h.settle("c", "sys");
+    let s = h.state("c");
+    assert_eq!(s.stopped_reason, None);
+    assert!(s.next_warm_at.is_some());
+}
+
+#[test]
+fn adaptive_stops_for_users_who_do_not_come_back_and_learns_from_returns() {
+    let mut h = Harness::with_config(Config::default());
+    assert_eq!(h.warmer.config().policy, warming_core::Policy::Adaptive);
+    // Fifty conversations that each had one turn and never came back.
+    for i in 0..50 {
+        let c = format!("gone-{i}");
+        h.settle(&c, "sys");
+    }
+    assert_eq!(h.warmer.prior().turns[0], 50);
+    h.enable("c");
+    h.settle("c", "sys");
+    let effects = h.run_to_deadline();
+    assert!(warms(&effects).is_empty());
+    let reason = h.state("c").stopped_reason.unwrap();
+    assert!(reason.contains("unlikely"), "{reason}");
+
+    // Re-enabling lifts the stop (the user asked for it).
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    h.enable("c");
+    assert_eq!(h.state("c").stopped_reason, None);
+
+    // Users who come back a few minutes after each turn teach the prior.
+    let mut h = Harness::with_config(Config::default());
+    h.enable("loyal");
+    for _ in 0..30 {
+        h.settle("loyal", "sys");
+        h.advance(400_000);
+        h.warmer.turn_started(h.now, &id("loyal"));
+    }
+    h.settle("loyal", "sys");
+    assert_eq!(h.warmer.prior().returns.iter().sum::<u64>(), 30);
+    let effects = h.run_to_deadline();
+    assert_eq!(
+        warms(&effects).len(),
+        1,
+        "{:?}",
+        h.state("loyal").stopped_reason
+    );
 }

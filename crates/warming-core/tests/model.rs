@@ -151,6 +151,7 @@ fn check_state(h: &Harness, model: &Model) {
             Settings {
                 enabled: false,
                 interval_ms: 240_000,
+                policy: None,
             },
         ));
         assert_eq!(
@@ -236,6 +237,7 @@ fn run(ops: Vec<Op>) {
                 let change = SettingsChange {
                     enabled,
                     interval_ms,
+                    policy: None,
                 };
                 let _ = h.warmer.update_settings(now, &id(CONVERSATIONS[c]), change);
             }

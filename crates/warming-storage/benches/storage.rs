@@ -33,6 +33,7 @@ fn writes_per_second(max_batch: usize, per_writer: usize) -> f64 {
                     let settings = Settings {
                         enabled: i % 2 == 0,
                         interval_ms: 10_000 + i as u64,
+                        policy: None,
                     };
                     storage
                         .write_blocking(Write::Settings {

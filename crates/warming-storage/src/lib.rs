@@ -16,7 +16,7 @@
 //! std::fs::create_dir_all(&dir)?;
 //! let storage = Storage::open(&dir.join("warming.db"), StorageOptions::default())?;
 //! let conversation = ConversationId::new("c1")?;
-//! let settings = Settings { enabled: true, interval_ms: 60_000 };
+//! let settings = Settings { enabled: true, interval_ms: 60_000, policy: None };
 //! storage.write(Write::Settings { conversation, settings }).await?;
 //! let restored = storage.load_all(&IntervalLimits::default())?;
 //! assert_eq!(restored[0].settings, settings);
@@ -181,6 +181,20 @@ impl Storage {
     /// [`ReadError`] when SQLite refuses the query.
     pub fn load_all(&self, limits: &IntervalLimits) -> Result<Vec<Restored>, ReadError> {
         read::load_all(&self.reader(), limits)
+    }
+
+    /// A service-wide value written with [`Write::Meta`]. Blocking.
+    ///
+    /// # Errors
+    /// [`ReadError`] when SQLite refuses the query.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, ReadError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .reader()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?)
     }
 
     /// The newest `limit` warms of a conversation, newest first. Blocking.

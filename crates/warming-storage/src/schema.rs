@@ -44,6 +44,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX warm_history_by_conversation ON warm_history(conversation, seq);",
     // 2: when each warm was due, so lateness is visible.
     "ALTER TABLE warm_history ADD COLUMN due_at INTEGER;",
+    // 3: small values of the whole service (the learned return prior).
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);",
 ];
 
 /// The schema version this build writes.

@@ -45,6 +45,13 @@ pub enum Write {
     /// A finished warm: appended to history (capped per conversation) and
     /// folded into the conversation's stats.
     Warm(WarmRecord),
+    /// A service-wide value (e.g. the learned return prior).
+    Meta {
+        /// Its name.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 /// A write waiting for the writer, with whoever waits for its commit.
@@ -188,6 +195,14 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
             upsert(conn, UPSERT_SCHEDULE, conversation, at)
         }
         Write::Warm(record) => append_warm(conn, record, history_cap),
+        Write::Meta { key, value } => {
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+            Ok(())
+        }
     }
 }
 

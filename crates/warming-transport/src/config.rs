@@ -119,6 +119,10 @@ pub struct ServerConfig {
     pub history_cap: usize,
     /// Prices for the cost estimate in `/metrics`.
     pub pricing: crate::metrics::Pricing,
+    /// The warming policy of conversations that do not choose one.
+    pub policy: warming_core::Policy,
+    /// Prices, TTL and the value of time the policies weigh.
+    pub economics: warming_core::Economics,
 }
 
 impl ServerConfig {
@@ -144,6 +148,8 @@ impl ServerConfig {
             warm_concurrency: 64,
             history_cap: 1_000,
             pricing: crate::metrics::Pricing::default(),
+            policy: warming_core::Policy::Adaptive,
+            economics: warming_core::Economics::default(),
         }
     }
 

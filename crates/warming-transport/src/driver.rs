@@ -24,6 +24,12 @@ use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::provider::{ProviderClient, WarmAnswer};
 
+/// The `meta` key the learned return prior is stored under.
+pub(crate) const PRIOR_KEY: &str = "return_prior";
+
+/// How often the learned prior is saved.
+const PRIOR_SAVE_EVERY: Duration = Duration::from_secs(60);
+
 /// The current wall-clock time in epoch milliseconds.
 #[must_use]
 pub fn now() -> Timestamp {
@@ -302,6 +308,8 @@ impl Driver {
         mut warm_queue: mpsc::UnboundedReceiver<WarmDone>,
         shutdown: CancellationToken,
     ) {
+        let mut save_prior = tokio::time::interval(PRIOR_SAVE_EVERY);
+        save_prior.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.warmer.handle_timeout(now());
             self.execute_effects();
@@ -322,6 +330,7 @@ impl Driver {
                     self.persist_finished(op, result);
                 }
                 () = tokio::time::sleep(sleep) => {}
+                _ = save_prior.tick() => self.save_prior(),
             }
         }
         self.stop().await;
@@ -600,7 +609,16 @@ impl Driver {
         }
     }
 
+    /// Saves what `adaptive` has learned, write-behind.
+    fn save_prior(&self) {
+        self.storage.submit_behind(Write::Meta {
+            key: PRIOR_KEY,
+            value: self.warmer.prior().to_json(),
+        });
+    }
+
     async fn stop(mut self) {
+        self.save_prior();
         self.warmer.shutdown();
         for (_, task) in self.in_flight.drain() {
             task.abort();

@@ -53,20 +53,25 @@ pub async fn run(
     };
     let db = config.db.clone();
     let limits = config.limits;
-    let (storage, restored) = tokio::task::spawn_blocking(move || {
+    let (storage, restored, prior) = tokio::task::spawn_blocking(move || {
         let storage = Storage::open(&db, options)?;
-        let restored = storage
-            .load_all(&limits)
-            .map_err(|e| ServeError::Restore(e.to_string()))?;
-        Ok::<_, ServeError>((Arc::new(storage), restored))
+        let restore = |e: warming_storage::ReadError| ServeError::Restore(e.to_string());
+        let restored = storage.load_all(&limits).map_err(restore)?;
+        let prior = storage.meta(driver::PRIOR_KEY).map_err(restore)?;
+        Ok::<_, ServeError>((Arc::new(storage), restored, prior))
     })
     .await
     .map_err(|e| ServeError::Restore(e.to_string()))??;
 
     let mut warmer = Warmer::new(CoreConfig {
         limits,
+        policy: config.policy,
+        economics: config.economics,
         ..CoreConfig::default()
     });
+    if let Some(prior) = prior {
+        warmer.set_prior(warming_core::ReturnPrior::from_json(&prior));
+    }
     let count = restored.len();
     warmer.restore(now(), restored);
     tracing::info!(

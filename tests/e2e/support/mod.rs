@@ -69,6 +69,12 @@ impl Service {
         let child = Command::new(env!("CARGO_BIN_EXE_warming"))
             .args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
             .args(["--min-interval-ms", &min])
+            // These tests watch the schedule itself; the policies have their own.
+            .args(if extra.contains(&"--policy") {
+                &[][..]
+            } else {
+                &["--policy", "fixed"][..]
+            })
             .args(if extra.contains(&"--warm-timeout-ms") {
                 &[][..]
             } else {

@@ -3,8 +3,12 @@
 use std::sync::Arc;
 
 use crate::{
-    ConversationId, ConversationState, Settings, Template, Timestamp, WarmToken, WarmTrigger,
+    ConversationId, ConversationState, Policy, Settings, StopReason, Template, Timestamp,
+    WarmToken, WarmTrigger,
 };
+
+/// Past gaps kept per conversation, for `adaptive`.
+pub(crate) const OWN_GAPS: usize = 8;
 
 /// Stats of the warms so far: the part of the state that warms change.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -81,6 +85,18 @@ pub(crate) struct Conversation {
     pub backend_applied: u64,
     /// What the warms so far showed.
     pub stats: WarmStats,
+    /// Turns settled so far.
+    pub depth: u32,
+    /// When the current idle gap began (the last settle), if idle.
+    pub gap_start: Option<Timestamp>,
+    /// Warms sent in the current gap.
+    pub warms_in_gap: u32,
+    /// The conversation's latest gaps, ms, oldest first.
+    pub own_gaps: Vec<u64>,
+    /// Prompt tokens of the last known request: the prefix a warm keeps.
+    pub prefix_tokens: u64,
+    /// Why the policy stopped warming this gap, if it did.
+    pub stopped: Option<StopReason>,
 }
 
 impl Conversation {
@@ -103,16 +119,31 @@ impl Conversation {
             backend: None,
             backend_applied: 0,
             stats: WarmStats::default(),
+            depth: 0,
+            gap_start: None,
+            warms_in_gap: 0,
+            own_gaps: Vec::new(),
+            prefix_tokens: 0,
+            stopped: None,
         }
+    }
+
+    /// The policy in force: the conversation's own, else the server's.
+    pub fn policy(&self, server: Policy) -> Policy {
+        self.settings.policy.unwrap_or(server)
     }
 
     /// Whether a timed warm may be scheduled now.
     pub fn may_schedule(&self) -> bool {
-        self.settings.enabled && !self.active && self.template.is_some() && self.in_flight.is_none()
+        self.settings.enabled
+            && !self.active
+            && self.template.is_some()
+            && self.in_flight.is_none()
+            && self.stopped.is_none()
     }
 
     /// The externally visible state.
-    pub fn snapshot(&self) -> ConversationState {
+    pub fn snapshot(&self, server_policy: Policy) -> ConversationState {
         ConversationState {
             conversation_id: self.id.clone(),
             enabled: self.settings.enabled,
@@ -125,6 +156,8 @@ impl Conversation {
             backend: self.backend.clone(),
             last_error: self.stats.last_error.clone(),
             warm_count: self.stats.warm_count,
+            policy: self.policy(server_policy).to_string(),
+            stopped_reason: self.stopped.map(|r| r.to_string()),
         }
     }
 }

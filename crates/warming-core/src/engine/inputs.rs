@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use super::conversation::OWN_GAPS;
 use super::{Pending, Restored, Warmer};
 use crate::lifecycle::{guard, LifecycleStep};
 use crate::{
-    ConversationId, Effect, EventDisposition, PersistId, RuntimeEvent, RuntimeEventKind,
-    SettingsChange, Template, Timestamp, Usage, WarmOutcome, WarmRecord, WarmToken, WarmTrigger,
+    decide, ConversationId, Effect, EventDisposition, GapView, PersistId, RuntimeEvent,
+    RuntimeEventKind, SettingsChange, StopReason, Template, Timestamp, Usage, WarmOutcome,
+    WarmRecord, WarmToken, WarmTrigger,
 };
 
 /// Why a manual warm was refused.
@@ -113,9 +115,24 @@ impl Warmer {
                 .map_or(WarmTrigger::Scheduled, |d| d.trigger);
             // Re-checked, never trusted: the index only holds schedulable
             // conversations, but a stale entry must do nothing.
-            if c.may_schedule() {
-                self.fire(slot, trigger, at, now);
+            if !c.may_schedule() {
+                continue;
             }
+            if trigger == WarmTrigger::Scheduled {
+                if let Err(reason) = self.policy_allows(slot, now) {
+                    let c = self.conv(slot);
+                    c.stopped = Some(reason);
+                    let conversation = c.id.clone();
+                    self.effects.push_back(Effect::SaveSchedule {
+                        conversation,
+                        next_warm_at: None,
+                    });
+                    self.notify(slot);
+                    continue;
+                }
+            }
+            self.conv(slot).warms_in_gap += 1;
+            self.fire(slot, trigger, at, now);
         }
     }
 
@@ -166,6 +183,7 @@ impl Warmer {
         c.stats.last_warm_at = Some(now);
         c.stats.warm_count += 1;
         c.stats.last_error = None;
+        c.prefix_tokens = usage.prompt_tokens();
         self.effects.push_back(Effect::RecordWarm(record.clone()));
         self.reconcile(slot, now, true);
         self.notify(slot);
@@ -231,6 +249,7 @@ impl Warmer {
         let now = self.tick(now);
         let slot = self.slot_of(id)?;
         let c = self.conv(slot);
+        c.prefix_tokens = usage.prompt_tokens();
         let expired = usage.cache_had_expired();
         let record = WarmRecord {
             conversation_id: c.id.clone(),
@@ -277,6 +296,9 @@ impl Warmer {
         if c.template.is_none() {
             return Err(WarmNowError::NoTemplate);
         }
+        // Someone wants this conversation warm: a policy's stop is lifted.
+        c.stopped = None;
+        c.warms_in_gap += 1;
         self.invalidate_in_flight(slot);
         self.disarm(slot);
         Ok(self.fire(slot, WarmTrigger::Manual, now, now))
@@ -327,7 +349,7 @@ impl Warmer {
         let c = self.conv(slot);
         let settings = crate::Settings {
             enabled: false,
-            interval_ms: c.projected.interval_ms,
+            ..c.projected
         };
         c.settings = settings;
         c.projected = settings;
@@ -418,6 +440,12 @@ impl Warmer {
                     return;
                 }
                 let interval_changed = c.settings.interval_ms != settings.interval_ms;
+                // Turning warming on again, or choosing another policy, lifts
+                // a policy's stop.
+                if (settings.enabled && !c.settings.enabled) || settings.policy != c.settings.policy
+                {
+                    c.stopped = None;
+                }
                 c.settings = settings;
                 c.settings_applied = op.seq();
                 self.reconcile(slot, now, interval_changed);
@@ -449,6 +477,7 @@ impl Warmer {
             let slot = self.ensure(&restored.conversation);
             let c = self.conv(slot);
             let settings = crate::Settings {
+                policy: restored.settings.policy,
                 enabled: restored.settings.enabled,
                 interval_ms: restored
                     .settings
@@ -481,8 +510,39 @@ impl Warmer {
         }
     }
 
+    /// Asks the conversation's policy whether its next timed warm is sent.
+    fn policy_allows(&self, slot: u32, now: Timestamp) -> Result<(), StopReason> {
+        let c = &self.conversations[slot as usize];
+        let view = GapView {
+            idle_ms: c.gap_start.map_or(0, |start| now.millis_since(start)),
+            warms_in_gap: c.warms_in_gap,
+            interval_ms: c.settings.interval_ms,
+            prefix_tokens: c.prefix_tokens,
+            depth: c.depth,
+            own_gaps: &c.own_gaps,
+        };
+        decide(
+            c.policy(self.config.policy),
+            &self.config.economics,
+            &self.prior,
+            &view,
+        )
+    }
+
     fn start_turn(&mut self, slot: u32, turn_id: Option<Box<str>>, now: Timestamp) {
         let c = self.conv(slot);
+        if let Some(start) = c.gap_start.take() {
+            // The user came back: one more gap learned, here and globally.
+            let gap = now.millis_since(start);
+            let depth = c.depth;
+            if c.own_gaps.len() == OWN_GAPS {
+                c.own_gaps.remove(0);
+            }
+            c.own_gaps.push(gap);
+            self.prior.observe_return(depth, gap);
+        }
+        let c = self.conv(slot);
+        c.stopped = None;
         c.active = true;
         c.active_turn = turn_id;
         c.turn_started_at = Some(now);
@@ -506,7 +566,15 @@ impl Warmer {
             c.last_touch = c.last_touch.max(Some(touched.min(now)));
             // A real request just went through: the upstream works.
             c.failures = 0;
+            // A turn ended: a new idle gap begins.
+            c.depth = c.depth.saturating_add(1);
+            c.gap_start = Some(now);
+            c.warms_in_gap = 0;
+            c.stopped = None;
+            let depth = c.depth;
+            self.prior.observe_turn(depth);
         }
+        let c = self.conv(slot);
         if let Some(template) = template {
             c.template = Some(template.clone());
             let conversation = c.id.clone();

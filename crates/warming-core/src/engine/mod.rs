@@ -13,12 +13,12 @@ pub use self::conversation::WarmStats;
 use self::conversation::{Conversation, Deadline, InFlight};
 pub use self::inputs::{WarmFailure, WarmNowError};
 use crate::{
-    ConversationId, ConversationState, Effect, IntervalLimits, PersistId, Settings, Template,
-    Timestamp, WarmRequest, WarmToken, WarmTrigger,
+    ConversationId, ConversationState, Economics, Effect, IntervalLimits, PersistId, Policy,
+    ReturnPrior, Settings, Template, Timestamp, WarmRequest, WarmToken, WarmTrigger,
 };
 
 /// How the engine behaves; every field has a documented default.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Bounds every interval is clamped into.
     pub limits: IntervalLimits,
@@ -29,6 +29,11 @@ pub struct Config {
     /// passed while the service was down, in ms. Default 1 s: prompt, but
     /// each missed conversation warms once, not once per missed interval.
     pub restore_delay_ms: u64,
+    /// The policy of conversations that do not choose their own. Default
+    /// [`Policy::Adaptive`].
+    pub policy: Policy,
+    /// Prices, TTL and the value of time, for the policies.
+    pub economics: Economics,
 }
 
 impl Default for Config {
@@ -37,6 +42,8 @@ impl Default for Config {
             limits: IntervalLimits::default(),
             retry_base_ms: 5_000,
             restore_delay_ms: 1_000,
+            policy: Policy::Adaptive,
+            economics: Economics::default(),
         }
     }
 }
@@ -95,9 +102,11 @@ enum Pending {
 /// comes early, late or twice is harmless: due deadlines are re-checked.
 ///
 /// ```
-/// use warming_core::{ConversationId, Effect, SettingsChange, Template, Timestamp, Usage, Warmer};
+/// use warming_core::{Config, ConversationId, Effect, Policy, SettingsChange, Template, Timestamp, Usage, Warmer};
 ///
-/// let mut warmer = Warmer::new(Default::default());
+/// // `fixed` warms every interval; the default, `adaptive`, stops when a
+/// // return has become unlikely (see `Policy`).
+/// let mut warmer = Warmer::new(Config { policy: Policy::Fixed, ..Config::default() });
 /// let id = ConversationId::new("c1").unwrap();
 /// let t0 = Timestamp::from_millis(1_000_000);
 ///
@@ -137,6 +146,8 @@ pub struct Warmer {
     next_op: u64,
     /// Latest time seen.
     now: Timestamp,
+    /// What every conversation taught about returns, for `adaptive`.
+    prior: ReturnPrior,
 }
 
 impl Warmer {
@@ -153,7 +164,20 @@ impl Warmer {
             next_token: 1,
             next_op: 1,
             now: Timestamp::default(),
+            prior: ReturnPrior::default(),
         }
+    }
+
+    /// What the engine has learned about returns (persist it to keep it
+    /// across restarts).
+    #[must_use]
+    pub fn prior(&self) -> &ReturnPrior {
+        &self.prior
+    }
+
+    /// Replaces the learned prior, e.g. with one persisted earlier.
+    pub fn set_prior(&mut self, prior: ReturnPrior) {
+        self.prior = prior;
     }
 
     /// The configuration in use.
@@ -179,10 +203,9 @@ impl Warmer {
     #[must_use]
     pub fn state(&self, id: &ConversationId) -> ConversationState {
         match self.slots.get(id) {
-            Some(&slot) => self.conversations[slot as usize].snapshot(),
-            None => {
-                Conversation::new(id.clone(), Settings::defaults(&self.config.limits)).snapshot()
-            }
+            Some(&slot) => self.conversations[slot as usize].snapshot(self.config.policy),
+            None => Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
+                .snapshot(self.config.policy),
         }
     }
 
@@ -194,7 +217,8 @@ impl Warmer {
 
     /// The state of every known conversation, in the order first seen.
     pub fn conversations(&self) -> impl ExactSizeIterator<Item = ConversationState> + '_ {
-        self.conversations.iter().map(Conversation::snapshot)
+        let policy = self.config.policy;
+        self.conversations.iter().map(move |c| c.snapshot(policy))
     }
 
     /// The warm template of a conversation, if it has one.
@@ -336,7 +360,7 @@ impl Warmer {
 
     /// Queues the conversation's current state for its subscribers.
     fn notify(&mut self, slot: u32) {
-        let state = self.conversations[slot as usize].snapshot();
+        let state = self.conversations[slot as usize].snapshot(self.config.policy);
         self.effects.push_back(Effect::Notify(state));
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warming_core::{
-    Config, ConversationId, ConversationState, Effect, SettingsChange, Template, Timestamp,
+    Config, ConversationId, ConversationState, Effect, Policy, SettingsChange, Template, Timestamp,
     WarmRequest, Warmer,
 };
 
@@ -30,8 +30,13 @@ pub fn template(tag: &str) -> Arc<Template> {
 }
 
 impl Harness {
+    /// An engine with the `fixed` policy: warms every interval, so the
+    /// behaviour tests see the schedule itself. Policies have their own tests.
     pub fn new() -> Self {
-        Self::with_config(Config::default())
+        Self::with_config(Config {
+            policy: Policy::Fixed,
+            ..Config::default()
+        })
     }
 
     pub fn with_config(config: Config) -> Self {

@@ -35,6 +35,7 @@ fn crash_child() {
                     let settings = Settings {
                         enabled: i % 3 != 0,
                         interval_ms: 10_000 + i,
+                        policy: None,
                     };
                     storage
                         .write_blocking(Write::Settings {
@@ -134,7 +135,8 @@ fn crash_safety_under_sigkill() {
                 settings,
                 Some(&Settings {
                     enabled: *enabled,
-                    interval_ms: *interval_ms
+                    interval_ms: *interval_ms,
+                    policy: None
                 }),
                 "round {round}: acknowledged write of {conversation} lost ({} acked)",
                 acked.len()

@@ -69,6 +69,7 @@ fn a_refused_write_is_an_error_and_commits_nothing() {
     let on = Settings {
         enabled: true,
         interval_ms: 60_000,
+        policy: None,
     };
     storage
         .write_blocking(Write::Settings {
@@ -80,6 +81,7 @@ fn a_refused_write_is_an_error_and_commits_nothing() {
     let off = Settings {
         enabled: false,
         interval_ms: 20_000,
+        policy: None,
     };
     let err = storage
         .write_blocking(Write::Settings {
@@ -106,6 +108,7 @@ fn one_refused_write_does_not_fail_its_batch_neighbours() {
     let settings = Settings {
         enabled: true,
         interval_ms: 60_000,
+        policy: None,
     };
     let pending: Vec<_> = ["a", "bad", "b"]
         .into_iter()
@@ -158,6 +161,7 @@ fn the_core_keeps_its_settings_and_backend_when_storage_refuses() {
         SettingsChange {
             enabled: Some(false),
             interval_ms: Some(20_000.0),
+            policy: None,
         },
     );
     let _ = warmer.backend_resolved(now, &c, "replica-2");

@@ -96,7 +96,9 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
     // Turn the file back into what version 1 wrote.
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE warm_history DROP COLUMN due_at; PRAGMA user_version = 1;")
+        conn.execute_batch(
+            "ALTER TABLE warm_history DROP COLUMN due_at; DROP TABLE meta; PRAGMA user_version = 1;",
+        )
             .unwrap();
     }
     let storage = Storage::open(&path, StorageOptions::default()).unwrap();

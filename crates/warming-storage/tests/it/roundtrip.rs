@@ -46,6 +46,7 @@ fn every_record_survives_a_reopen() {
         let settings = Settings {
             enabled: true,
             interval_ms: 30_000,
+            policy: None,
         };
         for write in [
             Write::Settings {
@@ -71,6 +72,7 @@ fn every_record_survives_a_reopen() {
                 settings: Settings {
                     enabled: false,
                     interval_ms: 240_000,
+                    policy: None,
                 },
             },
         ] {
@@ -86,7 +88,8 @@ fn every_record_survives_a_reopen() {
         c1.settings,
         Settings {
             enabled: true,
-            interval_ms: 30_000
+            interval_ms: 30_000,
+            policy: None
         }
     );
     assert_eq!(c1.template.as_ref(), Some(&*template));
@@ -199,6 +202,7 @@ async fn concurrent_writers_are_all_acknowledged_and_stored() {
             let settings = Settings {
                 enabled: i % 2 == 0,
                 interval_ms: 10_000 + i,
+                policy: None,
             };
             storage
                 .write(Write::Settings {

@@ -200,6 +200,15 @@ pub async fn close(
 pub struct SettingsBody {
     enabled: Option<bool>,
     interval_ms: Option<f64>,
+    /// `fixed`, `pings:N`, `breakeven`, `adaptive`, or `null` for the
+    /// server's (an extension).
+    #[serde(default, deserialize_with = "present")]
+    policy: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// `PUT /v1/conversations/{id}/settings`: answers the stored settings.
@@ -208,9 +217,21 @@ pub async fn settings(
     ConversationPath(id): ConversationPath,
     JsonBody(body): JsonBody<SettingsBody>,
 ) -> Result<Json<ConversationState>, ApiError> {
+    let policy = match body.policy {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(name)) => Some(Some(warming_core::Policy::parse(&name).ok_or_else(
+            || {
+                ApiError::bad_request(format!(
+                    "unknown policy {name:?}: expected fixed, pings:N, breakeven or adaptive"
+                ))
+            },
+        )?)),
+    };
     let change = SettingsChange {
         enabled: body.enabled,
         interval_ms: body.interval_ms,
+        policy,
     };
     Ok(Json(state.driver.update(id, change).await?))
 }
