@@ -2,6 +2,7 @@
 
 mod commands;
 mod serve;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,10 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     #[command(flatten)]
     Remote(commands::RemoteCommand),
+    /// Compare warming policies on conversation traces (cost, latency, hit rate).
+    ///
+    /// Example: warming simulate traces/mooncake.jsonl --lambda 0,0.01 --out report
+    Simulate(simulate::SimulateArgs),
     /// Print a shell completion script.
     ///
     /// Example: warming completions bash > /etc/bash_completion.d/warming
@@ -53,6 +58,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_serve(*args),
+        Command::Simulate(args) => match simulate::run(args, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => fail(&message),
+        },
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "warming", &mut script);

@@ -309,25 +309,38 @@ pub fn decide(
             }
         }
         Policy::Adaptive => {
-            let probability = return_in_window(economics, prior, view);
-            let needed =
-                economics.warm_cost(prefix) / economics.miss_cost(prefix).max(f64::MIN_POSITIVE);
-            if probability >= needed {
+            let warm = economics.warm_cost(prefix);
+            let miss = economics.miss_cost(prefix).max(f64::MIN_POSITIVE);
+            // Look a few warms ahead: a return unlikely in the next window may
+            // be likely enough over the next few, and only warming now keeps
+            // that option open.
+            let worth = (1..=LOOKAHEAD)
+                .any(|k| return_in_window(economics, prior, view, k) * miss > f64::from(k) * warm);
+            if worth {
                 Ok(())
             } else {
                 Err(StopReason::UnlikelyReturn {
-                    probability,
-                    needed,
+                    probability: return_in_window(economics, prior, view, 1),
+                    needed: warm / miss,
                 })
             }
         }
     }
 }
 
-/// Chance that the user, away for `idle_ms`, returns in the window this warm
-/// protects: after the cache would have expired without it (last touch one
-/// interval ago, plus the TTL) and before the next warm's protection starts.
-fn return_in_window(economics: &Economics, prior: &ReturnPrior, view: &GapView<'_>) -> f64 {
+/// Warms `adaptive` looks ahead.
+const LOOKAHEAD: u32 = 3;
+
+/// Chance that the user, away for `idle_ms`, returns in the window that this
+/// warm and the `warms - 1` after it protect: from when the cache would have
+/// expired without them (last touch one interval ago, plus the TTL) to the
+/// TTL after the last of them.
+fn return_in_window(
+    economics: &Economics,
+    prior: &ReturnPrior,
+    view: &GapView<'_>,
+    warms: u32,
+) -> f64 {
     let q = prior.return_probability(view.depth);
     let n = view.own_gaps.len() as f64;
     let cdf = |t: f64| {
@@ -342,7 +355,7 @@ fn return_in_window(economics: &Economics, prior: &ReturnPrior, view: &GapView<'
     let ttl = economics.ttl_ms as f64;
     let interval = view.interval_ms as f64;
     let start = idle - interval + ttl;
-    let end = idle + ttl;
+    let end = idle + ttl + f64::from(warms.saturating_sub(1)) * interval;
     let survive = 1.0 - q * cdf(idle);
     if survive <= 0.0 || end <= start {
         return 0.0;

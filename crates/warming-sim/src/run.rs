@@ -1,0 +1,364 @@
+//! Runs one scenario over a trace: the real `warming-core` engine on a
+//! virtual clock against a provider model (a TTL cache refreshed on every
+//! read, prices, prefill time).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use warming_core::{
+    Config, ConversationId, Economics, Effect, IntervalLimits, Policy, SettingsChange, Template,
+    Timestamp, Usage, Warmer,
+};
+
+use crate::trace::Trace;
+
+/// What a simulation compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scenario {
+    /// Never warm.
+    NoWarming,
+    /// Warm under this policy (the real engine decides).
+    Policy(Policy),
+    /// No warms, the provider's 1-hour cache: longer TTL, dearer writes.
+    OneHourCache,
+    /// Knows when each user returns: per gap, the cheaper of warming through
+    /// it or taking the miss; nothing for users who never return.
+    Oracle,
+}
+
+impl Scenario {
+    /// The scenario's name in reports.
+    #[must_use]
+    pub fn name(&self) -> String {
+        match self {
+            Self::NoWarming => "none".into(),
+            Self::Policy(p) => p.to_string(),
+            Self::OneHourCache => "1h-cache".into(),
+            Self::Oracle => "oracle".into(),
+        }
+    }
+}
+
+/// The provider and schedule the simulation assumes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimConfig {
+    /// Prices, the 5-minute TTL, prefill speed and λ.
+    pub economics: Economics,
+    /// Time between warms, ms.
+    pub interval_ms: u64,
+    /// How long after the trace's last turn warms still count (forgotten
+    /// conversations keep costing under `fixed`), ms.
+    pub horizon_ms: u64,
+    /// TTL of the 1-hour cache, ms.
+    pub one_hour_ttl_ms: u64,
+    /// Write price of the 1-hour cache relative to input.
+    pub one_hour_write_multiplier: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            economics: Economics::default(),
+            interval_ms: 240_000,
+            horizon_ms: 3_600_000,
+            one_hour_ttl_ms: 3_600_000,
+            one_hour_write_multiplier: 2.0,
+        }
+    }
+}
+
+/// The figures of one scenario on one trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// The scenario.
+    pub scenario: String,
+    /// Dollars of input tokens: turns' reads and writes, and warms.
+    pub token_cost: f64,
+    /// Seconds users waited on prefills a cache hit would have saved.
+    pub latency_lost_s: f64,
+    /// `token_cost + λ × latency_lost_s`.
+    pub total_cost: f64,
+    /// Turns after the first of their conversation.
+    pub returning_turns: u64,
+    /// Of those, the ones that found the cache.
+    pub hits: u64,
+    /// Warms sent.
+    pub warms: u64,
+}
+
+impl Outcome {
+    /// Share of returning turns that hit, in [0, 1].
+    #[must_use]
+    pub fn hit_rate(&self) -> f64 {
+        if self.returning_turns == 0 {
+            0.0
+        } else {
+            self.hits as f64 / self.returning_turns as f64
+        }
+    }
+}
+
+/// Costs as they accrue.
+struct Ledger<'a> {
+    economics: &'a Economics,
+    write_multiplier: f64,
+    tokens: f64,
+    latency_s: f64,
+    returning: u64,
+    hits: u64,
+    warms: u64,
+}
+
+impl<'a> Ledger<'a> {
+    fn new(economics: &'a Economics, write_multiplier: f64) -> Self {
+        Self {
+            economics,
+            write_multiplier,
+            tokens: 0.0,
+            latency_s: 0.0,
+            returning: 0,
+            hits: 0,
+            warms: 0,
+        }
+    }
+
+    fn price(&self, multiplier: f64, tokens: u64) -> f64 {
+        multiplier * self.economics.input_price * tokens as f64
+    }
+
+    /// A turn whose request carries `prefix` cacheable tokens, after a turn
+    /// that left `previous` cached (`None` for a conversation's first turn);
+    /// `hit` says whether that cache was still alive.
+    fn turn(&mut self, previous: Option<u64>, prefix: u64, hit: bool) {
+        let Some(previous) = previous else {
+            self.tokens += self.price(self.write_multiplier, prefix);
+            return;
+        };
+        self.returning += 1;
+        let total = prefix.max(previous);
+        if hit {
+            self.hits += 1;
+            self.tokens += self.price(self.economics.read_multiplier, previous)
+                + self.price(self.write_multiplier, total - previous);
+        } else {
+            self.tokens += self.price(self.write_multiplier, total);
+            self.latency_s += previous as f64 / self.economics.prefill_tokens_per_sec.max(1.0);
+        }
+    }
+
+    fn warm(&mut self, prefix: u64, hit: bool) {
+        self.warms += 1;
+        let multiplier = if hit {
+            self.economics.read_multiplier
+        } else {
+            self.write_multiplier
+        };
+        self.tokens += self.price(multiplier, prefix);
+    }
+
+    fn outcome(self, scenario: &Scenario) -> Outcome {
+        Outcome {
+            scenario: scenario.name(),
+            token_cost: self.tokens,
+            latency_lost_s: self.latency_s,
+            total_cost: self.tokens + self.economics.lambda_per_sec * self.latency_s,
+            returning_turns: self.returning,
+            hits: self.hits,
+            warms: self.warms,
+        }
+    }
+}
+
+/// Where the virtual clock starts: any epoch works; a realistic one keeps
+/// timestamps looking like the service's.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// Runs `scenario` over `trace`.
+#[must_use]
+pub fn simulate(trace: &Trace, scenario: Scenario, config: &SimConfig) -> Outcome {
+    let economics = &config.economics;
+    match scenario {
+        Scenario::NoWarming => without_warms(
+            trace,
+            &scenario,
+            economics,
+            economics.ttl_ms,
+            economics.write_multiplier,
+        ),
+        Scenario::OneHourCache => without_warms(
+            trace,
+            &scenario,
+            economics,
+            config.one_hour_ttl_ms,
+            config.one_hour_write_multiplier,
+        ),
+        Scenario::Oracle => oracle(trace, &scenario, config),
+        Scenario::Policy(policy) => with_engine(trace, policy, config),
+    }
+}
+
+fn without_warms(
+    trace: &Trace,
+    scenario: &Scenario,
+    economics: &Economics,
+    ttl: u64,
+    write: f64,
+) -> Outcome {
+    let mut ledger = Ledger::new(economics, write);
+    for turns in &trace.conversations {
+        let mut previous: Option<(u64, u64)> = None;
+        for turn in turns {
+            let hit = previous.is_some_and(|(at, _)| turn.at_ms <= at + ttl);
+            ledger.turn(previous.map(|(_, p)| p), turn.prefix_tokens, hit);
+            previous = Some((turn.at_ms, turn.prefix_tokens));
+        }
+    }
+    ledger.outcome(scenario)
+}
+
+/// Warms needed to carry a cache through a gap: warms every interval from
+/// the last touch, each restarting the TTL.
+fn warms_to_bridge(gap_ms: u64, ttl_ms: u64, interval_ms: u64) -> u64 {
+    if gap_ms <= ttl_ms || interval_ms == 0 {
+        0
+    } else {
+        (gap_ms - ttl_ms).div_ceil(interval_ms)
+    }
+}
+
+fn oracle(trace: &Trace, scenario: &Scenario, config: &SimConfig) -> Outcome {
+    let e = &config.economics;
+    let mut ledger = Ledger::new(e, e.write_multiplier);
+    for turns in &trace.conversations {
+        let mut previous: Option<(u64, u64)> = None;
+        for turn in turns {
+            let Some((at, prefix)) = previous else {
+                ledger.turn(None, turn.prefix_tokens, false);
+                previous = Some((turn.at_ms, turn.prefix_tokens));
+                continue;
+            };
+            let n = warms_to_bridge(turn.at_ms - at, e.ttl_ms, config.interval_ms);
+            let warming = n as f64 * e.warm_cost(prefix);
+            let hit = n == 0 || warming < e.miss_cost(prefix);
+            for _ in 0..if hit { n } else { 0 } {
+                ledger.warm(prefix, true);
+            }
+            ledger.turn(Some(prefix), turn.prefix_tokens, hit);
+            previous = Some((turn.at_ms, turn.prefix_tokens));
+        }
+    }
+    ledger.outcome(scenario)
+}
+
+/// One conversation in the engine-driven simulation.
+struct Sim {
+    id: ConversationId,
+    /// When the provider's cache was last read or written.
+    touched: Option<u64>,
+    /// The prefix a warm or the next turn reads.
+    prefix: u64,
+}
+
+fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig) -> Outcome {
+    let e = &config.economics;
+    let scenario = Scenario::Policy(policy);
+    let mut ledger = Ledger::new(e, e.write_multiplier);
+    let mut warmer = Warmer::new(Config {
+        limits: IntervalLimits::new(1, u64::MAX / 4),
+        policy,
+        economics: *e,
+        ..Config::default()
+    });
+    let template = Arc::new(Template::new(
+        serde_json::json!({"model": "sim"}),
+        None,
+        None,
+    ));
+    let mut sims: Vec<Sim> = (0..trace.conversations.len())
+        .map(|i| Sim {
+            id: ConversationId::new(&format!("c{i}")).expect("a valid id"),
+            touched: None,
+            prefix: 0,
+        })
+        .collect();
+    let mut events: Vec<(u64, usize, usize)> = trace
+        .conversations
+        .iter()
+        .enumerate()
+        .flat_map(|(c, turns)| turns.iter().enumerate().map(move |(i, t)| (t.at_ms, c, i)))
+        .collect();
+    events.sort_unstable();
+    let end = events.last().map_or(0, |e| e.0) + config.horizon_ms;
+    let by_name =
+        |id: &ConversationId| -> usize { id.as_str()[1..].parse().expect("ids are c<index>") };
+    let pump = |warmer: &mut Warmer, sims: &mut Vec<Sim>, ledger: &mut Ledger<'_>, until: u64| {
+        while let Some(due) = warmer.poll_timeout() {
+            if due.as_millis() > EPOCH_MS + until {
+                break;
+            }
+            warmer.handle_timeout(due);
+            while let Some(effect) = warmer.poll_effect() {
+                let Effect::Warm(warm) = effect else { continue };
+                let at = due.as_millis() - EPOCH_MS;
+                let sim = &mut sims[by_name(&warm.conversation)];
+                let hit = sim.touched.is_some_and(|t| at <= t + e.ttl_ms);
+                ledger.warm(sim.prefix, hit);
+                sim.touched = Some(at);
+                let usage = if hit {
+                    Usage::anthropic(0, sim.prefix, 0)
+                } else {
+                    Usage::anthropic(0, 0, sim.prefix)
+                };
+                warmer.warm_completed(due, &warm.conversation, warm.token, usage);
+            }
+            while warmer.poll_effect().is_some() {}
+        }
+    };
+    for (at, c, i) in events {
+        pump(&mut warmer, &mut sims, &mut ledger, at);
+        let now = Timestamp::from_millis(EPOCH_MS + at);
+        let turn = trace.conversations[c][i];
+        let sim = &mut sims[c];
+        let previous = (i > 0).then_some(sim.prefix);
+        let hit = previous.is_some() && sim.touched.is_some_and(|t| at <= t + e.ttl_ms);
+        ledger.turn(previous, turn.prefix_tokens, hit);
+        sim.touched = Some(at);
+        sim.prefix = turn.prefix_tokens.max(previous.unwrap_or(0));
+        let id = sim.id.clone();
+        let usage = match (previous, hit) {
+            (Some(p), true) => Usage::anthropic(0, p, sim.prefix - p),
+            _ => Usage::anthropic(0, 0, sim.prefix),
+        };
+        if i == 0 {
+            let change = SettingsChange {
+                enabled: Some(true),
+                interval_ms: Some(config.interval_ms as f64),
+                policy: None,
+            };
+            let op = warmer.update_settings(now, &id, change);
+            warmer.persisted(now, op, true);
+        } else {
+            warmer.turn_started(now, &id);
+        }
+        let first_template = (i == 0).then(|| template.clone());
+        warmer.turn_settled(now, &id, first_template, Some(now));
+        warmer.record_turn(now, &id, now, usage);
+        while warmer.poll_effect().is_some() {}
+    }
+    pump(&mut warmer, &mut sims, &mut ledger, end);
+    ledger.outcome(&scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warms_to_bridge_counts_interval_steps_past_the_ttl() {
+        assert_eq!(warms_to_bridge(300_000, 300_000, 240_000), 0);
+        assert_eq!(warms_to_bridge(300_001, 300_000, 240_000), 1);
+        assert_eq!(warms_to_bridge(540_000, 300_000, 240_000), 1);
+        assert_eq!(warms_to_bridge(540_001, 300_000, 240_000), 2);
+    }
+}

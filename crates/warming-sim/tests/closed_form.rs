@@ -1,0 +1,169 @@
+//! Small traces whose every figure is known in closed form.
+
+use warming_core::{Economics, Policy};
+use warming_sim::{simulate, Scenario, SimConfig, Trace, Turn};
+
+/// $3 per million input tokens, 5-minute TTL, 5 000 tokens/s prefill.
+const P: u64 = 10_000;
+const READ: f64 = 0.1 * 3e-6 * P as f64; // 0.003
+const WRITE: f64 = 1.25 * 3e-6 * P as f64; // 0.0375
+const PREFILL_S: f64 = P as f64 / 5_000.0; // 2 s
+
+fn config(lambda: f64) -> SimConfig {
+    SimConfig {
+        economics: Economics {
+            lambda_per_sec: lambda,
+            ..Economics::default()
+        },
+        interval_ms: 240_000,
+        horizon_ms: 3_600_000,
+        ..SimConfig::default()
+    }
+}
+
+/// One conversation: a turn at 0 and one at 600 s (the TTL is 300 s).
+fn two_turns() -> Trace {
+    Trace {
+        conversations: vec![vec![
+            Turn {
+                at_ms: 0,
+                prefix_tokens: P,
+            },
+            Turn {
+                at_ms: 600_000,
+                prefix_tokens: P,
+            },
+        ]],
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+#[test]
+fn no_warming_misses_the_turn_after_the_ttl() {
+    let o = simulate(&two_turns(), Scenario::NoWarming, &config(0.01));
+    assert!(close(o.token_cost, 2.0 * WRITE), "{o:?}");
+    assert!(close(o.latency_lost_s, PREFILL_S));
+    assert!(close(o.total_cost, 2.0 * WRITE + 0.01 * PREFILL_S));
+    assert_eq!((o.returning_turns, o.hits, o.warms), (1, 0, 0));
+}
+
+#[test]
+fn fixed_hits_and_then_warms_the_forgotten_conversation_until_the_horizon() {
+    let o = simulate(&two_turns(), Scenario::Policy(Policy::Fixed), &config(0.01));
+    // Warms at 240 and 480 s keep the cache for the turn at 600 s (a read);
+    // then one every 240 s for the hour after: 15 more.
+    assert_eq!(o.warms, 17);
+    assert!(close(o.token_cost, WRITE + 17.0 * READ + READ), "{o:?}");
+    assert_eq!(o.hits, 1);
+    assert!(close(o.latency_lost_s, 0.0));
+}
+
+#[test]
+fn one_ping_per_gap_is_not_enough_for_a_600_s_gap() {
+    let o = simulate(
+        &two_turns(),
+        Scenario::Policy(Policy::Pings(1)),
+        &config(0.01),
+    );
+    // The warm at 240 s keeps the cache to 540 s only; the turn misses;
+    // after it, one more warm.
+    assert_eq!(o.warms, 2);
+    assert!(close(o.token_cost, WRITE + READ + WRITE + READ), "{o:?}");
+    assert_eq!(o.hits, 0);
+    assert!(close(o.latency_lost_s, PREFILL_S));
+}
+
+#[test]
+fn two_pings_bridge_the_gap() {
+    let o = simulate(
+        &two_turns(),
+        Scenario::Policy(Policy::Pings(2)),
+        &config(0.0),
+    );
+    assert_eq!(o.warms, 4);
+    assert_eq!(o.hits, 1);
+    assert!(
+        close(o.token_cost, WRITE + 2.0 * READ + READ + 2.0 * READ),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn breakeven_stops_after_the_warms_one_miss_would_cost() {
+    // Tokens only: a miss costs 1.15 x P, a warm 0.1 x P: 11 warms fit.
+    let o = simulate(
+        &two_turns(),
+        Scenario::Policy(Policy::Breakeven),
+        &config(0.0),
+    );
+    assert_eq!(o.warms, 2 + 11);
+    assert_eq!(o.hits, 1);
+}
+
+#[test]
+fn the_oracle_warms_exactly_through_gaps_that_end_in_a_return() {
+    let o = simulate(&two_turns(), Scenario::Oracle, &config(0.01));
+    assert_eq!(o.warms, 2);
+    assert!(close(o.token_cost, WRITE + 2.0 * READ + READ), "{o:?}");
+    // With returns that come too late to be worth bridging, it takes the miss.
+    let late = Trace {
+        conversations: vec![vec![
+            Turn {
+                at_ms: 0,
+                prefix_tokens: P,
+            },
+            Turn {
+                at_ms: 4 * 3_600_000,
+                prefix_tokens: P,
+            },
+        ]],
+    };
+    let o = simulate(&late, Scenario::Oracle, &config(0.0));
+    assert_eq!((o.warms, o.hits), (0, 0));
+}
+
+#[test]
+fn the_one_hour_cache_writes_dearer_and_keeps_longer() {
+    let o = simulate(&two_turns(), Scenario::OneHourCache, &config(0.01));
+    assert!(close(o.token_cost, 2.0 * 3e-6 * P as f64 + READ), "{o:?}");
+    assert_eq!((o.hits, o.warms), (1, 0));
+}
+
+#[test]
+fn adaptive_does_not_warm_conversations_that_never_come_back() {
+    // 200 one-turn conversations, then one that returns: fixed burns warms
+    // on all of them until the horizon; adaptive learns they do not return.
+    let mut conversations: Vec<Vec<Turn>> = (0..200)
+        .map(|i| {
+            vec![Turn {
+                at_ms: i * 1_000,
+                prefix_tokens: P,
+            }]
+        })
+        .collect();
+    conversations.push(vec![
+        Turn {
+            at_ms: 300_000,
+            prefix_tokens: P,
+        },
+        Turn {
+            at_ms: 420_000,
+            prefix_tokens: P,
+        },
+    ]);
+    let trace = Trace { conversations };
+    let fixed = simulate(&trace, Scenario::Policy(Policy::Fixed), &config(0.0));
+    let adaptive = simulate(&trace, Scenario::Policy(Policy::Adaptive), &config(0.0));
+    let none = simulate(&trace, Scenario::NoWarming, &config(0.0));
+    assert!(
+        adaptive.warms * 20 < fixed.warms,
+        "{adaptive:?} vs {fixed:?}"
+    );
+    assert!(
+        adaptive.total_cost <= none.total_cost * 1.05,
+        "{adaptive:?} vs {none:?}"
+    );
+}
