@@ -66,13 +66,13 @@ pub fn cost_per_policy(report: &Report) -> String {
 }
 
 /// Hit rate of returning turns against total cost (relative to not
-/// warming), every scenario at every λ: the frontier pings:N and fixed trace
-/// out, and where adaptive lands.
+/// warming), every scenario at every λ: the frontier that none, pings:N and
+/// fixed trace out (lines), where adaptive lands (squares) and the oracle
+/// (open circles).
 #[must_use]
 pub fn frontier(report: &Report) -> String {
-    let (w, h, left, top, plot_w, plot_h) = (640.0, 420.0, 60.0, 40.0, 540.0, 330.0);
-    let mut body = String::new();
-    let max_ratio = report
+    let (w, h, left, top, plot_w, plot_h) = (660.0, 440.0, 70.0, 40.0, 540.0, 340.0);
+    let points: Vec<(f64, f64)> = report
         .rows
         .iter()
         .flat_map(|r| {
@@ -80,59 +80,77 @@ pub fn frontier(report: &Report) -> String {
                 .get("none")
                 .map_or(1.0, |o| o.total_cost)
                 .max(f64::MIN_POSITIVE);
-            r.outcomes.iter().map(move |o| o.total_cost / none)
+            r.outcomes
+                .iter()
+                .map(move |o| (o.hit_rate(), o.total_cost / none))
         })
-        .fold(1.0, f64::max);
+        .collect();
+    let x_min = points.iter().map(|p| p.0).fold(1.0, f64::min) - 0.01;
+    let (y_min, y_max) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    // Costs above 2x of not warming are off the chart: the interesting part
+    // is near 1x.
+    let y_max = y_max.min(2.0).max(y_min + 0.05);
+    let y_min = y_min - 0.02;
+    let x = |hit: f64| left + (hit - x_min) / (1.0 - x_min) * plot_w;
+    let y = |ratio: f64| top + plot_h - (ratio.min(y_max) - y_min) / (y_max - y_min) * plot_h;
+    let mut body = String::new();
     let _ = writeln!(body, "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#ccc\"/>");
+    for i in 0..=4 {
+        let hit = x_min + (1.0 - x_min) * f64::from(i) / 4.0;
+        let ratio = y_min + (y_max - y_min) * f64::from(i) / 4.0;
+        let _ = writeln!(
+            body,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.0}%</text>",
+            x(hit),
+            top + plot_h + 14.0,
+            hit * 100.0
+        );
+        let _ = writeln!(
+            body,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{ratio:.2}x</text>",
+            left - 4.0,
+            y(ratio) + 4.0
+        );
+    }
     let _ = writeln!(
         body,
-        "<text x=\"{}\" y=\"{}\">hit rate of returning turns →</text>",
-        left + plot_w / 2.0 - 80.0,
-        top + plot_h + 30.0
+        "<text x=\"{}\" y=\"{}\">hit rate of returning turns</text>",
+        left + plot_w / 2.0 - 70.0,
+        top + plot_h + 32.0
     );
-    let _ = writeln!(
-        body,
-        "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\">total cost / no warming →</text>",
-        top + plot_h / 2.0 + 60.0,
-        top + plot_h / 2.0 + 60.0
-    );
+    let _ = writeln!(body, "<text x=\"14\" y=\"{0}\" transform=\"rotate(-90 14 {0})\">total cost / no warming (capped at 2x)</text>", top + plot_h - 40.0);
     for (k, row) in report.rows.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let none = row
             .get("none")
             .map_or(1.0, |o| o.total_cost)
             .max(f64::MIN_POSITIVE);
-        let point = |hit: f64, ratio: f64| {
-            (
-                left + hit * plot_w,
-                top + plot_h - ratio / max_ratio * plot_h,
-            )
-        };
-        let pings: Vec<(f64, f64)> = row
+        let mut rule: Vec<(f64, f64)> = row
             .outcomes
             .iter()
             .filter(|o| {
                 o.scenario.starts_with("pings:") || o.scenario == "fixed" || o.scenario == "none"
             })
-            .map(|o| point(o.hit_rate(), o.total_cost / none))
+            .map(|o| (x(o.hit_rate()), y(o.total_cost / none)))
             .collect();
-        let mut sorted = pings.clone();
-        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let line: Vec<String> = sorted
+        rule.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let line: Vec<String> = rule
             .iter()
-            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .map(|(px, py)| format!("{px:.1},{py:.1}"))
             .collect();
         let _ = writeln!(
             body,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-opacity=\"0.5\"/>",
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-opacity=\"0.6\"/>",
             line.join(" ")
         );
         for o in &row.outcomes {
-            let (x, y) = point(o.hit_rate(), o.total_cost / none);
-            let (shape, label) = match o.scenario.as_str() {
-                "adaptive" => (format!("<rect x=\"{:.1}\" y=\"{:.1}\" width=\"8\" height=\"8\" fill=\"{color}\"/>", x - 4.0, y - 4.0), "adaptive"),
-                "oracle" => (format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"none\" stroke=\"{color}\"/>"), "oracle"),
-                _ => (format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{color}\"/>"), ""),
+            let (px, py) = (x(o.hit_rate()), y(o.total_cost / none));
+            let shape = match o.scenario.as_str() {
+                "adaptive" => format!("<rect x=\"{:.1}\" y=\"{:.1}\" width=\"8\" height=\"8\" fill=\"{color}\"/>", px - 4.0, py - 4.0),
+                "oracle" => format!("<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"none\" stroke=\"{color}\"/>"),
+                _ => format!("<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"2.5\" fill=\"{color}\"/>"),
             };
             let _ = writeln!(
                 body,
@@ -142,30 +160,20 @@ pub fn frontier(report: &Report) -> String {
                 o.hit_rate() * 100.0,
                 o.total_cost / none
             );
-            if !label.is_empty() {
-                let _ = writeln!(
-                    body,
-                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{label}</text>",
-                    x + 6.0,
-                    y - 4.0
-                );
-            }
         }
         let _ = writeln!(
             body,
             "<text x=\"{}\" y=\"{}\" fill=\"{color}\">λ = ${:.0}/h</text>",
-            left + plot_w - 90.0,
+            left + 8.0,
             top + 14.0 + 14.0 * k as f64,
             row.lambda * 3600.0
         );
     }
+    let _ = writeln!(body, "<text x=\"{}\" y=\"{}\" fill=\"#555\">lines: none, pings:N, fixed · squares: adaptive · open circles: oracle</text>", left, h - 8.0);
     document(
         w as u32,
         h as u32,
-        &format!(
-            "{}: cost vs hit rate (lines: none, pings:N, fixed)",
-            report.trace
-        ),
+        &format!("{}: cost vs hit rate", report.trace),
         &body,
     )
 }
