@@ -153,3 +153,65 @@ async fn watch_follows_updates_live() {
     let _ = child.wait();
     assert_eq!(update.unwrap()["type"], "update");
 }
+
+#[test]
+fn simulate_reports_every_policy_with_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("tiny.jsonl");
+    let mut lines = String::new();
+    for c in 0..20 {
+        lines.push_str(&format!(
+            "{{\"conversation\": {c}, \"at_ms\": {}, \"prompt_tokens\": 8000}}\n",
+            c * 1000
+        ));
+        if c % 2 == 0 {
+            lines.push_str(&format!(
+                "{{\"conversation\": {c}, \"at_ms\": {}, \"prompt_tokens\": 9000}}\n",
+                c * 1000 + 420_000
+            ));
+        }
+    }
+    std::fs::write(&trace, lines).unwrap();
+    let out = dir.path().join("report");
+    let output = warming(
+        "http://127.0.0.1:1",
+        &[
+            "simulate",
+            trace.to_str().unwrap(),
+            "--lambda",
+            "0,0.01",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let reports: Value = serde_json::from_str(&stdout).unwrap();
+    let rows = reports[0]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let names: Vec<&str> = rows[0]["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["scenario"].as_str().unwrap())
+        .collect();
+    for want in [
+        "none",
+        "1h-cache",
+        "fixed",
+        "pings:1",
+        "breakeven",
+        "adaptive",
+        "oracle",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    for plot in ["tiny-cost.svg", "tiny-frontier.svg", "tiny-gaps.svg"] {
+        let svg = std::fs::read_to_string(out.join(plot)).unwrap();
+        assert!(svg.starts_with("<svg"), "{plot}");
+    }
+    let bad = warming("http://127.0.0.1:1", &["simulate", "/nonexistent.jsonl"]);
+    assert!(!bad.status.success());
+    assert_eq!(text(&bad).1.lines().count(), 1);
+}
