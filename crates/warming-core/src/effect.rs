@@ -153,6 +153,40 @@ pub struct WarmRecord {
 }
 
 impl WarmRecord {
+    /// The record of a request that answered with `usage`: its outcome and
+    /// figures all follow from the usage.
+    #[must_use]
+    pub fn answered(
+        conversation_id: ConversationId,
+        trigger: WarmTrigger,
+        (due_at, started_at, finished_at): (Timestamp, Timestamp, Timestamp),
+        usage: Usage,
+        backend: Option<Arc<str>>,
+    ) -> Self {
+        let expired = usage.cache_had_expired();
+        let outcome = if expired {
+            WarmOutcome::Expired
+        } else if usage.cache_read_tokens > 0 {
+            WarmOutcome::Hit
+        } else {
+            WarmOutcome::Uncached
+        };
+        Self {
+            conversation_id,
+            due_at,
+            started_at,
+            finished_at,
+            trigger,
+            outcome,
+            expired,
+            usage: Some(usage),
+            pct: usage.cache_pct(),
+            expected_pct: usage.retention_pct(),
+            backend,
+            error: None,
+        }
+    }
+
     /// Milliseconds from sending the warm to its end.
     #[must_use]
     pub fn latency_ms(&self) -> u64 {

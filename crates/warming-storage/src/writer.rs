@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, Transaction};
 use tokio::sync::oneshot;
 use warming_core::{
-    ConversationId, Settings, Template, Timestamp, WarmOutcome, WarmRecord, WarmTrigger,
+    ConversationId, Effect, PersistId, Settings, Template, Timestamp, WarmOutcome, WarmRecord,
+    WarmTrigger,
 };
 
 use crate::WriteError;
@@ -52,6 +53,39 @@ pub enum Write {
         /// Its value.
         value: String,
     },
+}
+
+impl Write {
+    /// The write a core persist effect asks for, with the id its result is
+    /// reported under; `None` for any other effect.
+    #[must_use]
+    pub fn for_persist(effect: &Effect) -> Option<(PersistId, Self)> {
+        match effect {
+            Effect::PersistSettings {
+                op,
+                conversation,
+                settings,
+            } => Some((
+                *op,
+                Self::Settings {
+                    conversation: conversation.clone(),
+                    settings: *settings,
+                },
+            )),
+            Effect::PersistBackend {
+                op,
+                conversation,
+                backend,
+            } => Some((
+                *op,
+                Self::Backend {
+                    conversation: conversation.clone(),
+                    backend: backend.clone(),
+                },
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A write waiting for the writer, with whoever waits for its commit.

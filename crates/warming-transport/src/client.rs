@@ -58,15 +58,9 @@ impl Client {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            reason = cause.to_string();
-            source = cause.source();
-        }
         ClientError::Unreachable {
             url: self.base.clone(),
-            reason,
+            reason: crate::provider::root_cause(e),
         }
     }
 

@@ -446,28 +446,11 @@ impl Driver {
                 Effect::AbortGeneration { conversation } => {
                     self.generations.abort(&conversation);
                 }
-                Effect::PersistSettings {
-                    op,
-                    conversation,
-                    settings,
-                } => self.persist(
-                    op,
-                    Write::Settings {
-                        conversation,
-                        settings,
-                    },
-                ),
-                Effect::PersistBackend {
-                    op,
-                    conversation,
-                    backend,
-                } => self.persist(
-                    op,
-                    Write::Backend {
-                        conversation,
-                        backend,
-                    },
-                ),
+                effect @ (Effect::PersistSettings { .. } | Effect::PersistBackend { .. }) => {
+                    if let Some((op, write)) = Write::for_persist(&effect) {
+                        self.persist(op, write);
+                    }
+                }
                 Effect::SaveTemplate {
                     conversation,
                     template,

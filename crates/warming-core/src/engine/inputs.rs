@@ -156,28 +156,13 @@ impl Warmer {
         c.in_flight = None;
         c.failures = 0;
         c.last_touch = c.last_touch.max(Some(flight.started_at));
-        let expired = usage.cache_had_expired();
-        let outcome = if expired {
-            WarmOutcome::Expired
-        } else if usage.cache_read_tokens > 0 {
-            WarmOutcome::Hit
-        } else {
-            WarmOutcome::Uncached
-        };
-        let record = WarmRecord {
-            conversation_id: c.id.clone(),
-            due_at: flight.due_at,
-            started_at: flight.started_at,
-            finished_at: now,
-            trigger: flight.trigger,
-            outcome,
-            expired,
-            usage: Some(usage),
-            pct: usage.cache_pct(),
-            expected_pct: usage.retention_pct(),
-            backend: c.backend.clone(),
-            error: None,
-        };
+        let record = WarmRecord::answered(
+            c.id.clone(),
+            flight.trigger,
+            (flight.due_at, flight.started_at, now),
+            usage,
+            c.backend.clone(),
+        );
         c.stats.last_pct = record.pct;
         c.stats.last_expected_pct = record.expected_pct;
         c.stats.last_warm_at = Some(now);
@@ -250,27 +235,13 @@ impl Warmer {
         let slot = self.slot_of(id)?;
         let c = self.conv(slot);
         c.prefix_tokens = usage.prompt_tokens();
-        let expired = usage.cache_had_expired();
-        let record = WarmRecord {
-            conversation_id: c.id.clone(),
-            due_at: started_at,
-            started_at: started_at.min(now),
-            finished_at: now,
-            trigger: WarmTrigger::Turn,
-            outcome: if expired {
-                WarmOutcome::Expired
-            } else if usage.cache_read_tokens > 0 {
-                WarmOutcome::Hit
-            } else {
-                WarmOutcome::Uncached
-            },
-            expired,
-            usage: Some(usage),
-            pct: usage.cache_pct(),
-            expected_pct: usage.retention_pct(),
-            backend: c.backend.clone(),
-            error: None,
-        };
+        let record = WarmRecord::answered(
+            c.id.clone(),
+            WarmTrigger::Turn,
+            (started_at, started_at.min(now), now),
+            usage,
+            c.backend.clone(),
+        );
         self.effects.push_back(Effect::RecordWarm(record.clone()));
         Some(record)
     }

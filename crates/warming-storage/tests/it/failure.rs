@@ -3,7 +3,7 @@
 //! connection makes SQLite abort the writer's statements.
 
 use rusqlite::Connection;
-use warming_core::{Effect, IntervalLimits, Settings, SettingsChange, Timestamp, Warmer};
+use warming_core::{IntervalLimits, Settings, SettingsChange, Timestamp, Warmer};
 use warming_storage::{Storage, StorageOptions, Write, WriteError};
 
 use crate::{id, temp_db};
@@ -30,30 +30,8 @@ fn repair_writes(path: &std::path::Path) {
 fn drive(warmer: &mut Warmer, storage: &Storage, now: Timestamp) -> Vec<Result<(), WriteError>> {
     let mut results = Vec::new();
     while let Some(effect) = warmer.poll_effect() {
-        let (op, write) = match effect {
-            Effect::PersistSettings {
-                op,
-                conversation,
-                settings,
-            } => (
-                op,
-                Write::Settings {
-                    conversation,
-                    settings,
-                },
-            ),
-            Effect::PersistBackend {
-                op,
-                conversation,
-                backend,
-            } => (
-                op,
-                Write::Backend {
-                    conversation,
-                    backend,
-                },
-            ),
-            _ => continue,
+        let Some((op, write)) = Write::for_persist(&effect) else {
+            continue;
         };
         let result = storage.write_blocking(write);
         warmer.persisted(now, op, result.is_ok());

@@ -127,6 +127,13 @@ pub async fn history(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let limit = history_limit(query.as_deref())?;
+    // History is written behind the warms; wait for what is queued, so a
+    // warm that just answered is in the page (read your own writes).
+    state
+        .storage
+        .flush()
+        .await
+        .map_err(|e| ApiError::storage(e.to_string()))?;
     let storage = state.storage.clone();
     let lookup = id.clone();
     let records = tokio::task::spawn_blocking(move || storage.history(&lookup, limit))

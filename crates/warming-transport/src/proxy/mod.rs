@@ -28,7 +28,7 @@ use crate::config::{ProviderKind, ServerConfig};
 use crate::driver::{now, DriverHandle, ProxiedTurn};
 use crate::generations::Generations;
 use crate::http::{ApiError, AppState, MAX_BODY_BYTES};
-use crate::provider::Credentials;
+use crate::provider::{root_cause, Credentials};
 
 /// Request headers that name a conversation instead of the derived id.
 const CONVERSATION_HEADER: &str = "x-conversation-id";
@@ -271,14 +271,6 @@ async fn forward_inner(
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = response_headers;
     Ok(response)
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 /// One proxied turn, to settle when its answer ends.
