@@ -10,7 +10,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use warming_core::{ConversationId, Effect, SettingsChange, Template, Timestamp, Usage, Warmer};
+use warming_core::{
+    Config, ConversationId, Effect, Policy, SettingsChange, Template, Timestamp, Usage, Warmer,
+};
 
 const EVENTS: usize = 2_000_000;
 static COMPLETIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -40,7 +42,12 @@ fn armed_engine(ids: &[ConversationId], t0: Timestamp) -> Warmer {
         None,
         None,
     ));
-    let mut warmer = Warmer::new(Default::default());
+    // `fixed`: the engine's own cost, every deadline firing; the policies'
+    // decisions are measured by `warming simulate`.
+    let mut warmer = Warmer::new(Config {
+        policy: Policy::Fixed,
+        ..Config::default()
+    });
     for id in ids {
         let op = warmer.update_settings(
             t0,
