@@ -99,6 +99,9 @@ pub enum WarmOutcome {
     Uncached,
     /// The warm did not get a usable answer.
     Failed,
+    /// Not sent: the policy stopped warming here (the record's `error` says
+    /// why), so history shows when and why warming ended.
+    Stopped,
 }
 
 impl WarmOutcome {
@@ -110,15 +113,22 @@ impl WarmOutcome {
             Self::Expired => "expired",
             Self::Uncached => "uncached",
             Self::Failed => "failed",
+            Self::Stopped => "stopped",
         }
     }
 
     /// The outcome named by [`as_str`](Self::as_str), if any.
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Hit, Self::Expired, Self::Uncached, Self::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == name)
+        [
+            Self::Hit,
+            Self::Expired,
+            Self::Uncached,
+            Self::Failed,
+            Self::Stopped,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
     }
 }
 

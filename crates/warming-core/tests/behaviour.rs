@@ -849,6 +849,16 @@ fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
         .as_deref()
         .unwrap()
         .contains("2 warms"));
+    // History says so too.
+    let stop = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::RecordWarm(r) => Some(r),
+            _ => None,
+        })
+        .expect("the stop is recorded");
+    assert_eq!(stop.outcome, warming_core::WarmOutcome::Stopped);
+    assert!(stop.error.as_deref().unwrap().contains("2 warms"));
     assert_eq!(h.warmer.poll_timeout(), None);
 
     // The user comes back: a new gap, a new allowance.

@@ -287,8 +287,9 @@ fn append_warm(conn: &Connection, r: &WarmRecord, history_cap: usize) -> rusqlit
         r.error.as_deref(),
         millis_to_sql(r.due_at.as_millis()),
     ])?;
-    if r.trigger == WarmTrigger::Turn {
-        // A turn's usage is history only; the stats are the warms'.
+    if r.trigger == WarmTrigger::Turn || r.outcome == WarmOutcome::Stopped {
+        // A turn's usage, or a policy's stop, is history only; the stats
+        // are the warms'.
     } else if r.outcome == WarmOutcome::Failed {
         conn.prepare_cached("UPDATE conversations SET last_error = ?2 WHERE id = ?1")?
             .execute(params![id, r.error.as_deref()])?;

@@ -172,6 +172,12 @@ impl Metrics {
 
     /// A warm (or a proxied turn) finished.
     pub fn warm(&self, record: &WarmRecord, model: Option<&str>) {
+        if record.outcome == WarmOutcome::Stopped {
+            self.warms
+                .get_or_create(&OutcomeLabel { outcome: "stopped" })
+                .inc();
+            return;
+        }
         if record.trigger == WarmTrigger::Turn {
             self.turns
                 .get_or_create(&OutcomeLabel {

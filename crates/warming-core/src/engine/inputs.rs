@@ -123,6 +123,21 @@ impl Warmer {
                     let c = self.conv(slot);
                     c.stopped = Some(reason);
                     let conversation = c.id.clone();
+                    let record = WarmRecord {
+                        conversation_id: conversation.clone(),
+                        due_at: at,
+                        started_at: now,
+                        finished_at: now,
+                        trigger,
+                        outcome: WarmOutcome::Stopped,
+                        expired: false,
+                        usage: None,
+                        pct: None,
+                        expected_pct: None,
+                        backend: c.backend.clone(),
+                        error: Some(Arc::from(reason.to_string())),
+                    };
+                    self.effects.push_back(Effect::RecordWarm(record));
                     self.effects.push_back(Effect::SaveSchedule {
                         conversation,
                         next_warm_at: None,

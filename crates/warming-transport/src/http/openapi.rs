@@ -166,8 +166,8 @@ fn schemas() -> Value {
             "conversationId": {"type": "string"},
             "dueAt": {"type": "integer"}, "startedAt": {"type": "integer"}, "finishedAt": {"type": "integer"},
             "latencyMs": {"type": "integer"},
-            "trigger": {"enum": ["scheduled", "retry", "manual"]},
-            "outcome": {"enum": ["hit", "expired", "uncached", "failed"]},
+            "trigger": {"enum": ["scheduled", "retry", "manual", "turn"]},
+            "outcome": {"enum": ["hit", "expired", "uncached", "failed", "stopped"]},
             "expired": {"type": "boolean"},
             "usage": {"type": ["object", "null"], "properties": {
                 "inputTokens": {"type": "integer"}, "cacheReadTokens": {"type": "integer"},
