@@ -167,8 +167,12 @@ fn check_state(h: &Harness, model: &Model) {
     );
 }
 
-fn run(ops: Vec<Op>) {
-    let mut h = Harness::new();
+fn run(ops: Vec<Op>, adaptive: bool) {
+    let mut h = if adaptive {
+        Harness::with_config(warming_core::Config::default())
+    } else {
+        Harness::new()
+    };
     let mut model = Model::default();
     for op in ops {
         let now = h.now;
@@ -301,6 +305,13 @@ proptest! {
 
     #[test]
     fn the_engine_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..120)) {
-        run(ops);
+        run(ops, false);
+    }
+
+    /// The same with the default `adaptive` policy, which stops warming on
+    /// its own: the invariants hold whatever it decides.
+    #[test]
+    fn the_invariants_hold_under_the_adaptive_policy(ops in proptest::collection::vec(op(), 1..120)) {
+        run(ops, true);
     }
 }
