@@ -10,14 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use warming_core::{
-    ConversationId, ConversationState, Effect, PersistId, RuntimeEvent, SettingsChange, Template,
-    Timestamp, WarmNowError, WarmRecord, WarmRequest, WarmToken, Warmer,
+    ConversationId, ConversationState, Effect, PersistId, SettingsChange, Template, Timestamp,
+    WarmNowError, WarmRecord, WarmRequest, WarmToken, Warmer,
 };
 use warming_storage::{Storage, Write, WriteError};
+
+mod handle;
+
+use handle::{Command, Reply};
+pub use handle::{DriverHandle, ProxiedTurn};
 
 use crate::generations::Generations;
 use crate::http::ApiError;
@@ -37,186 +42,6 @@ pub fn now() -> Timestamp {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     Timestamp::from_millis(ms)
-}
-
-type Reply<T> = oneshot::Sender<T>;
-
-/// What handlers ask the driver.
-pub(crate) enum Command {
-    TurnStarted(ConversationId, Reply<ConversationState>),
-    TurnSettled {
-        id: ConversationId,
-        template: Option<Arc<Template>>,
-        request_started_at: Option<Timestamp>,
-        reply: Reply<ConversationState>,
-    },
-    Events(Vec<RuntimeEvent>, Reply<(usize, usize)>),
-    Update(
-        ConversationId,
-        SettingsChange,
-        Reply<Result<ConversationState, ApiError>>,
-    ),
-    Toggle(
-        ConversationId,
-        Option<bool>,
-        Reply<Result<ConversationState, ApiError>>,
-    ),
-    WarmNow(ConversationId, Reply<Result<WarmRecord, ApiError>>),
-    Close(ConversationId, Reply<Result<ConversationState, ApiError>>),
-    BackendSeen(ConversationId, String),
-    ProxySettled(ProxiedTurn),
-    Get(ConversationId, Reply<ConversationState>),
-    List(Reply<Vec<ConversationState>>),
-}
-
-/// The end of a turn seen through the proxy.
-#[derive(Debug)]
-pub struct ProxiedTurn {
-    /// The conversation.
-    pub id: ConversationId,
-    /// The request, as the new warm template (`None` when the call failed).
-    pub template: Option<Arc<Template>>,
-    /// When the request was received: the provider's TTL counts from there.
-    pub started_at: Timestamp,
-    /// The usage the answer reported.
-    pub usage: Option<warming_core::Usage>,
-    /// The backend that served it.
-    pub backend: Option<String>,
-}
-
-/// A cheap handle to the driver, shared by every handler.
-#[derive(Clone, Debug)]
-pub struct DriverHandle {
-    /// Command queue of the driver task.
-    commands: mpsc::Sender<Command>,
-    /// Every conversation's updates, for surface subscribers to filter.
-    updates: broadcast::Sender<Arc<ConversationState>>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Command")
-    }
-}
-
-impl DriverHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .await
-            .map_err(|_| ApiError::unavailable())?;
-        answer.await.map_err(|_| ApiError::unavailable())
-    }
-
-    /// Reports a turn start.
-    ///
-    /// # Errors
-    /// Only when the service is shutting down.
-    pub async fn turn_started(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
-        self.call(|r| Command::TurnStarted(id, r)).await
-    }
-
-    /// Reports a settled turn with its warm template.
-    ///
-    /// # Errors
-    /// Only when the service is shutting down.
-    pub async fn turn_settled(
-        &self,
-        id: ConversationId,
-        template: Option<Arc<Template>>,
-        request_started_at: Option<Timestamp>,
-    ) -> Result<ConversationState, ApiError> {
-        self.call(|reply| Command::TurnSettled {
-            id,
-            template,
-            request_started_at,
-            reply,
-        })
-        .await
-    }
-
-    /// Feeds runtime events; answers (applied, ignored).
-    ///
-    /// # Errors
-    /// Only when the service is shutting down.
-    pub async fn events(&self, events: Vec<RuntimeEvent>) -> Result<(usize, usize), ApiError> {
-        self.call(|r| Command::Events(events, r)).await
-    }
-
-    /// Changes settings; answers once the write is committed.
-    ///
-    /// # Errors
-    /// `storage` when the write failed (nothing changed).
-    pub async fn update(
-        &self,
-        id: ConversationId,
-        change: SettingsChange,
-    ) -> Result<ConversationState, ApiError> {
-        self.call(|r| Command::Update(id, change, r)).await?
-    }
-
-    /// Sets warming on or off, or flips it when `enabled` is `None`.
-    ///
-    /// # Errors
-    /// `storage` when the write failed (nothing changed).
-    pub async fn toggle(
-        &self,
-        id: ConversationId,
-        enabled: Option<bool>,
-    ) -> Result<ConversationState, ApiError> {
-        self.call(|r| Command::Toggle(id, enabled, r)).await?
-    }
-
-    /// Warms now and waits for the result.
-    ///
-    /// # Errors
-    /// `conflict` while a turn runs, without a template, or when superseded;
-    /// `upstream` when the provider failed.
-    pub async fn warm_now(&self, id: ConversationId) -> Result<WarmRecord, ApiError> {
-        self.call(|r| Command::WarmNow(id, r)).await?
-    }
-
-    /// Closes the conversation.
-    ///
-    /// # Errors
-    /// `storage` when persisting `enabled: false` failed (warming is off in
-    /// memory regardless).
-    pub async fn close(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
-        self.call(|r| Command::Close(id, r)).await?
-    }
-
-    /// Reports the end of a proxied turn.
-    pub async fn proxied_turn(&self, turn: ProxiedTurn) {
-        let _ = self.commands.send(Command::ProxySettled(turn)).await;
-    }
-
-    /// Reports the backend that served a conversation's request.
-    pub async fn backend_seen(&self, id: ConversationId, backend: String) {
-        let _ = self.commands.send(Command::BackendSeen(id, backend)).await;
-    }
-
-    /// A conversation's state.
-    ///
-    /// # Errors
-    /// Only when the service is shutting down.
-    pub async fn get(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
-        self.call(|r| Command::Get(id, r)).await
-    }
-
-    /// Every known conversation's state.
-    ///
-    /// # Errors
-    /// Only when the service is shutting down.
-    pub async fn list(&self) -> Result<Vec<ConversationState>, ApiError> {
-        self.call(Command::List).await
-    }
-
-    /// A stream of every conversation's updates.
-    #[must_use]
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ConversationState>> {
-        self.updates.subscribe()
-    }
 }
 
 /// The outcome of a warm task.
