@@ -256,6 +256,16 @@ pub enum Effect {
         /// The next warm, or `None` when nothing is scheduled.
         next_warm_at: Option<Timestamp>,
     },
+    /// Store what the policies know of this conversation's rhythm, for a
+    /// restart (write-behind): turns so far and its latest gaps.
+    SaveRhythm {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Turns settled so far.
+        depth: u32,
+        /// Its latest gaps between turns, ms, oldest first.
+        gaps: Vec<u64>,
+    },
     /// Append a finished warm to history (write-behind).
     RecordWarm(WarmRecord),
     /// Push this state to the conversation's subscribers. Emitted after every

@@ -772,6 +772,8 @@ fn restored(raw: &str, enabled: bool, next: Option<Timestamp>) -> Restored {
             last_pct: Some(99.0),
             ..WarmStats::default()
         },
+        depth: 4,
+        gaps: vec![400_000, 410_000],
     }
 }
 
@@ -914,4 +916,21 @@ fn adaptive_stops_for_users_who_do_not_come_back_and_learns_from_returns() {
         "{:?}",
         h.state("loyal").stopped_reason
     );
+}
+
+#[test]
+fn a_restored_conversation_keeps_its_rhythm_for_the_policies() {
+    let mut h = Harness::new();
+    h.warmer.restore(h.now, [restored("r", true, None)]);
+    h.warmer.turn_started(h.now, &id("r"));
+    h.advance(1_000);
+    h.settle("r", "sys");
+    let effects = h.drain();
+    let rhythm = effects.iter().find_map(|e| match e {
+        Effect::SaveRhythm { depth, gaps, .. } => Some((*depth, gaps.clone())),
+        _ => None,
+    });
+    // The restored depth counts on, and the restored gaps stay (the restart
+    // had no gap open, so none is learned from it).
+    assert_eq!(rhythm, Some((5, vec![400_000, 410_000])));
 }

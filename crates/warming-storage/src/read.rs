@@ -28,7 +28,7 @@ pub(crate) fn load_all(
 ) -> Result<Vec<Restored>, ReadError> {
     let mut stmt = conn.prepare(
         "SELECT id, settings, request, model, cwd, next_warm_at, backend,
-                last_pct, last_expected_pct, last_warm_at, warm_count, last_error
+                last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps
          FROM conversations",
     )?;
     let mut rows = stmt.query([])?;
@@ -69,6 +69,11 @@ fn restore_row(
             warm_count: count(row.get(10)?),
             last_error: row.get::<_, Option<String>>(11)?.map(Arc::from),
         },
+        depth: row.get::<_, Option<u32>>(12)?.unwrap_or(0),
+        gaps: row
+            .get::<_, Option<String>>(13)?
+            .and_then(|raw| serde_json::from_str(&raw).ok())
+            .unwrap_or_default(),
     })
 }
 

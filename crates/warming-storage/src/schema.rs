@@ -46,6 +46,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE warm_history ADD COLUMN due_at INTEGER;",
     // 3: small values of the whole service (the learned return prior).
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);",
+    // 4: each conversation's rhythm, for the adaptive policy after a restart.
+    "ALTER TABLE conversations ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE conversations ADD COLUMN gaps TEXT;",
 ];
 
 /// The schema version this build writes.

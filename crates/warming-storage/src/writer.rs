@@ -46,6 +46,15 @@ pub enum Write {
     /// A finished warm: appended to history (capped per conversation) and
     /// folded into the conversation's stats.
     Warm(WarmRecord),
+    /// A conversation's turns so far and latest gaps.
+    Rhythm {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Turns settled so far.
+        depth: u32,
+        /// Latest gaps, ms, oldest first.
+        gaps: Vec<u64>,
+    },
     /// A service-wide value (e.g. the learned return prior).
     Meta {
         /// Its name.
@@ -229,6 +238,19 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
             upsert(conn, UPSERT_SCHEDULE, conversation, at)
         }
         Write::Warm(record) => append_warm(conn, record, history_cap),
+        Write::Rhythm {
+            conversation,
+            depth,
+            gaps,
+        } => {
+            let gaps = serde_json::to_string(gaps).unwrap_or_default();
+            conn.prepare_cached(
+                "INSERT INTO conversations (id, depth, gaps) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET depth = excluded.depth, gaps = excluded.gaps",
+            )?
+            .execute(params![conversation.as_str(), depth, gaps])?;
+            Ok(())
+        }
         Write::Meta { key, value } => {
             conn.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)

@@ -475,6 +475,9 @@ impl Warmer {
             c.template = restored.template.map(Arc::new);
             c.backend = restored.backend.map(Arc::from);
             c.stats = restored.stats;
+            c.depth = restored.depth;
+            c.own_gaps = restored.gaps;
+            c.own_gaps.truncate(OWN_GAPS);
             if c.may_schedule() {
                 let at = restored
                     .next_warm_at
@@ -558,6 +561,12 @@ impl Warmer {
             c.warms_in_gap = 0;
             c.stopped = None;
             let depth = c.depth;
+            let rhythm = Effect::SaveRhythm {
+                conversation: c.id.clone(),
+                depth,
+                gaps: c.own_gaps.clone(),
+            };
+            self.effects.push_back(rhythm);
             self.prior.observe_turn(depth);
         }
         let c = self.conv(slot);

@@ -63,6 +63,10 @@ pub struct Restored {
     pub backend: Option<String>,
     /// Stats rebuilt from its history.
     pub stats: WarmStats,
+    /// Turns settled so far, as stored.
+    pub depth: u32,
+    /// Its latest gaps between turns, ms, as stored.
+    pub gaps: Vec<u64>,
 }
 
 /// A write the engine is waiting to hear about.

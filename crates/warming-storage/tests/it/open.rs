@@ -97,7 +97,9 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
     {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "ALTER TABLE warm_history DROP COLUMN due_at; DROP TABLE meta; PRAGMA user_version = 1;",
+            "ALTER TABLE warm_history DROP COLUMN due_at; DROP TABLE meta;
+             ALTER TABLE conversations DROP COLUMN depth; ALTER TABLE conversations DROP COLUMN gaps;
+             PRAGMA user_version = 1;",
         )
             .unwrap();
     }

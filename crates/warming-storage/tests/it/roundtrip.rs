@@ -66,6 +66,11 @@ fn every_record_survives_a_reopen() {
                 backend: Arc::from("replica-2"),
             },
             Write::Warm(hit.clone()),
+            Write::Rhythm {
+                conversation: id("c1"),
+                depth: 3,
+                gaps: vec![120_000, 450_000],
+            },
             Write::Warm(failed.clone()),
             Write::Settings {
                 conversation: id("c2"),
@@ -102,7 +107,9 @@ fn every_record_survives_a_reopen() {
         c1.stats.last_error.as_deref(),
         Some("upstream 529: overloaded")
     );
+    assert_eq!((c1.depth, c1.gaps.clone()), (3, vec![120_000, 450_000]));
     assert!(all[1].template.is_none());
+    assert_eq!((all[1].depth, all[1].gaps.clone()), (0, vec![]));
 
     let history = storage.history(&id("c1"), 10).unwrap();
     assert_eq!(history, vec![failed, hit]);

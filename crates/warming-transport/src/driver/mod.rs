@@ -290,6 +290,15 @@ impl Driver {
                     conversation,
                     next_warm_at,
                 }),
+                Effect::SaveRhythm {
+                    conversation,
+                    depth,
+                    gaps,
+                } => self.storage.submit_behind(Write::Rhythm {
+                    conversation,
+                    depth,
+                    gaps,
+                }),
                 Effect::RecordWarm(record) => {
                     let template = self.warmer.template(&record.conversation_id);
                     self.metrics
