@@ -49,6 +49,19 @@ async fn commands_drive_a_running_server() {
     let state: Value = serde_json::from_slice(&interval.stdout).unwrap();
     assert_eq!(state["intervalMs"], 270_000);
 
+    let policy = warming(&server, &["policy", "cli-1", "pings:3"]);
+    assert!(
+        text(&policy).0.contains("policy        pings:3"),
+        "{}",
+        text(&policy).0
+    );
+    let bad = warming(&server, &["policy", "cli-1", "sometimes"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).1.contains("unknown policy"), "{}", text(&bad).1);
+    let back = warming(&server, &["policy", "cli-1", "server", "--json"]);
+    let state: Value = serde_json::from_slice(&back.stdout).unwrap();
+    assert_eq!(state["policy"], "fixed");
+
     let warm = warming(&server, &["warm", "cli-1"]);
     let (out, err) = text(&warm);
     assert!(warm.status.success(), "{err}");
@@ -98,6 +111,8 @@ async fn mistakes_are_one_line_and_a_non_zero_exit() {
 #[test]
 fn every_command_has_an_example_in_its_help() {
     for command in [
+        "policy",
+        "simulate",
         "serve",
         "list",
         "status",

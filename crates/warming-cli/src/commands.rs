@@ -43,6 +43,15 @@ pub enum RemoteCommand {
         /// A duration: 4m30s, 90s, 1h, 1500ms, or plain seconds.
         duration: String,
     },
+    /// Choose when warming stops for one conversation.
+    ///
+    /// Example: warming policy chat-42 pings:3   (or: fixed, breakeven, adaptive, server)
+    Policy {
+        /// Conversation id.
+        id: String,
+        /// fixed, pings:N, breakeven, adaptive, or server (the server's --policy).
+        policy: String,
+    },
     /// Warm now and show the result.
     ///
     /// Example: warming warm chat-42
@@ -147,7 +156,11 @@ fn status_text(state: &Value) -> String {
             pct(&state["lastExpectedPct"])
         ),
         format!("warms         {}", state["warmCount"]),
+        format!("policy        {}", state["policy"].as_str().unwrap_or("-")),
     ];
+    if let Some(reason) = state["stoppedReason"].as_str() {
+        lines.push(format!("stopped       {reason}"));
+    }
     if let Some(backend) = state["backend"].as_str() {
         lines.push(format!("backend       {backend}"));
     }
@@ -267,6 +280,10 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
                 client.settings(&id, None, Some(ms)).await.map_err(err)?,
                 status_text,
             );
+        }
+        RemoteCommand::Policy { id, policy } => {
+            let choice = (policy != "server").then_some(policy.as_str());
+            show(client.policy(&id, choice).await.map_err(err)?, status_text);
         }
         RemoteCommand::Warm { id } => show(client.warm(&id).await.map_err(err)?, warm_text),
         RemoteCommand::Close { id } => show(client.close(&id).await.map_err(err)?, status_text),

@@ -135,6 +135,20 @@ impl Client {
         .await
     }
 
+    /// Sets the conversation's policy (`fixed`, `pings:N`, `breakeven`,
+    /// `adaptive`), or `None` to follow the server's.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn policy(&self, id: &str, policy: Option<&str>) -> Result<Value, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/conversations/{id}/settings"),
+            Some(json!({ "policy": policy })),
+        )
+        .await
+    }
+
     /// Warms now; answers the warm's history entry.
     ///
     /// # Errors
