@@ -1,7 +1,7 @@
 //! The commands that talk to a running server, and how their answers print.
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use warming_transport::client::{format_duration, parse_duration, Client, ClientError};
@@ -93,9 +93,7 @@ macro_rules! say {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    warming_transport::now().as_millis()
 }
 
 fn pct(v: &Value) -> String {

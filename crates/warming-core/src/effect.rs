@@ -197,6 +197,33 @@ impl WarmRecord {
         }
     }
 
+    /// The record of a warm with no usage to show: it failed, or the policy
+    /// stopped it (`outcome`); `error` says what happened.
+    #[must_use]
+    pub fn unanswered(
+        conversation_id: ConversationId,
+        trigger: WarmTrigger,
+        (due_at, started_at, finished_at): (Timestamp, Timestamp, Timestamp),
+        outcome: WarmOutcome,
+        error: Arc<str>,
+        backend: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            conversation_id,
+            due_at,
+            started_at,
+            finished_at,
+            trigger,
+            outcome,
+            expired: false,
+            usage: None,
+            pct: None,
+            expected_pct: None,
+            backend,
+            error: Some(error),
+        }
+    }
+
     /// Milliseconds from sending the warm to its end.
     #[must_use]
     pub fn latency_ms(&self) -> u64 {

@@ -123,20 +123,14 @@ impl Warmer {
                     let c = self.conv(slot);
                     c.stopped = Some(reason);
                     let conversation = c.id.clone();
-                    let record = WarmRecord {
-                        conversation_id: conversation.clone(),
-                        due_at: at,
-                        started_at: now,
-                        finished_at: now,
+                    let record = WarmRecord::unanswered(
+                        conversation.clone(),
                         trigger,
-                        outcome: WarmOutcome::Stopped,
-                        expired: false,
-                        usage: None,
-                        pct: None,
-                        expected_pct: None,
-                        backend: c.backend.clone(),
-                        error: Some(Arc::from(reason.to_string())),
-                    };
+                        (at, now, now),
+                        WarmOutcome::Stopped,
+                        Arc::from(reason.to_string()),
+                        c.backend.clone(),
+                    );
                     self.effects.push_back(Effect::RecordWarm(record));
                     self.effects.push_back(Effect::SaveSchedule {
                         conversation,
@@ -208,20 +202,14 @@ impl Warmer {
         c.failures = c.failures.saturating_add(1);
         let error: Arc<str> = Arc::from(failure.message);
         c.stats.last_error = Some(error.clone());
-        let record = WarmRecord {
-            conversation_id: c.id.clone(),
-            due_at: flight.due_at,
-            started_at: flight.started_at,
-            finished_at: now,
-            trigger: flight.trigger,
-            outcome: WarmOutcome::Failed,
-            expired: false,
-            usage: None,
-            pct: None,
-            expected_pct: None,
-            backend: c.backend.clone(),
-            error: Some(error),
-        };
+        let record = WarmRecord::unanswered(
+            c.id.clone(),
+            flight.trigger,
+            (flight.due_at, flight.started_at, now),
+            WarmOutcome::Failed,
+            error,
+            c.backend.clone(),
+        );
         let (failures, interval_ms, may_schedule) =
             (c.failures, c.settings.interval_ms, c.may_schedule());
         self.effects.push_back(Effect::RecordWarm(record.clone()));
