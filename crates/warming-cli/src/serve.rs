@@ -245,7 +245,6 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         config.pricing.per_million = prices;
     }
     if let Some(ms) = file.cache_ttl_ms {
-        config.pricing.cache_ttl = Duration::from_millis(ms);
         config.economics.ttl_ms = ms;
     }
     if let Some(name) = args.policy.or(file.policy) {

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use warming_core::{WarmOutcome, WarmRecord, WarmTrigger};
+use warming_core::{Economics, WarmOutcome, WarmRecord, WarmTrigger};
 
 /// Label of warms by outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -20,29 +20,12 @@ struct OutcomeLabel {
 
 type DollarCounter = Counter<f64, AtomicU64>;
 
-/// How input tokens are priced, for the cost estimate.
-#[derive(Debug, Clone, PartialEq)]
+/// Input prices by model, for the cost estimate. The cache multipliers and
+/// TTL are the policies' [`Economics`], so both agree on what a miss costs.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pricing {
     /// Dollars per million input tokens, by model.
     pub per_million: HashMap<String, f64>,
-    /// Price of a cache write relative to input (Anthropic: 1.25).
-    pub write_multiplier: f64,
-    /// Price of a cache read relative to input (Anthropic: 0.1).
-    pub read_multiplier: f64,
-    /// The provider's cache TTL: an idle gap longer than this would have
-    /// missed without warming.
-    pub cache_ttl: Duration,
-}
-
-impl Default for Pricing {
-    fn default() -> Self {
-        Self {
-            per_million: HashMap::new(),
-            write_multiplier: 1.25,
-            read_multiplier: 0.1,
-            cache_ttl: Duration::from_secs(300),
-        }
-    }
 }
 
 impl Pricing {
@@ -69,12 +52,14 @@ pub struct Metrics {
     warm_cost: DollarCounter,
     miss_cost_avoided: DollarCounter,
     pricing: Pricing,
+    /// Cache multipliers and TTL.
+    economics: Economics,
 }
 
 impl Metrics {
     /// A fresh registry with every metric at zero.
     #[must_use]
-    pub fn new(pricing: Pricing) -> Self {
+    pub fn new(pricing: Pricing, economics: Economics) -> Self {
         let mut registry = Registry::with_prefix("warming");
         let warms = Family::<OutcomeLabel, Counter>::default();
         registry.register("warms", "Warms sent, by outcome", warms.clone());
@@ -159,6 +144,7 @@ impl Metrics {
             warm_cost,
             miss_cost_avoided,
             pricing,
+            economics,
         }
     }
 
@@ -209,8 +195,8 @@ impl Metrics {
         if let Some(price) = self.pricing.per_token(model) {
             let cost = price
                 * (usage.input_tokens as f64
-                    + usage.cache_read_tokens as f64 * self.pricing.read_multiplier
-                    + usage.cache_write_tokens as f64 * self.pricing.write_multiplier);
+                    + usage.cache_read_tokens as f64 * self.economics.read_multiplier
+                    + usage.cache_write_tokens as f64 * self.economics.write_multiplier);
             self.warm_cost.inc_by(cost);
         }
     }
@@ -219,13 +205,13 @@ impl Metrics {
     /// `read_tokens` from the cache: without warming, it would have re-written
     /// them if the gap outlived the TTL.
     pub fn turn_after_warms(&self, idle: Duration, read_tokens: u64, model: Option<&str>) {
-        if idle <= self.pricing.cache_ttl {
+        if idle <= Duration::from_millis(self.economics.ttl_ms) {
             return;
         }
         if let Some(price) = self.pricing.per_token(model) {
             let avoided = price
                 * read_tokens as f64
-                * (self.pricing.write_multiplier - self.pricing.read_multiplier);
+                * (self.economics.write_multiplier - self.economics.read_multiplier);
             self.miss_cost_avoided.inc_by(avoided.max(0.0));
         }
     }
@@ -273,10 +259,7 @@ mod tests {
     fn warms_and_costs_show_up_in_the_exposition() {
         let mut per_million = HashMap::new();
         per_million.insert("claude".to_owned(), 3.0);
-        let metrics = Metrics::new(Pricing {
-            per_million,
-            ..Pricing::default()
-        });
+        let metrics = Metrics::new(Pricing { per_million }, Economics::default());
         metrics.warm(&record(Usage::anthropic(0, 1_000_000, 0)), Some("claude"));
         metrics.turn_after_warms(Duration::from_secs(600), 1_000_000, Some("claude"));
         metrics.turn_after_warms(Duration::from_secs(60), 1_000_000, Some("claude"));

@@ -84,7 +84,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     let generations = Arc::new(Generations::new(config.proxy_credentials_ttl));
     let proxy = Arc::new(Proxy::new(&config, generations.clone()).map_err(ServeError::Config)?);
-    let metrics = Arc::new(Metrics::new(config.pricing.clone()));
+    let metrics = Arc::new(Metrics::new(config.pricing.clone(), config.economics));
     let (driver, driver_task) = driver::spawn(
         warmer,
         storage.clone(),
