@@ -880,6 +880,11 @@ fn adaptive_stops_for_users_who_do_not_come_back_and_learns_from_returns() {
         let c = format!("gone-{i}");
         h.settle(&c, "sys");
     }
+    // Turns seconds old are not yet evidence that their users left: they
+    // count once their first TTL is over.
+    assert_eq!(h.warmer.prior().turns[0], 0);
+    h.advance(300_000);
+    h.warmer.handle_timeout(h.now);
     assert_eq!(h.warmer.prior().turns[0], 50);
     h.enable("c");
     h.settle("c", "sys");

@@ -97,6 +97,8 @@ pub(crate) struct Conversation {
     pub prefix_tokens: u64,
     /// Why the policy stopped warming this gap, if it did.
     pub stopped: Option<StopReason>,
+    /// The last settled turn while the prior has not counted it yet.
+    pub uncounted_turn: Option<u64>,
 }
 
 impl Conversation {
@@ -125,6 +127,7 @@ impl Conversation {
             own_gaps: Vec::new(),
             prefix_tokens: 0,
             stopped: None,
+            uncounted_turn: None,
         }
     }
 

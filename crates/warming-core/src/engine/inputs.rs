@@ -516,7 +516,13 @@ impl Warmer {
                 c.own_gaps.remove(0);
             }
             c.own_gaps.push(gap);
-            self.prior.observe_return(depth, gap);
+            let counted_later = c
+                .uncounted_turn
+                .take()
+                .is_some_and(|seq| self.resolutions.returned(seq, gap));
+            if !counted_later {
+                self.prior.observe_return(depth, gap);
+            }
         }
         let c = self.conv(slot);
         c.stopped = None;
@@ -555,7 +561,9 @@ impl Warmer {
                 gaps: c.own_gaps.clone(),
             };
             self.effects.push_back(rhythm);
-            self.prior.observe_turn(depth);
+            let due = now.plus_millis(self.config.economics.ttl_ms);
+            let seq = self.resolutions.open(due, depth);
+            self.conv(slot).uncounted_turn = Some(seq);
         }
         let c = self.conv(slot);
         if let Some(template) = template {

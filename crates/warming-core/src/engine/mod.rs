@@ -3,6 +3,7 @@
 
 mod conversation;
 mod inputs;
+mod resolutions;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use rustc_hash::FxHashMap;
 pub use self::conversation::WarmStats;
 use self::conversation::{Conversation, Deadline, InFlight};
 pub use self::inputs::{WarmFailure, WarmNowError};
+use self::resolutions::Resolutions;
 use crate::{
     ConversationId, ConversationState, Economics, Effect, IntervalLimits, PersistId, Policy,
     ReturnPrior, Settings, Template, Timestamp, WarmRequest, WarmToken, WarmTrigger,
@@ -152,6 +154,8 @@ pub struct Warmer {
     now: Timestamp,
     /// What every conversation taught about returns, for `adaptive`.
     prior: ReturnPrior,
+    /// Settled turns the prior will count once their first TTL is over.
+    resolutions: Resolutions,
 }
 
 impl Warmer {
@@ -169,11 +173,13 @@ impl Warmer {
             next_op: 1,
             now: Timestamp::default(),
             prior: ReturnPrior::default(),
+            resolutions: Resolutions::default(),
         }
     }
 
     /// What the engine has learned about returns (persist it to keep it
-    /// across restarts).
+    /// across restarts). A settled turn counts once its first TTL is over,
+    /// as of the latest input.
     #[must_use]
     pub fn prior(&self) -> &ReturnPrior {
         &self.prior
@@ -238,9 +244,11 @@ impl Warmer {
         self.deadlines.len()
     }
 
-    /// Advances the engine's clock to `now` unless time went backwards.
+    /// Advances the engine's clock to `now` unless time went backwards, and
+    /// lets the prior count the turns whose first TTL is over.
     fn tick(&mut self, now: Timestamp) -> Timestamp {
         self.now = self.now.max(now);
+        self.resolutions.resolve(self.now, &mut self.prior);
         self.now
     }
 
