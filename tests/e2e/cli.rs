@@ -205,6 +205,8 @@ fn simulate_reports_every_policy_with_plots() {
     let reports: Value = serde_json::from_str(&stdout).unwrap();
     let rows = reports[0]["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
+    // The first 10% of a trace teaches the prior and is not counted.
+    assert_eq!(reports[0]["warmUp"], 0.1);
     let names: Vec<&str> = rows[0]["outcomes"]
         .as_array()
         .unwrap()
@@ -229,4 +231,10 @@ fn simulate_reports_every_policy_with_plots() {
     let bad = warming("http://127.0.0.1:1", &["simulate", "/nonexistent.jsonl"]);
     assert!(!bad.status.success());
     assert_eq!(text(&bad).1.lines().count(), 1);
+    let whole = warming(
+        "http://127.0.0.1:1",
+        &["simulate", trace.to_str().unwrap(), "--warm-up", "1"],
+    );
+    assert!(!whole.status.success());
+    assert!(text(&whole).1.contains("--warm-up"), "{}", text(&whole).1);
 }

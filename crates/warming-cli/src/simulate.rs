@@ -23,6 +23,11 @@ pub struct SimulateArgs {
     /// Time between warms.
     #[arg(long, default_value = "4m")]
     pub interval: String,
+    /// Share of each trace, from its start, played but not counted (the
+    /// server learns its prior there, as a running server already has); 0
+    /// measures a cold start.
+    #[arg(long, default_value_t = 0.1)]
+    pub warm_up: f64,
     /// Where the SVG plots go.
     #[arg(long, default_value = "simulate-report")]
     pub out: PathBuf,
@@ -33,8 +38,12 @@ pub fn run(args: SimulateArgs, json: bool) -> Result<(), String> {
     if args.lambda.iter().any(|l| !l.is_finite() || *l < 0.0) {
         return Err("--lambda takes numbers >= 0 (dollars per second)".into());
     }
+    if !(0.0..1.0).contains(&args.warm_up) {
+        return Err("--warm-up takes a share of the trace in [0, 1)".into());
+    }
     let mut config = SimConfig {
         interval_ms: parse_duration(&args.interval)?,
+        warm_up: args.warm_up,
         ..SimConfig::default()
     };
     config.economics.lambda_per_sec = args.lambda[0];

@@ -64,6 +64,8 @@ pub struct Report {
     pub turns: usize,
     /// The interval warms use, ms.
     pub interval_ms: u64,
+    /// Share of the trace played before counting began.
+    pub warm_up: f64,
     /// One row per λ.
     pub rows: Vec<Row>,
 }
@@ -118,6 +120,7 @@ pub fn sweep(
         conversations: trace.conversations.len(),
         turns: trace.turns(),
         interval_ms: base.interval_ms,
+        warm_up: base.warm_up,
         rows,
     }
 }
@@ -127,11 +130,12 @@ impl Report {
     #[must_use]
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{}: {} conversations, {} turns, warms every {} s\n",
+            "{}: {} conversations, {} turns, warms every {} s, first {:.0}% of the trace played uncounted\n",
             self.trace,
             self.conversations,
             self.turns,
-            self.interval_ms / 1000
+            self.interval_ms / 1000,
+            self.warm_up * 100.0
         );
         for row in &self.rows {
             let oracle = row.get("oracle").map_or(f64::NAN, |o| o.total_cost);

@@ -53,6 +53,12 @@ pub struct SimConfig {
     pub one_hour_ttl_ms: u64,
     /// Write price of the 1-hour cache relative to input.
     pub one_hour_write_multiplier: f64,
+    /// Share of the trace's time span, from its start, that is played but
+    /// not counted, in [0, 1): as in cache studies, a server is measured
+    /// once it has seen some traffic (the prior it learns is persisted
+    /// across restarts). A gap counts, with its warms and the turn that ends
+    /// it, when it starts after the warm-up. Default 0: everything counts.
+    pub warm_up: f64,
 }
 
 impl Default for SimConfig {
@@ -63,6 +69,7 @@ impl Default for SimConfig {
             horizon_ms: 3_600_000,
             one_hour_ttl_ms: 3_600_000,
             one_hour_write_multiplier: 2.0,
+            warm_up: 0.0,
         }
     }
 }
@@ -103,6 +110,8 @@ impl Outcome {
 struct Ledger<'a> {
     economics: &'a Economics,
     write_multiplier: f64,
+    /// Gaps starting before this time (ms into the trace) are not counted.
+    counted_from_ms: u64,
     tokens: f64,
     latency_s: f64,
     returning: u64,
@@ -111,10 +120,11 @@ struct Ledger<'a> {
 }
 
 impl<'a> Ledger<'a> {
-    fn new(economics: &'a Economics, write_multiplier: f64) -> Self {
+    fn new(economics: &'a Economics, write_multiplier: f64, counted_from_ms: u64) -> Self {
         Self {
             economics,
             write_multiplier,
+            counted_from_ms,
             tokens: 0.0,
             latency_s: 0.0,
             returning: 0,
@@ -129,8 +139,12 @@ impl<'a> Ledger<'a> {
 
     /// A turn whose request carries `prefix` cacheable tokens, after a turn
     /// that left `previous` cached (`None` for a conversation's first turn);
-    /// `hit` says whether that cache was still alive.
-    fn turn(&mut self, previous: Option<u64>, prefix: u64, hit: bool) {
+    /// `hit` says whether that cache was still alive. `since_ms` is when the
+    /// gap it ends began (the turn's own arrival for a first turn).
+    fn turn(&mut self, previous: Option<u64>, prefix: u64, hit: bool, since_ms: u64) {
+        if since_ms < self.counted_from_ms {
+            return;
+        }
         let Some(previous) = previous else {
             self.tokens += self.price(self.write_multiplier, prefix);
             return;
@@ -147,7 +161,11 @@ impl<'a> Ledger<'a> {
         }
     }
 
-    fn warm(&mut self, prefix: u64, hit: bool) {
+    /// A warm sent in the gap that began at `since_ms`.
+    fn warm(&mut self, prefix: u64, hit: bool, since_ms: u64) {
+        if since_ms < self.counted_from_ms {
+            return;
+        }
         self.warms += 1;
         let multiplier = if hit {
             self.economics.read_multiplier
@@ -178,39 +196,44 @@ const EPOCH_MS: u64 = 1_700_000_000_000;
 #[must_use]
 pub fn simulate(trace: &Trace, scenario: Scenario, config: &SimConfig) -> Outcome {
     let economics = &config.economics;
+    let counted_from = counted_from_ms(trace, config.warm_up);
     match scenario {
         Scenario::NoWarming => without_warms(
             trace,
             &scenario,
-            economics,
+            Ledger::new(economics, economics.write_multiplier, counted_from),
             economics.ttl_ms,
-            economics.write_multiplier,
         ),
         Scenario::OneHourCache => without_warms(
             trace,
             &scenario,
-            economics,
+            Ledger::new(economics, config.one_hour_write_multiplier, counted_from),
             config.one_hour_ttl_ms,
-            config.one_hour_write_multiplier,
         ),
-        Scenario::Oracle => oracle(trace, &scenario, config),
-        Scenario::Policy(policy) => with_engine(trace, policy, config),
+        Scenario::Oracle => oracle(trace, &scenario, config, counted_from),
+        Scenario::Policy(policy) => with_engine(trace, policy, config, counted_from),
     }
 }
 
-fn without_warms(
-    trace: &Trace,
-    scenario: &Scenario,
-    economics: &Economics,
-    ttl: u64,
-    write: f64,
-) -> Outcome {
-    let mut ledger = Ledger::new(economics, write);
+/// When the counted part of the trace begins, ms into it.
+fn counted_from_ms(trace: &Trace, warm_up: f64) -> u64 {
+    let span = trace
+        .conversations
+        .iter()
+        .flatten()
+        .map(|t| t.at_ms)
+        .max()
+        .unwrap_or(0);
+    (span as f64 * warm_up.clamp(0.0, 1.0)) as u64
+}
+
+fn without_warms(trace: &Trace, scenario: &Scenario, mut ledger: Ledger<'_>, ttl: u64) -> Outcome {
     for turns in &trace.conversations {
         let mut previous: Option<(u64, u64)> = None;
         for turn in turns {
             let hit = previous.is_some_and(|(at, _)| turn.at_ms <= at + ttl);
-            ledger.turn(previous.map(|(_, p)| p), turn.prefix_tokens, hit);
+            let since = previous.map_or(turn.at_ms, |(at, _)| at);
+            ledger.turn(previous.map(|(_, p)| p), turn.prefix_tokens, hit, since);
             previous = Some((turn.at_ms, turn.prefix_tokens));
         }
     }
@@ -227,14 +250,14 @@ fn warms_to_bridge(gap_ms: u64, ttl_ms: u64, interval_ms: u64) -> u64 {
     }
 }
 
-fn oracle(trace: &Trace, scenario: &Scenario, config: &SimConfig) -> Outcome {
+fn oracle(trace: &Trace, scenario: &Scenario, config: &SimConfig, counted_from: u64) -> Outcome {
     let e = &config.economics;
-    let mut ledger = Ledger::new(e, e.write_multiplier);
+    let mut ledger = Ledger::new(e, e.write_multiplier, counted_from);
     for turns in &trace.conversations {
         let mut previous: Option<(u64, u64)> = None;
         for turn in turns {
             let Some((at, prefix)) = previous else {
-                ledger.turn(None, turn.prefix_tokens, false);
+                ledger.turn(None, turn.prefix_tokens, false, turn.at_ms);
                 previous = Some((turn.at_ms, turn.prefix_tokens));
                 continue;
             };
@@ -242,9 +265,9 @@ fn oracle(trace: &Trace, scenario: &Scenario, config: &SimConfig) -> Outcome {
             let warming = n as f64 * e.warm_cost(prefix);
             let hit = n == 0 || warming < e.miss_cost(prefix);
             for _ in 0..if hit { n } else { 0 } {
-                ledger.warm(prefix, true);
+                ledger.warm(prefix, true, at);
             }
-            ledger.turn(Some(prefix), turn.prefix_tokens, hit);
+            ledger.turn(Some(prefix), turn.prefix_tokens, hit, at);
             previous = Some((turn.at_ms, turn.prefix_tokens));
         }
     }
@@ -258,12 +281,14 @@ struct Sim {
     touched: Option<u64>,
     /// The prefix a warm or the next turn reads.
     prefix: u64,
+    /// When the conversation's latest turn arrived: its idle gap began.
+    last_turn: u64,
 }
 
-fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig) -> Outcome {
+fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig, counted_from: u64) -> Outcome {
     let e = &config.economics;
     let scenario = Scenario::Policy(policy);
-    let mut ledger = Ledger::new(e, e.write_multiplier);
+    let mut ledger = Ledger::new(e, e.write_multiplier, counted_from);
     let mut warmer = Warmer::new(Config {
         limits: IntervalLimits::new(1, u64::MAX / 4),
         policy,
@@ -280,6 +305,7 @@ fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig) -> Outcome {
             id: ConversationId::new(&format!("c{i}")).expect("a valid id"),
             touched: None,
             prefix: 0,
+            last_turn: 0,
         })
         .collect();
     let mut events: Vec<(u64, usize, usize)> = trace
@@ -303,7 +329,7 @@ fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig) -> Outcome {
                 let at = due.as_millis() - EPOCH_MS;
                 let sim = &mut sims[by_name(&warm.conversation)];
                 let hit = sim.touched.is_some_and(|t| at <= t + e.ttl_ms);
-                ledger.warm(sim.prefix, hit);
+                ledger.warm(sim.prefix, hit, sim.last_turn);
                 sim.touched = Some(at);
                 let usage = if hit {
                     Usage::anthropic(0, sim.prefix, 0)
@@ -322,8 +348,10 @@ fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig) -> Outcome {
         let sim = &mut sims[c];
         let previous = (i > 0).then_some(sim.prefix);
         let hit = previous.is_some() && sim.touched.is_some_and(|t| at <= t + e.ttl_ms);
-        ledger.turn(previous, turn.prefix_tokens, hit);
+        let since = if i == 0 { at } else { sim.last_turn };
+        ledger.turn(previous, turn.prefix_tokens, hit, since);
         sim.touched = Some(at);
+        sim.last_turn = at;
         sim.prefix = turn.prefix_tokens.max(previous.unwrap_or(0));
         let id = sim.id.clone();
         let usage = match (previous, hit) {

@@ -167,3 +167,41 @@ fn adaptive_does_not_warm_conversations_that_never_come_back() {
         "{adaptive:?} vs {none:?}"
     );
 }
+
+#[test]
+fn the_warm_up_leaves_out_gaps_that_begin_in_it_for_every_scenario() {
+    // Two conversations: the first gap (0 -> 600 s) begins in the warm-up
+    // (the first half of the 1 200 s trace), the second (700 -> 1 200 s)
+    // after it. Only the second conversation's gap, its first turn's write
+    // and the warms it needs count.
+    let trace = Trace {
+        conversations: vec![
+            two_turns().conversations[0].clone(),
+            vec![
+                Turn {
+                    at_ms: 700_000,
+                    prefix_tokens: P,
+                },
+                Turn {
+                    at_ms: 1_200_000,
+                    prefix_tokens: P,
+                },
+            ],
+        ],
+    };
+    let warm_up = SimConfig {
+        warm_up: 0.5,
+        ..config(0.01)
+    };
+    let none = simulate(&trace, Scenario::NoWarming, &warm_up);
+    assert!(close(none.token_cost, 2.0 * WRITE), "{none:?}");
+    assert_eq!((none.returning_turns, none.hits), (1, 0));
+    // The second gap is 500 s: one warm (at 940 s) bridges it, and its
+    // turn reads. The gaps after each conversation's last turn (from 600 s
+    // and 1 200 s) begin after the warm-up: one warm each.
+    let one = simulate(&trace, Scenario::Policy(Policy::Pings(1)), &warm_up);
+    assert_eq!((one.returning_turns, one.hits, one.warms), (1, 1, 3));
+    assert!(close(one.token_cost, WRITE + 3.0 * READ + READ), "{one:?}");
+    let cold = simulate(&trace, Scenario::Policy(Policy::Pings(1)), &config(0.01));
+    assert_eq!((cold.returning_turns, cold.warms), (2, 4));
+}
