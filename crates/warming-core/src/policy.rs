@@ -150,7 +150,8 @@ fn depth_slot(depth: u32) -> usize {
 }
 
 impl ReturnPrior {
-    /// A turn at `depth` settled.
+    /// A turn at `depth` settled and its first TTL is over (the engine
+    /// waits that long, so fresh turns do not read as users who left).
     pub fn observe_turn(&mut self, depth: u32) {
         self.turns[depth_slot(depth)] += 1;
     }

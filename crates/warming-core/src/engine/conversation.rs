@@ -97,8 +97,9 @@ pub(crate) struct Conversation {
     pub prefix_tokens: u64,
     /// Why the policy stopped warming this gap, if it did.
     pub stopped: Option<StopReason>,
-    /// The last settled turn while the prior has not counted it yet.
-    pub uncounted_turn: Option<u64>,
+    /// Sequence number of the last settled turn while the prior has not
+    /// counted it yet; 0 for none (a plain u64 keeps the record small).
+    pub uncounted_turn: u64,
 }
 
 impl Conversation {
@@ -127,7 +128,7 @@ impl Conversation {
             own_gaps: Vec::new(),
             prefix_tokens: 0,
             stopped: None,
-            uncounted_turn: None,
+            uncounted_turn: 0,
         }
     }
 

@@ -13,34 +13,49 @@ use std::collections::VecDeque;
 
 use crate::{ReturnPrior, Timestamp};
 
-/// A settled turn waiting for its first TTL to pass.
+/// A settled turn waiting for its first TTL to pass. Sixteen bytes: a busy
+/// server holds one per turn of the last TTL.
 #[derive(Debug, Clone, Copy)]
 struct Open {
     /// When its outcome within the TTL is known.
     due: Timestamp,
     /// The turn's depth in its conversation.
     depth: u32,
-    /// The gap after which the user came back, if they already did.
-    returned_after: Option<u64>,
+    /// The gap, ms, after which the user came back within the TTL, or
+    /// `NOT_RETURNED`.
+    returned_after_ms: u32,
 }
+
+/// `Open::returned_after_ms` of a turn whose user has not come back.
+const NOT_RETURNED: u32 = u32::MAX;
 
 /// Settled turns in the order they settled; the engine's clock only moves
 /// forward and every turn waits the same TTL, so the queue is in due order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Resolutions {
     queue: VecDeque<Open>,
-    /// Sequence number of the queue's front.
+    /// Sequence number of the queue's front; numbers start at 1, so 0 can
+    /// mean "none" in a conversation's record.
     head: u64,
+}
+
+impl Default for Resolutions {
+    fn default() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            head: 1,
+        }
+    }
 }
 
 impl Resolutions {
     /// A turn at `depth` settled; its outcome is known at `due`. Returns its
-    /// sequence number, for [`returned`](Self::returned).
+    /// sequence number (never 0), for [`returned`](Self::returned).
     pub fn open(&mut self, due: Timestamp, depth: u32) -> u64 {
         self.queue.push_back(Open {
             due,
             depth,
-            returned_after: None,
+            returned_after_ms: NOT_RETURNED,
         });
         self.head + self.queue.len() as u64 - 1
     }
@@ -54,8 +69,15 @@ impl Resolutions {
         };
         match self.queue.get_mut(index as usize) {
             Some(open) => {
-                open.returned_after = Some(gap_ms);
-                true
+                // Only returns within the TTL are held here, and a TTL fits
+                // in u32 ms (49 days); anything longer is counted now.
+                match u32::try_from(gap_ms) {
+                    Ok(ms) if ms != NOT_RETURNED => {
+                        open.returned_after_ms = ms;
+                        true
+                    }
+                    _ => false,
+                }
             }
             None => false,
         }
@@ -71,8 +93,8 @@ impl Resolutions {
             self.queue.pop_front();
             self.head += 1;
             prior.observe_turn(open.depth);
-            if let Some(gap) = open.returned_after {
-                prior.observe_return(open.depth, gap);
+            if open.returned_after_ms != NOT_RETURNED {
+                prior.observe_return(open.depth, u64::from(open.returned_after_ms));
             }
         }
     }
