@@ -171,7 +171,12 @@ async fn a_model_that_refuses_zero_tokens_is_warmed_with_one() {
 async fn a_policy_stops_warming_visibly_and_the_prior_survives_a_restart() {
     let standin = Standin::start(StandinOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(dir.path(), &standin.url(), &["--policy", "adaptive"]).await;
+    // A 300 ms cache TTL: the prior counts a settled turn once its TTL is
+    // over, and the warms below (every 250 ms) carry the clock past it.
+    let config = dir.path().join("warming.toml");
+    std::fs::write(&config, "cache-ttl-ms = 300\n").unwrap();
+    let args = ["--policy", "adaptive", "--config", config.to_str().unwrap()];
+    let service = Service::start(dir.path(), &standin.url(), &args).await;
     service.turn_settled("p", &anthropic_request("p")).await;
     let (status, body) = service
         .call(
