@@ -197,21 +197,17 @@ const EPOCH_MS: u64 = 1_700_000_000_000;
 pub fn simulate(trace: &Trace, scenario: Scenario, config: &SimConfig) -> Outcome {
     let economics = &config.economics;
     let counted_from = counted_from_ms(trace, config.warm_up);
+    let ledger = Ledger::new(economics, economics.write_multiplier, counted_from);
     match scenario {
-        Scenario::NoWarming => without_warms(
-            trace,
-            &scenario,
-            Ledger::new(economics, economics.write_multiplier, counted_from),
-            economics.ttl_ms,
-        ),
+        Scenario::NoWarming => without_warms(trace, &scenario, ledger, economics.ttl_ms),
         Scenario::OneHourCache => without_warms(
             trace,
             &scenario,
             Ledger::new(economics, config.one_hour_write_multiplier, counted_from),
             config.one_hour_ttl_ms,
         ),
-        Scenario::Oracle => oracle(trace, &scenario, config, counted_from),
-        Scenario::Policy(policy) => with_engine(trace, policy, config, counted_from),
+        Scenario::Oracle => oracle(trace, &scenario, config, ledger),
+        Scenario::Policy(policy) => with_engine(trace, policy, config, ledger),
     }
 }
 
@@ -250,9 +246,13 @@ fn warms_to_bridge(gap_ms: u64, ttl_ms: u64, interval_ms: u64) -> u64 {
     }
 }
 
-fn oracle(trace: &Trace, scenario: &Scenario, config: &SimConfig, counted_from: u64) -> Outcome {
+fn oracle(
+    trace: &Trace,
+    scenario: &Scenario,
+    config: &SimConfig,
+    mut ledger: Ledger<'_>,
+) -> Outcome {
     let e = &config.economics;
-    let mut ledger = Ledger::new(e, e.write_multiplier, counted_from);
     for turns in &trace.conversations {
         let mut previous: Option<(u64, u64)> = None;
         for turn in turns {
@@ -285,10 +285,14 @@ struct Sim {
     last_turn: u64,
 }
 
-fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig, counted_from: u64) -> Outcome {
+fn with_engine(
+    trace: &Trace,
+    policy: Policy,
+    config: &SimConfig,
+    mut ledger: Ledger<'_>,
+) -> Outcome {
     let e = &config.economics;
     let scenario = Scenario::Policy(policy);
-    let mut ledger = Ledger::new(e, e.write_multiplier, counted_from);
     let mut warmer = Warmer::new(Config {
         limits: IntervalLimits::new(1, u64::MAX / 4),
         policy,
