@@ -211,16 +211,15 @@ pub fn simulate(trace: &Trace, scenario: Scenario, config: &SimConfig) -> Outcom
     }
 }
 
-/// When the counted part of the trace begins, ms into it.
+/// When the counted part of the trace begins, on the trace's clock: the
+/// warm-up share of the span from its first arrival to its last (a plain
+/// trace may count from the Unix epoch, not from 0).
 fn counted_from_ms(trace: &Trace, warm_up: f64) -> u64 {
-    let span = trace
-        .conversations
-        .iter()
-        .flatten()
-        .map(|t| t.at_ms)
-        .max()
-        .unwrap_or(0);
-    (span as f64 * warm_up.clamp(0.0, 1.0)) as u64
+    let arrivals = || trace.conversations.iter().flatten().map(|t| t.at_ms);
+    let (Some(first), Some(last)) = (arrivals().min(), arrivals().max()) else {
+        return 0;
+    };
+    first + ((last - first) as f64 * warm_up.clamp(0.0, 1.0)) as u64
 }
 
 fn without_warms(trace: &Trace, scenario: &Scenario, mut ledger: Ledger<'_>, ttl: u64) -> Outcome {

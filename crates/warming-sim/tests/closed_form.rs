@@ -204,4 +204,12 @@ fn the_warm_up_leaves_out_gaps_that_begin_in_it_for_every_scenario() {
     assert!(close(one.token_cost, WRITE + 3.0 * READ + READ), "{one:?}");
     let cold = simulate(&trace, Scenario::Policy(Policy::Pings(1)), &config(0.01));
     assert_eq!((cold.returning_turns, cold.warms), (2, 4));
+    // The warm-up is a share of the trace's own span: a trace on the Unix
+    // epoch's clock gives the same figures.
+    let mut epoch = trace.clone();
+    for turn in epoch.conversations.iter_mut().flatten() {
+        turn.at_ms += 1_700_000_000_000;
+    }
+    let shifted = simulate(&epoch, Scenario::Policy(Policy::Pings(1)), &warm_up);
+    assert_eq!(shifted, one);
 }
