@@ -1,5 +1,6 @@
 //! One conversation's in-memory record inside the engine.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use crate::{
@@ -98,8 +99,8 @@ pub(crate) struct Conversation {
     /// Why the policy stopped warming this gap, if it did.
     pub stopped: Option<StopReason>,
     /// Sequence number of the last settled turn while the prior has not
-    /// counted it yet; 0 for none (a plain u64 keeps the record small).
-    pub uncounted_turn: u64,
+    /// counted it yet.
+    pub uncounted_turn: Option<NonZeroU64>,
 }
 
 impl Conversation {
@@ -128,7 +129,7 @@ impl Conversation {
             own_gaps: Vec::new(),
             prefix_tokens: 0,
             stopped: None,
-            uncounted_turn: 0,
+            uncounted_turn: None,
         }
     }
 

@@ -516,8 +516,10 @@ impl Warmer {
                 c.own_gaps.remove(0);
             }
             c.own_gaps.push(gap);
-            let seq = std::mem::take(&mut c.uncounted_turn);
-            let counted_later = seq != 0 && self.resolutions.returned(seq, gap);
+            let counted_later = c
+                .uncounted_turn
+                .take()
+                .is_some_and(|seq| self.resolutions.returned(seq, gap));
             if !counted_later {
                 self.prior.observe_return(depth, gap);
             }
@@ -561,7 +563,7 @@ impl Warmer {
             self.effects.push_back(rhythm);
             let due = now.plus_millis(self.config.economics.ttl_ms);
             let seq = self.resolutions.open(due, depth);
-            self.conv(slot).uncounted_turn = seq;
+            self.conv(slot).uncounted_turn = Some(seq);
         }
         let c = self.conv(slot);
         if let Some(template) = template {

@@ -10,6 +10,7 @@
 //! before the other.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 
 use crate::{ReturnPrior, Timestamp};
 
@@ -34,8 +35,8 @@ const NOT_RETURNED: u32 = u32::MAX;
 #[derive(Debug)]
 pub(crate) struct Resolutions {
     queue: VecDeque<Open>,
-    /// Sequence number of the queue's front; numbers start at 1, so 0 can
-    /// mean "none" in a conversation's record.
+    /// Sequence number of the queue's front; numbers start at 1, so a
+    /// conversation's `Option<NonZeroU64>` costs no more than a `u64`.
     head: u64,
 }
 
@@ -50,21 +51,22 @@ impl Default for Resolutions {
 
 impl Resolutions {
     /// A turn at `depth` settled; its outcome is known at `due`. Returns its
-    /// sequence number (never 0), for [`returned`](Self::returned).
-    pub fn open(&mut self, due: Timestamp, depth: u32) -> u64 {
+    /// sequence number, for [`returned`](Self::returned).
+    pub fn open(&mut self, due: Timestamp, depth: u32) -> NonZeroU64 {
         self.queue.push_back(Open {
             due,
             depth,
             returned_after_ms: NOT_RETURNED,
         });
-        self.head + self.queue.len() as u64 - 1
+        NonZeroU64::new(self.head + self.queue.len() as u64 - 1)
+            .expect("sequence numbers start at 1")
     }
 
     /// The user of turn `seq` came back after `gap_ms`. `false` when that
     /// turn was already counted (its TTL passed): the caller counts the
     /// return itself.
-    pub fn returned(&mut self, seq: u64, gap_ms: u64) -> bool {
-        let Some(index) = seq.checked_sub(self.head) else {
+    pub fn returned(&mut self, seq: NonZeroU64, gap_ms: u64) -> bool {
+        let Some(index) = seq.get().checked_sub(self.head) else {
             return false;
         };
         match self.queue.get_mut(index as usize) {
