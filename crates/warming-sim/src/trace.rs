@@ -95,6 +95,28 @@ impl Trace {
     }
 }
 
+/// Turns grouped into conversations by a named key, in first-seen order.
+#[derive(Default)]
+struct Groups {
+    index: HashMap<String, usize>,
+    groups: Vec<Vec<Turn>>,
+}
+
+impl Groups {
+    fn push(&mut self, key: String, turn: Turn) {
+        let groups = &mut self.groups;
+        let slot = *self.index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[slot].push(turn);
+    }
+
+    fn into_trace(self) -> Trace {
+        Trace::from_groups(self.groups)
+    }
+}
+
 fn field_u64(value: &Value, key: &str, line: usize) -> Result<u64, TraceError> {
     let v = value.get(key).ok_or_else(|| TraceError::Format {
         line,
@@ -115,8 +137,7 @@ fn field_u64(value: &Value, key: &str, line: usize) -> Result<u64, TraceError> {
 
 /// Plain JSONL: `{"conversation": str|int, "at_ms": int, "prompt_tokens": int}`.
 fn plain(records: &[(usize, Value)]) -> Result<Trace, TraceError> {
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut groups: Vec<Vec<Turn>> = Vec::new();
+    let mut groups = Groups::default();
     for (line, r) in records {
         let id = r
             .get("conversation")
@@ -129,20 +150,15 @@ fn plain(records: &[(usize, Value)]) -> Result<Trace, TraceError> {
             at_ms: field_u64(r, "at_ms", *line)?,
             prefix_tokens: field_u64(r, "prompt_tokens", *line)?,
         };
-        let slot = *index.entry(id).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[slot].push(turn);
+        groups.push(id, turn);
     }
-    Ok(Trace::from_groups(groups))
+    Ok(groups.into_trace())
 }
 
 /// RAGPulse: conversations by `session_id`, `timestamp` in seconds; the
 /// cacheable prefix is the system prompt and history share of the input.
 fn ragpulse(records: &[(usize, Value)]) -> Result<Trace, TraceError> {
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut groups: Vec<Vec<Turn>> = Vec::new();
+    let mut groups = Groups::default();
     for (line, r) in records {
         let session = r
             .get("session_id")
@@ -159,16 +175,15 @@ fn ragpulse(records: &[(usize, Value)]) -> Result<Trace, TraceError> {
         let kept = blocks("sys_prompt") + blocks("history");
         let total = kept + blocks("passages_ids") + blocks("web_search") + blocks("user_input");
         let prefix_tokens = (input * kept).checked_div(total).unwrap_or(0);
-        let slot = *index.entry(session).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[slot].push(Turn {
-            at_ms: seconds * 1000,
-            prefix_tokens,
-        });
+        groups.push(
+            session,
+            Turn {
+                at_ms: seconds * 1000,
+                prefix_tokens,
+            },
+        );
     }
-    Ok(Trace::from_groups(groups))
+    Ok(groups.into_trace())
 }
 
 /// Mooncake: no session ids; request B continues request A when A's full
