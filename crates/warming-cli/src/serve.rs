@@ -126,29 +126,21 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 /// The platform config file, if it exists: `$XDG_CONFIG_HOME/warming/config.toml`
 /// or `~/.config/warming/config.toml`.
 fn default_config() -> Option<PathBuf> {
-    let dir = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".config"))
-        })?;
-    let path = dir.join("warming/config.toml");
+    let path = xdg_dir("XDG_CONFIG_HOME", ".config")?.join("warming/config.toml");
     path.is_file().then_some(path)
+}
+
+/// An XDG base directory: the variable `var` if set, else `~/<under_home>`.
+fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    set(var)
+        .map(PathBuf::from)
+        .or_else(|| set("HOME").map(|home| PathBuf::from(home).join(under_home)))
 }
 
 /// Where the database lives when nobody says.
 fn default_db() -> PathBuf {
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/share"))
-        });
-    match data_home {
+    match xdg_dir("XDG_DATA_HOME", ".local/share") {
         Some(dir) => {
             let dir = dir.join("warming");
             if std::fs::create_dir_all(&dir).is_ok() {
