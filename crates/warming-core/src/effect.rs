@@ -292,6 +292,16 @@ pub enum Effect {
         depth: u32,
         /// Its latest gaps between turns, ms, oldest first.
         gaps: Vec<u64>,
+        /// When its idle time began (this settle), for the idle cap.
+        idle_since: Timestamp,
+    },
+    /// Delete the conversation and its history durably, then report with
+    /// `persisted`. Memory forgets it only once the delete is confirmed.
+    PersistDelete {
+        /// Report the write's result with this id.
+        op: PersistId,
+        /// The conversation.
+        conversation: ConversationId,
     },
     /// Append a finished warm to history (write-behind).
     RecordWarm(WarmRecord),

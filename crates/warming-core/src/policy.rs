@@ -27,12 +27,13 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Parses `fixed`, `pings:N`, `breakeven` or `adaptive`.
+    /// Parses `fixed`, `pings:N` (N at least 1), `breakeven` or `adaptive`.
     ///
     /// ```
     /// use warming_core::Policy;
     /// assert_eq!(Policy::parse("pings:3"), Some(Policy::Pings(3)));
     /// assert_eq!(Policy::parse("adaptive"), Some(Policy::Adaptive));
+    /// assert_eq!(Policy::parse("pings:0"), None); // would never warm: say so
     /// assert_eq!(Policy::parse("sometimes"), None);
     /// ```
     #[must_use]
@@ -44,6 +45,7 @@ impl Policy {
             other => other
                 .strip_prefix("pings:")
                 .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
                 .map(Self::Pings),
         }
     }
@@ -226,9 +228,15 @@ impl ReturnPrior {
     }
 }
 
-/// Why a policy stopped warming.
+/// Why a policy or a spend guard stopped warming.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StopReason {
+    /// The spend guard: the conversation has been idle for the most time
+    /// warming allows (`max_idle_ms`), under every policy.
+    IdleCap {
+        /// The cap, ms.
+        max_idle_ms: u64,
+    },
     /// `pings:N` sent its N warms in this gap.
     PingLimit(u32),
     /// `breakeven`: the warms of this gap cost as much as one miss.
@@ -242,19 +250,45 @@ pub enum StopReason {
     },
 }
 
+/// A duration in the largest whole unit that fits: `1h`, `30m`, `45s`, `1500ms`.
+fn human_ms(ms: u64) -> String {
+    match ms {
+        ms if ms >= 3_600_000 && ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms >= 60_000 && ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms >= 1_000 && ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// What a person can do about a stop, said after every reason.
+const RESTART_HINT: &str = "the next turn, a manual warm or re-enabling starts warming again";
+
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_reason(f)?;
+        write!(f, "; {RESTART_HINT}")
+    }
+}
+
+impl StopReason {
+    fn fmt_reason(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::PingLimit(n) => write!(f, "sent the {n} warms allowed per idle gap"),
+            Self::IdleCap { max_idle_ms } => write!(
+                f,
+                "idle for {}, the most warming keeps a conversation warm (--max-idle)",
+                human_ms(*max_idle_ms)
+            ),
+            Self::PingLimit(1) => f.write_str("sent the 1 warm allowed per idle gap (pings:1)"),
+            Self::PingLimit(n) => write!(f, "sent the {n} warms allowed per idle gap (pings:{n})"),
             Self::BreakevenReached => {
-                f.write_str("the warms of this idle gap cost as much as one cache miss")
+                f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
             }
             Self::UnlikelyReturn {
                 probability,
                 needed,
             } => write!(
                 f,
-                "a return in the next interval is too unlikely to pay ({:.1}% < {:.1}% needed)",
+                "a return in the next interval is too unlikely to pay ({:.1}% < {:.1}% needed; adaptive)",
                 probability * 100.0,
                 needed * 100.0
             ),

@@ -8,6 +8,10 @@ use crate::Policy;
 /// 5-minute cache TTL with a margin for the warm's own latency.
 pub const DEFAULT_INTERVAL_MS: u64 = 240_000;
 
+/// Interval of a conversation that asked for the 1-hour cache and chose no
+/// interval: 55 minutes, just inside the hour with the same kind of margin.
+pub const LONG_TTL_INTERVAL_MS: u64 = 3_300_000;
+
 /// The bounds every interval is clamped into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntervalLimits {
@@ -64,6 +68,35 @@ impl IntervalLimits {
         // Casting a float above u64::MAX saturates, so the clamp below is exact.
         (rounded as u64).clamp(self.min_ms, self.max_ms)
     }
+
+    /// Says how [`clamp`](Self::clamp) changed a requested interval, in words
+    /// for the person who asked; `None` when it was taken as given (rounding
+    /// to a whole millisecond aside).
+    ///
+    /// ```
+    /// use warming_core::IntervalLimits;
+    /// let limits = IntervalLimits::default();
+    /// assert_eq!(limits.explain(20_000.0), None);
+    /// assert_eq!(limits.explain(1_500.0).unwrap(), "intervalMs clamped to 10000 (server minimum)");
+    /// assert_eq!(limits.explain(7.2e6).unwrap(), "intervalMs clamped to 3540000 (server maximum)");
+    /// ```
+    #[must_use]
+    pub fn explain(&self, requested_ms: f64) -> Option<String> {
+        let applied = self.clamp(requested_ms);
+        if !requested_ms.is_finite() || requested_ms <= 0.0 {
+            return Some(format!(
+                "intervalMs {requested_ms} is not a positive number: using {applied} (server minimum)"
+            ));
+        }
+        let rounded = requested_ms.round();
+        if rounded < self.min_ms as f64 {
+            Some(format!("intervalMs clamped to {applied} (server minimum)"))
+        } else if rounded > self.max_ms as f64 {
+            Some(format!("intervalMs clamped to {applied} (server maximum)"))
+        } else {
+            None
+        }
+    }
 }
 
 /// What a user decides for one conversation: the durable part of its state.
@@ -71,10 +104,19 @@ impl IntervalLimits {
 pub struct Settings {
     /// Whether warming is on. Off by default: warming is opt-in.
     pub enabled: bool,
-    /// Time between warms, in ms, always within the configured limits.
+    /// Time between warms, in ms, always within the configured limits. When
+    /// not `interval_chosen`, the default, which a conversation on the 1-hour
+    /// cache replaces with [`LONG_TTL_INTERVAL_MS`].
     pub interval_ms: u64,
-    /// This conversation's policy; `None` follows the server's.
+    /// Whether someone chose `interval_ms`, rather than it being the default.
+    pub interval_chosen: bool,
+    /// This conversation's policy; `None` follows the server's (or, if
+    /// `enrolled`, the server's policy for enrolled conversations).
     pub policy: Option<Policy>,
+    /// Enabled by blanket enrolment (e.g. every proxied conversation), not by
+    /// a person: such conversations follow the enrolled policy. A person's
+    /// change of `enabled` clears it.
+    pub enrolled: bool,
 }
 
 impl Settings {
@@ -85,7 +127,20 @@ impl Settings {
         Self {
             enabled: false,
             interval_ms: DEFAULT_INTERVAL_MS.clamp(limits.min_ms, limits.max_ms),
+            interval_chosen: false,
             policy: None,
+            enrolled: false,
+        }
+    }
+
+    /// The interval in force for a conversation whose provider cache lives
+    /// `long_ttl` (the 1-hour tier) or not.
+    #[must_use]
+    pub fn effective_interval_ms(&self, long_ttl: bool, limits: &IntervalLimits) -> u64 {
+        if long_ttl && !self.interval_chosen {
+            LONG_TTL_INTERVAL_MS.clamp(limits.min_ms, limits.max_ms)
+        } else {
+            self.interval_ms
         }
     }
 
@@ -111,43 +166,53 @@ impl Settings {
             .get("enabled")
             .and_then(Value::as_bool)
             .unwrap_or(defaults.enabled);
-        let interval_ms = map
+        let interval = map
             .get("intervalMs")
             .and_then(Value::as_f64)
-            .map_or(defaults.interval_ms, |ms| limits.clamp(ms));
+            .map(|ms| limits.clamp(ms));
         let policy = map
             .get("policy")
             .and_then(Value::as_str)
             .and_then(Policy::parse);
+        let enrolled = map
+            .get("enrolled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         Self {
             enabled,
-            interval_ms,
+            interval_ms: interval.unwrap_or(defaults.interval_ms),
+            interval_chosen: interval.is_some(),
             policy,
+            enrolled,
         }
     }
 
-    /// Serializes to the stable stored form `{"enabled":..,"intervalMs":..}`.
+    /// Serializes to the stable stored form: `enabled`, then `intervalMs`
+    /// only if chosen, `policy` only if set, `enrolled` only if true.
     ///
     /// ```
-    /// use warming_core::Settings;
-    /// use warming_core::Policy;
-    /// let s = Settings { enabled: true, interval_ms: 20_000, policy: None };
+    /// use warming_core::{IntervalLimits, Policy, Settings};
+    /// let s = Settings { enabled: true, interval_ms: 20_000, interval_chosen: true, ..Settings::defaults(&IntervalLimits::default()) };
     /// assert_eq!(s.to_json(), r#"{"enabled":true,"intervalMs":20000}"#);
     /// let p = Settings { policy: Some(Policy::Pings(3)), ..s };
     /// assert_eq!(p.to_json(), r#"{"enabled":true,"intervalMs":20000,"policy":"pings:3"}"#);
+    /// let d = Settings { enabled: true, enrolled: true, ..Settings::defaults(&IntervalLimits::default()) };
+    /// assert_eq!(d.to_json(), r#"{"enabled":true,"enrolled":true}"#);
     /// ```
     #[must_use]
     pub fn to_json(&self) -> String {
-        match self.policy {
-            None => format!(
-                r#"{{"enabled":{},"intervalMs":{}}}"#,
-                self.enabled, self.interval_ms
-            ),
-            Some(policy) => format!(
-                r#"{{"enabled":{},"intervalMs":{},"policy":"{policy}"}}"#,
-                self.enabled, self.interval_ms
-            ),
+        let mut out = format!(r#"{{"enabled":{}"#, self.enabled);
+        if self.interval_chosen {
+            out.push_str(&format!(r#","intervalMs":{}"#, self.interval_ms));
         }
+        if let Some(policy) = self.policy {
+            out.push_str(&format!(r#","policy":"{policy}""#));
+        }
+        if self.enrolled {
+            out.push_str(r#","enrolled":true"#);
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -163,7 +228,8 @@ pub struct SettingsChange {
 }
 
 impl SettingsChange {
-    /// Applies the change on top of `base`.
+    /// Applies a person's change on top of `base`. Turning warming on or
+    /// off is a person's decision, so it ends blanket enrolment.
     #[must_use]
     pub fn apply(&self, base: Settings, limits: &IntervalLimits) -> Settings {
         Settings {
@@ -171,7 +237,9 @@ impl SettingsChange {
             interval_ms: self
                 .interval_ms
                 .map_or(base.interval_ms, |ms| limits.clamp(ms)),
+            interval_chosen: base.interval_chosen || self.interval_ms.is_some(),
             policy: self.policy.unwrap_or(base.policy),
+            enrolled: base.enrolled && self.enabled.is_none(),
         }
     }
 }
@@ -190,17 +258,16 @@ mod tests {
             (
                 r#"{"enabled":"yes","intervalMs":30000}"#,
                 Settings {
-                    enabled: false,
                     interval_ms: 30_000,
-                    policy: None,
+                    interval_chosen: true,
+                    ..Settings::defaults(&limits)
                 },
             ),
             (
                 r#"{"enabled":true,"intervalMs":"soon"}"#,
                 Settings {
                     enabled: true,
-                    interval_ms: 240_000,
-                    policy: None,
+                    ..Settings::defaults(&limits)
                 },
             ),
             (
@@ -208,7 +275,8 @@ mod tests {
                 Settings {
                     enabled: true,
                     interval_ms: 10_000,
-                    policy: None,
+                    interval_chosen: true,
+                    ..Settings::defaults(&limits)
                 },
             ),
             (
@@ -216,7 +284,8 @@ mod tests {
                 Settings {
                     enabled: true,
                     interval_ms: 10_000,
-                    policy: None,
+                    interval_chosen: true,
+                    ..Settings::defaults(&limits)
                 },
             ),
         ];
@@ -230,14 +299,57 @@ mod tests {
         let limits = IntervalLimits::default();
         for enabled in [false, true] {
             for interval_ms in [10_000, 240_000, 3_540_000] {
-                let s = Settings {
-                    enabled,
-                    interval_ms,
-                    policy: None,
-                };
-                assert_eq!(Settings::parse_json(&s.to_json(), &limits), s);
+                for enrolled in [false, true] {
+                    let s = Settings {
+                        enabled,
+                        interval_ms,
+                        interval_chosen: true,
+                        policy: Some(Policy::Adaptive),
+                        enrolled,
+                    };
+                    assert_eq!(Settings::parse_json(&s.to_json(), &limits), s);
+                }
             }
         }
+        let unchosen = Settings::defaults(&limits);
+        assert_eq!(Settings::parse_json(&unchosen.to_json(), &limits), unchosen);
+    }
+
+    #[test]
+    fn a_persons_toggle_ends_enrolment_and_a_chosen_interval_stays_chosen() {
+        let limits = IntervalLimits::default();
+        let enrolled = Settings {
+            enabled: true,
+            enrolled: true,
+            ..Settings::defaults(&limits)
+        };
+        let interval = SettingsChange {
+            interval_ms: Some(60_000.0),
+            ..SettingsChange::default()
+        }
+        .apply(enrolled, &limits);
+        assert!(interval.enrolled && interval.interval_chosen);
+        let toggled = SettingsChange {
+            enabled: Some(true),
+            ..SettingsChange::default()
+        }
+        .apply(interval, &limits);
+        assert!(!toggled.enrolled && toggled.interval_chosen);
+        assert_eq!(toggled.interval_ms, 60_000);
+    }
+
+    #[test]
+    fn the_one_hour_cache_gets_its_own_default_interval_unless_one_was_chosen() {
+        let limits = IntervalLimits::default();
+        let default = Settings::defaults(&limits);
+        assert_eq!(default.effective_interval_ms(false, &limits), 240_000);
+        assert_eq!(default.effective_interval_ms(true, &limits), LONG_TTL_INTERVAL_MS);
+        let chosen = Settings {
+            interval_ms: 120_000,
+            interval_chosen: true,
+            ..default
+        };
+        assert_eq!(chosen.effective_interval_ms(true, &limits), 120_000);
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::{ConversationId, Timestamp};
 pub struct ConversationState {
     /// The conversation.
     pub conversation_id: ConversationId,
+    /// Whether the service has seen this conversation; `false` for the
+    /// default state of an id never seen (an extension of the contract).
+    pub known: bool,
     /// Whether warming is on.
     pub enabled: bool,
     /// Time between warms, in ms.

@@ -106,6 +106,27 @@ impl Template {
     pub fn cwd(&self) -> Option<&str> {
         self.cwd.as_deref()
     }
+
+    /// Whether the request asks for Anthropic's 1-hour cache
+    /// (`cache_control: {"type": "ephemeral", "ttl": "1h"}` anywhere): its
+    /// prefix then lives an hour after each use, not 5 minutes.
+    ///
+    /// The text is compact JSON, so `"ttl":"1h"` appears in it only as a key
+    /// and its value: inside a string the quotes would be escaped.
+    ///
+    /// ```
+    /// use warming_core::Template;
+    /// let long = serde_json::json!({"model": "m", "system": [{"type": "text", "text": "s",
+    ///     "cache_control": {"type": "ephemeral", "ttl": "1h"}}]});
+    /// assert!(Template::new(long, None, None).long_ttl());
+    /// let quoted = serde_json::json!({"model": "m", "messages": [{"role": "user",
+    ///     "content": "\"ttl\":\"1h\""}]});
+    /// assert!(!Template::new(quoted, None, None).long_ttl());
+    /// ```
+    #[must_use]
+    pub fn long_ttl(&self) -> bool {
+        self.request.contains(r#""ttl":"1h""#)
+    }
 }
 
 /// Removes every credential-bearing key from `value`, at any depth.

@@ -402,8 +402,7 @@ fn enabling_persists_first_and_changes_memory_only_when_confirmed() {
             conversation: id("c"),
             settings: Settings {
                 enabled: true,
-                interval_ms: 240_000,
-                policy: None
+                ..Settings::defaults(&IntervalLimits::default())
             }
         }]
     );
@@ -597,7 +596,8 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
         settings: Settings {
             enabled: false,
             interval_ms: 30_000,
-            policy: None
+            interval_chosen: true,
+            ..Settings::defaults(&IntervalLimits::default())
         },
     }));
     let pushed = notifications(&effects);
@@ -759,11 +759,12 @@ fn ignored_events_do_not_create_conversations() {
 fn restored(raw: &str, enabled: bool, next: Option<Timestamp>) -> Restored {
     Restored {
         conversation: ConversationId::new(raw).unwrap(),
-        settings: Settings {
+        settings: Some(Settings {
             enabled,
             interval_ms: 60_000,
-            policy: None,
-        },
+            interval_chosen: true,
+            ..Settings::defaults(&IntervalLimits::default())
+        }),
         template: Some((*template("restored")).clone()),
         next_warm_at: next,
         backend: Some("b9".into()),
@@ -774,6 +775,7 @@ fn restored(raw: &str, enabled: bool, next: Option<Timestamp>) -> Restored {
         },
         depth: 4,
         gaps: vec![400_000, 410_000],
+        idle_since: None,
     }
 }
 
@@ -873,8 +875,11 @@ fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
 
 #[test]
 fn adaptive_stops_for_users_who_do_not_come_back_and_learns_from_returns() {
-    let mut h = Harness::with_config(Config::default());
-    assert_eq!(h.warmer.config().policy, warming_core::Policy::Adaptive);
+    let adaptive = Config {
+        policy: warming_core::Policy::Adaptive,
+        ..Config::default()
+    };
+    let mut h = Harness::with_config(adaptive.clone());
     // Fifty conversations that each had one turn and never came back.
     for i in 0..50 {
         let c = format!("gone-{i}");
@@ -905,7 +910,7 @@ fn adaptive_stops_for_users_who_do_not_come_back_and_learns_from_returns() {
     assert_eq!(h.state("c").stopped_reason, None);
 
     // Users who come back a few minutes after each turn teach the prior.
-    let mut h = Harness::with_config(Config::default());
+    let mut h = Harness::with_config(adaptive);
     h.enable("loyal");
     for _ in 0..30 {
         h.settle("loyal", "sys");
@@ -938,4 +943,280 @@ fn a_restored_conversation_keeps_its_rhythm_for_the_policies() {
     // The restored depth counts on, and the restored gaps stay (the restart
     // had no gap open, so none is learned from it).
     assert_eq!(rhythm, Some((5, vec![400_000, 410_000])));
+}
+
+/// Fifty one-turn conversations whose users never came back, counted: the
+/// evidence that made `adaptive` refuse to warm an opted-in conversation.
+fn harness_with_users_who_left() -> Harness {
+    let mut h = Harness::with_config(Config::default());
+    for i in 0..50 {
+        h.settle(&format!("gone-{i}"), "sys");
+    }
+    h.advance(300_000);
+    h.warmer.handle_timeout(h.now);
+    assert_eq!(h.warmer.prior().turns[0], 50);
+    h
+}
+
+#[test]
+fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
+    let mut h = harness_with_users_who_left();
+    h.enable("c");
+    h.settle("c", "sys");
+    assert_eq!(h.state("c").policy, "fixed");
+    let settled_at = h.now;
+    // 4-minute interval, 1-hour cap: warms at 4, 8, ... 56 minutes.
+    let mut sent = 0;
+    loop {
+        let effects = h.run_to_deadline();
+        let Some(warm) = warms(&effects).first().map(|w| w.token) else {
+            break;
+        };
+        sent += 1;
+        h.warmer
+            .warm_completed(h.now, &id("c"), warm, Usage::anthropic(3, 5_000, 0));
+        let s = h.state("c");
+        assert!(s.next_warm_at.unwrap() > h.now, "{s:?}");
+    }
+    assert_eq!(sent, 14);
+    assert_eq!(h.now.millis_since(settled_at), 3_600_000);
+    let s = h.state("c");
+    assert_eq!(s.next_warm_at, None);
+    let reason = s.stopped_reason.unwrap();
+    assert!(reason.contains("idle for 1h"), "{reason}");
+    assert!(reason.contains("--max-idle"), "{reason}");
+    assert!(reason.contains("next turn, a manual warm or re-enabling"), "{reason}");
+
+    // A manual warm starts warming again, with the idle count reset.
+    let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    h.drain();
+    assert_eq!(h.state("c").stopped_reason, None);
+    let effects = h.run_to_deadline();
+    assert_eq!(warms(&effects).len(), 1);
+}
+
+#[test]
+fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
+    let mut h = Harness::with_config(Config {
+        max_idle_ms: 0,
+        ..Config::default()
+    });
+    h.enable("c");
+    h.settle("c", "sys");
+    for _ in 0..20 {
+        let effects = h.run_to_deadline();
+        let token = warms(&effects)[0].token;
+        h.warmer
+            .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    }
+    assert!(h.state("c").next_warm_at.is_some());
+
+    // Failing warms retry, but not past the cap.
+    let mut h = Harness::with_config(Config {
+        max_idle_ms: 60_000,
+        ..Config::default()
+    });
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(50_000.0),
+            ..Default::default()
+        },
+    );
+    h.settle("c", "sys");
+    let effects = h.run_to_deadline();
+    let token = warms(&effects)[0].token;
+    let failure = WarmFailure {
+        message: "upstream 500".into(),
+        retry_after_ms: None,
+    };
+    h.warmer.warm_failed(h.now, &id("c"), token, failure);
+    let retry = h.run_to_deadline();
+    assert_eq!(warms(&retry).len(), 1, "a retry inside the cap is sent");
+    let token = warms(&retry)[0].token;
+    let failure = WarmFailure {
+        message: "upstream 500".into(),
+        retry_after_ms: Some(40_000),
+    };
+    h.warmer.warm_failed(h.now, &id("c"), token, failure);
+    let late = h.run_to_deadline();
+    assert!(warms(&late).is_empty());
+    assert!(h.state("c").stopped_reason.unwrap().contains("idle for 1m"));
+}
+
+#[test]
+fn re_enabling_restarts_warming_after_the_idle_cap() {
+    let mut h = Harness::with_config(Config {
+        max_idle_ms: 600_000,
+        ..Config::default()
+    });
+    h.enable("c");
+    h.settle("c", "sys");
+    while h.state("c").stopped_reason.is_none() {
+        let effects = h.run_to_deadline();
+        if let Some(warm) = warms(&effects).first() {
+            let token = warm.token;
+            h.warmer
+                .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+        }
+    }
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    h.enable("c");
+    let s = h.state("c");
+    assert_eq!(s.stopped_reason, None);
+    assert!(s.next_warm_at.unwrap() > h.now);
+    assert_eq!(warms(&h.run_to_deadline()).len(), 1);
+}
+
+#[test]
+fn enrolled_conversations_follow_the_enrolled_policy_and_a_persons_choice_wins() {
+    let mut h = harness_with_users_who_left();
+    // Nobody decided about "auto": enrolment turns it on, under adaptive.
+    let op = h.warmer.enroll(h.now, &id("auto"), None).unwrap();
+    assert!(!h.state("auto").enabled, "applied before the write committed");
+    h.warmer.persisted(h.now, op, true);
+    let s = h.state("auto");
+    assert!(s.enabled);
+    assert_eq!(s.policy, "adaptive");
+    assert_eq!(h.warmer.enroll(h.now, &id("auto"), None), None);
+    h.settle("auto", "sys");
+    assert!(warms(&h.run_to_deadline()).is_empty());
+    assert!(h.state("auto").stopped_reason.unwrap().contains("adaptive"));
+
+    // A person who turned warming off is not overruled by enrolment.
+    h.set(
+        "off",
+        SettingsChange {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    assert_eq!(h.warmer.enroll(h.now, &id("off"), None), None);
+    assert!(!h.state("off").enabled);
+
+    // A person who turns an enrolled conversation on owns it: fixed.
+    h.enable("auto");
+    let s = h.state("auto");
+    assert_eq!(s.policy, "fixed");
+    assert_eq!(s.stopped_reason, None);
+    h.settle("auto", "sys");
+    assert_eq!(warms(&h.run_to_deadline()).len(), 1);
+
+    // A failed enrolment write leaves the conversation as it was, and a
+    // later enrolment may try again.
+    let op = h.warmer.enroll(h.now, &id("flaky"), Some(30_000.0)).unwrap();
+    h.warmer.persisted(h.now, op, false);
+    assert!(!h.state("flaky").enabled);
+    let op = h.warmer.enroll(h.now, &id("flaky"), Some(30_000.0));
+    assert!(op.is_some(), "a failed enrolment blocks the next one");
+}
+
+#[test]
+fn a_one_hour_cache_conversation_warms_just_inside_the_hour() {
+    let mut h = Harness::new();
+    h.enable("long");
+    let long = Arc::new(warming_core::Template::new(
+        serde_json::json!({"model": "m", "system": [{"type": "text", "text": "s",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}),
+        None,
+        None,
+    ));
+    h.warmer
+        .turn_settled(h.now, &id("long"), Some(long.clone()), None);
+    let s = h.state("long");
+    assert_eq!(s.interval_ms, 3_300_000);
+    assert_eq!(s.next_warm_at, Some(h.now.plus_millis(3_300_000)));
+    // A chosen interval is kept.
+    h.set(
+        "long",
+        SettingsChange {
+            interval_ms: Some(600_000.0),
+            ..Default::default()
+        },
+    );
+    assert_eq!(h.state("long").interval_ms, 600_000);
+}
+
+#[test]
+fn an_id_never_seen_reads_as_unknown_and_is_not_created() {
+    let mut h = Harness::new();
+    let s = h.state("nobody");
+    assert!(!s.known);
+    assert!(!s.enabled);
+    assert_eq!(h.warmer.conversations().count(), 0);
+    h.enable("someone");
+    assert!(h.state("someone").known);
+}
+
+#[test]
+fn a_deleted_conversation_is_forgotten_once_the_delete_commits() {
+    let mut h = Harness::new();
+    h.enable("d");
+    h.settle("d", "sys");
+    h.drain();
+    assert_eq!(h.warmer.delete(h.now, &id("never")), None);
+
+    // A failed delete changes nothing.
+    let op = h.warmer.delete(h.now, &id("d")).unwrap();
+    assert!(matches!(
+        h.drain()[..],
+        [Effect::PersistDelete { .. }]
+    ));
+    h.warmer.persisted(h.now, op, false);
+    assert!(h.state("d").known);
+    assert!(h.state("d").next_warm_at.is_some());
+
+    let op = h.warmer.delete(h.now, &id("d")).unwrap();
+    h.drain();
+    h.warmer.persisted(h.now, op, true);
+    let effects = h.drain();
+    // Nothing is written for it after its rows are gone.
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::SaveSchedule { .. })),
+        "{effects:?}"
+    );
+    assert!(effects.contains(&Effect::AbortGeneration {
+        conversation: id("d")
+    }));
+    let pushed = notifications(&effects);
+    assert!(!pushed[0].known);
+    assert_eq!(pushed[0].next_warm_at, None);
+    assert!(!h.state("d").known);
+    assert_eq!(h.warmer.conversations().count(), 0);
+    assert_eq!(h.warmer.poll_timeout(), None);
+    // The id can come back as a new conversation.
+    h.settle("d", "sys");
+    assert!(h.state("d").known);
+    assert!(!h.state("d").enabled);
+}
+
+#[test]
+fn history_names_the_backend_that_answered_the_warm() {
+    let mut h = Harness::new();
+    h.enable("b");
+    h.settle("b", "sys");
+    let effects = h.run_to_deadline();
+    let token = warms(&effects)[0].token;
+    let record = h
+        .warmer
+        .warm_answered(h.now, &id("b"), token, Usage::anthropic(3, 5_000, 0), Some("replica-7"))
+        .unwrap();
+    assert_eq!(record.backend.as_deref(), Some("replica-7"));
+    let persist = h.drain().into_iter().find_map(|e| match e {
+        Effect::PersistBackend { op, backend, .. } => Some((op, backend)),
+        _ => None,
+    });
+    let (op, backend) = persist.expect("the new backend is persisted");
+    assert_eq!(&*backend, "replica-7");
+    h.warmer.persisted(h.now, op, true);
+    assert_eq!(h.state("b").backend.as_deref(), Some("replica-7"));
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use support::{id, template, Harness};
 use warming_core::{
-    ConversationId, Effect, PersistId, RuntimeEvent, RuntimeEventKind, Settings, SettingsChange,
+    ConversationId, Effect, IntervalLimits, PersistId, RuntimeEvent, RuntimeEventKind, Settings, SettingsChange,
     Usage, WarmFailure, WarmToken, WarmTrigger,
 };
 
@@ -146,14 +146,11 @@ fn check_state(h: &Harness, model: &Model) {
                 "armed while disabled or active: {s:?}"
             );
         }
-        let (_, want) = model.expected.get(&id(raw)).copied().unwrap_or((
-            0,
-            Settings {
-                enabled: false,
-                interval_ms: 240_000,
-                policy: None,
-            },
-        ));
+        let (_, want) = model
+            .expected
+            .get(&id(raw))
+            .copied()
+            .unwrap_or((0, Settings::defaults(&IntervalLimits::default())));
         assert_eq!(
             (s.enabled, s.interval_ms),
             (want.enabled, want.interval_ms),
@@ -169,7 +166,10 @@ fn check_state(h: &Harness, model: &Model) {
 
 fn run(ops: Vec<Op>, adaptive: bool) {
     let mut h = if adaptive {
-        Harness::with_config(warming_core::Config::default())
+        Harness::with_config(warming_core::Config {
+            policy: warming_core::Policy::Adaptive,
+            ..warming_core::Config::default()
+        })
     } else {
         Harness::new()
     };

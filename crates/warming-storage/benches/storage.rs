@@ -34,6 +34,8 @@ fn writes_per_second(max_batch: usize, per_writer: usize) -> f64 {
                         enabled: i % 2 == 0,
                         interval_ms: 10_000 + i as u64,
                         policy: None,
+                        interval_chosen: true,
+                        enrolled: false,
                     };
                     storage
                         .write_blocking(Write::Settings {

@@ -16,10 +16,10 @@
 //! std::fs::create_dir_all(&dir)?;
 //! let storage = Storage::open(&dir.join("warming.db"), StorageOptions::default())?;
 //! let conversation = ConversationId::new("c1")?;
-//! let settings = Settings { enabled: true, interval_ms: 60_000, policy: None };
+//! let settings = Settings { enabled: true, interval_ms: 60_000, interval_chosen: true, policy: None, enrolled: false };
 //! storage.write(Write::Settings { conversation, settings }).await?;
 //! let restored = storage.load_all(&IntervalLimits::default())?;
-//! assert_eq!(restored[0].settings, settings);
+//! assert_eq!(restored[0].settings, Some(settings));
 //! # Ok(()) }
 //! ```
 //!

@@ -28,7 +28,8 @@ pub(crate) fn load_all(
 ) -> Result<Vec<Restored>, ReadError> {
     let mut stmt = conn.prepare(
         "SELECT id, settings, request, model, cwd, next_warm_at, backend,
-                last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps
+                last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps,
+                idle_since
          FROM conversations",
     )?;
     let mut rows = stmt.query([])?;
@@ -49,10 +50,9 @@ fn restore_row(
     row: &Row<'_>,
     limits: &IntervalLimits,
 ) -> rusqlite::Result<Restored> {
-    let settings = row.get::<_, Option<String>>(1)?.map_or_else(
-        || Settings::defaults(limits),
-        |raw| Settings::parse_json(&raw, limits),
-    );
+    let settings = row
+        .get::<_, Option<String>>(1)?
+        .map(|raw| Settings::parse_json(&raw, limits));
     let request: Option<String> = row.get(2)?;
     let (model, cwd) = (row.get(3)?, row.get(4)?);
     let template = request.and_then(|raw| Template::from_stored(raw, model, cwd));
@@ -74,6 +74,7 @@ fn restore_row(
             .get::<_, Option<String>>(13)?
             .and_then(|raw| serde_json::from_str(&raw).ok())
             .unwrap_or_default(),
+        idle_since: timestamp(row.get(14)?),
     })
 }
 

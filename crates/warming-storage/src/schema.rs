@@ -49,6 +49,8 @@ const MIGRATIONS: &[&str] = &[
     // 4: each conversation's rhythm, for the adaptive policy after a restart.
     "ALTER TABLE conversations ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE conversations ADD COLUMN gaps TEXT;",
+    // 5: when each conversation's idle time began, for the idle cap.
+    "ALTER TABLE conversations ADD COLUMN idle_since INTEGER;",
 ];
 
 /// The schema version this build writes.

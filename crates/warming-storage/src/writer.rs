@@ -54,6 +54,13 @@ pub enum Write {
         depth: u32,
         /// Latest gaps, ms, oldest first.
         gaps: Vec<u64>,
+        /// When its idle time began.
+        idle_since: Timestamp,
+    },
+    /// Removes a conversation and its history.
+    Delete {
+        /// The conversation.
+        conversation: ConversationId,
     },
     /// A service-wide value (e.g. the learned return prior).
     Meta {
@@ -90,6 +97,12 @@ impl Write {
                 Self::Backend {
                     conversation: conversation.clone(),
                     backend: backend.clone(),
+                },
+            )),
+            Effect::PersistDelete { op, conversation } => Some((
+                *op,
+                Self::Delete {
+                    conversation: conversation.clone(),
                 },
             )),
             _ => None,
@@ -242,13 +255,28 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
             conversation,
             depth,
             gaps,
+            idle_since,
         } => {
             let gaps = serde_json::to_string(gaps).unwrap_or_default();
             conn.prepare_cached(
-                "INSERT INTO conversations (id, depth, gaps) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET depth = excluded.depth, gaps = excluded.gaps",
+                "INSERT INTO conversations (id, depth, gaps, idle_since) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET
+                   depth = excluded.depth, gaps = excluded.gaps, idle_since = excluded.idle_since",
             )?
-            .execute(params![conversation.as_str(), depth, gaps])?;
+            .execute(params![
+                conversation.as_str(),
+                depth,
+                gaps,
+                millis_to_sql(idle_since.as_millis())
+            ])?;
+            Ok(())
+        }
+        Write::Delete { conversation } => {
+            let id = conversation.as_str();
+            conn.prepare_cached("DELETE FROM warm_history WHERE conversation = ?1")?
+                .execute([id])?;
+            conn.prepare_cached("DELETE FROM conversations WHERE id = ?1")?
+                .execute([id])?;
             Ok(())
         }
         Write::Meta { key, value } => {

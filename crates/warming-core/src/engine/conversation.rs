@@ -3,9 +3,10 @@
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use super::Config;
 use crate::{
-    ConversationId, ConversationState, Policy, Settings, StopReason, Template, Timestamp,
-    WarmToken, WarmTrigger,
+    ConversationId, ConversationState, Economics, IntervalLimits, Policy, Settings, StopReason,
+    Template, Timestamp, WarmToken, WarmTrigger,
 };
 
 /// Past gaps kept per conversation, for `adaptive`.
@@ -101,6 +102,15 @@ pub(crate) struct Conversation {
     /// Sequence number of the last settled turn while the prior has not
     /// counted it yet.
     pub uncounted_turn: Option<NonZeroU64>,
+    /// When the current idle time began, for the idle cap: the last settle,
+    /// or the stored one after a restart. `None` while a turn runs.
+    pub idle_since: Option<Timestamp>,
+    /// Someone decided this conversation's settings (a confirmed write, or a
+    /// stored row): blanket enrolment leaves it alone.
+    pub configured: bool,
+    /// Deleted: no longer in the engine's index; kept only so stale slot
+    /// numbers in pending writes land somewhere harmless.
+    pub deleted: bool,
 }
 
 impl Conversation {
@@ -130,12 +140,45 @@ impl Conversation {
             prefix_tokens: 0,
             stopped: None,
             uncounted_turn: None,
+            idle_since: None,
+            configured: false,
+            deleted: false,
         }
     }
 
-    /// The policy in force: the conversation's own, else the server's.
-    pub fn policy(&self, server: Policy) -> Policy {
-        self.settings.policy.unwrap_or(server)
+    /// The policy in force: the conversation's own, else the server's for
+    /// conversations a person enabled or for enrolled ones.
+    pub fn policy(&self, config: &Config) -> Policy {
+        self.settings.policy.unwrap_or(if self.settings.enrolled {
+            config.enrolled_policy
+        } else {
+            config.policy
+        })
+    }
+
+    /// Whether the template asks for the provider's 1-hour cache.
+    pub fn long_ttl(&self) -> bool {
+        self.template.as_deref().is_some_and(Template::long_ttl)
+    }
+
+    /// The interval in force: the chosen one, else the default for the
+    /// conversation's cache TTL.
+    pub fn interval_ms(&self, limits: &IntervalLimits) -> u64 {
+        self.settings.effective_interval_ms(self.long_ttl(), limits)
+    }
+
+    /// The economics of this conversation: the 1-hour cache lives 12 times
+    /// longer and its writes cost 2x input instead of 1.25x.
+    pub fn economics(&self, base: &Economics) -> Economics {
+        if self.long_ttl() {
+            Economics {
+                ttl_ms: 3_600_000,
+                write_multiplier: 2.0,
+                ..*base
+            }
+        } else {
+            *base
+        }
     }
 
     /// Whether a timed warm may be scheduled now.
@@ -148,11 +191,12 @@ impl Conversation {
     }
 
     /// The externally visible state.
-    pub fn snapshot(&self, server_policy: Policy) -> ConversationState {
+    pub fn snapshot(&self, config: &Config) -> ConversationState {
         ConversationState {
             conversation_id: self.id.clone(),
+            known: true,
             enabled: self.settings.enabled,
-            interval_ms: self.settings.interval_ms,
+            interval_ms: self.interval_ms(&config.limits),
             active: self.active,
             last_pct: self.stats.last_pct,
             last_expected_pct: self.stats.last_expected_pct,
@@ -161,7 +205,7 @@ impl Conversation {
             backend: self.backend.clone(),
             last_error: self.stats.last_error.clone(),
             warm_count: self.stats.warm_count,
-            policy: self.policy(server_policy).to_string(),
+            policy: self.policy(config).to_string(),
             stopped_reason: self.stopped.map(|r| r.to_string()),
         }
     }

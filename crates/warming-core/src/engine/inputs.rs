@@ -118,8 +118,14 @@ impl Warmer {
             if !c.may_schedule() {
                 continue;
             }
-            if trigger == WarmTrigger::Scheduled {
-                if let Err(reason) = self.policy_allows(slot, now) {
+            if trigger != WarmTrigger::Manual {
+                if let Err(reason) = self.guard_allows(slot, now).and_then(|()| {
+                    if trigger == WarmTrigger::Scheduled {
+                        self.policy_allows(slot, now)
+                    } else {
+                        Ok(())
+                    }
+                }) {
                     let c = self.conv(slot);
                     c.stopped = Some(reason);
                     let conversation = c.id.clone();
@@ -158,6 +164,21 @@ impl Warmer {
         token: WarmToken,
         usage: Usage,
     ) -> Option<WarmRecord> {
+        self.warm_answered(now, id, token, usage, None)
+    }
+
+    /// A warm answered and the upstream named the backend that served it:
+    /// as [`warm_completed`](Self::warm_completed), with that backend in the
+    /// history record and adopted as the sticky backend (persisted first,
+    /// see [`backend_resolved`](Self::backend_resolved)).
+    pub fn warm_answered(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        token: WarmToken,
+        usage: Usage,
+        backend: Option<&str>,
+    ) -> Option<WarmRecord> {
         let now = self.tick(now);
         let slot = self.slot_of(id)?;
         let c = self.conv(slot);
@@ -165,12 +186,13 @@ impl Warmer {
         c.in_flight = None;
         c.failures = 0;
         c.last_touch = c.last_touch.max(Some(flight.started_at));
+        let answered_by = backend.map(Arc::from).or_else(|| c.backend.clone());
         let record = WarmRecord::answered(
             c.id.clone(),
             flight.trigger,
             (flight.due_at, flight.started_at, now),
             usage,
-            c.backend.clone(),
+            answered_by,
         );
         c.stats.last_pct = record.pct;
         c.stats.last_expected_pct = record.expected_pct;
@@ -180,6 +202,9 @@ impl Warmer {
         c.prefix_tokens = usage.prompt_tokens();
         self.effects.push_back(Effect::RecordWarm(record.clone()));
         self.reconcile(slot, now, true);
+        if let Some(backend) = backend {
+            let _ = self.backend_resolved(now, id, backend);
+        }
         self.notify(slot);
         Some(record)
     }
@@ -196,6 +221,7 @@ impl Warmer {
     ) -> Option<WarmRecord> {
         let now = self.tick(now);
         let slot = self.slot_of(id)?;
+        let limits = self.config.limits;
         let c = self.conv(slot);
         let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
         c.in_flight = None;
@@ -210,8 +236,11 @@ impl Warmer {
             error,
             c.backend.clone(),
         );
-        let (failures, interval_ms, may_schedule) =
-            (c.failures, c.settings.interval_ms, c.may_schedule());
+        let (failures, interval_ms, may_schedule) = (
+            c.failures,
+            c.interval_ms(&limits),
+            c.may_schedule(),
+        );
         self.effects.push_back(Effect::RecordWarm(record.clone()));
         if may_schedule {
             let delay = self.retry_delay(failures, failure.retry_after_ms, interval_ms);
@@ -270,8 +299,10 @@ impl Warmer {
         if c.template.is_none() {
             return Err(WarmNowError::NoTemplate);
         }
-        // Someone wants this conversation warm: a policy's stop is lifted.
+        // Someone wants this conversation warm: a stop is lifted and the
+        // idle cap counts again from now.
         c.stopped = None;
+        c.idle_since = Some(now);
         c.warms_in_gap += 1;
         self.invalidate_in_flight(slot);
         self.disarm(slot);
@@ -329,6 +360,7 @@ impl Warmer {
         c.projected = settings;
         c.settings_applied = op;
         c.settings_issued = op;
+        c.configured = true;
         c.active = false;
         c.active_turn = None;
         c.turn_started_at = None;
@@ -396,6 +428,14 @@ impl Warmer {
         let Some(pending) = self.pending.remove(&op.seq()) else {
             return;
         };
+        let slot = match pending {
+            Pending::Settings { slot, .. }
+            | Pending::Backend { slot, .. }
+            | Pending::Delete { slot } => slot,
+        };
+        if self.conversations[slot as usize].deleted {
+            return;
+        }
         match pending {
             Pending::Settings { eager: true, .. } => {}
             Pending::Settings {
@@ -403,6 +443,7 @@ impl Warmer {
                 settings,
                 eager: false,
             } => {
+                let limits = self.config.limits;
                 let c = self.conv(slot);
                 if !committed {
                     if c.settings_issued == op.seq() {
@@ -413,10 +454,19 @@ impl Warmer {
                 if op.seq() < c.settings_applied {
                     return;
                 }
-                let interval_changed = c.settings.interval_ms != settings.interval_ms;
+                c.configured = true;
+                let long = c.long_ttl();
+                let interval_changed = c.settings.effective_interval_ms(long, &limits)
+                    != settings.effective_interval_ms(long, &limits);
                 // Turning warming on again, or choosing another policy, lifts
-                // a policy's stop.
-                if (settings.enabled && !c.settings.enabled) || settings.policy != c.settings.policy
+                // a stop; turning it on restarts the idle cap's count.
+                if settings.enabled && !c.settings.enabled {
+                    c.stopped = None;
+                    if !c.active {
+                        c.idle_since = Some(now);
+                    }
+                }
+                if settings.policy != c.settings.policy || settings.enrolled != c.settings.enrolled
                 {
                     c.stopped = None;
                 }
@@ -433,7 +483,95 @@ impl Warmer {
                     self.notify(slot);
                 }
             }
+            Pending::Delete { slot } if committed => self.forget(slot),
+            Pending::Delete { .. } => {}
         }
+    }
+
+    /// Enrols a conversation nobody has decided about yet: warming on, under
+    /// [`Config::enrolled_policy`], at `interval_ms` if given (clamped). For
+    /// blanket opt-ins such as "warm every proxied conversation". Returns the
+    /// write to report with [`persisted`](Self::persisted), or `None` when
+    /// the conversation's settings were already decided (a person's `off`
+    /// stays off) or a decision is being written.
+    pub fn enroll(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        interval_ms: Option<f64>,
+    ) -> Option<PersistId> {
+        self.tick(now);
+        if let Some(slot) = self.slot_of(id) {
+            let c = &self.conversations[slot as usize];
+            // Decided, or a decision (perhaps a person's) is being written.
+            if c.configured || c.projected != c.settings {
+                return None;
+            }
+        }
+        let slot = self.ensure(id);
+        let op = self.next_op();
+        let limits = self.config.limits;
+        let c = self.conv(slot);
+        let settings = crate::Settings {
+            enabled: true,
+            enrolled: true,
+            interval_ms: interval_ms.map_or(c.projected.interval_ms, |ms| limits.clamp(ms)),
+            interval_chosen: interval_ms.is_some(),
+            ..c.projected
+        };
+        c.projected = settings;
+        c.settings_issued = op;
+        let conversation = c.id.clone();
+        self.pending.insert(
+            op,
+            Pending::Settings {
+                slot,
+                settings,
+                eager: false,
+            },
+        );
+        self.effects.push_back(Effect::PersistSettings {
+            op: PersistId(op),
+            conversation,
+            settings,
+        });
+        Some(PersistId(op))
+    }
+
+    /// Deletes a conversation: once the caller confirms the delete with
+    /// [`persisted`](Self::persisted), its timer, in-flight warm and
+    /// generation are cancelled, it leaves [`conversations`](Self::conversations),
+    /// and subscribers get its default state (`known: false`). A failed
+    /// delete changes nothing. Returns `None` for a conversation never seen.
+    pub fn delete(&mut self, now: Timestamp, id: &ConversationId) -> Option<PersistId> {
+        self.tick(now);
+        let slot = self.slot_of(id)?;
+        let op = self.next_op();
+        self.pending.insert(op, Pending::Delete { slot });
+        self.effects.push_back(Effect::PersistDelete {
+            op: PersistId(op),
+            conversation: id.clone(),
+        });
+        Some(PersistId(op))
+    }
+
+    /// Removes a deleted conversation from the index; its slot stays as a
+    /// tombstone so stale slot numbers stay harmless.
+    fn forget(&mut self, slot: u32) {
+        self.invalidate_in_flight(slot);
+        self.disarm_quietly(slot);
+        let c = self.conv(slot);
+        c.deleted = true;
+        c.template = None;
+        c.own_gaps = Vec::new();
+        c.stopped = None;
+        let id = c.id.clone();
+        self.slots.remove(&id);
+        self.effects.push_back(Effect::AbortGeneration {
+            conversation: id.clone(),
+        });
+        let state = self.state(&id);
+        self.effects.push_back(Effect::Notify(state));
     }
 
     /// Loads conversations from storage at start. Enabled conversations with
@@ -450,13 +588,13 @@ impl Warmer {
             }
             let slot = self.ensure(&restored.conversation);
             let c = self.conv(slot);
+            c.configured = restored.settings.is_some();
+            let stored = restored
+                .settings
+                .unwrap_or_else(|| crate::Settings::defaults(&limits));
             let settings = crate::Settings {
-                policy: restored.settings.policy,
-                enabled: restored.settings.enabled,
-                interval_ms: restored
-                    .settings
-                    .interval_ms
-                    .clamp(limits.min_ms, limits.max_ms),
+                interval_ms: stored.interval_ms.clamp(limits.min_ms, limits.max_ms),
+                ..stored
             };
             c.settings = settings;
             c.projected = settings;
@@ -466,6 +604,8 @@ impl Warmer {
             c.depth = restored.depth;
             c.own_gaps = restored.gaps;
             c.own_gaps.truncate(OWN_GAPS);
+            // Stored before the idle cap existed: the cap counts from now.
+            c.idle_since = Some(restored.idle_since.unwrap_or(now).min(now));
             if c.may_schedule() {
                 let at = restored
                     .next_warm_at
@@ -487,20 +627,32 @@ impl Warmer {
         }
     }
 
+    /// The spend guard, under every policy: a conversation idle for
+    /// `max_idle_ms` stops warming.
+    fn guard_allows(&self, slot: u32, now: Timestamp) -> Result<(), StopReason> {
+        let c = &self.conversations[slot as usize];
+        let max_idle_ms = self.config.max_idle_ms;
+        let idle_ms = c.idle_since.map_or(0, |since| now.millis_since(since));
+        if max_idle_ms > 0 && idle_ms >= max_idle_ms {
+            return Err(StopReason::IdleCap { max_idle_ms });
+        }
+        Ok(())
+    }
+
     /// Asks the conversation's policy whether its next timed warm is sent.
     fn policy_allows(&self, slot: u32, now: Timestamp) -> Result<(), StopReason> {
         let c = &self.conversations[slot as usize];
         let view = GapView {
             idle_ms: c.gap_start.map_or(0, |start| now.millis_since(start)),
             warms_in_gap: c.warms_in_gap,
-            interval_ms: c.settings.interval_ms,
+            interval_ms: c.interval_ms(&self.config.limits),
             prefix_tokens: c.prefix_tokens,
             depth: c.depth,
             own_gaps: &c.own_gaps,
         };
         decide(
-            c.policy(self.config.policy),
-            &self.config.economics,
+            c.policy(&self.config),
+            &c.economics(&self.config.economics),
             &self.prior,
             &view,
         )
@@ -526,6 +678,7 @@ impl Warmer {
         }
         let c = self.conv(slot);
         c.stopped = None;
+        c.idle_since = None;
         c.active = true;
         c.active_turn = turn_id;
         c.turn_started_at = Some(now);
@@ -554,11 +707,13 @@ impl Warmer {
             c.gap_start = Some(now);
             c.warms_in_gap = 0;
             c.stopped = None;
+            c.idle_since = Some(now);
             let depth = c.depth;
             let rhythm = Effect::SaveRhythm {
                 conversation: c.id.clone(),
                 depth,
                 gaps: c.own_gaps.clone(),
+                idle_since: now,
             };
             self.effects.push_back(rhythm);
             let due = now.plus_millis(self.config.economics.ttl_ms);

@@ -31,9 +31,19 @@ pub struct Config {
     /// passed while the service was down, in ms. Default 1 s: prompt, but
     /// each missed conversation warms once, not once per missed interval.
     pub restore_delay_ms: u64,
-    /// The policy of conversations that do not choose their own. Default
-    /// [`Policy::Adaptive`].
+    /// The policy of conversations a person enabled and that do not choose
+    /// their own. Default [`Policy::Fixed`]: someone who turns warming on
+    /// expects warms, with no evidence needed.
     pub policy: Policy,
+    /// The policy of conversations enabled by blanket enrolment
+    /// ([`Warmer::enroll`], e.g. every proxied conversation) rather than one
+    /// by one. Default [`Policy::Adaptive`]: nobody asked for these warms, so
+    /// they must pay for themselves.
+    pub enrolled_policy: Policy,
+    /// The spend guard: a conversation idle this long stops warming, under
+    /// every policy, until its next turn, a manual warm or re-enabling.
+    /// `0` disables the guard. Default 1 hour.
+    pub max_idle_ms: u64,
     /// Prices, TTL and the value of time, for the policies.
     pub economics: Economics,
 }
@@ -44,7 +54,9 @@ impl Default for Config {
             limits: IntervalLimits::default(),
             retry_base_ms: 5_000,
             restore_delay_ms: 1_000,
-            policy: Policy::Adaptive,
+            policy: Policy::Fixed,
+            enrolled_policy: Policy::Adaptive,
+            max_idle_ms: 3_600_000,
             economics: Economics::default(),
         }
     }
@@ -55,8 +67,9 @@ impl Default for Config {
 pub struct Restored {
     /// The conversation.
     pub conversation: ConversationId,
-    /// Its stored settings.
-    pub settings: Settings,
+    /// Its stored settings; `None` when nobody ever configured it (it keeps
+    /// the defaults and may still be enrolled).
+    pub settings: Option<Settings>,
     /// Its stored warm template.
     pub template: Option<Template>,
     /// When its next warm was due, as stored.
@@ -69,6 +82,9 @@ pub struct Restored {
     pub depth: u32,
     /// Its latest gaps between turns, ms, as stored.
     pub gaps: Vec<u64>,
+    /// When its current idle time began (its last settled turn), as stored;
+    /// the idle cap counts from here across restarts.
+    pub idle_since: Option<Timestamp>,
 }
 
 /// A write the engine is waiting to hear about.
@@ -83,6 +99,8 @@ enum Pending {
     },
     /// A sticky backend to adopt once written.
     Backend { slot: u32, backend: Arc<str> },
+    /// A conversation to forget once its rows are deleted.
+    Delete { slot: u32 },
 }
 
 /// The warming state machine for any number of conversations, sans-IO.
@@ -110,9 +128,10 @@ enum Pending {
 /// ```
 /// use warming_core::{Config, ConversationId, Effect, Policy, SettingsChange, Template, Timestamp, Usage, Warmer};
 ///
-/// // `fixed` warms every interval; the default, `adaptive`, stops when a
-/// // return has become unlikely (see `Policy`).
-/// let mut warmer = Warmer::new(Config { policy: Policy::Fixed, ..Config::default() });
+/// // A conversation someone enabled warms every interval (`Policy::Fixed`)
+/// // until a turn, a close, or an hour of idle time (`max_idle_ms`).
+/// let mut warmer = Warmer::new(Config::default());
+/// assert_eq!(warmer.config().policy, Policy::Fixed);
 /// let id = ConversationId::new("c1").unwrap();
 /// let t0 = Timestamp::from_millis(1_000_000);
 ///
@@ -209,13 +228,18 @@ impl Warmer {
         self.deadlines.first().map(|&(at, _)| at)
     }
 
-    /// The state of a conversation; defaults for one never seen.
+    /// The state of a conversation; defaults, with `known: false`, for one
+    /// never seen (reading it creates nothing).
     #[must_use]
     pub fn state(&self, id: &ConversationId) -> ConversationState {
         match self.slots.get(id) {
-            Some(&slot) => self.conversations[slot as usize].snapshot(self.config.policy),
-            None => Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
-                .snapshot(self.config.policy),
+            Some(&slot) => self.conversations[slot as usize].snapshot(&self.config),
+            None => {
+                let mut state = Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
+                    .snapshot(&self.config);
+                state.known = false;
+                state
+            }
         }
     }
 
@@ -226,9 +250,11 @@ impl Warmer {
     }
 
     /// The state of every known conversation, in the order first seen.
-    pub fn conversations(&self) -> impl ExactSizeIterator<Item = ConversationState> + '_ {
-        let policy = self.config.policy;
-        self.conversations.iter().map(move |c| c.snapshot(policy))
+    pub fn conversations(&self) -> impl Iterator<Item = ConversationState> + '_ {
+        self.conversations
+            .iter()
+            .filter(|c| !c.deleted)
+            .map(|c| c.snapshot(&self.config))
     }
 
     /// The warm template of a conversation, if it has one.
@@ -308,10 +334,19 @@ impl Warmer {
         }
     }
 
+    /// Cancels the timer without storing the change: for a conversation
+    /// whose rows were just deleted.
+    fn disarm_quietly(&mut self, slot: u32) {
+        if let Some(old) = self.conv(slot).deadline.take() {
+            self.deadlines.remove(&(old.at, slot));
+        }
+    }
+
     /// Makes the timer agree with the state: disarmed when no timed warm may
     /// be scheduled; otherwise armed one interval after the cache was last
     /// touched (if `rearm`, or if nothing is armed yet).
     fn reconcile(&mut self, slot: u32, now: Timestamp, rearm: bool) {
+        let limits = self.config.limits;
         let c = self.conv(slot);
         if !c.may_schedule() {
             self.disarm(slot);
@@ -322,7 +357,7 @@ impl Warmer {
         }
         let anchor = c.last_touch.unwrap_or(now);
         let at = anchor
-            .plus_millis(c.settings.interval_ms)
+            .plus_millis(c.interval_ms(&limits))
             .max(now.plus_millis(1));
         self.arm(slot, at, WarmTrigger::Scheduled, true);
     }
@@ -372,7 +407,7 @@ impl Warmer {
 
     /// Queues the conversation's current state for its subscribers.
     fn notify(&mut self, slot: u32) {
-        let state = self.conversations[slot as usize].snapshot(self.config.policy);
+        let state = self.conversations[slot as usize].snapshot(&self.config);
         self.effects.push_back(Effect::Notify(state));
     }
 

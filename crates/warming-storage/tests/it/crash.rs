@@ -36,6 +36,8 @@ fn crash_child() {
                         enabled: i % 3 != 0,
                         interval_ms: 10_000 + i,
                         policy: None,
+                        interval_chosen: true,
+                        enrolled: false,
                     };
                     storage
                         .write_blocking(Write::Settings {
@@ -127,7 +129,7 @@ fn crash_safety_under_sigkill() {
             })
             .unwrap()
             .into_iter()
-            .map(|r| (r.conversation.to_string(), r.settings))
+            .filter_map(|r| Some((r.conversation.to_string(), r.settings?)))
             .collect();
         for (conversation, (enabled, interval_ms)) in &acked {
             let settings = stored.get(conversation);
@@ -136,7 +138,9 @@ fn crash_safety_under_sigkill() {
                 Some(&Settings {
                     enabled: *enabled,
                     interval_ms: *interval_ms,
-                    policy: None
+                    policy: None,
+                    interval_chosen: true,
+                    enrolled: false,
                 }),
                 "round {round}: acknowledged write of {conversation} lost ({} acked)",
                 acked.len()

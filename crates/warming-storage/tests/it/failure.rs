@@ -48,6 +48,8 @@ fn a_refused_write_is_an_error_and_commits_nothing() {
         enabled: true,
         interval_ms: 60_000,
         policy: None,
+        interval_chosen: true,
+        enrolled: false,
     };
     storage
         .write_blocking(Write::Settings {
@@ -60,6 +62,8 @@ fn a_refused_write_is_an_error_and_commits_nothing() {
         enabled: false,
         interval_ms: 20_000,
         policy: None,
+        interval_chosen: true,
+        enrolled: false,
     };
     let err = storage
         .write_blocking(Write::Settings {
@@ -69,7 +73,7 @@ fn a_refused_write_is_an_error_and_commits_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
     let all = storage.load_all(&IntervalLimits::default()).unwrap();
-    assert_eq!(all[0].settings, on);
+    assert_eq!(all[0].settings, Some(on));
 }
 
 #[test]
@@ -87,6 +91,8 @@ fn one_refused_write_does_not_fail_its_batch_neighbours() {
         enabled: true,
         interval_ms: 60_000,
         policy: None,
+        interval_chosen: true,
+        enrolled: false,
     };
     let pending: Vec<_> = ["a", "bad", "b"]
         .into_iter()
@@ -155,5 +161,5 @@ fn the_core_keeps_its_settings_and_backend_when_storage_refuses() {
     assert_eq!(warmer.state(&c).backend.as_deref(), Some("replica-2"));
     let stored = storage.load_all(&IntervalLimits::default()).unwrap();
     assert_eq!(stored[0].backend.as_deref(), Some("replica-2"));
-    assert!(stored[0].settings.enabled);
+    assert!(stored[0].settings.unwrap().enabled);
 }

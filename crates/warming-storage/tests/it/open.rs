@@ -99,6 +99,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
         conn.execute_batch(
             "ALTER TABLE warm_history DROP COLUMN due_at; DROP TABLE meta;
              ALTER TABLE conversations DROP COLUMN depth; ALTER TABLE conversations DROP COLUMN gaps;
+             ALTER TABLE conversations DROP COLUMN idle_since;
              PRAGMA user_version = 1;",
         )
             .unwrap();

@@ -47,6 +47,8 @@ fn every_record_survives_a_reopen() {
             enabled: true,
             interval_ms: 30_000,
             policy: None,
+            interval_chosen: true,
+            enrolled: false,
         };
         for write in [
             Write::Settings {
@@ -70,6 +72,7 @@ fn every_record_survives_a_reopen() {
                 conversation: id("c1"),
                 depth: 3,
                 gaps: vec![120_000, 450_000],
+                idle_since: Timestamp::from_millis(98_000),
             },
             Write::Warm(failed.clone()),
             Write::Settings {
@@ -78,6 +81,8 @@ fn every_record_survives_a_reopen() {
                     enabled: false,
                     interval_ms: 240_000,
                     policy: None,
+                    interval_chosen: true,
+                    enrolled: false,
                 },
             },
         ] {
@@ -91,12 +96,15 @@ fn every_record_survives_a_reopen() {
     let c1 = &all[0];
     assert_eq!(
         c1.settings,
-        Settings {
+        Some(Settings {
             enabled: true,
             interval_ms: 30_000,
-            policy: None
-        }
+            policy: None,
+            interval_chosen: true,
+            enrolled: false,
+        })
     );
+    assert_eq!(c1.idle_since, Some(Timestamp::from_millis(98_000)));
     assert_eq!(c1.template.as_ref(), Some(&*template));
     assert_eq!(c1.next_warm_at, Some(Timestamp::from_millis(99_000)));
     assert_eq!(c1.backend.as_deref(), Some("replica-2"));
@@ -210,6 +218,8 @@ async fn concurrent_writers_are_all_acknowledged_and_stored() {
                 enabled: i % 2 == 0,
                 interval_ms: 10_000 + i,
                 policy: None,
+                interval_chosen: true,
+                enrolled: false,
             };
             storage
                 .write(Write::Settings {
@@ -226,6 +236,41 @@ async fn concurrent_writers_are_all_acknowledged_and_stored() {
     assert_eq!(all.len(), 64);
     for r in all {
         let i: u64 = r.conversation.as_str()[1..].parse().unwrap();
-        assert_eq!(r.settings.interval_ms, 10_000 + i);
+        assert_eq!(r.settings.unwrap().interval_ms, 10_000 + i);
     }
+}
+
+#[test]
+fn a_deleted_conversation_and_its_history_are_gone_after_a_reopen() {
+    let (_dir, path) = temp_db();
+    let limits = IntervalLimits::default();
+    {
+        let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+        for conv in ["gone", "kept"] {
+            storage
+                .write_blocking(Write::Settings {
+                    conversation: id(conv),
+                    settings: Settings {
+                        enabled: true,
+                        ..Settings::defaults(&limits)
+                    },
+                })
+                .unwrap();
+            let usage = Some(Usage::anthropic(3, 900, 0));
+            storage
+                .write_blocking(Write::Warm(record(conv, 5_000, usage, None)))
+                .unwrap();
+        }
+        storage
+            .write_blocking(Write::Delete {
+                conversation: id("gone"),
+            })
+            .unwrap();
+    }
+    let storage = Storage::open(&path, StorageOptions::default()).unwrap();
+    let all = storage.load_all(&limits).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].conversation, id("kept"));
+    assert!(storage.history(&id("gone"), 10).unwrap().is_empty());
+    assert_eq!(storage.history(&id("kept"), 10).unwrap().len(), 1);
 }
