@@ -66,6 +66,13 @@ pub enum RemoteCommand {
         /// Conversation id.
         id: String,
     },
+    /// Delete the conversation and its history, in memory and on disk.
+    ///
+    /// Example: warming delete chat-42
+    Delete {
+        /// Conversation id.
+        id: String,
+    },
     /// Show past warms, newest first.
     ///
     /// Example: warming history chat-42 --limit 20
@@ -159,6 +166,9 @@ fn status_text(state: &Value) -> String {
     if let Some(reason) = state["stoppedReason"].as_str() {
         lines.push(format!("stopped       {reason}"));
     }
+    for note in state["notes"].as_array().into_iter().flatten() {
+        lines.push(format!("note          {}", note_text(note)));
+    }
     if let Some(backend) = state["backend"].as_str() {
         lines.push(format!("backend       {backend}"));
     }
@@ -166,6 +176,22 @@ fn status_text(state: &Value) -> String {
         lines.push(format!("last error    {error}"));
     }
     lines.join("\n")
+}
+
+/// A server note in the CLI's words: "intervalMs clamped to 10000 (server
+/// minimum)" reads "interval clamped to 10s (server minimum)".
+fn note_text(note: &Value) -> String {
+    let text = note.as_str().unwrap_or_default();
+    let Some(rest) = text.strip_prefix("intervalMs clamped to ") else {
+        return text.to_owned();
+    };
+    let (ms, why) = rest.split_once(' ').unwrap_or((rest, ""));
+    match ms.parse::<u64>() {
+        Ok(ms) => format!("interval clamped to {} {why}", format_duration(ms))
+            .trim_end()
+            .to_owned(),
+        Err(_) => text.to_owned(),
+    }
 }
 
 fn list_text(list: &Value) -> String {
@@ -234,12 +260,16 @@ fn warm_text(record: &Value) -> String {
 /// One line for `watch`.
 fn watch_line(state: &Value) -> String {
     format!(
-        "{}  warming {}  next warm {}  last hit {}  warms {}{}",
+        "{}  warming {}  next warm {}  last hit {}  warms {}{}{}",
         state["conversationId"].as_str().unwrap_or("?"),
         on_off(state),
         countdown(&state["nextWarmAt"]),
         pct(&state["lastPct"]),
         state["warmCount"],
+        state["stoppedReason"]
+            .as_str()
+            .map(|r| format!("  stopped: {r}"))
+            .unwrap_or_default(),
         state["lastError"]
             .as_str()
             .map(|e| format!("  error: {e}"))
@@ -259,7 +289,26 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
     let err = |e: ClientError| e.to_string();
     match command {
         RemoteCommand::List => show(client.list().await.map_err(err)?, list_text),
-        RemoteCommand::Status { id } => show(client.status(&id).await.map_err(err)?, status_text),
+        RemoteCommand::Status { id } => {
+            let state = client.status(&id).await.map_err(err)?;
+            if state["known"] == false {
+                if json {
+                    say!("{state}");
+                }
+                return Err(format!(
+                    "{id}: not seen yet (no turn, event or setting reported for it)"
+                ));
+            }
+            show(state, status_text);
+        }
+        RemoteCommand::Delete { id } => {
+            let state = client.delete(&id).await.map_err(err)?;
+            if json {
+                say!("{state}");
+            } else {
+                say!("deleted {id} and its history");
+            }
+        }
         RemoteCommand::Enable { id } => {
             show(
                 client.settings(&id, Some(true), None).await.map_err(err)?,

@@ -6,7 +6,7 @@ mod simulate;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use warming_transport::client::Client;
 
@@ -29,6 +29,16 @@ struct Cli {
     /// Print the server's JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// The server's token (its --token), for the commands that talk to one.
+    #[arg(
+        id = "client_token",
+        long = "token",
+        value_name = "TOKEN",
+        env = "WARMING_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,8 +64,27 @@ enum Command {
     },
 }
 
+/// The command line, with the client's options (`--server`, `--token`,
+/// `--json`) hidden from `serve --help`: they mean nothing to the server.
+fn command() -> clap::Command {
+    // A subcommand's own argument with a global's id stops that global from
+    // being propagated to it; hidden, it does not show in its help.
+    // (`serve --token` is the server's own token, so the client's is
+    // `client_token` inside and blocked under a name nobody types.)
+    Cli::command().mut_subcommand("serve", |serve| {
+        [("server", "server"), ("json", "json"), ("client_token", "client-token")]
+            .into_iter()
+            .fold(serve, |serve, (id, long)| {
+                serve.arg(clap::Arg::new(id).long(long).hide(true).num_args(0..=1))
+            })
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Serve(args) => run_serve(*args),
         Command::Simulate(args) => match simulate::run(args, cli.json) {
@@ -64,15 +93,13 @@ fn main() -> ExitCode {
         },
         Command::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "warming", &mut script);
+            clap_complete::generate(shell, &mut command(), "warming", &mut script);
             // A closed pipe (`| head`) is the reader's choice, not a failure.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             ExitCode::SUCCESS
         }
         Command::Remote(command) => {
-            let token = std::env::var("WARMING_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty());
+            let token = cli.token.filter(|t| !t.is_empty());
             let client = Client::new(&cli.server, token);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

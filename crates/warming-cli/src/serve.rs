@@ -40,10 +40,33 @@ pub struct ServeArgs {
     /// its last request, ms [default: 3600000].
     #[arg(long, env = "WARMING_PROXY_CREDENTIALS_TTL_MS")]
     pub proxy_credentials_ttl_ms: Option<u64>,
-    /// When to stop warming an idle conversation: adaptive, fixed, pings:N or
-    /// breakeven [default: adaptive].
+    /// When to stop warming a conversation a person enabled: fixed, pings:N,
+    /// breakeven or adaptive [default: fixed: every interval until a turn,
+    /// close, disable or --max-idle].
     #[arg(long, env = "WARMING_POLICY")]
     pub policy: Option<String>,
+    /// Enrol every proxied conversation in warming: on or off [default: off].
+    /// A request's `x-warming: on|off` header decides for its conversation.
+    #[arg(long, env = "WARMING_PROXY_WARMING")]
+    pub proxy_warming: Option<OnOff>,
+    /// The policy of conversations enrolled by --proxy-warming [default: adaptive].
+    #[arg(long, env = "WARMING_PROXY_POLICY")]
+    pub proxy_policy: Option<String>,
+    /// Spend guard: stop warming a conversation idle this long, under every
+    /// policy (4m30s, 1h, 90s, plain seconds; 0 = never) [default: 1h].
+    #[arg(long, env = "WARMING_MAX_IDLE")]
+    pub max_idle: Option<String>,
+    /// The provider's cache TTL, ms, for the policies and the cost estimate
+    /// [default: 300000].
+    #[arg(long, env = "WARMING_CACHE_TTL_MS")]
+    pub cache_ttl_ms: Option<u64>,
+    /// Dollars per million input tokens, for the policies [default: 3.0].
+    #[arg(long, env = "WARMING_INPUT_PRICE_PER_MTOK")]
+    pub input_price_per_mtok: Option<f64>,
+    /// Prefill speed in tokens per second: how long a miss makes a user wait
+    /// [default: 5000].
+    #[arg(long, env = "WARMING_PREFILL_TOKENS_PER_SEC")]
+    pub prefill_tokens_per_sec: Option<f64>,
     /// Dollars per second of a user's waiting, weighed by adaptive and
     /// breakeven; 0 weighs tokens only [default: 0.01].
     #[arg(long, env = "WARMING_LAMBDA")]
@@ -72,6 +95,16 @@ pub struct ServeArgs {
     /// Most history rows kept per conversation [default: 1000].
     #[arg(long, env = "WARMING_HISTORY_CAP")]
     pub history_cap: Option<usize>,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -110,6 +143,12 @@ struct FileConfig {
     #[serde(alias = "cache_ttl_ms")]
     cache_ttl_ms: Option<u64>,
     policy: Option<String>,
+    #[serde(alias = "proxy_warming")]
+    proxy_warming: Option<OnOff>,
+    #[serde(alias = "proxy_policy")]
+    proxy_policy: Option<String>,
+    #[serde(alias = "max_idle")]
+    max_idle: Option<String>,
     lambda: Option<f64>,
     #[serde(alias = "input_price_per_mtok")]
     input_price_per_mtok: Option<f64>,
@@ -183,6 +222,11 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8517)));
     let db = args.db.or(file.db).unwrap_or_else(default_db);
+    // A new database may go in a folder that does not exist yet.
+    if let Some(folder) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .map_err(|e| format!("db: cannot create the folder {}: {e}", folder.display()))?;
+    }
     let defaults = IntervalLimits::default();
     let min = args
         .min_interval_ms
@@ -222,7 +266,10 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         config.preferred_backend_header = header;
     }
     if let Some(ms) = args.warm_timeout_ms.or(file.warm_timeout_ms) {
-        config.warm_timeout = Duration::from_millis(ms.max(1));
+        if ms == 0 {
+            return Err("warm-timeout-ms must be at least 1: 0 would fail every warm".into());
+        }
+        config.warm_timeout = Duration::from_millis(ms);
     }
     if let Some(n) = args.warm_concurrency.or(file.warm_concurrency) {
         config.warm_concurrency = n;
@@ -236,13 +283,34 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         }
         config.pricing.per_million = prices;
     }
-    if let Some(ms) = file.cache_ttl_ms {
+    if let Some(ms) = args.cache_ttl_ms.or(file.cache_ttl_ms) {
+        if ms == 0 {
+            return Err("cache-ttl-ms must be at least 1".into());
+        }
         config.economics.ttl_ms = ms;
     }
+    let policy = |key: &str, name: String| {
+        warming_core::Policy::parse(&name).ok_or_else(|| {
+            format!("{key} {name:?}: expected fixed, pings:N (N >= 1), breakeven or adaptive")
+        })
+    };
     if let Some(name) = args.policy.or(file.policy) {
-        config.policy = warming_core::Policy::parse(&name).ok_or_else(|| {
-            format!("policy {name:?}: expected adaptive, fixed, pings:N or breakeven")
-        })?;
+        config.policy = policy("policy", name)?;
+    }
+    if let Some(name) = args.proxy_policy.or(file.proxy_policy) {
+        config.proxy_policy = policy("proxy-policy", name)?;
+    }
+    if let Some(on_off) = args.proxy_warming.or(file.proxy_warming) {
+        config.proxy_warming = on_off == OnOff::On;
+    }
+    if let Some(text) = args.max_idle.or(file.max_idle) {
+        // `0` (no cap) is a duration for this key, not an error.
+        let ms = match text.trim() {
+            "0" => 0,
+            text => warming_transport::client::parse_duration(text)
+                .map_err(|e| format!("max-idle: {e}"))?,
+        };
+        config.max_idle = Duration::from_millis(ms);
     }
     let number = |name: &str, value: Option<f64>| match value {
         Some(v) if !v.is_finite() || v < 0.0 => Err(format!("{name}: {v} must be a number >= 0")),
@@ -251,10 +319,16 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(lambda) = number("lambda", args.lambda.or(file.lambda))? {
         config.economics.lambda_per_sec = lambda;
     }
-    if let Some(price) = number("input-price-per-mtok", file.input_price_per_mtok)? {
+    if let Some(price) = number(
+        "input-price-per-mtok",
+        args.input_price_per_mtok.or(file.input_price_per_mtok),
+    )? {
         config.economics.input_price = price / 1e6;
     }
-    if let Some(speed) = number("prefill-tokens-per-sec", file.prefill_tokens_per_sec)? {
+    if let Some(speed) = number(
+        "prefill-tokens-per-sec",
+        args.prefill_tokens_per_sec.or(file.prefill_tokens_per_sec),
+    )? {
         config.economics.prefill_tokens_per_sec = speed.max(1.0);
     }
     config.validate()?;
@@ -320,5 +394,45 @@ mod tests {
         assert!(err.contains("min-interval-ms"), "{err}");
         let err = resolve_with("[prices]\nm = -1.0\n", &[]).unwrap_err();
         assert!(err.contains("prices.m"), "{err}");
+        let err = resolve_with("", &["--max-idle", "soon"]).unwrap_err();
+        assert!(err.contains("max-idle"), "{err}");
+        let err = resolve_with("", &["--proxy-policy", "pings:0"]).unwrap_err();
+        assert!(err.contains("proxy-policy"), "{err}");
+        let err = resolve_with("", &["--warm-timeout-ms", "0"]).unwrap_err();
+        assert!(err.contains("warm-timeout-ms"), "{err}");
+    }
+
+    #[test]
+    fn opt_in_warms_by_default_and_every_setting_is_a_flag() {
+        let config = resolve_with("", &[]).unwrap();
+        assert_eq!(config.policy, warming_core::Policy::Fixed);
+        assert_eq!(config.proxy_policy, warming_core::Policy::Adaptive);
+        assert!(!config.proxy_warming);
+        assert_eq!(config.max_idle, Duration::from_secs(3600));
+        let config = resolve_with(
+            "",
+            &[
+                "--max-idle",
+                "30m",
+                "--proxy-warming",
+                "on",
+                "--cache-ttl-ms",
+                "3600000",
+                "--input-price-per-mtok",
+                "15",
+                "--prefill-tokens-per-sec",
+                "800",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.max_idle, Duration::from_secs(1800));
+        assert!(config.proxy_warming);
+        assert_eq!(config.economics.ttl_ms, 3_600_000);
+        assert!((config.economics.input_price - 15e-6).abs() < 1e-12);
+        assert!((config.economics.prefill_tokens_per_sec - 800.0).abs() < 1e-9);
+        assert_eq!(
+            resolve_with("", &["--max-idle", "0"]).unwrap().max_idle,
+            Duration::ZERO
+        );
     }
 }

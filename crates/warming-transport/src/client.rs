@@ -11,12 +11,23 @@ use tokio_tungstenite::tungstenite::Message;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached.
-    #[error("cannot reach warming at {url}: {reason}")]
+    #[error(
+        "no warming server at {url} ({reason}): start one with `warming serve` or set \
+         WARMING_SERVER (or --server)"
+    )]
     Unreachable {
         /// The server's base URL.
         url: String,
         /// What went wrong.
         reason: String,
+    },
+    /// The server refused the token (or its absence).
+    #[error(
+        "the server at {url} needs a token: set WARMING_TOKEN (or --token) to its --token"
+    )]
+    Unauthorized {
+        /// The server's base URL.
+        url: String,
     },
     /// The server answered with an error.
     #[error("{message} ({code}, HTTP {status})")]
@@ -42,9 +53,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the server at `base` (e.g. `http://127.0.0.1:8517`).
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:8517`; a
+    /// bare `host:port` means `http://host:port`).
     #[must_use]
     pub fn new(base: &str, token: Option<String>) -> Self {
+        let base = if base.contains("://") {
+            base.to_owned()
+        } else {
+            format!("http://{base}")
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
@@ -84,6 +101,11 @@ impl Client {
             .map_err(|_| ClientError::Protocol(text.chars().take(200).collect()))?;
         if status.is_success() {
             return Ok(value);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized {
+                url: self.base.clone(),
+            });
         }
         let field = |name: &str| value["error"][name].as_str().unwrap_or("").to_owned();
         Err(ClientError::Api {
@@ -155,6 +177,15 @@ impl Client {
     /// As [`list`](Self::list).
     pub async fn warm(&self, id: &str) -> Result<Value, ClientError> {
         self.call(Method::POST, &format!("/v1/conversations/{id}/warm"), None)
+            .await
+    }
+
+    /// Deletes the conversation and its history.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn delete(&self, id: &str) -> Result<Value, ClientError> {
+        self.call(Method::DELETE, &format!("/v1/conversations/{id}"), None)
             .await
     }
 

@@ -119,8 +119,18 @@ pub struct ServerConfig {
     pub history_cap: usize,
     /// Prices for the cost estimate in `/metrics`.
     pub pricing: crate::metrics::Pricing,
-    /// The warming policy of conversations that do not choose one.
+    /// The warming policy of conversations a person enabled that do not
+    /// choose one (default `fixed`).
     pub policy: warming_core::Policy,
+    /// The policy of conversations enrolled by proxy traffic rather than by
+    /// a person (default `adaptive`).
+    pub proxy_policy: warming_core::Policy,
+    /// Whether every proxied conversation is enrolled (`--proxy-warming on`;
+    /// default off: warming is opt-in).
+    pub proxy_warming: bool,
+    /// The spend guard: how long an idle conversation is kept warm; zero
+    /// for no limit (default 1 h).
+    pub max_idle: Duration,
     /// Prices, TTL and the value of time the policies weigh.
     pub economics: warming_core::Economics,
 }
@@ -148,12 +158,32 @@ impl ServerConfig {
             warm_concurrency: 64,
             history_cap: 1_000,
             pricing: crate::metrics::Pricing::default(),
-            policy: warming_core::Policy::Adaptive,
+            policy: warming_core::Policy::Fixed,
+            proxy_policy: warming_core::Policy::Adaptive,
+            proxy_warming: false,
+            max_idle: Duration::from_secs(3600),
             economics: warming_core::Economics::default(),
         }
     }
 
-    /// The base URL of `kind`'s API, without a trailing slash.
+    /// The flag that set `kind`'s base URL, for messages that must say how
+    /// to change it.
+    #[must_use]
+    pub fn upstream_flag(&self, kind: ProviderKind) -> &'static str {
+        match kind {
+            ProviderKind::Anthropic if self.anthropic_upstream.is_some() => "--anthropic-upstream",
+            ProviderKind::OpenAi if self.openai_upstream.is_some() => "--openai-upstream",
+            kind if kind == self.provider => "--upstream",
+            ProviderKind::Anthropic => "--anthropic-upstream",
+            ProviderKind::OpenAi => "--openai-upstream",
+            ProviderKind::Webhook => "--upstream",
+        }
+    }
+
+    /// The base URL of `kind`'s API, without a trailing slash. One rule for
+    /// warms and the proxy alike: `--anthropic-upstream` / `--openai-upstream`
+    /// if given, else `--upstream` if `kind` is the `--provider`, else the
+    /// provider's public API.
     #[must_use]
     pub fn upstream_for(&self, kind: ProviderKind) -> String {
         let explicit = match kind {
@@ -193,6 +223,9 @@ impl ServerConfig {
             {
                 return Err(format!("{name} {url:?} is not an http(s) URL"));
             }
+        }
+        if self.token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+            return Err("the token is blank".into());
         }
         if self.warm_concurrency == 0 {
             return Err("warm concurrency must be at least 1".into());

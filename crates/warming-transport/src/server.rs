@@ -33,6 +33,24 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// One WARN line per provider whose key is missing, naming the variable:
+/// without it every warm of a conversation not seen through the proxy fails
+/// with a 401, and a newcomer should learn that at start, not from history.
+fn warn_about_missing_keys(config: &ServerConfig) {
+    use crate::config::ProviderKind;
+    let missing = match config.provider {
+        ProviderKind::Anthropic if config.anthropic_key.is_none() => Some("ANTHROPIC_API_KEY"),
+        ProviderKind::OpenAi if config.openai_key.is_none() => Some("OPENAI_API_KEY"),
+        _ => None,
+    };
+    if let Some(variable) = missing {
+        tracing::warn!(
+            "{variable} is not set: warms will be refused by the provider (401) except for \
+             conversations sent through the proxy, which use the client's own key"
+        );
+    }
+}
+
 /// Runs the service on `listener` until `shutdown` resolves, then stops
 /// accepting, cancels timers and in-flight warms, flushes storage and
 /// returns.
@@ -46,6 +64,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate().map_err(ServeError::Config)?;
+    warn_about_missing_keys(&config);
     let provider = Arc::new(ProviderClient::new(&config).map_err(ServeError::Config)?);
     let options = StorageOptions {
         history_cap: config.history_cap,
@@ -66,6 +85,8 @@ pub async fn run(
     let mut warmer = Warmer::new(CoreConfig {
         limits,
         policy: config.policy,
+        enrolled_policy: config.proxy_policy,
+        max_idle_ms: u64::try_from(config.max_idle.as_millis()).unwrap_or(u64::MAX),
         economics: config.economics,
         ..CoreConfig::default()
     });

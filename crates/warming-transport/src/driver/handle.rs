@@ -34,6 +34,12 @@ pub(crate) enum Command {
     ),
     WarmNow(ConversationId, Reply<Result<WarmRecord, ApiError>>),
     Close(ConversationId, Reply<Result<ConversationState, ApiError>>),
+    Delete(ConversationId, Reply<Result<ConversationState, ApiError>>),
+    Enroll(
+        ConversationId,
+        Option<f64>,
+        Reply<Result<ConversationState, ApiError>>,
+    ),
     BackendSeen(ConversationId, String),
     ProxySettled(ProxiedTurn),
     Get(ConversationId, Reply<ConversationState>),
@@ -155,6 +161,30 @@ impl DriverHandle {
     /// memory regardless).
     pub async fn close(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
         self.call(|r| Command::Close(id, r)).await?
+    }
+
+    /// Deletes the conversation and its history; answers its default state
+    /// once the delete is committed.
+    ///
+    /// # Errors
+    /// `not_found` for a conversation never seen; `storage` when the delete
+    /// failed (nothing changed).
+    pub async fn delete(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::Delete(id, r)).await?
+    }
+
+    /// Enrols a conversation nobody decided about yet (blanket opt-in, e.g.
+    /// every proxied conversation); answers its state once committed, or at
+    /// once when its settings were already decided.
+    ///
+    /// # Errors
+    /// `storage` when the write failed (nothing changed).
+    pub async fn enroll(
+        &self,
+        id: ConversationId,
+        interval_ms: Option<f64>,
+    ) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::Enroll(id, interval_ms, r)).await?
     }
 
     /// Reports the end of a proxied turn.

@@ -229,6 +229,27 @@ impl Driver {
                 self.persist_waiters
                     .insert(op, PersistWaiter::Settings(id, reply));
             }
+            Command::Delete(id, reply) => match self.warmer.delete(t, &id) {
+                Some(op) => {
+                    self.gaps.remove(&id);
+                    self.persist_waiters
+                        .insert(op, PersistWaiter::Settings(id, reply));
+                }
+                None => {
+                    let _ = reply.send(Err(ApiError::not_found(format!(
+                        "no conversation {id}: nothing to delete"
+                    ))));
+                }
+            },
+            Command::Enroll(id, interval_ms, reply) => match self.warmer.enroll(t, &id, interval_ms) {
+                Some(op) => {
+                    self.persist_waiters
+                        .insert(op, PersistWaiter::Settings(id, reply));
+                }
+                None => {
+                    let _ = reply.send(Ok(self.warmer.state(&id)));
+                }
+            },
             Command::BackendSeen(id, backend) => {
                 let _ = self.warmer.backend_resolved(t, &id, &backend);
             }
@@ -271,7 +292,9 @@ impl Driver {
                 Effect::AbortGeneration { conversation } => {
                     self.generations.abort(&conversation);
                 }
-                effect @ (Effect::PersistSettings { .. } | Effect::PersistBackend { .. }) => {
+                effect @ (Effect::PersistSettings { .. }
+                | Effect::PersistBackend { .. }
+                | Effect::PersistDelete { .. }) => {
                     if let Some((op, write)) = Write::for_persist(&effect) {
                         self.persist(op, write);
                     }
@@ -294,10 +317,12 @@ impl Driver {
                     conversation,
                     depth,
                     gaps,
+                    idle_since,
                 } => self.storage.submit_behind(Write::Rhythm {
                     conversation,
                     depth,
                     gaps,
+                    idle_since,
                 }),
                 Effect::RecordWarm(record) => {
                     let template = self.warmer.template(&record.conversation_id);
@@ -355,7 +380,7 @@ impl Driver {
 
     fn persist_finished(&mut self, op: PersistId, result: Result<(), WriteError>) {
         if let Err(e) = &result {
-            tracing::warn!(op = op.get(), error = %e, "settings write failed; state unchanged");
+            tracing::warn!(op = op.get(), error = %e, "write failed; state unchanged");
         }
         self.warmer.persisted(now(), op, result.is_ok());
         self.execute_effects();
@@ -393,14 +418,16 @@ impl Driver {
         self.in_flight.remove(&done.token);
         let t = now();
         let record = match done.result {
-            Ok(answer) => {
-                if let Some(backend) = &answer.backend {
-                    let _ = self.warmer.backend_resolved(t, &done.conversation, backend);
-                }
-                self.warmer
-                    .warm_completed(t, &done.conversation, done.token, answer.usage)
-                    .ok_or(None)
-            }
+            Ok(answer) => self
+                .warmer
+                .warm_answered(
+                    t,
+                    &done.conversation,
+                    done.token,
+                    answer.usage,
+                    answer.backend.as_deref(),
+                )
+                .ok_or(None),
             Err(failure) => {
                 let message = failure.message.clone();
                 tracing::warn!(conversation = %done.conversation, error = %message, "warm failed");

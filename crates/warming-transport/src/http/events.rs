@@ -23,6 +23,15 @@ fn parse_event(index: usize, event: &Value) -> Result<RuntimeEvent, ApiError> {
         .and_then(Value::as_str)
         .ok_or_else(|| bad("threadId must be a string"))?;
     let conversation = ConversationId::new(thread).map_err(|e| bad(&e.to_string()))?;
+    match object.get("createdAt") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(at)) if is_rfc3339(at) => {}
+        Some(other) => {
+            return Err(bad(&format!(
+                "createdAt must be an RFC 3339 time such as 2026-11-24T13:38:15Z, got {other}"
+            )))
+        }
+    }
     let turn_id = match object.get("turnId") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id.clone()),
@@ -50,6 +59,11 @@ fn parse_event(index: usize, event: &Value) -> Result<RuntimeEvent, ApiError> {
     })
 }
 
+/// Whether `text` is an RFC 3339 date-time (`time`'s parser, not ours).
+fn is_rfc3339(text: &str) -> bool {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
 /// `POST /v1/events`: answers how many events were applied and ignored.
 pub async fn ingest(
     State(state): State<AppState>,
@@ -66,4 +80,21 @@ pub async fn ingest(
         .collect::<Result<Vec<_>, _>>()?;
     let (applied, ignored) = state.driver.events(events).await?;
     Ok(Json(json!({"applied": applied, "ignored": ignored})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_at_must_be_a_time_when_given() {
+        let event = |at: Value| json!({"type": "turn.started", "threadId": "t", "createdAt": at});
+        assert!(parse_event(0, &event(json!("2026-11-24T13:38:15Z"))).is_ok());
+        assert!(parse_event(0, &event(json!("2026-11-24T13:38:15.120+01:00"))).is_ok());
+        assert!(parse_event(0, &json!({"type": "turn.started", "threadId": "t"})).is_ok());
+        for bad in [json!("not a date"), json!(1_700_000_000), json!("2026-13-01T00:00:00Z")] {
+            let err = parse_event(0, &event(bad.clone())).unwrap_err();
+            assert!(err.message.contains("createdAt"), "{bad}: {}", err.message);
+        }
+    }
 }

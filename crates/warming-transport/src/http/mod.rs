@@ -45,7 +45,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/conversations", get(routes::list))
-        .route("/conversations/{id}", get(routes::get_state))
+        .route(
+            "/conversations/{id}",
+            get(routes::get_state).delete(routes::delete),
+        )
         .route("/conversations/{id}/history", get(routes::history))
         .route(
             "/conversations/{id}/turn-started",

@@ -76,6 +76,13 @@ pub const OPERATIONS: &[Operation] = &[
         answer: "ConversationState",
     },
     Operation {
+        method: "delete",
+        path: "/v1/conversations/{id}",
+        summary: "Delete a conversation and its history; answers its default state",
+        body: None,
+        answer: "ConversationState",
+    },
+    Operation {
         method: "get",
         path: "/v1/conversations/{id}/history",
         summary: "Past warms, newest first (?limit=1..1000, default 50)",
@@ -115,7 +122,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/conversations/{id}/settings",
         summary: "Change settings (idempotent)",
         body: Some("Settings"),
-        answer: "ConversationState",
+        answer: "SettingsAnswer",
     },
     Operation {
         method: "post",
@@ -148,6 +155,7 @@ fn schemas() -> Value {
                          "lastWarmAt", "nextWarmAt", "backend", "lastError", "warmCount"],
             "properties": {
                 "conversationId": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                "known": {"type": "boolean", "description": "false for an id never seen (nothing is created)"},
                 "enabled": {"type": "boolean"},
                 "intervalMs": {"type": "integer"},
                 "active": {"type": "boolean"},
@@ -157,9 +165,14 @@ fn schemas() -> Value {
                 "nextWarmAt": nullable("integer"),
                 "backend": nullable("string"),
                 "lastError": nullable("string"),
-                "warmCount": {"type": "integer"}
+                "warmCount": {"type": "integer"},
+                "policy": {"type": "string"},
+                "stoppedReason": nullable("string")
             }
         },
+        "SettingsAnswer": {"allOf": [{"$ref": "#/components/schemas/ConversationState"},
+            {"type": "object", "properties": {"notes": {"type": "array", "items": {"type": "string"},
+                "description": "What was changed from what was asked, e.g. a clamped interval"}}}]},
         "ConversationList": {"type": "object", "properties": {
             "conversations": {"type": "array", "items": {"$ref": "#/components/schemas/ConversationState"}}}},
         "HistoryEntry": {"type": "object", "properties": {
@@ -181,8 +194,9 @@ fn schemas() -> Value {
             "request": {"type": "object", "description": "The provider request body of the settled turn"},
             "model": {"type": "string"}, "cwd": {"type": "string"},
             "requestStartedAt": {"type": "integer", "description": "When the turn's last provider request started (epoch ms)"}}},
-        "Settings": {"type": "object", "properties": {
-            "enabled": {"type": "boolean"}, "intervalMs": {"type": "number"}}},
+        "Settings": {"type": "object", "additionalProperties": false, "properties": {
+            "enabled": {"type": "boolean"}, "intervalMs": {"type": "number"},
+            "policy": {"type": ["string", "null"], "description": "fixed, pings:N, breakeven, adaptive; null for the server's"}}},
         "Event": {"type": "object", "required": ["type", "threadId"], "properties": {
             "type": {"type": "string"}, "threadId": {"type": "string"}, "turnId": {"type": "string"},
             "createdAt": {"type": "string", "format": "date-time"}, "payload": {"type": "object"}}},

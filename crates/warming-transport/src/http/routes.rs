@@ -170,11 +170,7 @@ pub async fn turn_settled(
     ConversationPath(id): ConversationPath,
     JsonBody(body): JsonBody<TurnSettledBody>,
 ) -> Result<Json<ConversationState>, ApiError> {
-    if !body.request.is_object() {
-        return Err(ApiError::bad_request(
-            "request must be the provider request body (a JSON object)",
-        ));
-    }
+    check_template(&body.request, body.model.as_deref())?;
     let template = Arc::new(Template::new(body.request, body.model, body.cwd));
     let started = body.request_started_at.map(Timestamp::from_millis);
     Ok(Json(
@@ -183,6 +179,33 @@ pub async fn turn_settled(
             .turn_settled(id, Some(template), started)
             .await?,
     ))
+}
+
+/// Refuses a template no warm could replay: not an object, no model, or no
+/// `messages` list (Anthropic Messages and OpenAI Chat both have one).
+fn check_template(request: &Value, model: Option<&str>) -> Result<(), ApiError> {
+    let Some(object) = request.as_object() else {
+        return Err(ApiError::bad_request(
+            "request must be the provider request body (a JSON object)",
+        ));
+    };
+    let has_model = model.is_some_and(|m| !m.is_empty())
+        || object
+            .get("model")
+            .and_then(Value::as_str)
+            .is_some_and(|m| !m.is_empty());
+    if !has_model {
+        return Err(ApiError::bad_request(
+            "request has no model: give request.model (or model beside request)",
+        ));
+    }
+    if !object.get("messages").is_some_and(Value::is_array) {
+        return Err(ApiError::bad_request(
+            "request has no messages list: it must be the Anthropic Messages or OpenAI Chat \
+             request body the turn sent",
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /v1/conversations/{id}/warm`: the warm's record.
@@ -201,9 +224,18 @@ pub async fn close(
     Ok(Json(state.driver.close(id).await?))
 }
 
-/// Body of `PUT settings`.
+/// `DELETE /v1/conversations/{id}`: forgets it, with its history, in memory
+/// and on disk; answers its default state (`known: false`).
+pub async fn delete(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+) -> Result<Json<ConversationState>, ApiError> {
+    Ok(Json(state.driver.delete(id).await?))
+}
+
+/// Body of `PUT settings`; unknown keys are refused, naming the key.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsBody {
     enabled: Option<bool>,
     interval_ms: Option<f64>,
@@ -218,29 +250,46 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// The answer to a settings change: the stored state, and what was changed
+/// from what was asked (a clamped interval), so nothing changes silently.
+#[derive(Serialize)]
+pub struct SettingsAnswer {
+    #[serde(flatten)]
+    state: ConversationState,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
+}
+
 /// `PUT /v1/conversations/{id}/settings`: answers the stored settings.
 pub async fn settings(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
     JsonBody(body): JsonBody<SettingsBody>,
-) -> Result<Json<ConversationState>, ApiError> {
+) -> Result<Json<SettingsAnswer>, ApiError> {
     let policy = match body.policy {
         None => None,
         Some(None) => Some(None),
         Some(Some(name)) => Some(Some(warming_core::Policy::parse(&name).ok_or_else(
             || {
                 ApiError::bad_request(format!(
-                    "unknown policy {name:?}: expected fixed, pings:N, breakeven or adaptive"
+                    "unknown policy {name:?}: expected fixed, pings:N (N >= 1), breakeven or \
+                     adaptive"
                 ))
             },
         )?)),
     };
+    let notes = body
+        .interval_ms
+        .and_then(|ms| state.limits.explain(ms))
+        .into_iter()
+        .collect();
     let change = SettingsChange {
         enabled: body.enabled,
         interval_ms: body.interval_ms,
         policy,
     };
-    Ok(Json(state.driver.update(id, change).await?))
+    let state = state.driver.update(id, change).await?;
+    Ok(Json(SettingsAnswer { state, notes }))
 }
 
 #[cfg(test)]

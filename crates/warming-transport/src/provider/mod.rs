@@ -51,6 +51,10 @@ pub struct ProviderClient {
     /// Base URLs of Anthropic and OpenAI, for proxied conversations.
     anthropic_upstream: String,
     openai_upstream: String,
+    /// The flags that set those base URLs, for messages that say how to
+    /// change them.
+    anthropic_flag: &'static str,
+    openai_flag: &'static str,
     /// Configured keys, if any.
     anthropic_key: Option<Secret>,
     openai_key: Option<Secret>,
@@ -83,6 +87,8 @@ impl ProviderClient {
             upstream: config.upstream.trim_end_matches('/').to_owned(),
             anthropic_upstream: config.upstream_for(ProviderKind::Anthropic),
             openai_upstream: config.upstream_for(ProviderKind::OpenAi),
+            anthropic_flag: config.upstream_flag(ProviderKind::Anthropic),
+            openai_flag: config.upstream_flag(ProviderKind::OpenAi),
             anthropic_key: config.anthropic_key.clone(),
             openai_key: config.openai_key.clone(),
             backend_header: header(&config.backend_header)?,
@@ -103,6 +109,13 @@ impl ProviderClient {
     ) -> Result<WarmAnswer, WarmFailure> {
         let model = warm.template.model().unwrap_or_default().to_owned();
         let one_token = self.needs_one_token(&model);
+        let kind = credentials.map_or(self.kind, |c| c.kind);
+        let context = FailureContext {
+            kind,
+            url: self.base(kind),
+            flag: self.flag(kind),
+            own_key: credentials.is_some_and(|c| !c.headers.is_empty()),
+        };
         match self.send(warm, credentials, one_token).await {
             Err(SendError::MaxTokensZeroRejected) if !one_token => {
                 tracing::info!(%model, "model refused max_tokens 0; warming it with 1 from now on");
@@ -112,9 +125,18 @@ impl ProviderClient {
                     .insert(model);
                 self.send(warm, credentials, true)
                     .await
-                    .map_err(SendError::into_failure)
+                    .map_err(|e| e.into_failure(&context))
             }
-            other => other.map_err(SendError::into_failure),
+            other => other.map_err(|e| e.into_failure(&context)),
+        }
+    }
+
+    /// The flag that sets `kind`'s base URL.
+    fn flag(&self, kind: ProviderKind) -> &'static str {
+        match kind {
+            ProviderKind::Anthropic => self.anthropic_flag,
+            ProviderKind::OpenAi => self.openai_flag,
+            ProviderKind::Webhook => "--upstream",
         }
     }
 
@@ -284,13 +306,38 @@ enum SendError {
     BadTemplate,
 }
 
+/// What a failure message needs to say what to do.
+struct FailureContext<'a> {
+    /// The API the warm went to.
+    kind: ProviderKind,
+    /// Its base URL.
+    url: &'a str,
+    /// The flag that sets that URL.
+    flag: &'static str,
+    /// Whether the warm carried a proxied client's own key.
+    own_key: bool,
+}
+
 impl SendError {
-    fn into_failure(self) -> WarmFailure {
+    fn into_failure(self, context: &FailureContext<'_>) -> WarmFailure {
         let (message, retry_after_ms) = match self {
             Self::MaxTokensZeroRejected => (
                 "upstream 400: the model refused max_tokens 0".to_owned(),
                 None,
             ),
+            Self::Status { status, detail, .. }
+                if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) =>
+            {
+                let fix = match (context.own_key, context.kind) {
+                    (true, _) => "the key the client sent through the proxy was refused",
+                    (false, ProviderKind::OpenAi) => "set OPENAI_API_KEY (or ANTHROPIC_API_KEY)",
+                    (false, _) => "set ANTHROPIC_API_KEY (or OPENAI_API_KEY)",
+                };
+                (
+                    format!("upstream {}: {fix}; the provider said: {detail}", status.as_u16()),
+                    None,
+                )
+            }
             Self::Status {
                 status,
                 detail,
@@ -299,12 +346,27 @@ impl SendError {
                 format!("upstream {}: {detail}", status.as_u16()),
                 retry_after_ms,
             ),
-            Self::Transport(e) if e.is_timeout() => ("upstream timed out".to_owned(), None),
-            Self::Transport(e) if e.is_connect() => (
-                format!("cannot connect to upstream: {}", root_cause(&e)),
+            Self::Transport(e) if e.is_timeout() => (
+                format!("upstream {} timed out (--warm-timeout-ms)", context.url),
                 None,
             ),
-            Self::Transport(e) => (format!("upstream request failed: {}", root_cause(&e)), None),
+            Self::Transport(e) if e.is_connect() => (
+                format!(
+                    "cannot connect to upstream {} (set by {}): {}",
+                    context.url,
+                    context.flag,
+                    root_cause(&e)
+                ),
+                None,
+            ),
+            Self::Transport(e) => (
+                format!(
+                    "upstream request to {} failed: {}",
+                    context.url,
+                    root_cause(&e)
+                ),
+                None,
+            ),
             Self::NoUsage => ("upstream answered without usage".to_owned(), None),
             Self::BadTemplate => ("the stored request is not a JSON object".to_owned(), None),
         };

@@ -33,6 +33,12 @@ use crate::provider::{root_cause, Credentials};
 /// Request headers that name a conversation instead of the derived id.
 const CONVERSATION_HEADER: &str = "x-conversation-id";
 
+/// Request header turning warming on or off for the proxied conversation.
+const WARMING_HEADER: &str = "x-warming";
+
+/// Request header choosing its interval, in seconds.
+const WARMING_INTERVAL_HEADER: &str = "x-warming-interval";
+
 /// Headers that belong to one hop, never forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -65,6 +71,11 @@ pub struct Proxy {
     anthropic: String,
     /// OpenAI's base URL.
     openai: String,
+    /// The flags that set them, for error messages.
+    anthropic_flag: &'static str,
+    openai_flag: &'static str,
+    /// Enrol every proxied conversation (`--proxy-warming on`).
+    enroll_all: bool,
     /// Response header naming the serving backend.
     backend_header: HeaderName,
     /// Request header carrying the preferred backend.
@@ -90,6 +101,9 @@ impl Proxy {
             http,
             anthropic: config.upstream_for(ProviderKind::Anthropic),
             openai: config.upstream_for(ProviderKind::OpenAi),
+            anthropic_flag: config.upstream_flag(ProviderKind::Anthropic),
+            openai_flag: config.upstream_flag(ProviderKind::OpenAi),
+            enroll_all: config.proxy_warming,
             backend_header: header(&config.backend_header)?,
             preferred_backend_header: header(&config.preferred_backend_header)?,
             generations,
@@ -151,9 +165,13 @@ async fn forward_inner(
     request: Request,
 ) -> Result<Response, ApiError> {
     let proxy = &state.proxy;
-    let (kind, base) = match provider {
-        "anthropic" => (ProviderKind::Anthropic, &proxy.anthropic),
-        "openai" => (ProviderKind::OpenAi, &proxy.openai),
+    let (kind, base, flag) = match provider {
+        "anthropic" => (
+            ProviderKind::Anthropic,
+            &proxy.anthropic,
+            proxy.anthropic_flag,
+        ),
+        "openai" => (ProviderKind::OpenAi, &proxy.openai, proxy.openai_flag),
         other => {
             return Err(ApiError::not_found(format!(
                 "no proxy for {other:?}: use /proxy/anthropic or /proxy/openai"
@@ -177,8 +195,11 @@ async fn forward_inner(
             "content-length",
             "accept-encoding",
             CONVERSATION_HEADER,
+            WARMING_HEADER,
+            WARMING_INTERVAL_HEADER,
         ],
     );
+    let enrolment = Enrolment::from_headers(&parts.headers)?;
 
     let turn = if is_turn(kind, &parts.method, rest) {
         serde_json::from_slice::<Value>(&body)
@@ -205,6 +226,11 @@ async fn forward_inner(
                     })
                     .collect(),
             };
+            // Before the turn starts, so a refused write leaves no turn open.
+            let current = state.driver.get(id.clone()).await?;
+            enrolment
+                .apply(&state.driver, &id, &current, proxy.enroll_all)
+                .await?;
             let cancel = proxy.generations.begin(&id, credentials);
             let started_at = now();
             let state_now = state.driver.turn_started(id.clone()).await?;
@@ -241,7 +267,7 @@ async fn forward_inner(
             }
             tracing::warn!(error = %e, "proxy: upstream unreachable");
             return Err(ApiError::upstream(format!(
-                "cannot reach the upstream: {}",
+                "cannot reach the upstream {base} (set by {flag}): {}",
                 root_cause(&e)
             )));
         }
@@ -271,6 +297,91 @@ async fn forward_inner(
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+/// What a proxied request asks of warming through `x-warming` and
+/// `x-warming-interval`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Enrolment {
+    /// `on`, `off`, or no header.
+    enabled: Option<bool>,
+    /// The interval asked for, ms.
+    interval_ms: Option<f64>,
+}
+
+impl Enrolment {
+    /// Reads the headers; a value that is neither `on` nor `off`, or an
+    /// interval that is not a number of seconds, is a 400 naming it.
+    fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let text = |name: &str| -> Result<Option<String>, ApiError> {
+            headers
+                .get(name)
+                .map(|v| {
+                    v.to_str()
+                        .map(|t| t.trim().to_ascii_lowercase())
+                        .map_err(|_| ApiError::bad_request(format!("{name} is not text")))
+                })
+                .transpose()
+        };
+        let enabled = match text(WARMING_HEADER)?.as_deref() {
+            None => None,
+            Some("on" | "true" | "1") => Some(true),
+            Some("off" | "false" | "0") => Some(false),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "{WARMING_HEADER}: {other:?} is neither on nor off"
+                )))
+            }
+        };
+        let interval_ms = match text(WARMING_INTERVAL_HEADER)? {
+            None => None,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Some(seconds * 1000.0),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "{WARMING_INTERVAL_HEADER}: {raw:?} is not a number of seconds"
+                    )))
+                }
+            },
+        };
+        Ok(Self {
+            enabled,
+            interval_ms,
+        })
+    }
+
+    /// Applies it before the turn is forwarded, so the settle that follows
+    /// arms the timer: `x-warming: on|off` is the app deciding for this
+    /// conversation (as a person would, under the server's `--policy`);
+    /// without it, `--proxy-warming on` enrols a conversation nobody decided
+    /// about, under `--proxy-policy`. A write only when something changes.
+    async fn apply(
+        self,
+        driver: &DriverHandle,
+        id: &ConversationId,
+        current: &warming_core::ConversationState,
+        enroll_all: bool,
+    ) -> Result<(), ApiError> {
+        let interval_changes = self
+            .interval_ms
+            .is_some_and(|ms| (ms.round() as u64) != current.interval_ms);
+        match self.enabled {
+            Some(enabled) if enabled != current.enabled || interval_changes => {
+                let change = warming_core::SettingsChange {
+                    enabled: Some(enabled),
+                    interval_ms: self.interval_ms,
+                    policy: None,
+                };
+                driver.update(id.clone(), change).await?;
+            }
+            Some(_) => {}
+            None if enroll_all && !current.enabled => {
+                driver.enroll(id.clone(), self.interval_ms).await?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
 }
 
 /// One proxied turn, to settle when its answer ends.
