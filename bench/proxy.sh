@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p warming-cli -p warming-testkit
 out=bench/out; mkdir -p "$out"; rm -f "$out"/proxy.db*
-target/release/warming-standin --ttl-ms 600000 > "$out/standin-proxy.out" & standin_pid=$!
+target/release/warming-standin --listen 127.0.0.1:0 --ttl-ms 600000 > "$out/standin-proxy.out" & standin_pid=$!
 trap 'kill $standin_pid ${warming_pid:-} 2>/dev/null || true' EXIT
 until grep -q listening "$out/standin-proxy.out" 2>/dev/null; do sleep 0.05; done
 standin=$(grep -o 'http://[0-9.:]*' "$out/standin-proxy.out")

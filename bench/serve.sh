@@ -27,7 +27,7 @@ start() { # name, command...: starts it, waits for "listening on URL", prints UR
   echo "$name did not start" >&2; exit 1
 }
 
-standin=$(start standin target/release/warming-standin --ttl-ms 600000)
+standin=$(start standin target/release/warming-standin --listen 127.0.0.1:0 --ttl-ms 600000)
 bare=$(start bare target/release/warming-bare)
 target/release/warming serve --listen 127.0.0.1:18600 --db "$out/bench.db" \
   --upstream "$standin" --min-interval-ms 1000 > /dev/null 2> "$out/serve.err" & pids+=($!)

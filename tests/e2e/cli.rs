@@ -94,7 +94,9 @@ async fn mistakes_are_one_line_and_a_non_zero_exit() {
         (&server, vec!["interval", "c", "soon"], "not a duration"),
         (&server, vec!["warm", "never-settled"], "nothing to warm"),
         (&server, vec!["history", "c", "--limit", "0"], "--limit"),
-        (&down, vec!["list"], "cannot reach warming"),
+        (&down, vec!["list"], "no warming server at"),
+        (&down, vec!["list"], "start one with `warming serve`"),
+        (&server, vec!["status", "nope"], "not seen yet"),
     ] {
         let output = warming(server, &args);
         let (out, err) = text(&output);
@@ -121,6 +123,7 @@ fn every_command_has_an_example_in_its_help() {
         "interval",
         "warm",
         "close",
+        "delete",
         "history",
         "watch",
         "completions",
@@ -135,6 +138,54 @@ fn every_command_has_an_example_in_its_help() {
     }
     let completion = warming("http://127.0.0.1:1", &["completions", "bash"]);
     assert!(text(&completion).0.contains("_warming()"));
+    // The server's help lists the server's options, not the client's.
+    let (serve_help, _) = text(&warming("http://127.0.0.1:1", &["serve", "--help"]));
+    for client_only in ["--server", "--json", "WARMING_SERVER"] {
+        assert!(
+            !serve_help.contains(client_only),
+            "{client_only}: {serve_help}"
+        );
+    }
+    assert!(serve_help.contains("--max-idle") && serve_help.contains("--token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_what_changed_and_what_to_do() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &["--token", "sesame"]).await;
+    // No scheme: taken as http://.
+    let bare = service.addr.to_string();
+
+    let refused = warming(&bare, &["list"]);
+    let (_, err) = text(&refused);
+    assert!(!refused.status.success());
+    assert!(err.contains("set WARMING_TOKEN"), "{err}");
+
+    let with_token = |args: &[&str]| {
+        let mut all = vec!["--token", "sesame"];
+        all.extend_from_slice(args);
+        warming(&bare, &all)
+    };
+    // A typo creates a conversation...
+    assert!(with_token(&["enable", "typo"]).status.success());
+    assert!(text(&with_token(&["list"])).0.contains("typo"));
+    // ...which delete removes, from the list and the server.
+    let deleted = with_token(&["delete", "typo"]);
+    assert!(deleted.status.success(), "{}", text(&deleted).1);
+    assert!(text(&deleted).0.contains("deleted typo"));
+    assert!(!text(&with_token(&["list"])).0.contains("typo"));
+    let (_, err) = text(&with_token(&["status", "typo"]));
+    assert!(err.contains("not seen yet"), "{err}");
+
+    // An interval the server clamps says so, in the CLI's words.
+    let clamped = with_token(&["interval", "c", "1ms"]);
+    let (out, err) = text(&clamped);
+    assert!(clamped.status.success(), "{err}");
+    assert!(
+        out.contains("interval clamped to 200ms (server minimum)"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

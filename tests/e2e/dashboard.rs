@@ -245,6 +245,87 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     assert_eq!(state["enabled"], true);
     assert_eq!(state["intervalMs"], 500);
     assert!(state["warmCount"].as_u64().unwrap() >= 1);
+    // The toggle's label follows its state, and hits are drawn as hits.
+    assert_eq!(
+        page.eval(&format!("{row}.querySelector('.toggle-label').textContent"))
+            .await,
+        "on"
+    );
+    page.wait_for(
+        "hits drawn as hits",
+        &format!("{row}.querySelectorAll('svg.chart circle.hit').length >= 2"),
+    )
+    .await;
+
+    // An interval below the server's minimum shows the applied value and says so.
+    page.eval(&format!(
+        "(() => {{ const i = {row}.querySelector('.interval'); i.value = '0.01'; i.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    let note = page
+        .wait_for(
+            "the clamp note",
+            &format!("{row}.querySelector('.note').textContent"),
+        )
+        .await;
+    assert_eq!(note, "clamped to 0.2s (server minimum)");
+    assert_eq!(
+        page.eval(&format!("{row}.querySelector('.interval').value"))
+            .await,
+        "0.2"
+    );
+
+    // A failed manual warm shows its error on the row; the next one clears it.
+    standin.fail_next(1, 500, None);
+    page.eval(&format!("{row}.querySelector('.warm').click()"))
+        .await;
+    let error = page
+        .wait_for(
+            "the warm's error",
+            &format!("{row}.querySelector('.error').textContent"),
+        )
+        .await;
+    assert!(error.as_str().unwrap().contains("upstream 500"), "{error}");
+    page.eval(&format!("{row}.querySelector('.warm').click()"))
+        .await;
+    page.wait_for(
+        "the error to clear",
+        &format!("{row}.querySelector('.error').textContent === ''"),
+    )
+    .await;
+
+    // The policy is visible and changeable; its stop reason is shown.
+    assert_eq!(
+        page.eval(&format!("{row}.querySelector('.policy').value"))
+            .await,
+        "fixed"
+    );
+    page.eval(&format!(
+        "(() => {{ const p = {row}.querySelector('.policy'); p.value = 'pings:1'; p.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    let stopped = page
+        .wait_for(
+            "the stop reason",
+            &format!("{row}.querySelector('.stopped').textContent"),
+        )
+        .await;
+    assert!(stopped.as_str().unwrap().contains("pings:1"), "{stopped}");
+    assert_eq!(service.state("dash").await["policy"], "pings:1");
+
+    // Closed conversations can be hidden.
+    page.eval(&format!("{row}.querySelector('.close').click()"))
+        .await;
+    page.wait_for(
+        "the toggle to read off",
+        &format!("{row}.querySelector('.toggle-label').textContent === 'off'"),
+    )
+    .await;
+    page.eval("document.getElementById('hide-off').click()")
+        .await;
+    assert_eq!(page.eval(&format!("{row}.hidden")).await, true);
+    page.eval("document.getElementById('hide-off').click()")
+        .await;
 
     let shot = page
         .call("Page.captureScreenshot", json!({"format": "png"}))
@@ -254,4 +335,14 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&path, png).unwrap();
     eprintln!("screenshot: {}", path.display());
+
+    // Delete takes two clicks, then the row and the conversation are gone.
+    page.eval(&format!("{row}.querySelector('.delete').click()"))
+        .await;
+    assert_eq!(service.state("dash").await["known"], true);
+    page.eval(&format!("{row}.querySelector('.delete').click()"))
+        .await;
+    page.wait_for("the row to go", &format!("{row} === null"))
+        .await;
+    assert_eq!(service.state("dash").await["known"], false);
 }

@@ -39,7 +39,15 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         ("POST", "/v1/events", br#"[{"type": "turn.started", "threadId": "ok"}, {"type": "turn.started", "threadId": "no/slash"}]"#.to_vec(), 400, "bad_request"),
         ("GET", "/v2/anything", vec![], 404, "not_found"),
         ("GET", "/v1/surface", vec![], 400, "bad_request"),
-        ("DELETE", "/v1/conversations/c", vec![], 405, "bad_request"),
+        ("PATCH", "/v1/conversations/c", vec![], 405, "bad_request"),
+        ("DELETE", "/v1/conversations/never-seen", vec![], 404, "not_found"),
+        // Unknown settings keys are refused, naming the key.
+        ("PUT", "/v1/conversations/c/settings", br#"{"interval": 5}"#.to_vec(), 400, "bad_request"),
+        ("PUT", "/v1/conversations/c/settings", br#"{"policy": "pings:0"}"#.to_vec(), 400, "bad_request"),
+        // A template no warm could replay.
+        ("POST", "/v1/conversations/c/turn-settled", br#"{"request": {}}"#.to_vec(), 400, "bad_request"),
+        ("POST", "/v1/conversations/c/turn-settled", br#"{"request": {"model": "m"}}"#.to_vec(), 400, "bad_request"),
+        ("POST", "/v1/events", br#"{"type": "turn.started", "threadId": "c", "createdAt": "not a date"}"#.to_vec(), 400, "bad_request"),
     ];
     let long_id = format!("/v1/conversations/{}", "a".repeat(129));
     let mut cases = cases;

@@ -14,15 +14,20 @@ async fn warming_is_off_until_the_user_opts_in() {
     let fresh = service.state("never-seen").await;
     assert_eq!(
         fresh,
-        json!({"conversationId": "never-seen", "enabled": false, "intervalMs": 240000, "active": false,
+        json!({"conversationId": "never-seen", "known": false, "enabled": false, "intervalMs": 240000, "active": false,
                "lastPct": null, "lastExpectedPct": null, "lastWarmAt": null, "nextWarmAt": null,
                "backend": null, "lastError": null, "warmCount": 0,
                // Extensions beside the contract's fields:
                "policy": "fixed", "stoppedReason": null})
     );
 
+    // Reading it created nothing.
+    let (_, list) = service.call("GET", "/v1/conversations", None).await;
+    assert_eq!(list["conversations"], json!([]));
+
     service.turn_started("c1").await;
     let settled = service.turn_settled("c1", &anthropic_request("c1")).await;
+    assert_eq!(settled["known"], true);
     assert_eq!(settled["enabled"], false);
     assert_eq!(settled["nextWarmAt"], json!(null));
 

@@ -9,6 +9,7 @@ mod failures;
 mod input;
 mod lifecycle;
 mod observability;
+mod opt_in;
 mod proxy;
 mod surface;
 mod warming;

@@ -44,8 +44,21 @@ fn sdk(
     base: &str,
     conversation: Option<&str>,
 ) -> Value {
+    sdk_with_headers(python, provider, mode, base, conversation, &json!({}))
+}
+
+/// One SDK call with extra request headers (`default_headers`).
+fn sdk_with_headers(
+    python: &PathBuf,
+    provider: &str,
+    mode: &str,
+    base: &str,
+    conversation: Option<&str>,
+    headers: &Value,
+) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/sdk_client.py");
     let mut command = Command::new(python);
+    command.env("SDK_EXTRA_HEADERS", headers.to_string());
     command.arg(script).args([provider, mode, base, PROXY_KEY]);
     if let Some(id) = conversation {
         command.arg(id);
@@ -293,9 +306,13 @@ async fn proxy_errors_are_clear_and_provider_errors_pass_through_unchanged() {
         .await
         .unwrap();
     assert_eq!(unreachable.status().as_u16(), 502);
-    assert_eq!(
-        unreachable.json::<Value>().await.unwrap()["error"]["code"],
-        "upstream"
+    let answer = unreachable.json::<Value>().await.unwrap();
+    assert_eq!(answer["error"]["code"], "upstream");
+    // It names the upstream and the flag that sets it.
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("(set by --openai-upstream)") && message.contains("http"),
+        "{message}"
     );
 
     // The same overload, once straight from the provider, once proxied.
@@ -388,4 +405,141 @@ async fn proxied_credentials_stay_in_memory() {
             path.display()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_conversation_opted_in_is_warmed_with_the_key_it_was_proxied_with() {
+    let Some(python) = python() else { return };
+    let standin = Standin::start(StandinOptions {
+        ttl: Duration::from_secs(1),
+        require_key: true,
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The daemon has no key of its own: every warm must use the client's.
+    let db = dir.path().join("warming.db");
+    let openai_flags = ["--openai-upstream", &standin.url()];
+    let service = Service::start_with(dir.path(), &db, &standin.url(), &openai_flags, None).await;
+    let anthropic = service.url("/proxy/anthropic");
+
+    // Opted in by the app with a header, at the defaults.
+    let headers = json!({"x-warming": "on", "x-warming-interval": "0.3"});
+    sdk_with_headers(
+        &python,
+        "anthropic",
+        "plain",
+        &anthropic,
+        Some("hdr"),
+        &headers,
+    );
+    let state = service.state("hdr").await;
+    assert_eq!(state["enabled"], true, "{state}");
+    assert_eq!(state["intervalMs"], 300);
+    assert_eq!(state["policy"], "fixed");
+    eventually(5, "two warms", || async {
+        (service.state("hdr").await["warmCount"].as_u64() >= Some(2)).then_some(())
+    })
+    .await;
+    let warms = standin.warms();
+    assert!(
+        warms
+            .iter()
+            // (`x-api-key: KEY` or `authorization: Bearer KEY`, as the SDK sent it)
+            .all(|w| w
+                .credential
+                .as_deref()
+                .is_some_and(|c| c.ends_with(PROXY_KEY))),
+        "{warms:?}"
+    );
+    // Warming's own headers never reach the provider.
+    for request in standin.requests() {
+        for ours in ["x-warming", "x-warming-interval"] {
+            assert!(
+                !request.header_names.iter().any(|h| h == ours),
+                "{ours} was forwarded"
+            );
+        }
+    }
+    // `x-warming: off` turns it off.
+    let off = json!({"x-warming": "off"});
+    sdk_with_headers(&python, "anthropic", "plain", &anthropic, Some("hdr"), &off);
+    assert_eq!(service.state("hdr").await["enabled"], false);
+
+    // Proxied without a header: off (opt-in) until someone enables it in
+    // the settings; then warmed with the client's key.
+    sdk(
+        &python,
+        "openai",
+        "plain",
+        &service.url("/proxy/openai/v1"),
+        Some("later"),
+    );
+    assert_eq!(service.state("later").await["enabled"], false);
+    let before = standin.warms().len();
+    service.enable("later", 300).await;
+    eventually(5, "a warm of the conversation enabled later", || async {
+        (standin.warms().len() > before).then_some(())
+    })
+    .await;
+    let warm = standin.warms().pop().unwrap();
+    assert_eq!(warm.path, "/v1/chat/completions");
+    assert_eq!(
+        warm.credential.as_deref(),
+        Some(format!("Bearer {PROXY_KEY}").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_warming_on_enrols_proxied_conversations_under_adaptive_and_a_person_decides() {
+    let Some(python) = python() else { return };
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--proxy-warming", "on", "--openai-upstream", &standin.url()];
+    let service = Service::start(dir.path(), &standin.url(), &flags).await;
+    let openai = service.url("/proxy/openai/v1");
+    sdk(&python, "openai", "plain", &openai, Some("auto"));
+    let state = service.state("auto").await;
+    assert_eq!(state["enabled"], true, "{state}");
+    assert_eq!(state["policy"], "adaptive");
+
+    // A person turns it off: later traffic does not turn it back on.
+    let (status, _) = service
+        .call(
+            "PUT",
+            "/v1/conversations/auto/settings",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    sdk(&python, "openai", "plain", &openai, Some("auto"));
+    assert_eq!(service.state("auto").await["enabled"], false);
+
+    // A person who turns an enrolled conversation on owns it: fixed.
+    sdk(&python, "openai", "plain", &openai, Some("mine"));
+    assert_eq!(service.state("mine").await["policy"], "adaptive");
+    let (_, state) = service
+        .call(
+            "PUT",
+            "/v1/conversations/mine/settings",
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(state["policy"], "fixed");
+
+    // A bad header is refused before anything is forwarded.
+    let response = reqwest::Client::new()
+        .post(service.url("/proxy/openai/v1/chat/completions"))
+        .header("x-warming", "maybe")
+        .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("x-warming"));
 }

@@ -1,13 +1,16 @@
 """A real SDK client for the proxy tests: one call, its parsed result as JSON.
 
 usage: sdk_client.py anthropic|openai plain|stream BASE_URL API_KEY [CONVERSATION_ID]
+Extra request headers (e.g. x-warming) come as a JSON object in SDK_EXTRA_HEADERS.
 """
 import json
+import os
 import sys
 
 provider, mode, base_url, api_key = sys.argv[1:5]
 conversation = sys.argv[5] if len(sys.argv) > 5 else None
 headers = {"x-conversation-id": conversation} if conversation else {}
+headers.update(json.loads(os.environ.get("SDK_EXTRA_HEADERS", "{}")))
 SYSTEM = "You are the proxy test's assistant. " * 40
 
 if provider == "anthropic":

@@ -72,11 +72,15 @@ fn command() -> clap::Command {
     // (`serve --token` is the server's own token, so the client's is
     // `client_token` inside and blocked under a name nobody types.)
     Cli::command().mut_subcommand("serve", |serve| {
-        [("server", "server"), ("json", "json"), ("client_token", "client-token")]
-            .into_iter()
-            .fold(serve, |serve, (id, long)| {
-                serve.arg(clap::Arg::new(id).long(long).hide(true).num_args(0..=1))
-            })
+        [
+            ("server", "server"),
+            ("json", "json"),
+            ("client_token", "client-token"),
+        ]
+        .into_iter()
+        .fold(serve, |serve, (id, long)| {
+            serve.arg(clap::Arg::new(id).long(long).hide(true).num_args(0..=1))
+        })
     })
 }
 

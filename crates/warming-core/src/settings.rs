@@ -343,7 +343,10 @@ mod tests {
         let limits = IntervalLimits::default();
         let default = Settings::defaults(&limits);
         assert_eq!(default.effective_interval_ms(false, &limits), 240_000);
-        assert_eq!(default.effective_interval_ms(true, &limits), LONG_TTL_INTERVAL_MS);
+        assert_eq!(
+            default.effective_interval_ms(true, &limits),
+            LONG_TTL_INTERVAL_MS
+        );
         let chosen = Settings {
             interval_ms: 120_000,
             interval_chosen: true,

@@ -985,7 +985,10 @@ fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
     let reason = s.stopped_reason.unwrap();
     assert!(reason.contains("idle for 1h"), "{reason}");
     assert!(reason.contains("--max-idle"), "{reason}");
-    assert!(reason.contains("next turn, a manual warm or re-enabling"), "{reason}");
+    assert!(
+        reason.contains("next turn, a manual warm or re-enabling"),
+        "{reason}"
+    );
 
     // A manual warm starts warming again, with the idle count reset.
     let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
@@ -1082,7 +1085,10 @@ fn enrolled_conversations_follow_the_enrolled_policy_and_a_persons_choice_wins()
     let mut h = harness_with_users_who_left();
     // Nobody decided about "auto": enrolment turns it on, under adaptive.
     let op = h.warmer.enroll(h.now, &id("auto"), None).unwrap();
-    assert!(!h.state("auto").enabled, "applied before the write committed");
+    assert!(
+        !h.state("auto").enabled,
+        "applied before the write committed"
+    );
     h.warmer.persisted(h.now, op, true);
     let s = h.state("auto");
     assert!(s.enabled);
@@ -1113,7 +1119,10 @@ fn enrolled_conversations_follow_the_enrolled_policy_and_a_persons_choice_wins()
 
     // A failed enrolment write leaves the conversation as it was, and a
     // later enrolment may try again.
-    let op = h.warmer.enroll(h.now, &id("flaky"), Some(30_000.0)).unwrap();
+    let op = h
+        .warmer
+        .enroll(h.now, &id("flaky"), Some(30_000.0))
+        .unwrap();
     h.warmer.persisted(h.now, op, false);
     assert!(!h.state("flaky").enabled);
     let op = h.warmer.enroll(h.now, &id("flaky"), Some(30_000.0));
@@ -1167,10 +1176,7 @@ fn a_deleted_conversation_is_forgotten_once_the_delete_commits() {
 
     // A failed delete changes nothing.
     let op = h.warmer.delete(h.now, &id("d")).unwrap();
-    assert!(matches!(
-        h.drain()[..],
-        [Effect::PersistDelete { .. }]
-    ));
+    assert!(matches!(h.drain()[..], [Effect::PersistDelete { .. }]));
     h.warmer.persisted(h.now, op, false);
     assert!(h.state("d").known);
     assert!(h.state("d").next_warm_at.is_some());
@@ -1181,7 +1187,9 @@ fn a_deleted_conversation_is_forgotten_once_the_delete_commits() {
     let effects = h.drain();
     // Nothing is written for it after its rows are gone.
     assert!(
-        !effects.iter().any(|e| matches!(e, Effect::SaveSchedule { .. })),
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::SaveSchedule { .. })),
         "{effects:?}"
     );
     assert!(effects.contains(&Effect::AbortGeneration {
@@ -1208,7 +1216,13 @@ fn history_names_the_backend_that_answered_the_warm() {
     let token = warms(&effects)[0].token;
     let record = h
         .warmer
-        .warm_answered(h.now, &id("b"), token, Usage::anthropic(3, 5_000, 0), Some("replica-7"))
+        .warm_answered(
+            h.now,
+            &id("b"),
+            token,
+            Usage::anthropic(3, 5_000, 0),
+            Some("replica-7"),
+        )
         .unwrap();
     assert_eq!(record.backend.as_deref(), Some("replica-7"));
     let persist = h.drain().into_iter().find_map(|e| match e {

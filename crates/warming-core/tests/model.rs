@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use support::{id, template, Harness};
 use warming_core::{
-    ConversationId, Effect, IntervalLimits, PersistId, RuntimeEvent, RuntimeEventKind, Settings, SettingsChange,
-    Usage, WarmFailure, WarmToken, WarmTrigger,
+    ConversationId, Effect, IntervalLimits, PersistId, RuntimeEvent, RuntimeEventKind, Settings,
+    SettingsChange, Usage, WarmFailure, WarmToken, WarmTrigger,
 };
 
 const CONVERSATIONS: [&str; 3] = ["a", "b", "c"];

@@ -295,6 +295,9 @@ fn with_engine(
     let mut warmer = Warmer::new(Config {
         limits: IntervalLimits::new(1, u64::MAX / 4),
         policy,
+        // The policies alone are compared: the service's idle cap would
+        // cut every one of them at the same hour and blur the difference.
+        max_idle_ms: 0,
         economics: *e,
         ..Config::default()
     });

@@ -30,6 +30,9 @@ pub struct StandinOptions {
     pub reject_zero_max_tokens: bool,
     /// Pause between streamed chunks.
     pub chunk_delay: Duration,
+    /// Refuse requests without a key (`x-api-key` or `authorization`) with a
+    /// 401 in the provider's error shape, as the real APIs do.
+    pub require_key: bool,
 }
 
 impl Default for StandinOptions {
@@ -39,6 +42,7 @@ impl Default for StandinOptions {
             backend_id: "standin-1".into(),
             reject_zero_max_tokens: false,
             chunk_delay: Duration::ZERO,
+            require_key: false,
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct SeenRequest {
     pub cache_read: Option<u64>,
     /// The `x-conversation-id` header.
     pub conversation: Option<String>,
+    /// Names of every header it carried, lowercase.
+    pub header_names: Vec<String>,
 }
 
 /// An injected failure.
@@ -227,7 +233,17 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
         credential: header(&headers, "x-api-key").or_else(|| header(&headers, "authorization")),
         cache_read: None,
         conversation: header(&headers, "x-conversation-id"),
+        header_names: headers.keys().map(|k| k.as_str().to_owned()).collect(),
     };
+    if s.options.require_key && seen.credential.is_none() {
+        lock(&s.seen).push(seen);
+        return error(
+            api,
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        );
+    }
     let fault = lock(&s.faults).pop_front();
     match fault {
         Some(Fault::Hang) => {

@@ -22,9 +22,7 @@ pub enum ClientError {
         reason: String,
     },
     /// The server refused the token (or its absence).
-    #[error(
-        "the server at {url} needs a token: set WARMING_TOKEN (or --token) to its --token"
-    )]
+    #[error("the server at {url} needs a token: set WARMING_TOKEN (or --token) to its --token")]
     Unauthorized {
         /// The server's base URL.
         url: String,

@@ -224,7 +224,11 @@ impl ServerConfig {
                 return Err(format!("{name} {url:?} is not an http(s) URL"));
             }
         }
-        if self.token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
             return Err("the token is blank".into());
         }
         if self.warm_concurrency == 0 {

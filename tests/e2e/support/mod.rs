@@ -55,9 +55,28 @@ pub fn run_to_exit(args: &[&str], log: &Path) -> Option<ExitStatus> {
 
 impl Service {
     /// Starts `warming serve` on a free port against `upstream`, storing in
-    /// `dir/warming.db`, with `extra` flags.
+    /// `dir/warming.db`, with `extra` flags and `ANTHROPIC_API_KEY` set.
     pub async fn start(dir: &Path, upstream: &str, extra: &[&str]) -> Self {
-        let db = dir.join("warming.db");
+        Self::start_with(
+            dir,
+            &dir.join("warming.db"),
+            upstream,
+            extra,
+            Some(TEST_KEY),
+        )
+        .await
+    }
+
+    /// As [`start`](Self::start), storing in `db`, with `key` (or none) as
+    /// `ANTHROPIC_API_KEY`.
+    pub async fn start_with(
+        dir: &Path,
+        db: &Path,
+        upstream: &str,
+        extra: &[&str],
+        key: Option<&str>,
+    ) -> Self {
+        let db = db.to_path_buf();
         let log = dir.join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -66,15 +85,14 @@ impl Service {
                 .as_nanos()
         ));
         let min = MIN_INTERVAL_MS.to_string();
-        let child = Command::new(env!("CARGO_BIN_EXE_warming"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warming"));
+        match key {
+            Some(key) => command.env("ANTHROPIC_API_KEY", key),
+            None => command.env_remove("ANTHROPIC_API_KEY"),
+        };
+        let child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
             .args(["--min-interval-ms", &min])
-            // These tests watch the schedule itself; the policies have their own.
-            .args(if extra.contains(&"--policy") {
-                &[][..]
-            } else {
-                &["--policy", "fixed"][..]
-            })
             .args(if extra.contains(&"--warm-timeout-ms") {
                 &[][..]
             } else {
@@ -83,7 +101,7 @@ impl Service {
             .arg("--db")
             .arg(&db)
             .args(extra)
-            .env("ANTHROPIC_API_KEY", TEST_KEY)
+            .env_remove("OPENAI_API_KEY")
             .env("RUST_LOG", "trace")
             .env_remove("WARMING_TOKEN")
             .stdout(Stdio::null())

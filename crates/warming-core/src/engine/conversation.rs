@@ -206,7 +206,11 @@ impl Conversation {
             last_error: self.stats.last_error.clone(),
             warm_count: self.stats.warm_count,
             policy: self.policy(config).to_string(),
-            stopped_reason: self.stopped.map(|r| r.to_string()),
+            // A stop matters only while warming is on: off says it all.
+            stopped_reason: self
+                .stopped
+                .filter(|_| self.settings.enabled)
+                .map(|r| r.to_string()),
         }
     }
 }

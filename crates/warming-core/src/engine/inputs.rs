@@ -236,11 +236,8 @@ impl Warmer {
             error,
             c.backend.clone(),
         );
-        let (failures, interval_ms, may_schedule) = (
-            c.failures,
-            c.interval_ms(&limits),
-            c.may_schedule(),
-        );
+        let (failures, interval_ms, may_schedule) =
+            (c.failures, c.interval_ms(&limits), c.may_schedule());
         self.effects.push_back(Effect::RecordWarm(record.clone()));
         if may_schedule {
             let delay = self.retry_delay(failures, failure.retry_after_ms, interval_ms);

@@ -235,8 +235,9 @@ impl Warmer {
         match self.slots.get(id) {
             Some(&slot) => self.conversations[slot as usize].snapshot(&self.config),
             None => {
-                let mut state = Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
-                    .snapshot(&self.config);
+                let mut state =
+                    Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
+                        .snapshot(&self.config);
                 state.known = false;
                 state
             }

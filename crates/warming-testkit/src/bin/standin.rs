@@ -1,16 +1,36 @@
-//! `warming-standin`: the provider stand-in as a process, for the Python SDK
-//! tests and the benchmarks.
+//! `warming-standin`: the provider stand-in as a process, for trying warming
+//! without a provider key, for the Python SDK tests and the benchmarks.
 //!
-//! Usage: `warming-standin [--listen ADDR] [--ttl-ms N] [--backend-id ID]
-//! [--chunk-delay-ms N] [--reject-zero-max-tokens]`. Prints `listening on ADDR`.
+//! Usage: see [`USAGE`]. Prints `listening on URL`.
 
 use std::time::Duration;
 
 use warming_testkit::{Standin, StandinOptions};
 
+/// What `--help` prints.
+const USAGE: &str = "\
+warming-standin: a stand-in for the Anthropic Messages and OpenAI Chat APIs with a real
+prefix cache: a prefix is forgotten a TTL after its last use, and every answer reports the
+usage the provider would (cache reads, cache writes). No key needed.
+
+Usage: warming-standin [--listen ADDR] [--ttl-ms N] [--backend-id ID]
+                       [--chunk-delay-ms N] [--reject-zero-max-tokens] [--require-key]
+
+  --listen ADDR              where to listen [default: 127.0.0.1:8518]
+  --ttl-ms N                 how long a prefix stays cached after its last use [default: 2000]
+  --backend-id ID            sent as x-backend-id on every answer
+  --chunk-delay-ms N         delay between streamed chunks [default: 0]
+  --reject-zero-max-tokens   refuse max_tokens: 0 as some models do
+  --require-key              answer 401 to requests without a key, as the providers do
+
+Try warming against it:
+  warming-standin --ttl-ms 300000 &
+  warming serve --upstream http://127.0.0.1:8518
+";
+
 fn main() -> std::process::ExitCode {
     let mut options = StandinOptions::default();
-    let mut listen = "127.0.0.1:0".to_owned();
+    let mut listen = "127.0.0.1:8518".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_default();
@@ -22,6 +42,11 @@ fn main() -> std::process::ExitCode {
                 options.chunk_delay = Duration::from_millis(value().parse().unwrap_or(0));
             }
             "--reject-zero-max-tokens" => options.reject_zero_max_tokens = true,
+            "--require-key" => options.require_key = true,
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                return std::process::ExitCode::SUCCESS;
+            }
             other => {
                 eprintln!("warming-standin: unknown argument {other:?}");
                 return std::process::ExitCode::from(2);
@@ -30,10 +55,16 @@ fn main() -> std::process::ExitCode {
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+        let listener = match tokio::net::TcpListener::bind(&listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("warming-standin: cannot listen on {listen}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         let standin = Standin::serve(listener, options).expect("serve");
         println!("listening on {}", standin.url());
         let _ = tokio::signal::ctrl_c().await;
-    });
-    std::process::ExitCode::SUCCESS
+        std::process::ExitCode::SUCCESS
+    })
 }

@@ -241,15 +241,17 @@ impl Driver {
                     ))));
                 }
             },
-            Command::Enroll(id, interval_ms, reply) => match self.warmer.enroll(t, &id, interval_ms) {
-                Some(op) => {
-                    self.persist_waiters
-                        .insert(op, PersistWaiter::Settings(id, reply));
+            Command::Enroll(id, interval_ms, reply) => {
+                match self.warmer.enroll(t, &id, interval_ms) {
+                    Some(op) => {
+                        self.persist_waiters
+                            .insert(op, PersistWaiter::Settings(id, reply));
+                    }
+                    None => {
+                        let _ = reply.send(Ok(self.warmer.state(&id)));
+                    }
                 }
-                None => {
-                    let _ = reply.send(Ok(self.warmer.state(&id)));
-                }
-            },
+            }
             Command::BackendSeen(id, backend) => {
                 let _ = self.warmer.backend_resolved(t, &id, &backend);
             }

@@ -92,7 +92,11 @@ mod tests {
         assert!(parse_event(0, &event(json!("2026-11-24T13:38:15Z"))).is_ok());
         assert!(parse_event(0, &event(json!("2026-11-24T13:38:15.120+01:00"))).is_ok());
         assert!(parse_event(0, &json!({"type": "turn.started", "threadId": "t"})).is_ok());
-        for bad in [json!("not a date"), json!(1_700_000_000), json!("2026-13-01T00:00:00Z")] {
+        for bad in [
+            json!("not a date"),
+            json!(1_700_000_000),
+            json!("2026-13-01T00:00:00Z"),
+        ] {
             let err = parse_event(0, &event(bad.clone())).unwrap_err();
             assert!(err.message.contains("createdAt"), "{bad}: {}", err.message);
         }

@@ -334,7 +334,10 @@ impl SendError {
                     (false, _) => "set ANTHROPIC_API_KEY (or OPENAI_API_KEY)",
                 };
                 (
-                    format!("upstream {}: {fix}; the provider said: {detail}", status.as_u16()),
+                    format!(
+                        "upstream {}: {fix}; the provider said: {detail}",
+                        status.as_u16()
+                    ),
                     None,
                 )
             }
