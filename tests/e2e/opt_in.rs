@@ -258,8 +258,8 @@ async fn a_deleted_conversation_is_gone_from_memory_list_and_disk() {
 async fn the_readme_curl_examples_run_as_written() {
     let Ok(curl) = std::process::Command::new("curl").arg("--version").output() else {
         assert!(
-            std::env::var_os("WARMING_REQUIRE_CHROMIUM").is_none(),
-            "curl is required in CI"
+            std::env::var_os("WARMING_REQUIRE_CURL").is_none(),
+            "curl is required here but not installed"
         );
         eprintln!("skipping: no curl");
         return;

@@ -11,9 +11,10 @@ use warming_transport::{ProviderKind, Secret, ServerConfig};
 /// Flags of `warming serve`; each also reads `WARMING_<FLAG>`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8517].
+    /// Address to listen on, `host:port` (a name such as localhost is
+    /// resolved) [default: 127.0.0.1:8517].
     #[arg(long, env = "WARMING_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
     /// SQLite database file [default: $XDG_DATA_HOME/warming/warming.db,
     /// else ~/.local/share/warming/warming.db, else ./warming.db].
     #[arg(long, env = "WARMING_DB")]
@@ -77,9 +78,13 @@ pub struct ServeArgs {
     /// Longest interval accepted, ms [default: 3540000].
     #[arg(long, env = "WARMING_MAX_INTERVAL_MS")]
     pub max_interval_ms: Option<u64>,
-    /// Bearer token every /v1 call must carry; required off loopback.
+    /// Token every call must carry (bearer on /v1, /metrics and the dashboard;
+    /// x-warming-token on /proxy); required off loopback.
     #[arg(long, env = "WARMING_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Serve /metrics and the dashboard without the token.
+    #[arg(long, env = "WARMING_PUBLIC_METRICS")]
+    pub public_metrics: bool,
     /// Response header naming the backend that served a request [default: x-backend-id].
     #[arg(long, env = "WARMING_BACKEND_HEADER")]
     pub backend_header: Option<String>,
@@ -95,6 +100,14 @@ pub struct ServeArgs {
     /// Most history rows kept per conversation [default: 1000].
     #[arg(long, env = "WARMING_HISTORY_CAP")]
     pub history_cap: Option<usize>,
+    /// How long a shutdown waits for requests in flight (proxied streams
+    /// included) before cancelling them, ms [default: 10000].
+    #[arg(long, env = "WARMING_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Longest the proxy waits for an upstream's answer to begin, ms; then
+    /// a JSON 504 [default: 300000].
+    #[arg(long, env = "WARMING_PROXY_FIRST_BYTE_TIMEOUT_MS")]
+    pub proxy_first_byte_timeout_ms: Option<u64>,
 }
 
 /// `on` or `off`.
@@ -111,8 +124,7 @@ pub enum OnOff {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
-    #[serde(alias = "listen")]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     db: Option<PathBuf>,
     provider: Option<String>,
     upstream: Option<String>,
@@ -127,6 +139,8 @@ struct FileConfig {
     #[serde(alias = "max_interval_ms")]
     max_interval_ms: Option<u64>,
     token: Option<String>,
+    #[serde(alias = "public_metrics")]
+    public_metrics: Option<bool>,
     #[serde(alias = "backend_header")]
     backend_header: Option<String>,
     #[serde(alias = "preferred_backend_header")]
@@ -137,6 +151,10 @@ struct FileConfig {
     warm_concurrency: Option<usize>,
     #[serde(alias = "history_cap")]
     history_cap: Option<usize>,
+    #[serde(alias = "shutdown_grace_ms")]
+    shutdown_grace_ms: Option<u64>,
+    #[serde(alias = "proxy_first_byte_timeout_ms")]
+    proxy_first_byte_timeout_ms: Option<u64>,
     /// Dollars per million input tokens by model, for the cost estimate.
     prices: Option<std::collections::HashMap<String, f64>>,
     /// The provider's cache TTL, for the policies and the cost estimate.
@@ -198,6 +216,22 @@ fn env_secret(name: &str) -> Option<Secret> {
         .map(Secret::new)
 }
 
+/// `host:port` as an address: an IP as given, a name (`localhost`) resolved,
+/// preferring IPv4 so `localhost` means 127.0.0.1.
+fn resolve_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("listen {text:?}: not a host:port address ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("listen {text:?}: the name resolves to no address"))
+}
+
 /// Merges flags/env, the config file and defaults into a server config.
 ///
 /// # Errors
@@ -217,10 +251,10 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         .or(file.upstream)
         .or_else(|| provider.default_upstream().map(str::to_owned))
         .ok_or("the webhook provider needs --upstream (the webhook URL)")?;
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8517)));
+    let listen = match args.listen.or(file.listen) {
+        Some(text) => resolve_listen(&text)?,
+        None => SocketAddr::from(([127, 0, 0, 1], 8517)),
+    };
     let db = args.db.or(file.db).unwrap_or_else(default_db);
     // A new database may go in a folder that does not exist yet.
     if let Some(folder) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -254,6 +288,7 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     config.limits = IntervalLimits::new(min, max);
     config.token = args.token.or(file.token).map(Secret::new);
+    config.public_metrics = args.public_metrics || file.public_metrics.unwrap_or(false);
     config.anthropic_key = env_secret("ANTHROPIC_API_KEY");
     config.openai_key = env_secret("OPENAI_API_KEY");
     if let Some(header) = args.backend_header.or(file.backend_header) {
@@ -273,6 +308,18 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(n) = args.warm_concurrency.or(file.warm_concurrency) {
         config.warm_concurrency = n;
+    }
+    if let Some(ms) = args.shutdown_grace_ms.or(file.shutdown_grace_ms) {
+        config.shutdown_grace = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args
+        .proxy_first_byte_timeout_ms
+        .or(file.proxy_first_byte_timeout_ms)
+    {
+        if ms == 0 {
+            return Err("proxy-first-byte-timeout-ms must be at least 1".into());
+        }
+        config.proxy_first_byte_timeout = Duration::from_millis(ms);
     }
     if let Some(n) = args.history_cap.or(file.history_cap) {
         config.history_cap = n.max(1);
@@ -377,6 +424,15 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let file = "listen = \"127.0.0.1:9000\"\nmin-interval-ms = 5000\n";
+        assert_eq!(
+            resolve_with("", &["--listen", "localhost:9200"])
+                .unwrap()
+                .listen,
+            SocketAddr::from(([127, 0, 0, 1], 9200))
+        );
+        assert!(resolve_with("", &["--listen", "nowhere"])
+            .unwrap_err()
+            .contains("listen"));
         let config = resolve_with(file, &["--listen", "127.0.0.1:9100"]).unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.limits.min_ms, 5_000);

@@ -101,8 +101,11 @@ pub struct ServerConfig {
     pub proxy_credentials_ttl: Duration,
     /// Interval bounds.
     pub limits: IntervalLimits,
-    /// Bearer token `/v1` requires, if any.
+    /// Bearer token `/v1`, `/metrics`, the dashboard and (as
+    /// `x-warming-token`) the proxy require, if any.
     pub token: Option<Secret>,
+    /// Serve `/metrics` and the dashboard without the token.
+    pub public_metrics: bool,
     /// Anthropic key for warms (`ANTHROPIC_API_KEY`).
     pub anthropic_key: Option<Secret>,
     /// OpenAI key for warms (`OPENAI_API_KEY`).
@@ -131,6 +134,12 @@ pub struct ServerConfig {
     /// The spend guard: how long an idle conversation is kept warm; zero
     /// for no limit (default 1 h).
     pub max_idle: Duration,
+    /// How long a shutdown waits for requests in flight (proxied streams
+    /// included) before cancelling them (default 10 s).
+    pub shutdown_grace: Duration,
+    /// Longest the proxy waits for an upstream's answer to begin (its
+    /// status and headers), default 5 min; a stream may then run longer.
+    pub proxy_first_byte_timeout: Duration,
     /// Prices, TTL and the value of time the policies weigh.
     pub economics: warming_core::Economics,
 }
@@ -150,6 +159,7 @@ impl ServerConfig {
             proxy_credentials_ttl: Duration::from_secs(3600),
             limits: IntervalLimits::default(),
             token: None,
+            public_metrics: false,
             anthropic_key: None,
             openai_key: None,
             backend_header: "x-backend-id".into(),
@@ -162,6 +172,8 @@ impl ServerConfig {
             proxy_policy: warming_core::Policy::Adaptive,
             proxy_warming: false,
             max_idle: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(10),
+            proxy_first_byte_timeout: Duration::from_secs(300),
             economics: warming_core::Economics::default(),
         }
     }

@@ -71,6 +71,16 @@ impl Generations {
         }
     }
 
+    /// Aborts every generation in flight, for a shutdown whose grace period
+    /// is over; answers how many conversations had one.
+    pub fn abort_all(&self) -> usize {
+        let entries = std::mem::take(&mut *self.entries());
+        for entry in entries.values() {
+            entry.cancel.cancel();
+        }
+        entries.len()
+    }
+
     /// The credentials the conversation's last proxied request carried, unless
     /// they expired.
     #[must_use]

@@ -1,6 +1,6 @@
 //! Wiring: storage, restore, driver, HTTP server, graceful shutdown.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -104,6 +104,7 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let generations = Arc::new(Generations::new(config.proxy_credentials_ttl));
+    let in_flight = generations.clone();
     let proxy = Arc::new(Proxy::new(&config, generations.clone()).map_err(ServeError::Config)?);
     let metrics = Arc::new(Metrics::new(config.pricing.clone(), config.economics));
     let (driver, driver_task) = driver::spawn(
@@ -122,17 +123,40 @@ pub async fn run(
         limits,
         metrics,
         proxy,
+        public_metrics: config.public_metrics,
     };
     tracing::info!(listen = %listener.local_addr()?, provider = config.provider.as_str(), "serving");
-    let stop_server = stop.clone();
+    // The signal stops accepting; requests in flight get `shutdown_grace`
+    // to finish, then proxied generations are cancelled and whatever still
+    // runs is dropped with the runtime, so a stuck upstream cannot hold the
+    // process (systemd would kill it at TimeoutStopSec).
+    let signalled = CancellationToken::new();
+    tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            shutdown.await;
+            signalled.cancel();
+        }
+    });
     let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = stop_server.cancelled() => {}
-            }
-        })
-        .await;
+        .with_graceful_shutdown(signalled.clone().cancelled_owned())
+        .into_future();
+    let grace = config.shutdown_grace;
+    let served = tokio::select! {
+        served = served => served,
+        () = async {
+            signalled.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            let cancelled = in_flight.abort_all();
+            tracing::warn!(
+                grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+                cancelled,
+                "shutdown grace period over: cancelling requests still in flight"
+            );
+            Ok(())
+        }
+    };
     stop.cancel();
     let _ = driver_task.await;
     tokio::task::spawn_blocking(move || storage.close())

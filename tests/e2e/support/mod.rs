@@ -137,6 +137,32 @@ impl Service {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Kills the process with SIGKILL (no chance to flush) and waits.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and returns at once; `wait` collects the exit.
+    pub fn signal_term(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `secs` for the process to exit.
+    pub fn wait(&mut self, secs: u64) -> Option<ExitStatus> {
+        for _ in 0..secs * 20 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(mut self) -> ExitStatus {
         let status = Command::new("kill")

@@ -14,14 +14,14 @@ pub(crate) type Reply<T> = oneshot::Sender<T>;
 
 /// What handlers ask the driver.
 pub(crate) enum Command {
-    TurnStarted(ConversationId, Reply<ConversationState>),
+    TurnStarted(ConversationId, Reply<Result<ConversationState, ApiError>>),
     TurnSettled {
         id: ConversationId,
         template: Option<Arc<Template>>,
         request_started_at: Option<Timestamp>,
-        reply: Reply<ConversationState>,
+        reply: Reply<Result<ConversationState, ApiError>>,
     },
-    Events(Vec<RuntimeEvent>, Reply<(usize, usize)>),
+    Events(Vec<RuntimeEvent>, Reply<Result<(usize, usize), ApiError>>),
     Update(
         ConversationId,
         SettingsChange,
@@ -86,18 +86,19 @@ impl DriverHandle {
         answer.await.map_err(|_| ApiError::unavailable())
     }
 
-    /// Reports a turn start.
+    /// Reports a turn start; answers once what it changed is stored.
     ///
     /// # Errors
-    /// Only when the service is shutting down.
+    /// `storage` when a write failed; `unavailable` when shutting down.
     pub async fn turn_started(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
-        self.call(|r| Command::TurnStarted(id, r)).await
+        self.call(|r| Command::TurnStarted(id, r)).await?
     }
 
-    /// Reports a settled turn with its warm template.
+    /// Reports a settled turn with its warm template; answers once the
+    /// template and schedule are stored.
     ///
     /// # Errors
-    /// Only when the service is shutting down.
+    /// `storage` when a write failed; `unavailable` when shutting down.
     pub async fn turn_settled(
         &self,
         id: ConversationId,
@@ -110,15 +111,16 @@ impl DriverHandle {
             request_started_at,
             reply,
         })
-        .await
+        .await?
     }
 
-    /// Feeds runtime events; answers (applied, ignored).
+    /// Feeds runtime events; answers (applied, ignored) once what they
+    /// changed is stored.
     ///
     /// # Errors
-    /// Only when the service is shutting down.
+    /// `storage` when a write failed; `unavailable` when shutting down.
     pub async fn events(&self, events: Vec<RuntimeEvent>) -> Result<(usize, usize), ApiError> {
-        self.call(|r| Command::Events(events, r)).await
+        self.call(|r| Command::Events(events, r)).await?
     }
 
     /// Changes settings; answers once the write is committed.

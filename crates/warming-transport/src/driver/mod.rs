@@ -91,6 +91,37 @@ struct Driver {
     metrics: Arc<Metrics>,
     /// Idle gaps since each conversation's last settled turn.
     gaps: HashMap<ConversationId, Gap>,
+    /// While a durable command runs: the acknowledgements of the writes it
+    /// caused, so its answer waits for them (a 2xx is a committed write).
+    acks: Option<Vec<Ack>>,
+}
+
+/// A write's acknowledgement from storage.
+type Ack = tokio::sync::oneshot::Receiver<Result<(), WriteError>>;
+
+/// Answers `value` once every write in `acks` committed, or a `storage`
+/// error if one failed. Storage is FIFO, so these are also after every
+/// earlier write.
+fn reply_when_stored<T: Send + 'static>(
+    acks: Vec<Ack>,
+    reply: Reply<Result<T, ApiError>>,
+    value: T,
+) {
+    if acks.is_empty() {
+        let _ = reply.send(Ok(value));
+        return;
+    }
+    tokio::spawn(async move {
+        for ack in acks {
+            let result = ack.await.unwrap_or(Err(WriteError::Closed));
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "write failed; answering with a storage error");
+                let _ = reply.send(Err(ApiError::storage(e.to_string())));
+                return;
+            }
+        }
+        let _ = reply.send(Ok(value));
+    });
 }
 
 /// Starts the driver task; it runs until `shutdown` is cancelled, then
@@ -121,6 +152,7 @@ pub(crate) fn spawn(
         warm_done,
         metrics,
         gaps: HashMap::new(),
+        acks: None,
     };
     let task = tokio::spawn(driver.run(command_queue, warm_queue, shutdown));
     (DriverHandle { commands, updates }, task)
@@ -167,8 +199,11 @@ impl Driver {
         match command {
             Command::TurnStarted(id, reply) => {
                 self.gap_ended(&id, t);
+                self.acks = Some(Vec::new());
                 self.warmer.turn_started(t, &id);
-                let _ = reply.send(self.warmer.state(&id));
+                self.execute_effects();
+                let acks = self.acks.take().unwrap_or_default();
+                reply_when_stored(acks, reply, self.warmer.state(&id));
             }
             Command::TurnSettled {
                 id,
@@ -176,12 +211,16 @@ impl Driver {
                 request_started_at,
                 reply,
             } => {
+                self.acks = Some(Vec::new());
                 self.warmer
                     .turn_settled(t, &id, template, request_started_at);
                 self.gap_started(&id, t);
-                let _ = reply.send(self.warmer.state(&id));
+                self.execute_effects();
+                let acks = self.acks.take().unwrap_or_default();
+                reply_when_stored(acks, reply, self.warmer.state(&id));
             }
             Command::Events(events, reply) => {
+                self.acks = Some(Vec::new());
                 let total = events.len();
                 let mut applied = 0;
                 for event in events {
@@ -199,7 +238,9 @@ impl Driver {
                         }
                     }
                 }
-                let _ = reply.send((applied, total - applied));
+                self.execute_effects();
+                let acks = self.acks.take().unwrap_or_default();
+                reply_when_stored(acks, reply, (applied, total - applied));
             }
             Command::Update(id, change, reply) => {
                 let op = self.warmer.update_settings(t, &id, change);
@@ -304,14 +345,14 @@ impl Driver {
                 Effect::SaveTemplate {
                     conversation,
                     template,
-                } => self.storage.submit_behind(Write::Template {
+                } => self.save(Write::Template {
                     conversation,
                     template,
                 }),
                 Effect::SaveSchedule {
                     conversation,
                     next_warm_at,
-                } => self.storage.submit_behind(Write::Schedule {
+                } => self.save(Write::Schedule {
                     conversation,
                     next_warm_at,
                 }),
@@ -320,7 +361,7 @@ impl Driver {
                     depth,
                     gaps,
                     idle_since,
-                } => self.storage.submit_behind(Write::Rhythm {
+                } => self.save(Write::Rhythm {
                     conversation,
                     depth,
                     gaps,
@@ -342,6 +383,15 @@ impl Driver {
                     let _ = self.updates.send(Arc::new(state));
                 }
             }
+        }
+    }
+
+    /// Stores a write the core asked for: acknowledged when a durable
+    /// command waits for it, else behind (nobody waits).
+    fn save(&mut self, write: Write) {
+        match &mut self.acks {
+            Some(acks) => acks.push(self.storage.submit(write)),
+            None => self.storage.submit_behind(write),
         }
     }
 

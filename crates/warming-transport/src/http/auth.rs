@@ -1,4 +1,6 @@
-//! Bearer-token check for `/v1`.
+//! Token checks: bearer (or `?token=`) for `/v1`, `/metrics` and the
+//! dashboard; `x-warming-token` for the proxy, whose `authorization` header
+//! belongs to the provider.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -10,6 +12,47 @@ use super::{ApiError, AppState};
 /// Compares without an early exit, so timing does not reveal the token.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The header a proxied call carries warming's token in.
+pub const PROXY_TOKEN_HEADER: &str = "x-warming-token";
+
+/// Whether `given` is the configured token (always, when none is).
+pub fn token_matches(state: &AppState, given: Option<&str>) -> bool {
+    match &state.token {
+        None => true,
+        Some(token) => given.is_some_and(|g| same(g.as_bytes(), token.expose().as_bytes())),
+    }
+}
+
+/// Lets a proxied call through when no token is configured, or when it
+/// carries `x-warming-token: TOKEN`.
+pub async fn require_proxy_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(PROXY_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if token_matches(&state, given) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized_proxy().into_response()
+    }
+}
+
+/// `/metrics` and the dashboard: as `/v1`, unless `--public-metrics`.
+pub async fn require_token_unless_public(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if state.public_metrics {
+        return next.run(req).await;
+    }
+    require_token(State(state), req, next).await
 }
 
 /// Lets a request through when no token is configured, or when it carries

@@ -32,3 +32,22 @@ where
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
+
+/// Refuses a request whose declared `content-length` is over the limit with
+/// the JSON 413 before its body is read, so a client sending
+/// `Expect: 100-continue` gets the 413 instead of `100 Continue`.
+pub async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > super::MAX_BODY_BYTES as u64) {
+        return ApiError::payload_too_large().into_response();
+    }
+    next.run(req).await
+}

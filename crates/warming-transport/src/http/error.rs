@@ -53,6 +53,25 @@ impl ApiError {
         )
     }
 
+    /// 401 `unauthorized` on the proxy, whose `authorization` header is the
+    /// provider's: the token goes in `x-warming-token`.
+    #[must_use]
+    pub fn unauthorized_proxy() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong x-warming-token header: this server has a --token, and proxied \
+             calls carry it in x-warming-token (the SDK's own key stays in authorization / \
+             x-api-key)",
+        )
+    }
+
+    /// 504 `upstream`: the upstream did not answer in time.
+    #[must_use]
+    pub fn upstream_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "upstream", message)
+    }
+
     /// 409 `conflict`.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)

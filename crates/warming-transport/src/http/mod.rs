@@ -1,6 +1,6 @@
 //! The HTTP API: routes, JSON errors, auth.
 
-mod auth;
+pub(crate) mod auth;
 mod body;
 mod error;
 mod events;
@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Proxy mode.
     pub proxy: Arc<crate::proxy::Proxy>,
+    /// Serve `/metrics` and the dashboard without the token.
+    pub public_metrics: bool,
 }
 
 /// The whole HTTP API.
@@ -68,14 +70,27 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let observed = Router::new()
         .route("/", get(routes::dashboard))
-        .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
-        .nest("/v1", v1)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token_unless_public,
+        ));
+    let proxy = Router::new()
         .route("/proxy/{provider}/{*rest}", any(crate::proxy::forward))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_proxy_token,
+        ));
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .merge(observed)
+        .nest("/v1", v1)
+        .merge(proxy)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body::refuse_declared_oversize))
         .with_state(state)
 }

@@ -178,7 +178,7 @@ impl ProviderClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let retry_after_ms = retry_after_ms(response.headers());
-        let bytes = response.bytes().await.map_err(SendError::Transport)?;
+        let bytes = read_capped(response, MAX_WARM_ANSWER_BYTES).await?;
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
             let detail = error_detail(&answer, &bytes);
@@ -287,6 +287,24 @@ impl ProviderClient {
     }
 }
 
+/// Most bytes of a warm's answer read: its usage is in a small JSON body,
+/// so anything larger is not a provider's answer to a warm and is dropped
+/// instead of held in memory.
+const MAX_WARM_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Reads an answer's body, failing once it passes `cap` (the connection is
+/// dropped with the response).
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, SendError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(SendError::Transport)? {
+        if body.len() + chunk.len() > cap {
+            return Err(SendError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// What went wrong sending one warm.
 #[derive(Debug)]
 enum SendError {
@@ -302,6 +320,8 @@ enum SendError {
     Transport(reqwest::Error),
     /// A success without usage.
     NoUsage,
+    /// The answer passed the cap, in bytes.
+    TooLarge(usize),
     /// The stored request is not a JSON object.
     BadTemplate,
 }
@@ -371,6 +391,14 @@ impl SendError {
                 None,
             ),
             Self::NoUsage => ("upstream answered without usage".to_owned(), None),
+            Self::TooLarge(cap) => (
+                format!(
+                    "upstream {} answered with more than {} KiB: not an answer to a warm, dropped",
+                    context.url,
+                    cap / 1024
+                ),
+                None,
+            ),
             Self::BadTemplate => ("the stored request is not a JSON object".to_owned(), None),
         };
         WarmFailure {

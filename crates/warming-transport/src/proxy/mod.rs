@@ -76,6 +76,8 @@ pub struct Proxy {
     openai_flag: &'static str,
     /// Enrol every proxied conversation (`--proxy-warming on`).
     enroll_all: bool,
+    /// Longest wait for an upstream's answer to begin.
+    first_byte_timeout: std::time::Duration,
     /// Response header naming the serving backend.
     backend_header: HeaderName,
     /// Request header carrying the preferred backend.
@@ -104,6 +106,7 @@ impl Proxy {
             anthropic_flag: config.upstream_flag(ProviderKind::Anthropic),
             openai_flag: config.upstream_flag(ProviderKind::OpenAi),
             enroll_all: config.proxy_warming,
+            first_byte_timeout: config.proxy_first_byte_timeout,
             backend_header: header(&config.backend_header)?,
             preferred_backend_header: header(&config.preferred_backend_header)?,
             generations,
@@ -149,19 +152,47 @@ fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> b
 /// `ANY /proxy/{provider}/{*rest}`.
 pub async fn forward(
     State(state): State<AppState>,
-    Path((provider, rest)): Path<(String, String)>,
+    // The decoded rest is not used: the raw path is forwarded as sent.
+    Path((provider, _)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    match forward_inner(&state, &provider, &rest, request).await {
+    match forward_inner(&state, &provider, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
+/// The path below `/proxy/{provider}/` exactly as sent (percent-encoding
+/// kept, so `%3F` stays a character of the path and never becomes a query).
+/// A dot segment, plain or encoded, or an encoded slash or backslash could
+/// climb above the upstream's base path, so any is a 400.
+fn forwarded_path<'a>(uri_path: &'a str, provider: &str) -> Result<&'a str, ApiError> {
+    let rest = uri_path
+        .strip_prefix("/proxy/")
+        .and_then(|p| p.strip_prefix(provider))
+        .and_then(|p| p.strip_prefix('/'))
+        .unwrap_or("");
+    for segment in rest.split('/') {
+        let lower = segment.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        if decoded == "."
+            || decoded == ".."
+            || lower.contains("%2f")
+            || lower.contains("%5c")
+            || segment.contains('\\')
+        {
+            return Err(ApiError::bad_request(format!(
+                "proxy path segment {segment:?} is refused: only paths below the upstream's \
+                 base path are forwarded"
+            )));
+        }
+    }
+    Ok(rest)
+}
+
 async fn forward_inner(
     state: &AppState,
     provider: &str,
-    rest: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
     let proxy = &state.proxy;
@@ -179,6 +210,7 @@ async fn forward_inner(
         }
     };
     let (parts, body) = request.into_parts();
+    let rest = forwarded_path(parts.uri.path(), provider)?;
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::payload_too_large())?;
@@ -197,8 +229,21 @@ async fn forward_inner(
             CONVERSATION_HEADER,
             WARMING_HEADER,
             WARMING_INTERVAL_HEADER,
+            crate::http::auth::PROXY_TOKEN_HEADER,
         ],
     );
+    // Warming's own token never reaches a provider, even sent by mistake
+    // as the provider key.
+    let carries_our_token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| {
+            state.token.is_some() && crate::http::auth::token_matches(state, Some(given))
+        });
+    if carries_our_token {
+        headers.remove(axum::http::header::AUTHORIZATION);
+    }
     let enrolment = Enrolment::from_headers(&parts.headers)?;
 
     let turn = if is_turn(kind, &parts.method, rest) {
@@ -219,6 +264,7 @@ async fn forward_inner(
                 kind,
                 headers: CREDENTIAL_HEADERS
                     .iter()
+                    .filter(|name| !(carries_our_token && **name == "authorization"))
                     .filter_map(|name| {
                         let mut value = parts.headers.get(*name)?.clone();
                         value.set_sensitive(true);
@@ -252,13 +298,21 @@ async fn forward_inner(
         None => None,
     };
 
-    let sent = proxy
+    let send = proxy
         .http
         .request(parts.method.clone(), &url)
         .headers(headers)
         .body(body)
-        .send()
-        .await;
+        .send();
+    let Ok(sent) = tokio::time::timeout(proxy.first_byte_timeout, send).await else {
+        if let Some(lifecycle) = lifecycle {
+            lifecycle.settle(false, None, None);
+        }
+        return Err(ApiError::upstream_timeout(format!(
+            "the upstream {base} did not answer within {} ms (--proxy-first-byte-timeout-ms)",
+            proxy.first_byte_timeout.as_millis()
+        )));
+    };
     let upstream = match sent {
         Ok(upstream) => upstream,
         Err(e) => {
@@ -468,5 +522,31 @@ impl Drop for Relay {
     /// The client went away mid-answer: the turn is over all the same.
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_below_the_upstream_base_and_keep_their_encoding() {
+        let ok = |p: &str| forwarded_path(p, "anthropic").unwrap().to_owned();
+        assert_eq!(ok("/proxy/anthropic/v1/messages"), "v1/messages");
+        assert_eq!(
+            ok("/proxy/anthropic/v1/messages%3Finjected=1"),
+            "v1/messages%3Finjected=1"
+        );
+        assert_eq!(ok("/proxy/anthropic/v1/files/a..b"), "v1/files/a..b");
+        for escape in [
+            "/proxy/anthropic/v1/../../../admin",
+            "/proxy/anthropic/%2e%2e/%2e%2e/admin",
+            "/proxy/anthropic/v1/%2E./admin",
+            "/proxy/anthropic/..%2f..%2fadmin",
+            "/proxy/anthropic/v1/.",
+            "/proxy/anthropic/..%5cadmin",
+        ] {
+            assert!(forwarded_path(escape, "anthropic").is_err(), "{escape}");
+        }
     }
 }

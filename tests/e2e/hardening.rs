@@ -1,0 +1,481 @@
+//! The edge holds: every route honours the token, a 2xx is a committed
+//! write (across kill -9 and storage failures), shutdown is bounded, and
+//! answers, paths and bodies stay within their limits.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warming_testkit::{Standin, StandinOptions};
+
+use crate::support::{anthropic_request, eventually, run_to_exit, Service};
+
+const TOKEN: &str = "a-long-random-test-token";
+
+/// One raw HTTP/1.1 exchange, so the path goes out exactly as written
+/// (HTTP clients normalise `..`); answers the status and the body.
+async fn raw_http(addr: SocketAddr, head: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_honours_the_token_and_the_proxy_never_forwards_it() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &["--token", TOKEN]).await;
+    let client = reqwest::Client::new();
+
+    // Every documented operation but /healthz refuses a call without it.
+    let document: Value = client
+        .get(service.url("/v1/openapi.json"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let url = service.url(&path.replace("{id}", "guarded"));
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = client
+                .request(method.clone(), &url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            if path == "/healthz" {
+                assert_eq!(status, 200);
+                continue;
+            }
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (401, Some("unauthorized")),
+                "{method} {path}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "{checked}");
+    // Nothing reached the provider, and no conversation was touched.
+    assert!(standin.requests().is_empty());
+    let (status, state) = {
+        let r = client
+            .get(service.url("/v1/conversations/guarded"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!((status, &state["known"]), (200, &json!(false)));
+
+    // The proxy takes it in x-warming-token, never forwarded; warming's
+    // token sent as the provider key is not forwarded either.
+    let body = json!({"model": "claude-test", "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}]});
+    let as_bearer = client
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_bearer.status().as_u16(), 401);
+    assert!(standin.requests().is_empty());
+    let ok = client
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .header("x-warming-token", TOKEN)
+        .header("x-api-key", "provider-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let leaked = client
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .header("x-warming-token", TOKEN)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(leaked.status().as_u16(), 200);
+    let seen = standin.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].credential.as_deref(), Some("provider-key"));
+    assert_eq!(
+        seen[1].credential, None,
+        "warming's token reached the provider"
+    );
+    for request in &seen {
+        assert!(!request.header_names.iter().any(|h| h == "x-warming-token"));
+    }
+
+    // The dashboard opens with ?token=.
+    let page = client
+        .get(service.url(&format!("/?token={TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn public_metrics_opens_metrics_and_the_dashboard_only() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--token", TOKEN, "--public-metrics"],
+    )
+    .await;
+    for path in ["/metrics", "/"] {
+        assert_eq!(service.call("GET", path, None).await.0, 200, "{path}");
+    }
+    assert_eq!(service.call("GET", "/v1/conversations", None).await.0, 401);
+}
+
+#[tokio::test]
+async fn proxy_paths_stay_below_the_upstream_base() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("{}/gw/anthropic", standin.url());
+    let service =
+        Service::start(dir.path(), &standin.url(), &["--anthropic-upstream", &base]).await;
+    for path in [
+        "/proxy/anthropic/v1/../../../admin",
+        "/proxy/anthropic/%2e%2e/%2e%2e/admin",
+        "/proxy/anthropic/..%2f..%2fadmin",
+        "/proxy/anthropic/v1/%2E%2e/admin",
+    ] {
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+            service.addr
+        );
+        let (status, body) = raw_http(service.addr, &head).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("only paths below"), "{path}: {body}");
+    }
+    assert!(
+        standin.requests().is_empty(),
+        "an escape reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_before_100_continue() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let head = format!(
+        "POST /v1/conversations/c/turn-settled HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        service.addr,
+        5 * 1024 * 1024
+    );
+    let (status, body) = raw_http(service.addr, &head).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("payload_too_large"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_while_a_proxied_call_hangs_upstream() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut service =
+        Service::start(dir.path(), &standin.url(), &["--shutdown-grace-ms", "300"]).await;
+    standin.hang_next(1);
+    let url = service.url("/proxy/anthropic/v1/messages");
+    let stuck = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .header("x-conversation-id", "stuck")
+            .json(&json!({"model": "claude-test", "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+            .await
+    });
+    eventually(5, "the call to reach the upstream", || async {
+        (!standin.requests().is_empty()).then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    service.signal_term();
+    let status = tokio::task::spawn_blocking(move || service.wait(20))
+        .await
+        .unwrap()
+        .expect("warming kept running after SIGTERM with a call stuck upstream");
+    assert!(status.success(), "{status}");
+    // Bounded by the grace period (plus the flush), not by the upstream.
+    assert!(asked.elapsed() < Duration::from_secs(15));
+    let _ = stuck.await;
+}
+
+#[tokio::test]
+async fn a_hanging_upstream_gets_a_json_504_from_the_proxy() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--proxy-first-byte-timeout-ms", "300"],
+    )
+    .await;
+    standin.hang_next(1);
+    let response = reqwest::Client::new()
+        .post(service.url("/proxy/anthropic/v1/messages"))
+        .header("x-conversation-id", "slow")
+        .json(&json!({"model": "claude-test", "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 504);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--proxy-first-byte-timeout-ms"));
+    // The turn ended: the conversation is not left generating.
+    assert_eq!(service.state("slow").await["active"], false);
+}
+
+/// An upstream that answers every request with a 200 and `size` bytes.
+async fn huge_upstream(size: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 65536];
+                let _ = socket.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < size {
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    sent += chunk.len();
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_huge_warm_answer_is_dropped_not_held() {
+    let upstream = huge_upstream(64 * 1024 * 1024).await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &upstream, &[]).await;
+    service.turn_settled("big", &anthropic_request("big")).await;
+    let (status, answer) = service
+        .call("POST", "/v1/conversations/big/warm", None)
+        .await;
+    assert_eq!(status, 502, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("more than 1024 KiB"), "{message}");
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flags, needle) in [
+        (&["--warm-timeout-ms", "0"][..], "warm-timeout-ms"),
+        (&["--token", "   "][..], "token"),
+        (&["--listen", "nowhere-at-all"][..], "listen"),
+    ] {
+        let log = dir.path().join("refused.log");
+        let db = dir.path().join("refused.db");
+        let mut args = vec!["serve", "--db", db.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let status = run_to_exit(&args, &log).expect("it kept running");
+        assert!(!status.success(), "{flags:?}");
+        let message = std::fs::read_to_string(&log).unwrap();
+        assert!(message.contains(needle), "{flags:?}: {message}");
+    }
+}
+
+/// Makes every write to the conversations table fail, as a full disk
+/// would, from a second connection to the same file.
+fn break_writes(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_insert BEFORE INSERT ON conversations
+           BEGIN SELECT RAISE(ABORT, 'injected: disk full'); END;
+         CREATE TRIGGER refuse_update BEFORE UPDATE ON conversations
+           BEGIN SELECT RAISE(ABORT, 'injected: disk full'); END;",
+    )
+    .unwrap();
+}
+
+fn repair_writes(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch("DROP TRIGGER refuse_insert; DROP TRIGGER refuse_update;")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_write_storage_refuses_is_a_storage_error_not_a_2xx() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    service.enable("full", 60_000).await;
+    break_writes(&service.db);
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/conversations/full/turn-settled",
+            Some(json!({"request": anthropic_request("full")})),
+        ),
+        (
+            "PUT",
+            "/v1/conversations/full/settings",
+            Some(json!({"intervalMs": 30_000})),
+        ),
+        ("POST", "/v1/conversations/full/turn-started", None),
+    ] {
+        let (status, answer) = service.call(method, path, body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (500, Some("storage")),
+            "{method} {path}: {answer}"
+        );
+    }
+    // Settings are written first: the refused change did not happen.
+    assert_eq!(service.state("full").await["intervalMs"], 60_000);
+    repair_writes(&service.db);
+    let settled = service
+        .turn_settled("full", &anthropic_request("full"))
+        .await;
+    assert!(settled["nextWarmAt"].is_u64());
+}
+
+/// Rounds of kill -9 during a stream of acknowledged settles and settings
+/// changes; `WARMING_CRASH_ROUNDS` for more than the default 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_to_kill_9() {
+    let rounds: usize = std::env::var("WARMING_CRASH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conversations = 40;
+    // The last acknowledged settle of each conversation, and its interval.
+    let mut acked: Vec<Option<(usize, u64)>> = vec![None; conversations];
+    for round in 0..rounds {
+        let service = Service::start(dir.path(), &standin.url(), &[]).await;
+        let client = reqwest::Client::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..conversations {
+            let (client, base) = (client.clone(), service.url(""));
+            tasks.spawn(async move {
+                // Each acknowledgement counts on its own: a settle answered
+                // 2xx must be on disk even if nothing after it was.
+                let (mut settled, mut interval_set) = (None, None);
+                for seq in 0.. {
+                    let mut request = anthropic_request(&format!("c{c}"));
+                    request["metadata"] = json!({"user_id": format!("R{round}-S{seq}")});
+                    let settle = client
+                        .post(format!("{base}/v1/conversations/c{c}/turn-settled"))
+                        .json(&json!({"request": request}))
+                        .send()
+                        .await;
+                    match settle {
+                        Ok(r) if r.status().is_success() => settled = Some(seq),
+                        _ => break,
+                    }
+                    let interval = 10_000 + (round * 1_000 + seq) as u64;
+                    let settings = client
+                        .put(format!("{base}/v1/conversations/c{c}/settings"))
+                        .json(&json!({"enabled": true, "intervalMs": interval}))
+                        .send()
+                        .await;
+                    match settings {
+                        Ok(r) if r.status().is_success() => interval_set = Some(interval),
+                        _ => break,
+                    }
+                }
+                (c, settled, interval_set)
+            });
+        }
+        // Let them run, then kill without warning at a varying moment.
+        tokio::time::sleep(Duration::from_millis(150 + 100 * round as u64)).await;
+        service.kill();
+        while let Some(result) = tasks.join_next().await {
+            let (c, settled, interval) = result.unwrap();
+            if let Some(seq) = settled {
+                let interval = interval.or(acked[c].map(|(_, i)| i)).unwrap_or(0);
+                acked[c] = Some((round * 1_000_000 + seq, interval));
+            }
+        }
+        let storage = warming_storage::Storage::open(
+            &dir.path().join("warming.db"),
+            warming_storage::StorageOptions::default(),
+        )
+        .unwrap();
+        let stored = storage
+            .load_all(&warming_core::IntervalLimits::new(1, u64::MAX))
+            .unwrap();
+        for (c, want) in acked.iter().enumerate() {
+            let Some((mark, interval)) = want else {
+                continue;
+            };
+            let id = format!("c{c}");
+            let row = stored
+                .iter()
+                .find(|r| r.conversation.as_str() == id)
+                .unwrap_or_else(|| panic!("round {round}: {id} lost"));
+            let template = row.template.as_ref().expect("template").request_json();
+            let (round_of, seq) = (mark / 1_000_000, mark % 1_000_000);
+            let stored_seq = template
+                .split(&format!("R{round_of}-S"))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            if round_of == round {
+                assert!(
+                    stored_seq.is_some_and(|s| s >= seq),
+                    "round {round}: {id} acknowledged S{seq}, disk has S{stored_seq:?}"
+                );
+                let stored_interval = row.settings.unwrap().interval_ms;
+                assert!(
+                    stored_interval >= *interval,
+                    "round {round}: {id} acknowledged interval {interval}, disk has {stored_interval}"
+                );
+            }
+        }
+        drop(storage);
+    }
+    assert!(
+        acked.iter().any(Option::is_some),
+        "no write was acknowledged"
+    );
+}
