@@ -70,7 +70,7 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
     let (_, list) = service.call("GET", "/v1/conversations", None).await;
     assert_eq!(
         list,
-        json!({"conversations": []}),
+        json!({"conversations": [], "next": null}),
         "bad input changed state"
     );
     let (status, _) = service.call("GET", "/healthz", None).await;

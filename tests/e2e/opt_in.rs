@@ -334,3 +334,44 @@ async fn warming_survives_a_restart_at_the_defaults_without_a_new_turn() {
     assert_eq!(state["policy"], "fixed");
     assert_eq!(state["stoppedReason"], Value::Null);
 }
+
+#[tokio::test]
+async fn the_list_comes_a_page_at_a_time_with_filters() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    for i in 0..7 {
+        let id = format!("p{i}");
+        service.turn_settled(&id, &anthropic_request(&id)).await;
+        if i % 2 == 0 {
+            service.enable(&id, 60_000).await;
+        }
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/conversations?limit=3".to_owned();
+    loop {
+        let (status, page) = service.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["conversations"].as_array().unwrap();
+        assert!(items.len() <= 3);
+        seen.extend(items.iter().map(|c| c["conversationId"].clone()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/conversations?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        (0..7).map(|i| json!(format!("p{i}"))).collect::<Vec<_>>()
+    );
+    let (_, armed) = service
+        .call("GET", "/v1/conversations?armed=true", None)
+        .await;
+    assert_eq!(armed["conversations"].as_array().unwrap().len(), 4);
+    let (_, off) = service
+        .call("GET", "/v1/conversations?enabled=false", None)
+        .await;
+    assert_eq!(off["conversations"].as_array().unwrap().len(), 3);
+    let (status, _) = service.call("GET", "/v1/conversations?limit=0", None).await;
+    assert_eq!(status, 400);
+}

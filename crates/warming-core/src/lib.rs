@@ -28,7 +28,7 @@ mod time;
 mod usage;
 
 pub use effect::{Effect, PersistId, WarmOutcome, WarmRecord, WarmRequest, WarmToken, WarmTrigger};
-pub use engine::{Config, Restored, WarmFailure, WarmNowError, WarmStats, Warmer};
+pub use engine::{Config, ListFilter, Restored, WarmFailure, WarmNowError, WarmStats, Warmer};
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind};
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};

@@ -113,12 +113,24 @@ impl Client {
         })
     }
 
-    /// Every known conversation.
+    /// Every known conversation, fetched a page at a time, as one
+    /// `{"conversations": [...]}`.
     ///
     /// # Errors
     /// [`ClientError`] when the server is unreachable or answers an error.
     pub async fn list(&self) -> Result<Value, ClientError> {
-        self.call(Method::GET, "/v1/conversations", None).await
+        let mut all = Vec::new();
+        let mut path = "/v1/conversations?limit=1000".to_owned();
+        loop {
+            let mut page = self.call(Method::GET, &path, None).await?;
+            if let Some(items) = page["conversations"].as_array_mut() {
+                all.append(items);
+            }
+            match page["next"].as_str() {
+                Some(next) => path = format!("/v1/conversations?limit=1000&after={next}"),
+                None => return Ok(json!({ "conversations": all })),
+            }
+        }
     }
 
     /// One conversation's state.

@@ -62,6 +62,15 @@ impl Default for Config {
     }
 }
 
+/// Which conversations a [`Warmer::conversations_page`] lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only those with warming on (`Some(true)`) or off (`Some(false)`).
+    pub enabled: Option<bool>,
+    /// Only those with a warm scheduled.
+    pub armed: bool,
+}
+
 /// A conversation as loaded from storage at start, for [`Warmer::restore`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restored {
@@ -256,6 +265,44 @@ impl Warmer {
             .iter()
             .filter(|c| !c.deleted)
             .map(|c| c.snapshot(&self.config))
+    }
+
+    /// One page of known conversations, in the order first seen: at most
+    /// `limit` of those matching `filter`, starting at `cursor` (0 for the
+    /// first page). Answers the page and the cursor of the next one, `None`
+    /// after the last: cursors stay valid as conversations come and go.
+    ///
+    /// ```
+    /// use warming_core::{Config, ConversationId, ListFilter, Warmer};
+    /// let mut warmer = Warmer::new(Config::default());
+    /// for raw in ["a", "b", "c"] {
+    ///     warmer.turn_started(Default::default(), &ConversationId::new(raw).unwrap());
+    /// }
+    /// let (first, next) = warmer.conversations_page(0, 2, ListFilter::default());
+    /// assert_eq!(first.len(), 2);
+    /// let (rest, end) = warmer.conversations_page(next.unwrap(), 2, ListFilter::default());
+    /// assert_eq!((rest.len(), end), (1, None));
+    /// ```
+    #[must_use]
+    pub fn conversations_page(
+        &self,
+        cursor: usize,
+        limit: usize,
+        filter: ListFilter,
+    ) -> (Vec<ConversationState>, Option<usize>) {
+        let mut page = Vec::new();
+        for (index, c) in self.conversations.iter().enumerate().skip(cursor) {
+            if page.len() == limit.max(1) {
+                return (page, Some(index));
+            }
+            let matches = !c.deleted
+                && filter.enabled.is_none_or(|on| c.settings.enabled == on)
+                && (!filter.armed || c.deadline.is_some());
+            if matches {
+                page.push(c.snapshot(&self.config));
+            }
+        }
+        (page, None)
     }
 
     /// The warm template of a conversation, if it has one.

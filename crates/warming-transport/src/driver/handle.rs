@@ -43,7 +43,12 @@ pub(crate) enum Command {
     BackendSeen(ConversationId, String),
     ProxySettled(ProxiedTurn),
     Get(ConversationId, Reply<ConversationState>),
-    List(Reply<Vec<ConversationState>>),
+    List {
+        cursor: usize,
+        limit: usize,
+        filter: warming_core::ListFilter,
+        reply: Reply<(Vec<ConversationState>, Option<usize>)>,
+    },
 }
 
 /// The end of a turn seen through the proxy.
@@ -207,12 +212,24 @@ impl DriverHandle {
         self.call(|r| Command::Get(id, r)).await
     }
 
-    /// Every known conversation's state.
+    /// One page of known conversations, in the order first seen, and the
+    /// cursor of the next page (`None` after the last).
     ///
     /// # Errors
     /// Only when the service is shutting down.
-    pub async fn list(&self) -> Result<Vec<ConversationState>, ApiError> {
-        self.call(Command::List).await
+    pub async fn list(
+        &self,
+        cursor: usize,
+        limit: usize,
+        filter: warming_core::ListFilter,
+    ) -> Result<(Vec<ConversationState>, Option<usize>), ApiError> {
+        self.call(|reply| Command::List {
+            cursor,
+            limit,
+            filter,
+            reply,
+        })
+        .await
     }
 
     /// A stream of every conversation's updates.

@@ -311,8 +311,13 @@ impl Driver {
             Command::Get(id, reply) => {
                 let _ = reply.send(self.warmer.state(&id));
             }
-            Command::List(reply) => {
-                let _ = reply.send(self.warmer.conversations().collect());
+            Command::List {
+                cursor,
+                limit,
+                filter,
+                reply,
+            } => {
+                let _ = reply.send(self.warmer.conversations_page(cursor, limit, filter));
             }
         }
         self.execute_effects();

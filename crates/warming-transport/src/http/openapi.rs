@@ -64,7 +64,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/v1/conversations",
-        summary: "Every known conversation",
+        summary: "Known conversations, a page at a time (?limit=1..1000, default 100; ?after=CURSOR; ?enabled=true|false; ?armed=true)",
         body: None,
         answer: "ConversationList",
     },
@@ -174,7 +174,8 @@ fn schemas() -> Value {
             {"type": "object", "properties": {"notes": {"type": "array", "items": {"type": "string"},
                 "description": "What was changed from what was asked, e.g. a clamped interval"}}}]},
         "ConversationList": {"type": "object", "properties": {
-            "conversations": {"type": "array", "items": {"$ref": "#/components/schemas/ConversationState"}}}},
+            "conversations": {"type": "array", "items": {"$ref": "#/components/schemas/ConversationState"}},
+            "next": {"type": ["string", "null"], "description": "Cursor of the next page (?after=), null after the last"}}},
         "HistoryEntry": {"type": "object", "properties": {
             "conversationId": {"type": "string"},
             "dueAt": {"type": "integer"}, "startedAt": {"type": "integer"}, "finishedAt": {"type": "integer"},

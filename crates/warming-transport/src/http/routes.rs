@@ -73,10 +73,81 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-/// `GET /v1/conversations`.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let conversations = state.driver.list().await?;
-    Ok(Json(json!({ "conversations": conversations })))
+/// Conversations a list page holds when the caller gives no `limit`.
+const DEFAULT_PAGE: usize = 100;
+
+/// The query of a list: `limit`, `after`, `enabled`, `armed`.
+#[derive(Debug, PartialEq)]
+struct ListQuery {
+    cursor: usize,
+    limit: usize,
+    filter: warming_core::ListFilter,
+}
+
+/// Parses a list query; anything unknown or malformed is a 400 naming it.
+fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut parsed = ListQuery {
+        cursor: 0,
+        limit: DEFAULT_PAGE,
+        filter: warming_core::ListFilter::default(),
+    };
+    let bool_of = |key: &str, value: &str| match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(ApiError::bad_request(format!(
+            "{key} must be true or false, got {other:?}"
+        ))),
+    };
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "limit" => {
+                parsed.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("limit must be 1 to 1000, got {value:?}"))
+                    })?;
+            }
+            "after" => {
+                parsed.cursor = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "after must be the `next` of an earlier page, got {value:?}"
+                    ))
+                })?;
+            }
+            "enabled" => parsed.filter.enabled = Some(bool_of(key, value)?),
+            "armed" => parsed.filter.armed = bool_of(key, value)?,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown list parameter {other:?}: expected limit, after, enabled or armed"
+                )))
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// `GET /v1/conversations?limit=N&after=CURSOR&enabled=BOOL&armed=true`:
+/// one page, in the order first seen, and the cursor of the next.
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = list_query(query.as_deref())?;
+    let (conversations, next) = state
+        .driver
+        .list(query.cursor, query.limit, query.filter)
+        .await?;
+    Ok(Json(json!({
+        "conversations": conversations,
+        "next": next.map(|n| n.to_string()),
+    })))
 }
 
 /// `GET /v1/conversations/{id}`.
@@ -295,6 +366,19 @@ pub async fn settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_queries_default_to_a_page_and_refuse_what_they_do_not_know() {
+        let q = list_query(None).unwrap();
+        assert_eq!((q.cursor, q.limit), (0, DEFAULT_PAGE));
+        let q = list_query(Some("limit=5&after=17&enabled=false&armed=true")).unwrap();
+        assert_eq!((q.cursor, q.limit), (17, 5));
+        assert_eq!(q.filter.enabled, Some(false));
+        assert!(q.filter.armed);
+        for bad in ["limit=0", "limit=1001", "after=x", "enabled=yes", "sort=id"] {
+            assert!(list_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn history_limit_defaults_and_bounds() {
