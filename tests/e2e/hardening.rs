@@ -479,3 +479,42 @@ async fn no_acknowledged_write_is_lost_to_kill_9() {
         "no write was acknowledged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_finish_their_headers_cannot_starve_the_server() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--max-connections", "8", "--header-read-timeout-ms", "300"],
+    )
+    .await;
+    // Three times the cap of connections that send half a request line.
+    let mut slow = Vec::new();
+    for _ in 0..24 {
+        let mut stream = TcpStream::connect(service.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // Each is dropped at the header timeout, so a real client gets in.
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .get(service.url("/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("healthz answered while slow clients held connections");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The server closed the slow ones.
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_) | Err(_))),
+        "a slow client was never dropped"
+    );
+}

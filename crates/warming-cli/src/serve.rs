@@ -108,6 +108,15 @@ pub struct ServeArgs {
     /// a JSON 504 [default: 300000].
     #[arg(long, env = "WARMING_PROXY_FIRST_BYTE_TIMEOUT_MS")]
     pub proxy_first_byte_timeout_ms: Option<u64>,
+    /// Most client connections open at once [default: 1024].
+    #[arg(long, env = "WARMING_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Longest a client may take to send a request's headers, ms [default: 10000].
+    #[arg(long, env = "WARMING_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Longest a client may take to send a request's body, ms [default: 30000].
+    #[arg(long, env = "WARMING_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
 }
 
 /// `on` or `off`.
@@ -155,6 +164,12 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     #[serde(alias = "proxy_first_byte_timeout_ms")]
     proxy_first_byte_timeout_ms: Option<u64>,
+    #[serde(alias = "max_connections")]
+    max_connections: Option<usize>,
+    #[serde(alias = "header_read_timeout_ms")]
+    header_read_timeout_ms: Option<u64>,
+    #[serde(alias = "body_read_timeout_ms")]
+    body_read_timeout_ms: Option<u64>,
     /// Dollars per million input tokens by model, for the cost estimate.
     prices: Option<std::collections::HashMap<String, f64>>,
     /// The provider's cache TTL, for the policies and the cost estimate.
@@ -320,6 +335,27 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             return Err("proxy-first-byte-timeout-ms must be at least 1".into());
         }
         config.proxy_first_byte_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        config.max_connections = n;
+    }
+    for (key, value, slot) in [
+        (
+            "header-read-timeout-ms",
+            args.header_read_timeout_ms.or(file.header_read_timeout_ms),
+            &mut config.header_read_timeout,
+        ),
+        (
+            "body-read-timeout-ms",
+            args.body_read_timeout_ms.or(file.body_read_timeout_ms),
+            &mut config.body_read_timeout,
+        ),
+    ] {
+        match value {
+            Some(0) => return Err(format!("{key} must be at least 1")),
+            Some(ms) => *slot = Duration::from_millis(ms),
+            None => {}
+        }
     }
     if let Some(n) = args.history_cap.or(file.history_cap) {
         config.history_cap = n.max(1);

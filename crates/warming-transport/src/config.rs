@@ -140,6 +140,12 @@ pub struct ServerConfig {
     /// Longest the proxy waits for an upstream's answer to begin (its
     /// status and headers), default 5 min; a stream may then run longer.
     pub proxy_first_byte_timeout: Duration,
+    /// Most client connections open at once (default 1024).
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers (default 10 s).
+    pub header_read_timeout: Duration,
+    /// Longest a client may take to send a request's body (default 30 s).
+    pub body_read_timeout: Duration,
     /// Prices, TTL and the value of time the policies weigh.
     pub economics: warming_core::Economics,
 }
@@ -174,6 +180,9 @@ impl ServerConfig {
             max_idle: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
             proxy_first_byte_timeout: Duration::from_secs(300),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             economics: warming_core::Economics::default(),
         }
     }
@@ -242,6 +251,9 @@ impl ServerConfig {
             .is_some_and(|t| t.expose().trim().is_empty())
         {
             return Err("the token is blank".into());
+        }
+        if self.max_connections == 0 {
+            return Err("max-connections must be at least 1".into());
         }
         if self.warm_concurrency == 0 {
             return Err("warm concurrency must be at least 1".into());

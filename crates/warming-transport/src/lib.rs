@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `server`: wiring and graceful shutdown ([`run`]).
+//! - `listen`: accepting connections with hyper's limits and timeouts.
 //! - `driver`: the task that owns the core and carries out its effects.
 //! - `http`: the HTTP API, its JSON errors and auth.
 //! - `surface`: the WebSocket surface.
@@ -17,6 +18,7 @@ pub mod config;
 mod driver;
 pub mod generations;
 pub mod http;
+mod listen;
 pub mod metrics;
 pub mod provider;
 pub mod proxy;

@@ -1,6 +1,6 @@
 //! Wiring: storage, restore, driver, HTTP server, graceful shutdown.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -138,12 +138,17 @@ pub async fn run(
             signalled.cancel();
         }
     });
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(signalled.clone().cancelled_owned())
-        .into_future();
+    let limits = crate::listen::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    };
+    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        config.body_read_timeout,
+    ));
+    let served = crate::listen::serve(listener, app, limits, signalled.clone());
     let grace = config.shutdown_grace;
-    let served = tokio::select! {
-        served = served => served,
+    let served: std::io::Result<()> = tokio::select! {
+        () = served => Ok(()),
         () = async {
             signalled.cancelled().await;
             tokio::time::sleep(grace).await;
