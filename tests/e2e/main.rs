@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod dashboard;
 mod failures;
+mod fuzz;
 mod hardening;
 mod input;
 mod lifecycle;
