@@ -145,7 +145,7 @@ fn mutated_requests_never_get_a_5xx_or_break_the_service() {
         (standin, dir, service, socket)
     });
     // The runner takes an `Fn`; the one socket is used by one case at a time.
-    let socket = std::cell::RefCell::new(socket);
+    let socket = tokio::sync::Mutex::new(socket);
     let http = reqwest::Client::new();
     let mut runner = TestRunner::new(Config {
         cases: cases(),
@@ -174,7 +174,7 @@ fn mutated_requests_never_get_a_5xx_or_break_the_service() {
                         }
                     }
                     Call::Surface(message) => {
-                        let mut socket = socket.borrow_mut();
+                        let mut socket = socket.lock().await;
                         socket
                             .send(Message::Text(message.to_string().into()))
                             .await

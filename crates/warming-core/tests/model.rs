@@ -33,6 +33,8 @@ enum Op {
     Close(usize),
     Backend(usize, u8),
     Event(usize, u8, Option<u8>),
+    Delete(usize),
+    Enroll(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -57,7 +59,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<bool>().prop_map(Op::Persisted),
         1 => conv.clone().prop_map(Op::Close),
         1 => (conv.clone(), 0..3u8).prop_map(|(c, b)| Op::Backend(c, b)),
-        1 => (conv, 0..4u8, proptest::option::of(0..3u8)).prop_map(|(c, k, t)| Op::Event(c, k, t)),
+        1 => (conv.clone(), 0..4u8, proptest::option::of(0..3u8)).prop_map(|(c, k, t)| Op::Event(c, k, t)),
+        1 => conv.clone().prop_map(Op::Delete),
+        1 => conv.prop_map(Op::Enroll),
     ]
 }
 
@@ -74,6 +78,8 @@ struct Model {
     in_flight: HashMap<ConversationId, WarmToken>,
     /// Every token ever issued, for stale completions.
     tokens: Vec<(ConversationId, WarmToken)>,
+    /// Pending writes that are deletes.
+    deletes: std::collections::HashSet<PersistId>,
 }
 
 fn check_effects(
@@ -122,6 +128,10 @@ fn check_effects(
             Effect::PersistBackend {
                 op, conversation, ..
             } => {
+                model.pending.push((op, conversation, None, false));
+            }
+            Effect::PersistDelete { op, conversation } => {
+                model.deletes.insert(op);
                 model.pending.push((op, conversation, None, false));
             }
             Effect::Notify(s) => {
@@ -249,6 +259,21 @@ fn run(ops: Vec<Op>, adaptive: bool) {
             Op::Persisted(ok) => {
                 let (op, conv, settings, eager) = model.pending.remove(0);
                 h.warmer.persisted(now, op, ok);
+                if model.deletes.remove(&op) {
+                    if ok {
+                        // Forgotten: writes for it still queued land on the
+                        // deleted record and change nothing.
+                        model.expected.remove(&conv);
+                        model.closed.remove(&conv);
+                        model.in_flight.remove(&conv);
+                        model.pending.retain(|(_, c, _, _)| *c != conv);
+                        assert!(!h.warmer.state(&conv).known);
+                    }
+                    let effects = h.drain();
+                    check_effects(&h, &mut model, effects, close_op);
+                    check_state(&h, &model);
+                    continue;
+                }
                 if let (true, Some(settings), false) = (ok, settings, eager) {
                     let newer = model
                         .expected
@@ -263,6 +288,12 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                 }
             }
             Op::Close(c) => close_op = Some(h.warmer.close(now, &id(CONVERSATIONS[c]))),
+            Op::Delete(c) => {
+                let _ = h.warmer.delete(now, &id(CONVERSATIONS[c]));
+            }
+            Op::Enroll(c) => {
+                let _ = h.warmer.enroll(now, &id(CONVERSATIONS[c]), None);
+            }
             Op::Backend(c, b) => {
                 let _ = h.warmer.backend_resolved(
                     now,
