@@ -29,6 +29,8 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         ("PUT", "/v1/conversations/c/settings", b"{not json".to_vec(), 400, "bad_request"),
         ("PUT", "/v1/conversations/c/settings", br#"{"enabled": "yes"}"#.to_vec(), 400, "bad_request"),
         ("PUT", "/v1/conversations/c/settings", br#"{"intervalMs": "10s"}"#.to_vec(), 400, "bad_request"),
+        // Too large for a number: the parser cannot represent it (docs/API.md).
+        ("PUT", "/v1/conversations/c/settings", br#"{"intervalMs": 1e999}"#.to_vec(), 400, "bad_request"),
         ("PUT", "/v1/conversations/c/settings", b"[]".to_vec(), 400, "bad_request"),
         ("POST", "/v1/conversations/c/turn-settled", br#"{"request": "text"}"#.to_vec(), 400, "bad_request"),
         ("POST", "/v1/conversations/c/turn-settled", b"{}".to_vec(), 400, "bad_request"),

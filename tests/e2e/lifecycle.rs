@@ -63,7 +63,9 @@ async fn a_turn_pauses_warming_and_its_settle_rearms() {
 
     let settled = service.turn_settled("c", &anthropic_request("c")).await;
     assert_eq!(settled["active"], false);
-    assert!(settled["nextWarmAt"].as_u64().unwrap() > now_ms() - 5);
+    // The turn outlasted the interval: the warm goes out at once, so the
+    // countdown is null while it is in flight, never a time already past.
+    assert_eq!(settled["nextWarmAt"], json!(null));
     eventually(5, "a warm after the settle", || async {
         (standin.warms().len() > warms_at_start).then_some(())
     })

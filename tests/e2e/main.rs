@@ -13,5 +13,6 @@ mod lifecycle;
 mod observability;
 mod opt_in;
 mod proxy;
+mod seeds;
 mod surface;
 mod warming;

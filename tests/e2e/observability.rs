@@ -109,5 +109,5 @@ async fn the_openapi_document_matches_the_routes() {
             "{route} is served but not documented"
         );
     }
-    assert_eq!(operations, 17);
+    assert_eq!(operations, 18);
 }

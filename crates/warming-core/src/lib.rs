@@ -30,7 +30,7 @@ mod usage;
 pub use effect::{Effect, PersistId, WarmOutcome, WarmRecord, WarmRequest, WarmToken, WarmTrigger};
 pub use engine::{Config, ListFilter, Restored, WarmFailure, WarmNowError, WarmStats, Warmer};
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
-pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind};
+pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS};
 pub use state::ConversationState;

@@ -18,12 +18,38 @@ pub enum RuntimeEventKind {
     TurnCompleted {
         /// A new warm template, if the event carried the request.
         template: Option<Arc<Template>>,
+        /// Why the turn failed (`payload.state: "failed"`; the payload's
+        /// `errorMessage`, else "Turn failed"), shown as `lastError`. `None`
+        /// for a turn that completed, which clears `lastError`.
+        failure: Option<Arc<str>>,
     },
     /// `session.exited`: the provider session ended.
     SessionExited,
+    /// `session.state.changed`: the provider session's new state.
+    SessionState(SessionState),
     /// Any other type (`thread.token-usage.updated`, unknown ones): accepted
     /// and ignored.
     Other,
+}
+
+/// The states of `session.state.changed`, and what each means here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// Starting up: nothing changes.
+    Starting,
+    /// Generating: a turn is active (one is started if none is).
+    Running,
+    /// Waiting inside a turn on a tool or a person: warmed like idle.
+    Waiting,
+    /// Ready for input: the turn is over, `lastError` cleared.
+    Ready,
+    /// The turn was interrupted: it is over.
+    Interrupted,
+    /// The session stopped: the turn is over.
+    Stopped,
+    /// The session failed: the turn is over, with this `lastError`
+    /// (the payload's `reason`, else "Provider session error").
+    Error(Arc<str>),
 }
 
 /// One provider runtime event, already parsed.
@@ -75,6 +101,17 @@ pub(crate) fn guard(
             (None, _) => LifecycleStep::Settle,
         },
         RuntimeEventKind::SessionExited => LifecycleStep::Settle,
+        RuntimeEventKind::SessionState(state) => match state {
+            SessionState::Starting => LifecycleStep::Ignore,
+            // Already running: nothing to start.
+            SessionState::Running if active_turn.is_some() => LifecycleStep::Ignore,
+            SessionState::Running => LifecycleStep::Start,
+            SessionState::Waiting
+            | SessionState::Ready
+            | SessionState::Interrupted
+            | SessionState::Stopped
+            | SessionState::Error(_) => LifecycleStep::Settle,
+        },
         RuntimeEventKind::Other => LifecycleStep::Ignore,
     }
 }
@@ -83,7 +120,36 @@ pub(crate) fn guard(
 mod tests {
     use super::*;
 
-    const COMPLETED: RuntimeEventKind = RuntimeEventKind::TurnCompleted { template: None };
+    const COMPLETED: RuntimeEventKind = RuntimeEventKind::TurnCompleted {
+        template: None,
+        failure: None,
+    };
+
+    #[test]
+    fn session_states_start_end_or_leave_the_turn() {
+        let state = |s| RuntimeEventKind::SessionState(s);
+        assert_eq!(
+            guard(None, &state(SessionState::Running), None),
+            LifecycleStep::Start
+        );
+        assert_eq!(
+            guard(Some("t1"), &state(SessionState::Running), None),
+            LifecycleStep::Ignore
+        );
+        assert_eq!(
+            guard(None, &state(SessionState::Starting), None),
+            LifecycleStep::Ignore
+        );
+        for end in [
+            SessionState::Waiting,
+            SessionState::Ready,
+            SessionState::Interrupted,
+            SessionState::Stopped,
+            SessionState::Error("boom".into()),
+        ] {
+            assert_eq!(guard(Some("t1"), &state(end), None), LifecycleStep::Settle);
+        }
+    }
 
     #[test]
     fn a_start_conflicting_with_the_active_turn_is_ignored() {

@@ -133,8 +133,9 @@ fn a_turn_longer_than_the_interval_warms_right_after_it() {
     h.warmer.turn_started(h.now, &id("c"));
     h.advance(600_000);
     h.settle("c", "s");
-    let next = h.state("c").next_warm_at.unwrap();
-    assert!(next > h.now && next <= h.now.plus_millis(1));
+    // Sent at once: nothing is pushed with a time already past.
+    assert_eq!(h.state("c").next_warm_at, None);
+    assert_eq!(warms(&h.drain()).len(), 1);
 }
 
 // 4
@@ -701,6 +702,7 @@ fn runtime_events_go_through_the_lifecycle_guard() {
         event(
             RuntimeEventKind::TurnCompleted {
                 template: Some(template("rt")),
+                failure: None,
             },
             turn,
         )
@@ -1076,8 +1078,13 @@ fn re_enabling_restarts_warming_after_the_idle_cap() {
     h.enable("c");
     let s = h.state("c");
     assert_eq!(s.stopped_reason, None);
-    assert!(s.next_warm_at.unwrap() > h.now);
-    assert_eq!(warms(&h.run_to_deadline()).len(), 1);
+    // Its last warm was an interval ago: re-enabled, it warms at once.
+    let effects = h.drain();
+    assert_eq!(warms(&effects).len(), 1);
+    let token = warms(&effects)[0].token;
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    assert!(h.state("c").next_warm_at.unwrap() > h.now);
 }
 
 #[test]
@@ -1109,8 +1116,10 @@ fn enrolled_conversations_follow_the_enrolled_policy_and_a_persons_choice_wins()
     assert_eq!(h.warmer.enroll(h.now, &id("off"), None), None);
     assert!(!h.state("off").enabled);
 
-    // A person who turns an enrolled conversation on owns it: fixed.
+    // A person who turns an enrolled conversation on owns it: fixed. The
+    // cache may be cold by now: it is warmed at once.
     h.enable("auto");
+    assert_eq!(warms(&h.drain()).len(), 1);
     let s = h.state("auto");
     assert_eq!(s.policy, "fixed");
     assert_eq!(s.stopped_reason, None);
@@ -1233,4 +1242,96 @@ fn history_names_the_backend_that_answered_the_warm() {
     assert_eq!(&*backend, "replica-7");
     h.warmer.persisted(h.now, op, true);
     assert_eq!(h.state("b").backend.as_deref(), Some("replica-7"));
+}
+
+#[test]
+fn events_of_a_conversation_never_seen_are_ignored_and_create_nothing() {
+    let mut h = Harness::new();
+    let started = RuntimeEvent {
+        conversation: id("stranger"),
+        kind: RuntimeEventKind::TurnStarted,
+        turn_id: Some("1".into()),
+    };
+    assert_eq!(
+        h.warmer.runtime_event(h.now, started),
+        EventDisposition::Ignored
+    );
+    assert!(!h.state("stranger").known);
+    assert_eq!(h.warmer.conversations().count(), 0);
+}
+
+#[test]
+fn failed_turns_and_sessions_set_last_error_and_ready_clears_it() {
+    let mut h = Harness::new();
+    h.enable("t");
+    let send = |h: &mut Harness, kind| h.warmer.runtime_event(h.now, event(kind, Some("1")));
+    send(&mut h, RuntimeEventKind::TurnStarted);
+    send(
+        &mut h,
+        RuntimeEventKind::TurnCompleted {
+            template: Some(template("rt")),
+            failure: Some("Turn failed".into()),
+        },
+    );
+    let s = h.state("t");
+    assert!(!s.active);
+    assert_eq!(s.last_error.as_deref(), Some("Turn failed"));
+
+    // `running` starts a turn; `error` ends it with its reason.
+    let state = |s| RuntimeEventKind::SessionState(s);
+    assert_eq!(
+        send(&mut h, state(warming_core::SessionState::Running)),
+        EventDisposition::Applied
+    );
+    assert!(h.state("t").active);
+    send(
+        &mut h,
+        state(warming_core::SessionState::Error("rate limited".into())),
+    );
+    let s = h.state("t");
+    assert!(!s.active);
+    assert_eq!(s.last_error.as_deref(), Some("rate limited"));
+
+    // `waiting` inside a turn is warmed like idle; `ready` clears the error.
+    send(&mut h, state(warming_core::SessionState::Running));
+    send(&mut h, state(warming_core::SessionState::Waiting));
+    let s = h.state("t");
+    assert!(!s.active && s.next_warm_at.is_some());
+    assert_eq!(s.last_error.as_deref(), Some("rate limited"));
+    send(&mut h, state(warming_core::SessionState::Ready));
+    assert_eq!(h.state("t").last_error, None);
+}
+
+#[test]
+fn a_turn_longer_than_the_interval_warms_at_once_and_never_shows_a_past_next_warm() {
+    let mut h = Harness::new();
+    h.set(
+        "long",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(60_000.0),
+            ..Default::default()
+        },
+    );
+    h.settle("long", "sys");
+    h.drain();
+    h.warmer.turn_started(h.now, &id("long"));
+    h.advance(90_000);
+    h.warmer
+        .turn_settled(h.now, &id("long"), Some(template("sys")), None);
+    let effects = h.drain();
+    // Due a minute after the turn's start, half a minute ago: sent now.
+    assert_eq!(warms(&effects).len(), 1);
+    for pushed in notifications(&effects) {
+        assert!(
+            pushed.next_warm_at.is_none_or(|at| at > h.now),
+            "{pushed:?}"
+        );
+    }
+    let token = warms(&effects)[0].token;
+    h.advance(500);
+    h.warmer
+        .warm_completed(h.now, &id("long"), token, Usage::anthropic(3, 5_000, 0));
+    let next = h.state("long").next_warm_at.unwrap();
+    assert_eq!(next, h.now.plus_millis(60_000 - 500));
 }

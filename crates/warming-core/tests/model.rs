@@ -306,6 +306,7 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                     0 => RuntimeEventKind::TurnStarted,
                     1 => RuntimeEventKind::TurnCompleted {
                         template: Some(template("event")),
+                        failure: None,
                     },
                     2 => RuntimeEventKind::SessionExited,
                     _ => RuntimeEventKind::Other,

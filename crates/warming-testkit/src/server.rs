@@ -53,6 +53,8 @@ impl Default for StandinOptions {
 pub struct SeenRequest {
     /// The path.
     pub path: String,
+    /// The body's `model`.
+    pub model: Option<String>,
     /// The body's `max_tokens` (or `max_completion_tokens`).
     pub max_tokens: Option<u64>,
     /// Whether the body asked to stream.
@@ -227,6 +229,7 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
             Api::Anthropic => "/v1/messages".into(),
             Api::OpenAi => "/v1/chat/completions".into(),
         },
+        model: body.get("model").and_then(Value::as_str).map(str::to_owned),
         max_tokens,
         stream,
         preferred_backend: header(&headers, "x-preferred-backend"),

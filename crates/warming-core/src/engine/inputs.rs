@@ -7,8 +7,8 @@ use super::{Pending, Restored, Warmer};
 use crate::lifecycle::{guard, LifecycleStep};
 use crate::{
     decide, ConversationId, Effect, EventDisposition, GapView, PersistId, RuntimeEvent,
-    RuntimeEventKind, SettingsChange, StopReason, Template, Timestamp, Usage, WarmOutcome,
-    WarmRecord, WarmToken, WarmTrigger,
+    RuntimeEventKind, SessionState, SettingsChange, StopReason, Template, Timestamp, Usage,
+    WarmOutcome, WarmRecord, WarmToken, WarmTrigger,
 };
 
 /// Why a manual warm was refused.
@@ -71,33 +71,64 @@ impl Warmer {
 
     /// A provider runtime event, filtered by the lifecycle guard: a start
     /// conflicting with the active turn, or a completion of any turn but the
-    /// active one, is ignored. Accepted events start or settle a turn.
+    /// active one, is ignored, and so is every event of a conversation never
+    /// seen (as the agent host's own ingestion does). Accepted events start
+    /// or settle a turn; a failed turn or session sets `lastError`, a
+    /// completed turn or a ready session clears it.
     pub fn runtime_event(&mut self, now: Timestamp, event: RuntimeEvent) -> EventDisposition {
         let now = self.tick(now);
-        let slot = self.slot_of(&event.conversation);
-        let active_turn = slot.and_then(|s| self.conversations[s as usize].active_turn.as_deref());
+        let Some(slot) = self.slot_of(&event.conversation) else {
+            return EventDisposition::Ignored;
+        };
+        let active_turn = self.conversations[slot as usize].active_turn.as_deref();
         match guard(active_turn, &event.kind, event.turn_id.as_deref()) {
             LifecycleStep::Ignore => EventDisposition::Ignored,
             LifecycleStep::Start => {
-                let slot = self.ensure(&event.conversation);
                 self.start_turn(slot, event.turn_id.map(String::into_boxed_str), now);
                 EventDisposition::Applied
             }
             LifecycleStep::Settle => {
-                let slot = self.ensure(&event.conversation);
                 let c = self.conv(slot);
-                let (template, touched) = match event.kind {
-                    RuntimeEventKind::TurnCompleted { template } => {
-                        (template, Some(c.turn_started_at.unwrap_or(now)))
+                let was_active = c.active;
+                let started = c.turn_started_at.unwrap_or(now);
+                let (template, touched, error) = match event.kind {
+                    RuntimeEventKind::TurnCompleted { template, failure } => {
+                        (template, Some(started), Some(failure))
                     }
-                    // An exit is no request: it touched the cache only if a
-                    // turn was running.
-                    _ => (None, c.active.then(|| c.turn_started_at.unwrap_or(now))),
+                    RuntimeEventKind::SessionState(SessionState::Error(reason)) => {
+                        (None, was_active.then_some(started), Some(Some(reason)))
+                    }
+                    RuntimeEventKind::SessionState(SessionState::Ready) => {
+                        (None, was_active.then_some(started), Some(None))
+                    }
+                    // An exit or a pause is no request: it touched the cache
+                    // only if a turn was running.
+                    _ => (None, was_active.then_some(started), None),
                 };
+                if let Some(error) = error {
+                    self.conv(slot).stats.last_error = error;
+                }
                 self.settle(slot, template, touched, now);
                 EventDisposition::Applied
             }
         }
+    }
+
+    /// The active turn waits inside itself, on a tool or a person: the
+    /// conversation is warmed like an idle one until the next turn start or
+    /// settle. Returns `false`, changing nothing, when no turn is active.
+    pub fn turn_waiting(&mut self, now: Timestamp, id: &ConversationId) -> bool {
+        let now = self.tick(now);
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
+        let c = self.conv(slot);
+        if !c.active {
+            return false;
+        }
+        let started = c.turn_started_at.unwrap_or(now);
+        self.settle(slot, None, Some(started), now);
+        true
     }
 
     /// Time passed: sends the warms that are due, in deadline order.

@@ -404,10 +404,19 @@ impl Warmer {
             return;
         }
         let anchor = c.last_touch.unwrap_or(now);
-        let at = anchor
-            .plus_millis(c.interval_ms(&limits))
-            .max(now.plus_millis(1));
-        self.arm(slot, at, WarmTrigger::Scheduled, true);
+        let at = anchor.plus_millis(c.interval_ms(&limits));
+        if at > now {
+            self.arm(slot, at, WarmTrigger::Scheduled, true);
+            return;
+        }
+        // Already due (a turn ran longer than the interval, warming was just
+        // turned on again, or the interval got shorter): warm now, so what is
+        // served and pushed next is `null` while it is in flight, then a time
+        // in the future, never one already past. Each cause is someone's
+        // action, so no policy is asked.
+        self.disarm(slot);
+        self.conv(slot).warms_in_gap += 1;
+        self.fire(slot, WarmTrigger::Scheduled, at, now);
     }
 
     /// Forgets the in-flight warm, if any, so its outcome will be ignored.

@@ -22,6 +22,7 @@ pub(crate) enum Command {
         reply: Reply<Result<ConversationState, ApiError>>,
     },
     Events(Vec<RuntimeEvent>, Reply<Result<(usize, usize), ApiError>>),
+    Waiting(ConversationId, Reply<Result<ConversationState, ApiError>>),
     Update(
         ConversationId,
         SettingsChange,
@@ -126,6 +127,15 @@ impl DriverHandle {
     /// `storage` when a write failed; `unavailable` when shutting down.
     pub async fn events(&self, events: Vec<RuntimeEvent>) -> Result<(usize, usize), ApiError> {
         self.call(|r| Command::Events(events, r)).await?
+    }
+
+    /// The active turn waits on a tool or a person: warmed like idle until
+    /// the next turn start or settle.
+    ///
+    /// # Errors
+    /// `conflict` when no turn is active; `storage` when a write failed.
+    pub async fn waiting(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+        self.call(|r| Command::Waiting(id, r)).await?
     }
 
     /// Changes settings; answers once the write is committed.

@@ -242,6 +242,19 @@ impl Driver {
                 let acks = self.acks.take().unwrap_or_default();
                 reply_when_stored(acks, reply, (applied, total - applied));
             }
+            Command::Waiting(id, reply) => {
+                self.acks = Some(Vec::new());
+                let waiting = self.warmer.turn_waiting(t, &id);
+                self.execute_effects();
+                let acks = self.acks.take().unwrap_or_default();
+                if waiting {
+                    reply_when_stored(acks, reply, self.warmer.state(&id));
+                } else {
+                    let _ = reply.send(Err(ApiError::conflict(
+                        "no turn is in progress: only a running turn can wait (report turn-started first)",
+                    )));
+                }
+            }
             Command::Update(id, change, reply) => {
                 let op = self.warmer.update_settings(t, &id, change);
                 self.persist_waiters

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
-use warming_core::{ConversationId, RuntimeEvent, RuntimeEventKind, Template};
+use warming_core::{ConversationId, RuntimeEvent, RuntimeEventKind, SessionState, Template};
 
 use super::{ApiError, AppState, JsonBody};
 
@@ -37,19 +37,50 @@ fn parse_event(index: usize, event: &Value) -> Result<RuntimeEvent, ApiError> {
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return Err(bad("turnId must be a string")),
     };
+    let payload = object.get("payload");
+    let text = |key: &str| {
+        payload
+            .and_then(|p| p.get(key))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
     let kind = match kind {
         "turn.started" => RuntimeEventKind::TurnStarted,
         "turn.completed" => {
             // An extension: a completion may carry the turn's request as
             // `payload.request`, which becomes the warm template.
-            let template = object
-                .get("payload")
+            let template = payload
                 .and_then(|p| p.get("request"))
                 .filter(|r| r.is_object())
                 .map(|r| Arc::new(Template::new(r.clone(), None, None)));
-            RuntimeEventKind::TurnCompleted { template }
+            let failure = (text("state") == Some("failed"))
+                .then(|| Arc::from(text("errorMessage").unwrap_or("Turn failed")));
+            RuntimeEventKind::TurnCompleted { template, failure }
         }
         "session.exited" => RuntimeEventKind::SessionExited,
+        "session.state.changed" => match text("state") {
+            Some("starting") => RuntimeEventKind::SessionState(SessionState::Starting),
+            Some("running") => RuntimeEventKind::SessionState(SessionState::Running),
+            Some("waiting") => RuntimeEventKind::SessionState(SessionState::Waiting),
+            Some("ready") => RuntimeEventKind::SessionState(SessionState::Ready),
+            Some("interrupted") => RuntimeEventKind::SessionState(SessionState::Interrupted),
+            Some("stopped") => RuntimeEventKind::SessionState(SessionState::Stopped),
+            Some("error") => RuntimeEventKind::SessionState(SessionState::Error(Arc::from(
+                text("reason").unwrap_or("Provider session error"),
+            ))),
+            _ => return Err(bad(
+                "session.state.changed needs payload.state: starting, running, waiting, ready, \
+                 interrupted, stopped or error",
+            )),
+        },
+        // Waiting inside a turn on a tool or a person: warmed like idle
+        // until the work goes on.
+        "tool.started" | "approval.requested" => {
+            RuntimeEventKind::SessionState(SessionState::Waiting)
+        }
+        "tool.finished" | "approval.resolved" => {
+            RuntimeEventKind::SessionState(SessionState::Running)
+        }
         _ => RuntimeEventKind::Other,
     };
     Ok(RuntimeEvent {

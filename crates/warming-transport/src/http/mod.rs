@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             post(routes::turn_settled),
         )
         .route("/conversations/{id}/warm", post(routes::warm))
+        .route("/conversations/{id}/waiting", post(routes::waiting))
         .route("/conversations/{id}/close", post(routes::close))
         .route("/conversations/{id}/settings", put(routes::settings))
         .route("/events", post(events::ingest))

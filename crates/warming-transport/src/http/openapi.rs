@@ -76,6 +76,13 @@ pub const OPERATIONS: &[Operation] = &[
         answer: "ConversationState",
     },
     Operation {
+        method: "post",
+        path: "/v1/conversations/{id}/waiting",
+        summary: "The running turn waits on a tool or a person: warmed like idle until the next turn start or settle (409 without a running turn)",
+        body: None,
+        answer: "ConversationState",
+    },
+    Operation {
         method: "delete",
         path: "/v1/conversations/{id}",
         summary: "Delete a conversation and its history; answers its default state",

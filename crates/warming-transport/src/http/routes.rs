@@ -279,6 +279,15 @@ fn check_template(request: &Value, model: Option<&str>) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// `POST /v1/conversations/{id}/waiting`: the running turn waits on a tool
+/// or a person and is warmed like an idle conversation meanwhile.
+pub async fn waiting(
+    State(state): State<AppState>,
+    ConversationPath(id): ConversationPath,
+) -> Result<Json<ConversationState>, ApiError> {
+    Ok(Json(state.driver.waiting(id).await?))
+}
+
 /// `POST /v1/conversations/{id}/warm`: the warm's record.
 pub async fn warm(
     State(state): State<AppState>,

@@ -210,6 +210,11 @@ impl ProviderClient {
             return Err(SendError::BadTemplate);
         };
         object.insert("stream".into(), Value::Bool(false));
+        // The model the settled turn named wins over the request's (the
+        // settle body's `model`, as the agent host knows it).
+        if let Some(model) = warm.template.model() {
+            object.insert("model".into(), Value::from(model));
+        }
         let url = match kind {
             ProviderKind::Anthropic => {
                 object.insert("max_tokens".into(), json!(u8::from(one_token)));
