@@ -12,6 +12,7 @@ mod input;
 mod lifecycle;
 mod observability;
 mod opt_in;
+mod provider_rules;
 mod proxy;
 mod seeds;
 mod surface;

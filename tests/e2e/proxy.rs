@@ -543,3 +543,44 @@ async fn proxy_warming_on_enrols_proxied_conversations_under_adaptive_and_a_pers
         .unwrap()
         .contains("x-warming"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_thinking_conversation_is_warmed_and_its_next_turn_reads_the_cache() {
+    let Some(python) = python() else { return };
+    let standin = Standin::start(StandinOptions {
+        ttl: Duration::from_millis(800),
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let base = service.url("/proxy/anthropic");
+    let on = json!({"x-warming": "on", "x-warming-interval": "0.3"});
+    sdk_with_headers(&python, "anthropic", "thinking", &base, Some("think"), &on);
+    eventually(5, "two warms", || async {
+        (service.state("think").await["warmCount"].as_u64() >= Some(2)).then_some(())
+    })
+    .await;
+    let (_, history) = service
+        .call("GET", "/v1/conversations/think/history?limit=5", None)
+        .await;
+    let warms: Vec<&Value> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["trigger"] == "scheduled")
+        .collect();
+    assert!(warms.iter().all(|w| w["outcome"] == "hit"), "{history}");
+    assert!(
+        warms.iter().all(|w| w["kind"] == "prefix-only"),
+        "{history}"
+    );
+    // Idle for twice the cache's TTL, then the next turn, thinking on.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let next = sdk_with_headers(&python, "anthropic", "thinking", &base, Some("think"), &on);
+    assert!(
+        next["usage"]["cache_read_input_tokens"].as_u64().unwrap() > 0,
+        "{next}"
+    );
+}

@@ -1,6 +1,7 @@
 """A real SDK client for the proxy tests: one call, its parsed result as JSON.
 
-usage: sdk_client.py anthropic|openai plain|stream BASE_URL API_KEY [CONVERSATION_ID]
+usage: sdk_client.py anthropic|openai plain|stream|thinking BASE_URL API_KEY [CONVERSATION_ID]
+(thinking: Anthropic with extended thinking, budget 1024)
 Extra request headers (e.g. x-warming) come as a JSON object in SDK_EXTRA_HEADERS.
 """
 import json
@@ -23,7 +24,11 @@ if provider == "anthropic":
         system=[{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": "Say something."}],
     )
-    if mode == "stream":
+    if mode == "thinking":
+        args.update(max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024})
+        message = client.messages.create(**args)
+        text = "".join(getattr(block, "text", "") for block in message.content)
+    elif mode == "stream":
         with client.messages.stream(**args) as stream:
             text = "".join(stream.text_stream)
             message = stream.get_final_message()

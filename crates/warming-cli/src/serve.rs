@@ -172,6 +172,9 @@ struct FileConfig {
     body_read_timeout_ms: Option<u64>,
     /// Dollars per million input tokens by model, for the cost estimate.
     prices: Option<std::collections::HashMap<String, f64>>,
+    /// Minimum cacheable tokens by model-name prefix, over the built-in table.
+    #[serde(alias = "min_cacheable_tokens")]
+    min_cacheable_tokens: Option<std::collections::HashMap<String, u64>>,
     /// The provider's cache TTL, for the policies and the cost estimate.
     #[serde(alias = "cache_ttl_ms")]
     cache_ttl_ms: Option<u64>,
@@ -365,6 +368,9 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
             return Err(format!("config key prices.{model}: {price} is not a price"));
         }
         config.pricing.per_million = prices;
+    }
+    if let Some(minimums) = file.min_cacheable_tokens {
+        config.min_cacheable_overrides = minimums.into_iter().collect();
     }
     if let Some(ms) = args.cache_ttl_ms.or(file.cache_ttl_ms) {
         if ms == 0 {

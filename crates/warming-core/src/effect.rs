@@ -87,6 +87,51 @@ pub struct WarmRequest {
     pub due_at: Timestamp,
 }
 
+/// Which request a warm sent, chosen per template so the provider accepts
+/// it and it reads what the next turn will read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarmKind {
+    /// The prefix with no output (`max_tokens: 0`).
+    ZeroOutput,
+    /// The prefix with one output token, where 0 is refused (OpenAI,
+    /// structured outputs, models that need 1).
+    OneToken,
+    /// The prefix with its extended-thinking parameters kept and the output
+    /// bounded just above the thinking budget: everything stays cached, at
+    /// the price of the thinking tokens.
+    ThinkingKept,
+    /// Tools and system only, without the thinking parameters: the messages'
+    /// cache entries (keyed by those parameters) are left to expire.
+    PrefixOnly,
+}
+
+impl WarmKind {
+    /// The kind's stable name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ZeroOutput => "zero-output",
+            Self::OneToken => "one-token",
+            Self::ThinkingKept => "thinking-kept",
+            Self::PrefixOnly => "prefix-only",
+        }
+    }
+
+    /// The kind named by [`as_str`](Self::as_str), if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::ZeroOutput,
+            Self::OneToken,
+            Self::ThinkingKept,
+            Self::PrefixOnly,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+}
+
 /// How a warm ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +205,8 @@ pub struct WarmRecord {
     pub backend: Option<Arc<str>>,
     /// What went wrong, for a failure.
     pub error: Option<Arc<str>>,
+    /// Which request was sent, when it answered.
+    pub kind: Option<WarmKind>,
 }
 
 impl WarmRecord {
@@ -194,6 +241,7 @@ impl WarmRecord {
             expected_pct: usage.retention_pct(),
             backend,
             error: None,
+            kind: None,
         }
     }
 
@@ -221,6 +269,7 @@ impl WarmRecord {
             expected_pct: None,
             backend,
             error: Some(error),
+            kind: None,
         }
     }
 

@@ -16,6 +16,7 @@
 //! - `policy`: when to stop warming a conversation that may not come back.
 //! - `effect`, `state`: what comes out of the engine.
 
+mod cache_minimum;
 mod effect;
 mod engine;
 mod id;
@@ -27,8 +28,13 @@ mod template;
 mod time;
 mod usage;
 
-pub use effect::{Effect, PersistId, WarmOutcome, WarmRecord, WarmRequest, WarmToken, WarmTrigger};
-pub use engine::{Config, ListFilter, Restored, WarmFailure, WarmNowError, WarmStats, Warmer};
+pub use cache_minimum::{minimum_cacheable_tokens, MINIMUM_CACHEABLE_TOKENS};
+pub use effect::{
+    Effect, PersistId, WarmKind, WarmOutcome, WarmRecord, WarmRequest, WarmToken, WarmTrigger,
+};
+pub use engine::{
+    Config, ListFilter, Restored, WarmFailure, WarmNowError, WarmReply, WarmStats, Warmer,
+};
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};

@@ -81,6 +81,9 @@ pub struct Economics {
     pub lambda_per_sec: f64,
     /// Prefix size assumed before any usage is known. Default 20 000 tokens.
     pub default_prefix_tokens: u64,
+    /// Price of an output token relative to input. Default 5 (Claude's and
+    /// most OpenAI models' ratio): a warm that must think pays for it.
+    pub output_multiplier: f64,
 }
 
 impl Default for Economics {
@@ -93,6 +96,7 @@ impl Default for Economics {
             prefill_tokens_per_sec: 5_000.0,
             lambda_per_sec: 0.01,
             default_prefix_tokens: 20_000,
+            output_multiplier: 5.0,
         }
     }
 }
@@ -102,6 +106,12 @@ impl Economics {
     #[must_use]
     pub fn warm_cost(&self, prefix: u64) -> f64 {
         self.read_multiplier * self.input_price * prefix as f64
+    }
+
+    /// Dollars `tokens` output tokens cost.
+    #[must_use]
+    pub fn output_cost(&self, tokens: u64) -> f64 {
+        self.output_multiplier * self.input_price * tokens as f64
     }
 
     /// Dollars a returning turn loses to a miss: re-writing the prefix
@@ -241,6 +251,20 @@ pub enum StopReason {
     PingLimit(u32),
     /// `breakeven`: the warms of this gap cost as much as one miss.
     BreakevenReached,
+    /// The provider refused the warm request (a 4xx): sending it again
+    /// would be refused again (`lastError` names what it objected to).
+    Refused,
+    /// A warm read and wrote nothing: the provider does not cache this
+    /// prefix (below the model's minimum, or no cache breakpoint).
+    NothingCached,
+    /// The template's cacheable prefix is estimated below the model's
+    /// minimum cacheable length, so the provider never caches it.
+    BelowMinimum {
+        /// Estimated tokens up to the last cache breakpoint.
+        estimate: u64,
+        /// The model's minimum.
+        minimum: u64,
+    },
     /// `adaptive`: a return in the next window is too unlikely to pay.
     UnlikelyReturn {
         /// The estimated chance of a return in the window.
@@ -280,6 +304,20 @@ impl StopReason {
             ),
             Self::PingLimit(1) => f.write_str("sent the 1 warm allowed per idle gap (pings:1)"),
             Self::PingLimit(n) => write!(f, "sent the {n} warms allowed per idle gap (pings:{n})"),
+            Self::Refused => f.write_str(
+                "the provider refused the warm request (see lastError): sending it again would \
+                 be refused again",
+            ),
+            Self::NothingCached => f.write_str(
+                "the provider cached nothing of this prompt (it is below the model's minimum \
+                 cacheable length, or has no cache_control breakpoint): warming would only cost",
+            ),
+            Self::BelowMinimum { estimate, minimum } => write!(
+                f,
+                "the cacheable prefix (about {estimate} tokens) is below the model's minimum \
+                 cacheable length ({minimum}): the provider would not cache it, so warming \
+                 would only cost"
+            ),
             Self::BreakevenReached => {
                 f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
             }
@@ -311,6 +349,9 @@ pub struct GapView<'a> {
     pub depth: u32,
     /// This conversation's past gaps, ms.
     pub own_gaps: &'a [u64],
+    /// Output tokens the conversation's last warm generated (a warm that
+    /// keeps extended thinking must think): part of the next warm's cost.
+    pub warm_output_tokens: u64,
 }
 
 /// How much a conversation's own gaps weigh against the prior, in gaps.
@@ -331,12 +372,13 @@ pub fn decide(
     } else {
         view.prefix_tokens
     };
+    let warm_cost = economics.warm_cost(prefix) + economics.output_cost(view.warm_output_tokens);
     match policy {
         Policy::Fixed => Ok(()),
         Policy::Pings(n) if view.warms_in_gap < n => Ok(()),
         Policy::Pings(n) => Err(StopReason::PingLimit(n)),
         Policy::Breakeven => {
-            let spent = f64::from(view.warms_in_gap + 1) * economics.warm_cost(prefix);
+            let spent = f64::from(view.warms_in_gap + 1) * warm_cost;
             if spent <= economics.miss_cost(prefix) {
                 Ok(())
             } else {
@@ -344,7 +386,7 @@ pub fn decide(
             }
         }
         Policy::Adaptive => {
-            let warm = economics.warm_cost(prefix);
+            let warm = warm_cost;
             let miss = economics.miss_cost(prefix).max(f64::MIN_POSITIVE);
             // Look a few warms ahead: a return unlikely in the next window may
             // be likely enough over the next few, and only warming now keeps
@@ -410,6 +452,7 @@ mod tests {
             prefix_tokens: 10_000,
             depth: 3,
             own_gaps: own,
+            warm_output_tokens: 0,
         }
     }
 

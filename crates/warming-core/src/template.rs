@@ -17,6 +17,12 @@ const CREDENTIAL_KEYS: &[&str] = &[
     "client_secret",
 ];
 
+/// Rough tokens of a JSON fragment: 4 bytes a token, the providers' rule of
+/// thumb; only compared with a minimum that is a power of two apart.
+fn rough_tokens(v: &Value) -> u64 {
+    (v.to_string().len() as u64).div_ceil(4)
+}
+
 /// The provider request of a conversation's last settled turn, which a warm
 /// replays with the smallest output, plus the context that came with it.
 ///
@@ -36,7 +42,7 @@ const CREDENTIAL_KEYS: &[&str] = &[
 /// assert!(!t.request_json().contains("sk-secret"));
 /// assert_eq!(t.model(), Some("m"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Template {
     /// The provider request body (Anthropic Messages or OpenAI Chat), as
     /// compact JSON without credentials.
@@ -45,7 +51,19 @@ pub struct Template {
     model: Option<String>,
     /// The app's working directory for the conversation, kept for display.
     cwd: Option<String>,
+    /// Estimated tokens a provider may cache, computed once when first asked.
+    cacheable: std::sync::OnceLock<u64>,
 }
+
+/// Equal when the request, model and working directory are: the cached
+/// estimate is derived from them.
+impl PartialEq for Template {
+    fn eq(&self, other: &Self) -> bool {
+        self.request == other.request && self.model == other.model && self.cwd == other.cwd
+    }
+}
+
+impl Eq for Template {}
 
 impl Template {
     /// A template from a request body, with credentials removed.
@@ -62,6 +80,7 @@ impl Template {
             request: request.to_string().into_boxed_str(),
             model,
             cwd,
+            cacheable: std::sync::OnceLock::new(),
         }
     }
 
@@ -79,6 +98,7 @@ impl Template {
             request: request_json.into_boxed_str(),
             model,
             cwd,
+            cacheable: std::sync::OnceLock::new(),
         })
     }
 
@@ -105,6 +125,47 @@ impl Template {
     #[must_use]
     pub fn cwd(&self) -> Option<&str> {
         self.cwd.as_deref()
+    }
+
+    /// Estimated tokens of the prefix a provider may cache, to compare with
+    /// the model's minimum: with `cache_control` breakpoints (Anthropic), the
+    /// tools, system and messages up to the last marked one (everything for
+    /// a top-level `cache_control`); without any, the whole prompt (OpenAI
+    /// caches every prefix by itself).
+    ///
+    /// ```
+    /// use warming_core::Template;
+    /// let long = "x".repeat(8_000);
+    /// let t = Template::new(serde_json::json!({"model": "m",
+    ///     "system": [{"type": "text", "text": long, "cache_control": {"type": "ephemeral"}}],
+    ///     "messages": [{"role": "user", "content": "hi"}]}), None, None);
+    /// assert!((2_000..2_100).contains(&t.cacheable_tokens_estimate()));
+    /// ```
+    #[must_use]
+    pub fn cacheable_tokens_estimate(&self) -> u64 {
+        *self.cacheable.get_or_init(|| {
+            let request = self.request();
+            let mut segments: Vec<&Value> = Vec::new();
+            for key in ["tools", "system"] {
+                if let Some(v) = request.get(key) {
+                    segments.push(v);
+                }
+            }
+            if let Some(Value::Array(messages)) = request.get("messages") {
+                segments.extend(messages);
+            }
+            let whole = request.get("cache_control").is_some()
+                || !self.request.contains("\"cache_control\"");
+            let cacheable = if whole {
+                segments.len()
+            } else {
+                segments
+                    .iter()
+                    .rposition(|s| s.to_string().contains("\"cache_control\""))
+                    .map_or(0, |i| i + 1)
+            };
+            segments[..cacheable].iter().map(|s| rough_tokens(s)).sum()
+        })
     }
 
     /// Whether the request asks for Anthropic's 1-hour cache

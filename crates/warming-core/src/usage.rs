@@ -13,6 +13,9 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     /// Prompt tokens written to the cache.
     pub cache_write_tokens: u64,
+    /// Output tokens (thinking included) the request generated: a warm
+    /// that must generate some pays for them too.
+    pub output_tokens: u64,
 }
 
 impl Usage {
@@ -24,6 +27,21 @@ impl Usage {
             input_tokens: input,
             cache_read_tokens: cache_read,
             cache_write_tokens: cache_write,
+            output_tokens: 0,
+        }
+    }
+
+    /// The same usage with `output` output tokens.
+    ///
+    /// ```
+    /// use warming_core::Usage;
+    /// assert_eq!(Usage::anthropic(1, 2, 3).with_output(700).output_tokens, 700);
+    /// ```
+    #[must_use]
+    pub const fn with_output(self, output: u64) -> Self {
+        Self {
+            output_tokens: output,
+            ..self
         }
     }
 
@@ -44,6 +62,7 @@ impl Usage {
             input_tokens: 0,
             cache_read_tokens: cached,
             cache_write_tokens: prompt_tokens - cached,
+            output_tokens: 0,
         }
     }
 

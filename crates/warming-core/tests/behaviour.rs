@@ -271,6 +271,7 @@ fn a_failed_warm_is_retried_with_growing_backoff_capped_by_the_interval() {
         let failure = WarmFailure {
             message: "upstream 529 overloaded".into(),
             retry_after_ms: None,
+            refused: false,
         };
         h.warmer
             .warm_failed(h.now, &id("c"), token, failure)
@@ -305,6 +306,7 @@ fn retry_after_is_honoured_but_never_past_the_interval() {
     let failure = WarmFailure {
         message: "429".into(),
         retry_after_ms: Some(60_000),
+        refused: false,
     };
     h.warmer
         .warm_failed(h.now, &id("c"), token, failure)
@@ -314,6 +316,7 @@ fn retry_after_is_honoured_but_never_past_the_interval() {
     let failure = WarmFailure {
         message: "429".into(),
         retry_after_ms: Some(3_600_000),
+        refused: false,
     };
     h.warmer
         .warm_failed(h.now, &id("c"), token, failure)
@@ -1037,6 +1040,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     let failure = WarmFailure {
         message: "upstream 500".into(),
         retry_after_ms: None,
+        refused: false,
     };
     h.warmer.warm_failed(h.now, &id("c"), token, failure);
     let retry = h.run_to_deadline();
@@ -1045,6 +1049,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     let failure = WarmFailure {
         message: "upstream 500".into(),
         retry_after_ms: Some(40_000),
+        refused: false,
     };
     h.warmer.warm_failed(h.now, &id("c"), token, failure);
     let late = h.run_to_deadline();
@@ -1229,10 +1234,14 @@ fn history_names_the_backend_that_answered_the_warm() {
             h.now,
             &id("b"),
             token,
-            Usage::anthropic(3, 5_000, 0),
-            Some("replica-7"),
+            warming_core::WarmReply {
+                usage: Usage::anthropic(3, 5_000, 0),
+                backend: Some("replica-7"),
+                kind: Some(warming_core::WarmKind::PrefixOnly),
+            },
         )
         .unwrap();
+    assert_eq!(record.kind, Some(warming_core::WarmKind::PrefixOnly));
     assert_eq!(record.backend.as_deref(), Some("replica-7"));
     let persist = h.drain().into_iter().find_map(|e| match e {
         Effect::PersistBackend { op, backend, .. } => Some((op, backend)),
@@ -1334,4 +1343,81 @@ fn a_turn_longer_than_the_interval_warms_at_once_and_never_shows_a_past_next_war
         .warm_completed(h.now, &id("long"), token, Usage::anthropic(3, 5_000, 0));
     let next = h.state("long").next_warm_at.unwrap();
     assert_eq!(next, h.now.plus_millis(60_000 - 500));
+}
+
+#[test]
+fn a_refused_warm_stops_warming_instead_of_retrying() {
+    let mut h = Harness::new();
+    h.enable("r");
+    h.settle("r", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let failure = WarmFailure {
+        message: "upstream 400: thinking: max_tokens must exceed budget_tokens".into(),
+        retry_after_ms: None,
+        refused: true,
+    };
+    h.warmer.warm_failed(h.now, &id("r"), token, failure);
+    let s = h.state("r");
+    assert_eq!(s.next_warm_at, None);
+    assert!(s.last_error.unwrap().contains("budget_tokens"));
+    assert!(s.stopped_reason.unwrap().contains("refused"));
+    assert_eq!(h.warmer.poll_timeout(), None);
+    // A new turn brings a new template: warming goes on.
+    h.warmer.turn_started(h.now, &id("r"));
+    h.settle("r", "sys");
+    assert!(h.state("r").next_warm_at.is_some());
+}
+
+#[test]
+fn a_prefix_the_provider_will_not_cache_is_not_warmed() {
+    let mut h = Harness::new();
+    h.enable("short");
+    let short = Arc::new(warming_core::Template::new(
+        serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "hi"}]}),
+        None,
+        None,
+    ));
+    h.warmer
+        .turn_settled(h.now, &id("short"), Some(short), None);
+    let effects = h.run_to_deadline();
+    assert!(warms(&effects).is_empty());
+    let reason = h.state("short").stopped_reason.unwrap();
+    assert!(
+        reason.contains("minimum cacheable length (1024)"),
+        "{reason}"
+    );
+
+    // A warm that read and wrote nothing (the provider cached nothing)
+    // stops the next ones too.
+    let mut h = Harness::new();
+    h.enable("plain");
+    h.settle("plain", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    h.warmer
+        .warm_completed(h.now, &id("plain"), token, Usage::anthropic(40, 0, 0));
+    let s = h.state("plain");
+    assert_eq!(s.next_warm_at, None);
+    assert!(s.stopped_reason.unwrap().contains("cached nothing"));
+}
+
+#[test]
+fn a_warm_that_must_think_costs_its_output_for_the_policies() {
+    let e = warming_core::Economics::default();
+    let prior = warming_core::ReturnPrior::default();
+    let view = |warm_output_tokens| warming_core::GapView {
+        idle_ms: 240_000,
+        warms_in_gap: 2,
+        interval_ms: 240_000,
+        prefix_tokens: 10_000,
+        depth: 3,
+        own_gaps: &[],
+        warm_output_tokens,
+    };
+    // Breakeven: three cheap warms fit in one miss; three that each think
+    // 1 025 tokens at 5x the input price do not.
+    let policy = warming_core::Policy::Breakeven;
+    assert!(warming_core::decide(policy, &e, &prior, &view(0)).is_ok());
+    assert!(warming_core::decide(policy, &e, &prior, &view(1_025)).is_err());
 }

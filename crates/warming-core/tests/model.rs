@@ -234,6 +234,7 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                 let failure = WarmFailure {
                     message: "upstream 500".into(),
                     retry_after_ms,
+                    refused: false,
                 };
                 let record = h.warmer.warm_failed(now, &conv, token, failure);
                 if current {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, Row};
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, Settings, Template, Timestamp, Usage, WarmOutcome,
-    WarmRecord, WarmStats, WarmTrigger,
+    ConversationId, IntervalLimits, Restored, Settings, Template, Timestamp, Usage, WarmKind,
+    WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
 };
 
 use crate::ReadError;
@@ -86,7 +86,8 @@ pub(crate) fn history(
 ) -> Result<Vec<WarmRecord>, ReadError> {
     let mut stmt = conn.prepare_cached(
         "SELECT started_at, finished_at, trigger, outcome, expired, input_tokens,
-                cache_read_tokens, cache_write_tokens, pct, expected_pct, backend, error, due_at
+                cache_read_tokens, cache_write_tokens, pct, expected_pct, backend, error, due_at,
+                kind, output_tokens
          FROM warm_history WHERE conversation = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -98,7 +99,9 @@ pub(crate) fn history(
                 count(row.get(6).ok().flatten()),
                 count(row.get(7).ok().flatten()),
             )
+            .with_output(count(row.get(14).ok().flatten()))
         });
+        let kind: Option<String> = row.get(13)?;
         let trigger: String = row.get(2)?;
         let outcome: String = row.get(3)?;
         let started_at = timestamp(row.get(0)?).unwrap_or_default();
@@ -116,6 +119,7 @@ pub(crate) fn history(
             expected_pct: row.get(9)?,
             backend: row.get::<_, Option<String>>(10)?.map(Arc::from),
             error: row.get::<_, Option<String>>(11)?.map(Arc::from),
+            kind: kind.as_deref().and_then(WarmKind::parse),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -51,6 +51,9 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE conversations ADD COLUMN gaps TEXT;",
     // 5: when each conversation's idle time began, for the idle cap.
     "ALTER TABLE conversations ADD COLUMN idle_since INTEGER;",
+    // 6: which request each warm sent, and the output it generated.
+    "ALTER TABLE warm_history ADD COLUMN kind TEXT;
+     ALTER TABLE warm_history ADD COLUMN output_tokens INTEGER;",
 ];
 
 /// The schema version this build writes.

@@ -318,8 +318,8 @@ fn append_warm(conn: &Connection, r: &WarmRecord, history_cap: usize) -> rusqlit
     conn.prepare_cached(
         "INSERT INTO warm_history (conversation, started_at, finished_at, trigger, outcome,
            expired, input_tokens, cache_read_tokens, cache_write_tokens, pct, expected_pct,
-           backend, error, due_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+           backend, error, due_at, kind, output_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         id,
@@ -336,6 +336,8 @@ fn append_warm(conn: &Connection, r: &WarmRecord, history_cap: usize) -> rusqlit
         r.backend.as_deref(),
         r.error.as_deref(),
         millis_to_sql(r.due_at.as_millis()),
+        r.kind.map(warming_core::WarmKind::as_str),
+        tokens(usage.output_tokens),
     ])?;
     if r.trigger == WarmTrigger::Turn || r.outcome == WarmOutcome::Stopped {
         // A turn's usage, or a policy's stop, is history only; the stats

@@ -27,13 +27,23 @@ fn tokens(v: &Value) -> u64 {
 }
 
 impl Prompt {
-    fn from_segments(model: &str, segments: &[Value], cacheable: usize) -> Self {
+    /// Cuts a prompt; `keyed_from` is the first segment whose cache entry
+    /// (and every later one) is also keyed by `key`.
+    fn from_segments(
+        model: &str,
+        segments: &[Value],
+        cacheable: usize,
+        (keyed_from, key): (usize, &str),
+    ) -> Self {
         let mut hasher = DefaultHasher::new();
         model.hash(&mut hasher);
         let mut total = 0;
         let mut prefix_hashes = Vec::with_capacity(segments.len());
         let mut prefix_tokens = Vec::with_capacity(segments.len());
-        for segment in segments {
+        for (i, segment) in segments.iter().enumerate() {
+            if i == keyed_from {
+                key.hash(&mut hasher);
+            }
             segment.to_string().hash(&mut hasher);
             total += tokens(segment);
             prefix_hashes.push(hasher.finish());
@@ -46,7 +56,8 @@ impl Prompt {
         }
     }
 
-    /// An Anthropic Messages body: cacheable up to its last `cache_control`.
+    /// An Anthropic Messages body: cacheable up to its last `cache_control`;
+    /// the entries of messages are keyed by the thinking parameters too.
     #[must_use]
     pub fn anthropic(body: &Value) -> Self {
         let model = body.get("model").and_then(Value::as_str).unwrap_or("");
@@ -56,6 +67,7 @@ impl Prompt {
                 segments.push(v.clone());
             }
         }
+        let first_message = segments.len();
         if let Some(Value::Array(messages)) = body.get("messages") {
             segments.extend(messages.iter().cloned());
         }
@@ -63,7 +75,8 @@ impl Prompt {
             .iter()
             .rposition(|s| s.to_string().contains("\"cache_control\""))
             .map_or(0, |i| i + 1);
-        Self::from_segments(model, &segments, cacheable)
+        let thinking = crate::rules::thinking_key(body);
+        Self::from_segments(model, &segments, cacheable, (first_message, &thinking))
     }
 
     /// An OpenAI Chat body: every prefix is cached automatically.
@@ -78,7 +91,22 @@ impl Prompt {
             segments.extend(messages.iter().cloned());
         }
         let cacheable = segments.len();
-        Self::from_segments(model, &segments, cacheable)
+        Self::from_segments(model, &segments, cacheable, (usize::MAX, ""))
+    }
+
+    /// The same prompt, cached only if its cacheable prefix reaches
+    /// `minimum` tokens (the providers' minimum cacheable length: shorter
+    /// prefixes are answered but never cached).
+    #[must_use]
+    pub fn with_minimum(mut self, minimum: u64) -> Self {
+        let cacheable_tokens = self
+            .cacheable
+            .checked_sub(1)
+            .map_or(0, |i| self.prefix_tokens[i]);
+        if cacheable_tokens < minimum {
+            self.cacheable = 0;
+        }
+        self
     }
 
     /// All prompt tokens.

@@ -12,6 +12,7 @@
 //! - `server`: the HTTP routes, answers and control endpoints.
 
 pub mod cache;
+pub mod rules;
 mod server;
 
 pub use server::{SeenRequest, Standin, StandinOptions};

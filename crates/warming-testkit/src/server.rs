@@ -33,6 +33,10 @@ pub struct StandinOptions {
     /// Refuse requests without a key (`x-api-key` or `authorization`) with a
     /// 401 in the provider's error shape, as the real APIs do.
     pub require_key: bool,
+    /// The shortest prefix cached, in tokens; `None` for each model's own
+    /// (`warming_core::MINIMUM_CACHEABLE_TOKENS`: 1 024 to 4 096 for real
+    /// model names, none for test names like `claude-test`).
+    pub min_cacheable_tokens: Option<u64>,
 }
 
 impl Default for StandinOptions {
@@ -43,6 +47,7 @@ impl Default for StandinOptions {
             reject_zero_max_tokens: false,
             chunk_delay: Duration::ZERO,
             require_key: false,
+            min_cacheable_tokens: None,
         }
     }
 }
@@ -69,6 +74,8 @@ pub struct SeenRequest {
     pub conversation: Option<String>,
     /// Names of every header it carried, lowercase.
     pub header_names: Vec<String>,
+    /// The `user-agent` header: warming's warms send `warming/VERSION`.
+    pub user_agent: Option<String>,
 }
 
 /// An injected failure.
@@ -150,12 +157,16 @@ impl Standin {
         lock(&self.shared.seen).clone()
     }
 
-    /// Requests received so far with `max_tokens` at most 1: the warms.
+    /// Requests received so far from warming itself (`user-agent: warming/...`): the warms.
     #[must_use]
     pub fn warms(&self) -> Vec<SeenRequest> {
         self.requests()
             .into_iter()
-            .filter(|r| r.max_tokens.is_some_and(|m| m <= 1))
+            .filter(|r| {
+                r.user_agent
+                    .as_deref()
+                    .is_some_and(|ua| ua.starts_with("warming/"))
+            })
             .collect()
     }
 
@@ -237,6 +248,7 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
         cache_read: None,
         conversation: header(&headers, "x-conversation-id"),
         header_names: headers.keys().map(|k| k.as_str().to_owned()).collect(),
+        user_agent: header(&headers, "user-agent"),
     };
     if s.options.require_key && seen.credential.is_none() {
         lock(&s.seen).push(seen);
@@ -298,10 +310,36 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
             "max_tokens: must be greater than or equal to 1",
         );
     }
+    let refusal = match api {
+        Api::Anthropic => crate::rules::anthropic(&body, max_tokens),
+        Api::OpenAi => crate::rules::openai(&body),
+    };
+    if let Some(refusal) = refusal {
+        lock(&s.seen).push(seen);
+        let mut response = error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            refusal.message,
+        );
+        if api == Api::OpenAi {
+            // OpenAI names the field apart.
+            let body = json!({"error": {"type": "invalid_request_error", "message": refusal.message,
+                "param": refusal.field, "code": "unsupported_parameter"}});
+            response = (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+        return response;
+    }
+    let model_name = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let minimum = s
+        .options
+        .min_cacheable_tokens
+        .unwrap_or_else(|| warming_core::minimum_cacheable_tokens(model_name, &[]));
     let prompt = match api {
         Api::Anthropic => Prompt::anthropic(&body),
         Api::OpenAi => Prompt::openai(&body),
-    };
+    }
+    .with_minimum(minimum);
     let outcome = lock(&s.cache).serve(&prompt, Instant::now());
     seen.cache_read = Some(outcome.read);
     lock(&s.seen).push(seen);

@@ -146,6 +146,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Longest a client may take to send a request's body (default 30 s).
     pub body_read_timeout: Duration,
+    /// Minimum cacheable tokens by model-name prefix, before the built-in
+    /// table (`warming_core::MINIMUM_CACHEABLE_TOKENS`).
+    pub min_cacheable_overrides: Vec<(String, u64)>,
     /// Prices, TTL and the value of time the policies weigh.
     pub economics: warming_core::Economics,
 }
@@ -183,6 +186,7 @@ impl ServerConfig {
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            min_cacheable_overrides: Vec::new(),
             economics: warming_core::Economics::default(),
         }
     }

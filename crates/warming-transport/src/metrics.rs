@@ -196,7 +196,8 @@ impl Metrics {
             let cost = price
                 * (usage.input_tokens as f64
                     + usage.cache_read_tokens as f64 * self.economics.read_multiplier
-                    + usage.cache_write_tokens as f64 * self.economics.write_multiplier);
+                    + usage.cache_write_tokens as f64 * self.economics.write_multiplier
+                    + usage.output_tokens as f64 * self.economics.output_multiplier);
             self.warm_cost.inc_by(cost);
         }
     }
@@ -252,6 +253,7 @@ mod tests {
             expected_pct: usage.retention_pct(),
             backend: Some(Arc::from("b")),
             error: None,
+            kind: None,
         }
     }
 

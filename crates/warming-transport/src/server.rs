@@ -88,6 +88,7 @@ pub async fn run(
         enrolled_policy: config.proxy_policy,
         max_idle_ms: u64::try_from(config.max_idle.as_millis()).unwrap_or(u64::MAX),
         economics: config.economics,
+        min_cacheable_overrides: config.min_cacheable_overrides.clone(),
         ..CoreConfig::default()
     });
     if let Some(prior) = prior {

@@ -108,6 +108,9 @@ pub(crate) struct Conversation {
     /// Someone decided this conversation's settings (a confirmed write, or a
     /// stored row): blanket enrolment leaves it alone.
     pub configured: bool,
+    /// Output tokens the last warm generated (thinking kept): part of the
+    /// next warm's cost for the policies.
+    pub last_warm_output: u64,
     /// Deleted: no longer in the engine's index; kept only so stale slot
     /// numbers in pending writes land somewhere harmless.
     pub deleted: bool,
@@ -142,6 +145,7 @@ impl Conversation {
             uncounted_turn: None,
             idle_since: None,
             configured: false,
+            last_warm_output: 0,
             deleted: false,
         }
     }

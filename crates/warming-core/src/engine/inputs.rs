@@ -6,9 +6,9 @@ use super::conversation::OWN_GAPS;
 use super::{Pending, Restored, Warmer};
 use crate::lifecycle::{guard, LifecycleStep};
 use crate::{
-    decide, ConversationId, Effect, EventDisposition, GapView, PersistId, RuntimeEvent,
-    RuntimeEventKind, SessionState, SettingsChange, StopReason, Template, Timestamp, Usage,
-    WarmOutcome, WarmRecord, WarmToken, WarmTrigger,
+    decide, minimum_cacheable_tokens, ConversationId, Effect, EventDisposition, GapView, PersistId,
+    RuntimeEvent, RuntimeEventKind, SessionState, SettingsChange, StopReason, Template, Timestamp,
+    Usage, WarmKind, WarmOutcome, WarmRecord, WarmToken, WarmTrigger,
 };
 
 /// Why a manual warm was refused.
@@ -38,6 +38,21 @@ pub struct WarmFailure {
     pub message: String,
     /// How long the provider asked to wait (HTTP `retry-after`), in ms.
     pub retry_after_ms: Option<u64>,
+    /// The provider refused the request itself (a 4xx other than a rate
+    /// limit): the same warm would be refused again, so warming stops
+    /// instead of retrying ([`StopReason::Refused`]).
+    pub refused: bool,
+}
+
+/// What a warm's answer told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmReply<'a> {
+    /// The provider's token counts.
+    pub usage: Usage,
+    /// The backend that served it, if the upstream named one.
+    pub backend: Option<&'a str>,
+    /// Which request was sent.
+    pub kind: Option<WarmKind>,
 }
 
 impl Warmer {
@@ -157,23 +172,7 @@ impl Warmer {
                         Ok(())
                     }
                 }) {
-                    let c = self.conv(slot);
-                    c.stopped = Some(reason);
-                    let conversation = c.id.clone();
-                    let record = WarmRecord::unanswered(
-                        conversation.clone(),
-                        trigger,
-                        (at, now, now),
-                        WarmOutcome::Stopped,
-                        Arc::from(reason.to_string()),
-                        c.backend.clone(),
-                    );
-                    self.effects.push_back(Effect::RecordWarm(record));
-                    self.effects.push_back(Effect::SaveSchedule {
-                        conversation,
-                        next_warm_at: None,
-                    });
-                    self.notify(slot);
+                    self.stop(slot, reason, (trigger, at), now);
                     continue;
                 }
             }
@@ -195,21 +194,34 @@ impl Warmer {
         token: WarmToken,
         usage: Usage,
     ) -> Option<WarmRecord> {
-        self.warm_answered(now, id, token, usage, None)
+        let reply = WarmReply {
+            usage,
+            backend: None,
+            kind: None,
+        };
+        self.warm_answered(now, id, token, reply)
     }
 
-    /// A warm answered and the upstream named the backend that served it:
-    /// as [`warm_completed`](Self::warm_completed), with that backend in the
-    /// history record and adopted as the sticky backend (persisted first,
-    /// see [`backend_resolved`](Self::backend_resolved)).
+    /// A warm answered: as [`warm_completed`](Self::warm_completed), with
+    /// the backend that served it in the history record and adopted as the
+    /// sticky backend (persisted first, see
+    /// [`backend_resolved`](Self::backend_resolved)), the kind of request in
+    /// the record, and its output tokens weighed in the next warm's cost. A
+    /// warm that read and wrote nothing stops warming
+    /// ([`StopReason::NothingCached`]): the provider does not cache this
+    /// prompt.
     pub fn warm_answered(
         &mut self,
         now: Timestamp,
         id: &ConversationId,
         token: WarmToken,
-        usage: Usage,
-        backend: Option<&str>,
+        reply: WarmReply<'_>,
     ) -> Option<WarmRecord> {
+        let WarmReply {
+            usage,
+            backend,
+            kind,
+        } = reply;
         let now = self.tick(now);
         let slot = self.slot_of(id)?;
         let c = self.conv(slot);
@@ -218,13 +230,18 @@ impl Warmer {
         c.failures = 0;
         c.last_touch = c.last_touch.max(Some(flight.started_at));
         let answered_by = backend.map(Arc::from).or_else(|| c.backend.clone());
-        let record = WarmRecord::answered(
+        let mut record = WarmRecord::answered(
             c.id.clone(),
             flight.trigger,
             (flight.due_at, flight.started_at, now),
             usage,
             answered_by,
         );
+        record.kind = kind;
+        c.last_warm_output = usage.output_tokens;
+        if record.outcome == WarmOutcome::Uncached {
+            c.stopped = Some(StopReason::NothingCached);
+        }
         c.stats.last_pct = record.pct;
         c.stats.last_expected_pct = record.expected_pct;
         c.stats.last_warm_at = Some(now);
@@ -259,6 +276,9 @@ impl Warmer {
         c.failures = c.failures.saturating_add(1);
         let error: Arc<str> = Arc::from(failure.message);
         c.stats.last_error = Some(error.clone());
+        if failure.refused {
+            c.stopped = Some(StopReason::Refused);
+        }
         let record = WarmRecord::unanswered(
             c.id.clone(),
             flight.trigger,
@@ -655,16 +675,52 @@ impl Warmer {
         }
     }
 
-    /// The spend guard, under every policy: a conversation idle for
-    /// `max_idle_ms` stops warming.
-    fn guard_allows(&self, slot: u32, now: Timestamp) -> Result<(), StopReason> {
+    /// What stops a timed warm under every policy: the spend guard (idle
+    /// for `max_idle_ms`) and a prefix too short for the provider to cache.
+    pub(super) fn guard_allows(&self, slot: u32, now: Timestamp) -> Result<(), StopReason> {
         let c = &self.conversations[slot as usize];
         let max_idle_ms = self.config.max_idle_ms;
         let idle_ms = c.idle_since.map_or(0, |since| now.millis_since(since));
         if max_idle_ms > 0 && idle_ms >= max_idle_ms {
             return Err(StopReason::IdleCap { max_idle_ms });
         }
+        if let Some(template) = &c.template {
+            let model = template.model().unwrap_or_default();
+            let minimum = minimum_cacheable_tokens(model, &self.config.min_cacheable_overrides);
+            let estimate = template.cacheable_tokens_estimate();
+            if estimate < minimum {
+                return Err(StopReason::BelowMinimum { estimate, minimum });
+            }
+        }
         Ok(())
+    }
+
+    /// Stops timed warming of a conversation for `reason`: recorded in
+    /// history (when it was due), the schedule cleared, subscribers told.
+    pub(super) fn stop(
+        &mut self,
+        slot: u32,
+        reason: StopReason,
+        (trigger, due_at): (WarmTrigger, Timestamp),
+        now: Timestamp,
+    ) {
+        let c = self.conv(slot);
+        c.stopped = Some(reason);
+        let conversation = c.id.clone();
+        let record = WarmRecord::unanswered(
+            conversation.clone(),
+            trigger,
+            (due_at, now, now),
+            WarmOutcome::Stopped,
+            Arc::from(reason.to_string()),
+            c.backend.clone(),
+        );
+        self.effects.push_back(Effect::RecordWarm(record));
+        self.effects.push_back(Effect::SaveSchedule {
+            conversation,
+            next_warm_at: None,
+        });
+        self.notify(slot);
     }
 
     /// Asks the conversation's policy whether its next timed warm is sent.
@@ -677,6 +733,7 @@ impl Warmer {
             prefix_tokens: c.prefix_tokens,
             depth: c.depth,
             own_gaps: &c.own_gaps,
+            warm_output_tokens: c.last_warm_output,
         };
         decide(
             c.policy(&self.config),

@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 
 pub use self::conversation::WarmStats;
 use self::conversation::{Conversation, Deadline, InFlight};
-pub use self::inputs::{WarmFailure, WarmNowError};
+pub use self::inputs::{WarmFailure, WarmNowError, WarmReply};
 use self::resolutions::Resolutions;
 use crate::{
     ConversationId, ConversationState, Economics, Effect, IntervalLimits, PersistId, Policy,
@@ -46,6 +46,9 @@ pub struct Config {
     pub max_idle_ms: u64,
     /// Prices, TTL and the value of time, for the policies.
     pub economics: Economics,
+    /// Minimum cacheable tokens by model-name prefix, before the built-in
+    /// table ([`crate::MINIMUM_CACHEABLE_TOKENS`]). Default none.
+    pub min_cacheable_overrides: Vec<(String, u64)>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             enrolled_policy: Policy::Adaptive,
             max_idle_ms: 3_600_000,
             economics: Economics::default(),
+            min_cacheable_overrides: Vec::new(),
         }
     }
 }
@@ -415,6 +419,10 @@ impl Warmer {
         // in the future, never one already past. Each cause is someone's
         // action, so no policy is asked.
         self.disarm(slot);
+        if let Err(reason) = self.guard_allows(slot, now) {
+            self.stop(slot, reason, (WarmTrigger::Scheduled, at), now);
+            return;
+        }
         self.conv(slot).warms_in_gap += 1;
         self.fire(slot, WarmTrigger::Scheduled, at, now);
     }

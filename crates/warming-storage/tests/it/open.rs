@@ -90,6 +90,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
             expected_pct: None,
             backend: None,
             error: Some(Arc::from("boom")),
+            kind: None,
         };
         storage.write_blocking(Write::Warm(record)).unwrap();
     }
@@ -100,6 +101,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
             "ALTER TABLE warm_history DROP COLUMN due_at; DROP TABLE meta;
              ALTER TABLE conversations DROP COLUMN depth; ALTER TABLE conversations DROP COLUMN gaps;
              ALTER TABLE conversations DROP COLUMN idle_since;
+             ALTER TABLE warm_history DROP COLUMN kind; ALTER TABLE warm_history DROP COLUMN output_tokens;
              PRAGMA user_version = 1;",
         )
             .unwrap();

@@ -26,6 +26,7 @@ fn record(conv: &str, at: u64, usage: Option<Usage>, error: Option<&str>) -> War
         expected_pct: usage.and_then(|u| u.retention_pct()),
         backend: Some(Arc::from("replica-2")),
         error: error.map(Arc::from),
+        kind: None,
     }
 }
 

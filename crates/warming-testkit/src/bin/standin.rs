@@ -15,6 +15,7 @@ usage the provider would (cache reads, cache writes). No key needed.
 
 Usage: warming-standin [--listen ADDR] [--ttl-ms N] [--backend-id ID]
                        [--chunk-delay-ms N] [--reject-zero-max-tokens] [--require-key]
+                       [--min-cacheable-tokens N]
 
   --listen ADDR              where to listen [default: 127.0.0.1:8518]
   --ttl-ms N                 how long a prefix stays cached after its last use [default: 2000]
@@ -22,6 +23,7 @@ Usage: warming-standin [--listen ADDR] [--ttl-ms N] [--backend-id ID]
   --chunk-delay-ms N         delay between streamed chunks [default: 0]
   --reject-zero-max-tokens   refuse max_tokens: 0 as some models do
   --require-key              answer 401 to requests without a key, as the providers do
+  --min-cacheable-tokens N   the shortest prefix cached [default: each model's own]
 
 Try warming against it:
   warming-standin --ttl-ms 300000 &
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
             }
             "--reject-zero-max-tokens" => options.reject_zero_max_tokens = true,
             "--require-key" => options.require_key = true,
+            "--min-cacheable-tokens" => options.min_cacheable_tokens = value().parse().ok(),
             "--help" | "-h" => {
                 print!("{USAGE}");
                 return std::process::ExitCode::SUCCESS;

@@ -494,8 +494,11 @@ impl Driver {
                     t,
                     &done.conversation,
                     done.token,
-                    answer.usage,
-                    answer.backend.as_deref(),
+                    warming_core::WarmReply {
+                        usage: answer.usage,
+                        backend: answer.backend.as_deref(),
+                        kind: answer.kind,
+                    },
                 )
                 .ok_or(None),
             Err(failure) => {

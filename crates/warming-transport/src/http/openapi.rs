@@ -192,7 +192,9 @@ fn schemas() -> Value {
             "expired": {"type": "boolean"},
             "usage": {"type": ["object", "null"], "properties": {
                 "inputTokens": {"type": "integer"}, "cacheReadTokens": {"type": "integer"},
-                "cacheWriteTokens": {"type": "integer"}}},
+                "cacheWriteTokens": {"type": "integer"}, "outputTokens": {"type": "integer"}}},
+            "kind": {"type": ["string", "null"], "enum": ["zero-output", "one-token", "thinking-kept", "prefix-only", null],
+                "description": "Which request the warm sent"},
             "pct": nullable("number"), "expectedPct": nullable("number"),
             "backend": nullable("string"), "error": nullable("string")}},
         "History": {"type": "object", "properties": {

@@ -1,6 +1,7 @@
 //! Provider clients: turn a warm request into a provider call and its answer
 //! into usage or a readable failure.
 
+mod plan;
 mod usage;
 
 use std::collections::HashSet;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use warming_core::{Usage, WarmFailure, WarmRequest};
+use warming_core::{Usage, WarmFailure, WarmKind, WarmRequest};
 
 pub use usage::parse_usage;
 
@@ -37,6 +38,8 @@ pub struct WarmAnswer {
     pub usage: Usage,
     /// The backend that served the warm, from the backend id header.
     pub backend: Option<String>,
+    /// Which request was sent.
+    pub kind: Option<WarmKind>,
 }
 
 /// Sends warms to the configured provider.
@@ -77,6 +80,8 @@ impl ProviderClient {
             HeaderName::try_from(name).map_err(|_| format!("invalid header name {name:?}"))
         };
         let http = reqwest::Client::builder()
+            // Providers (and the stand-in) see who sends these requests.
+            .user_agent(concat!("warming/", env!("CARGO_PKG_VERSION")))
             .timeout(config.warm_timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -154,7 +159,7 @@ impl ProviderClient {
         one_token: bool,
     ) -> Result<WarmAnswer, SendError> {
         let kind = credentials.map_or(self.kind, |c| c.kind);
-        let (url, body) = self.build(kind, warm, one_token)?;
+        let (url, body, warm_kind) = self.build(kind, warm, one_token)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         self.auth_headers(kind, &mut headers, credentials);
@@ -195,42 +200,38 @@ impl ProviderClient {
             .get("usage")
             .and_then(parse_usage)
             .ok_or(SendError::NoUsage)?;
-        Ok(WarmAnswer { usage, backend })
+        Ok(WarmAnswer {
+            usage,
+            backend,
+            kind: warm_kind,
+        })
     }
 
-    /// The URL and body of a warm: the template with the smallest output.
+    /// The URL and body of a warm, and which request it is (see `plan`).
     fn build(
         &self,
         kind: ProviderKind,
         warm: &WarmRequest,
         one_token: bool,
-    ) -> Result<(String, String), SendError> {
+    ) -> Result<(String, String, Option<WarmKind>), SendError> {
         let mut request = warm.template.request();
         let Some(object) = request.as_object_mut() else {
             return Err(SendError::BadTemplate);
         };
-        object.insert("stream".into(), Value::Bool(false));
         // The model the settled turn named wins over the request's (the
         // settle body's `model`, as the agent host knows it).
         if let Some(model) = warm.template.model() {
             object.insert("model".into(), Value::from(model));
         }
-        let url = match kind {
-            ProviderKind::Anthropic => {
-                object.insert("max_tokens".into(), json!(u8::from(one_token)));
-                format!("{}/v1/messages", self.base(kind))
-            }
-            ProviderKind::OpenAi => {
-                object.remove("stream_options");
-                object.insert("n".into(), json!(1));
-                if object.contains_key("max_completion_tokens") {
-                    object.insert("max_completion_tokens".into(), json!(1));
-                    object.remove("max_tokens");
-                } else {
-                    object.insert("max_tokens".into(), json!(1));
-                }
-                format!("{}/v1/chat/completions", self.base(kind))
-            }
+        let (url, warm_kind) = match kind {
+            ProviderKind::Anthropic => (
+                format!("{}/v1/messages", self.base(kind)),
+                plan::anthropic(object, one_token),
+            ),
+            ProviderKind::OpenAi => (
+                format!("{}/v1/chat/completions", self.base(kind)),
+                plan::openai(object),
+            ),
             ProviderKind::Webhook => {
                 let body = json!({
                     "conversationId": warm.conversation.as_str(),
@@ -238,10 +239,10 @@ impl ProviderClient {
                     "request": request,
                     "preferredBackend": warm.preferred_backend.as_deref(),
                 });
-                return Ok((self.upstream.clone(), body.to_string()));
+                return Ok((self.upstream.clone(), body.to_string(), None));
             }
         };
-        Ok((url, request.to_string()))
+        Ok((url, request.to_string(), Some(warm_kind)))
     }
 
     /// Base URL for `kind`: the configured one of its API.
@@ -366,12 +367,26 @@ impl SendError {
                     None,
                 )
             }
+            Self::Status { status, detail, .. } if refused(status) => {
+                return WarmFailure {
+                    message: format!(
+                        "upstream {} refused the warm: {detail}; warming stopped for this \
+                         conversation (a new turn, a manual warm or re-enabling tries again)",
+                        status.as_u16()
+                    ),
+                    retry_after_ms: None,
+                    refused: true,
+                };
+            }
             Self::Status {
                 status,
                 detail,
                 retry_after_ms,
             } => (
-                format!("upstream {}: {detail}", status.as_u16()),
+                format!(
+                    "upstream {}: {detail}; warming retries with backoff",
+                    status.as_u16()
+                ),
                 retry_after_ms,
             ),
             Self::Transport(e) if e.is_timeout() => (
@@ -409,8 +424,23 @@ impl SendError {
         WarmFailure {
             message,
             retry_after_ms,
+            refused: false,
         }
     }
+}
+
+/// Whether a status means the provider refused the request itself, so the
+/// same warm would be refused again: a malformed or unacceptable request,
+/// not a rate limit, a conflict, a timeout or an authentication problem
+/// (which a new key can fix).
+fn refused(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::NOT_FOUND
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY
+    )
 }
 
 /// The innermost cause of an error: the readable part ("Connection refused").
@@ -430,9 +460,17 @@ fn error_detail(answer: &Value, bytes: &[u8]) -> String {
         .and_then(Value::as_str)
         .or_else(|| error.and_then(Value::as_str));
     let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str);
+    // OpenAI names the field in `param`; Anthropic starts the message with it.
+    let param = error.and_then(|e| e.get("param")).and_then(Value::as_str);
+    let message = match (param, message) {
+        (Some(param), Some(message)) if !message.contains(param) => {
+            Some(format!("{param}: {message}"))
+        }
+        (_, message) => message.map(str::to_owned),
+    };
     match (kind, message) {
         (Some(kind), Some(message)) => format!("{kind}: {message}"),
-        (None, Some(message)) => message.to_owned(),
+        (None, Some(message)) => message,
         _ => {
             let text = String::from_utf8_lossy(bytes);
             let text = text.trim();

@@ -17,7 +17,8 @@ pub fn parse_usage(usage: &Value) -> Option<Usage> {
             .get("prompt_tokens_details")
             .and_then(|d| count(d, "cached_tokens"))
             .unwrap_or(0);
-        return Some(Usage::openai(prompt, cached));
+        let output = count(usage, "completion_tokens").unwrap_or(0);
+        return Some(Usage::openai(prompt, cached).with_output(output));
     }
     let input = count(usage, "input_tokens");
     let read = count(usage, "cache_read_input_tokens");
@@ -25,11 +26,10 @@ pub fn parse_usage(usage: &Value) -> Option<Usage> {
     if input.is_none() && read.is_none() && write.is_none() {
         return None;
     }
-    Some(Usage::anthropic(
-        input.unwrap_or(0),
-        read.unwrap_or(0),
-        write.unwrap_or(0),
-    ))
+    Some(
+        Usage::anthropic(input.unwrap_or(0), read.unwrap_or(0), write.unwrap_or(0))
+            .with_output(count(usage, "output_tokens").unwrap_or(0)),
+    )
 }
 
 #[cfg(test)]
@@ -41,8 +41,14 @@ mod tests {
     fn reads_both_shapes() {
         let a = json!({"input_tokens": 5, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0, "output_tokens": 0});
         assert_eq!(parse_usage(&a), Some(Usage::anthropic(5, 100, 0)));
+        let thought =
+            json!({"input_tokens": 5, "cache_read_input_tokens": 100, "output_tokens": 1025});
+        assert_eq!(parse_usage(&thought).unwrap().output_tokens, 1025);
         let o = json!({"prompt_tokens": 2000, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 1920}});
-        assert_eq!(parse_usage(&o), Some(Usage::openai(2000, 1920)));
+        assert_eq!(
+            parse_usage(&o),
+            Some(Usage::openai(2000, 1920).with_output(1))
+        );
         assert_eq!(
             parse_usage(&json!({"prompt_tokens": 10})),
             Some(Usage::openai(10, 0))

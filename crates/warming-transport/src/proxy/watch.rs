@@ -98,7 +98,11 @@ mod tests {
         for chunk in stream.as_bytes().chunks(7) {
             watch.feed(chunk);
         }
-        assert_eq!(watch.finish(), Some(Usage::anthropic(3, 900, 0)));
+        // (the output counted at message_start; the turn's prompt is what matters)
+        assert_eq!(
+            watch.finish(),
+            Some(Usage::anthropic(3, 900, 0).with_output(1))
+        );
     }
 
     #[test]
@@ -106,7 +110,10 @@ mod tests {
         let mut watch = UsageWatch::new("text/event-stream");
         watch.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
         watch.feed(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2000,\"completion_tokens\":5,\"prompt_tokens_details\":{\"cached_tokens\":1024}}}\n\ndata: [DONE]\n\n");
-        assert_eq!(watch.finish(), Some(Usage::openai(2000, 1024)));
+        assert_eq!(
+            watch.finish(),
+            Some(Usage::openai(2000, 1024).with_output(5))
+        );
     }
 
     #[test]
@@ -116,7 +123,10 @@ mod tests {
         let (a, b) = body.split_at(20);
         watch.feed(a);
         watch.feed(b);
-        assert_eq!(watch.finish(), Some(Usage::anthropic(10, 0, 500)));
+        assert_eq!(
+            watch.finish(),
+            Some(Usage::anthropic(10, 0, 500).with_output(3))
+        );
         assert_eq!(UsageWatch::new("application/json").finish(), None);
     }
 }

@@ -1,0 +1,181 @@
+//! Which request a warm sends for a template: the cheapest one the provider
+//! accepts that reads the cache entries the next turn will read.
+//!
+//! The rules, from the providers' documentation:
+//! - Anthropic "Prompt caching": `max_tokens: 0` pre-warms a prefix without
+//!   generating, but is refused with streaming, extended thinking and
+//!   structured outputs. Changing the thinking parameters invalidates the
+//!   cache entries of messages; tools and system stay cached.
+//! - Anthropic "Extended thinking": `max_tokens` must exceed
+//!   `thinking.budget_tokens`, and thinking tokens are billed as output.
+//! - OpenAI "Reasoning models": they refuse `max_tokens` and take
+//!   `max_completion_tokens`.
+//!
+//! For a thinking conversation two warms are possible. Keeping the thinking
+//! parameters with `max_tokens = budget + 1` keeps every entry (the
+//! messages too) but may generate up to that many tokens at the output
+//! price; dropping them with `max_tokens: 0` keeps only tools and system.
+//! The first is chosen when the messages' entries are worth more than the
+//! output it may cost: re-writing them on a miss costs
+//! `(write - read) x input` per token, the output `output x input` per
+//! token, so it pays when `messages x 1.15 > (budget + 1) x 5`.
+
+use serde_json::{json, Map, Value};
+use warming_core::WarmKind;
+
+/// A cache write costs 1.25x input and a read 0.1x: what a miss loses per
+/// token of a prefix the warm kept.
+const MISS_PER_TOKEN: f64 = 1.25 - 0.1;
+
+/// Output tokens cost about 5x input tokens (Anthropic's and OpenAI's
+/// list prices).
+const OUTPUT_PER_TOKEN: f64 = 5.0;
+
+/// Model-name prefixes of OpenAI's reasoning models.
+const OPENAI_REASONING: &[&str] = &["o1", "o3", "o4", "gpt-5"];
+
+/// Rough tokens of a JSON fragment: 4 bytes a token.
+fn rough_tokens(v: &Value) -> u64 {
+    (v.to_string().len() as u64).div_ceil(4)
+}
+
+/// Anthropic's thinking budget, when extended thinking is enabled with one.
+fn thinking_budget(request: &Map<String, Value>) -> Option<Option<u64>> {
+    let thinking = request.get("thinking")?;
+    match thinking.get("type").and_then(Value::as_str) {
+        Some("disabled") => None,
+        _ => Some(thinking.get("budget_tokens").and_then(Value::as_u64)),
+    }
+}
+
+/// Whether the request asks for a structured output (Anthropic's
+/// `output_format` or `output_config.format`).
+fn structured_output(request: &Map<String, Value>) -> bool {
+    request.contains_key("output_format")
+        || request
+            .get("output_config")
+            .is_some_and(|c| c.get("format").is_some())
+}
+
+/// Rewrites an Anthropic Messages request into its warm; `one_token` when
+/// the model is known to refuse `max_tokens: 0`.
+pub fn anthropic(request: &mut Map<String, Value>, one_token: bool) -> WarmKind {
+    request.insert("stream".into(), Value::Bool(false));
+    let smallest = |request: &mut Map<String, Value>, forced_one: bool| {
+        let one = one_token || forced_one;
+        request.insert("max_tokens".into(), json!(u8::from(one)));
+        if one {
+            WarmKind::OneToken
+        } else {
+            WarmKind::ZeroOutput
+        }
+    };
+    match thinking_budget(request) {
+        None => {
+            let structured = structured_output(request);
+            smallest(request, structured)
+        }
+        Some(budget) => {
+            let messages = request.get("messages").map_or(0, rough_tokens);
+            let keep = budget
+                .filter(|&b| messages as f64 * MISS_PER_TOKEN > (b + 1) as f64 * OUTPUT_PER_TOKEN);
+            match keep {
+                Some(budget) => {
+                    request.insert("max_tokens".into(), json!(budget + 1));
+                    WarmKind::ThinkingKept
+                }
+                None => {
+                    request.remove("thinking");
+                    let structured = structured_output(request);
+                    smallest(request, structured);
+                    WarmKind::PrefixOnly
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites an OpenAI Chat request into its warm: one output token, in the
+/// field the model takes.
+pub fn openai(request: &mut Map<String, Value>) -> WarmKind {
+    request.insert("stream".into(), Value::Bool(false));
+    request.remove("stream_options");
+    request.insert("n".into(), json!(1));
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let reasoning = OPENAI_REASONING.iter().any(|p| model.starts_with(p));
+    if reasoning || request.contains_key("max_completion_tokens") {
+        request.insert("max_completion_tokens".into(), json!(1));
+        request.remove("max_tokens");
+    } else {
+        request.insert("max_tokens".into(), json!(1));
+    }
+    WarmKind::OneToken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_plain_request_warms_with_no_output_and_structured_outputs_with_one() {
+        let mut plain = object(
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 900, "stream": true, "messages": []}),
+        );
+        assert_eq!(anthropic(&mut plain, false), WarmKind::ZeroOutput);
+        assert_eq!(
+            (plain["max_tokens"].clone(), plain["stream"].clone()),
+            (json!(0), json!(false))
+        );
+        let mut shaped = object(json!({"model": "m", "max_tokens": 900, "messages": [],
+            "output_format": {"type": "json_schema", "schema": {}}}));
+        assert_eq!(anthropic(&mut shaped, false), WarmKind::OneToken);
+        assert_eq!(shaped["max_tokens"], 1);
+    }
+
+    #[test]
+    fn thinking_is_kept_only_when_the_messages_are_worth_its_output() {
+        let long = "x".repeat(40_000);
+        let mut kept = object(json!({"model": "m", "max_tokens": 8_000,
+            "thinking": {"type": "enabled", "budget_tokens": 1_024},
+            "messages": [{"role": "user", "content": long}]}));
+        assert_eq!(anthropic(&mut kept, false), WarmKind::ThinkingKept);
+        assert_eq!(kept["max_tokens"], 1_025);
+        assert_eq!(kept["thinking"]["budget_tokens"], 1_024);
+
+        let mut short = object(json!({"model": "m", "max_tokens": 8_000,
+            "thinking": {"type": "enabled", "budget_tokens": 1_024},
+            "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(anthropic(&mut short, false), WarmKind::PrefixOnly);
+        assert_eq!(short["max_tokens"], 0);
+        assert!(!short.contains_key("thinking"));
+
+        // Thinking without a budget to bound it: only the prefix.
+        let mut adaptive = object(json!({"model": "m", "max_tokens": 8_000,
+            "thinking": {"type": "adaptive"}, "messages": [{"role": "user", "content": long}]}));
+        assert_eq!(anthropic(&mut adaptive, false), WarmKind::PrefixOnly);
+        let mut off = object(json!({"model": "m", "max_tokens": 10,
+            "thinking": {"type": "disabled"}, "messages": []}));
+        assert_eq!(anthropic(&mut off, false), WarmKind::ZeroOutput);
+    }
+
+    #[test]
+    fn openai_reasoning_models_take_max_completion_tokens() {
+        let mut reasoning = object(
+            json!({"model": "o4-mini", "max_tokens": 500, "messages": [],
+            "stream": true, "stream_options": {"include_usage": true}}),
+        );
+        assert_eq!(openai(&mut reasoning), WarmKind::OneToken);
+        assert_eq!(reasoning["max_completion_tokens"], 1);
+        assert!(!reasoning.contains_key("max_tokens") && !reasoning.contains_key("stream_options"));
+        let mut chat = object(json!({"model": "gpt-4o-mini", "max_tokens": 500, "messages": []}));
+        openai(&mut chat);
+        assert_eq!(chat["max_tokens"], 1);
+    }
+}
