@@ -100,7 +100,7 @@ macro_rules! say {
 }
 
 fn now_ms() -> u64 {
-    warming_transport::now().as_millis()
+    warming_service::Clock::now(&warming_service::SystemClock).as_millis()
 }
 
 fn pct(v: &Value) -> String {

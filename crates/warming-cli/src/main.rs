@@ -3,6 +3,7 @@
 mod commands;
 mod serve;
 mod simulate;
+mod wire;
 
 use std::process::ExitCode;
 
@@ -148,9 +149,7 @@ fn run_serve(args: serve::ServeArgs) -> ExitCode {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        warming_transport::run(listener, config, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        wire::serve(listener, config, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

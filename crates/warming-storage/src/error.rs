@@ -61,3 +61,12 @@ pub enum ReadError {
     #[error("storage read failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
+
+impl From<WriteError> for warming_service::StoreError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Closed => Self::Closed,
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}

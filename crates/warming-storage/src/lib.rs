@@ -221,3 +221,40 @@ impl Drop for Storage {
         self.close();
     }
 }
+
+/// The service's store port, on SQLite.
+impl warming_service::Store for Storage {
+    fn submit(&self, write: Write) -> warming_service::Ack {
+        let ack = Storage::submit(self, write);
+        Box::pin(async move {
+            ack.await
+                .unwrap_or(Err(WriteError::Closed))
+                .map_err(Into::into)
+        })
+    }
+
+    fn submit_behind(&self, write: Write) {
+        Storage::submit_behind(self, write);
+    }
+
+    fn flush(&self) -> warming_service::Ack {
+        let (ack, done) = oneshot::channel();
+        if self.jobs.send(Job::Flush(ack)).is_err() {
+            return Box::pin(async { Err(warming_service::StoreError::Closed) });
+        }
+        Box::pin(async move {
+            done.await
+                .unwrap_or(Err(WriteError::Closed))
+                .map_err(Into::into)
+        })
+    }
+
+    fn history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<WarmRecord>, warming_service::StoreError> {
+        Storage::history(self, conversation, limit)
+            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+    }
+}

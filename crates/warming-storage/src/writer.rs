@@ -1,114 +1,13 @@
 //! The writer thread: applies writes in arrival order, many per transaction.
 
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
 
 use rusqlite::{params, Connection, Transaction};
 use tokio::sync::oneshot;
-use warming_core::{
-    ConversationId, Effect, PersistId, Settings, Template, Timestamp, WarmOutcome, WarmRecord,
-    WarmTrigger,
-};
+use warming_core::{ConversationId, WarmOutcome, WarmRecord, WarmTrigger};
+pub use warming_service::Write;
 
 use crate::WriteError;
-
-/// One durable change.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Write {
-    /// A conversation's settings.
-    Settings {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Its settings.
-        settings: Settings,
-    },
-    /// A conversation's sticky backend.
-    Backend {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The backend id.
-        backend: Arc<str>,
-    },
-    /// A conversation's warm template (already free of credentials).
-    Template {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The template.
-        template: Arc<Template>,
-    },
-    /// When a conversation's next warm is due.
-    Schedule {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The due time, or `None` when nothing is scheduled.
-        next_warm_at: Option<Timestamp>,
-    },
-    /// A finished warm: appended to history (capped per conversation) and
-    /// folded into the conversation's stats.
-    Warm(WarmRecord),
-    /// A conversation's turns so far and latest gaps.
-    Rhythm {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Turns settled so far.
-        depth: u32,
-        /// Latest gaps, ms, oldest first.
-        gaps: Vec<u64>,
-        /// When its idle time began.
-        idle_since: Timestamp,
-    },
-    /// Removes a conversation and its history.
-    Delete {
-        /// The conversation.
-        conversation: ConversationId,
-    },
-    /// A service-wide value (e.g. the learned return prior).
-    Meta {
-        /// Its name.
-        key: &'static str,
-        /// Its value.
-        value: String,
-    },
-}
-
-impl Write {
-    /// The write a core persist effect asks for, with the id its result is
-    /// reported under; `None` for any other effect.
-    #[must_use]
-    pub fn for_persist(effect: &Effect) -> Option<(PersistId, Self)> {
-        match effect {
-            Effect::PersistSettings {
-                op,
-                conversation,
-                settings,
-            } => Some((
-                *op,
-                Self::Settings {
-                    conversation: conversation.clone(),
-                    settings: *settings,
-                },
-            )),
-            Effect::PersistBackend {
-                op,
-                conversation,
-                backend,
-            } => Some((
-                *op,
-                Self::Backend {
-                    conversation: conversation.clone(),
-                    backend: backend.clone(),
-                },
-            )),
-            Effect::PersistDelete { op, conversation } => Some((
-                *op,
-                Self::Delete {
-                    conversation: conversation.clone(),
-                },
-            )),
-            _ => None,
-        }
-    }
-}
 
 /// A write waiting for the writer, with whoever waits for its commit.
 pub(crate) enum Job {

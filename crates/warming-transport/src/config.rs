@@ -5,79 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use warming_core::IntervalLimits;
-
-/// Which provider API warms are sent to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    /// Anthropic Messages: `POST {upstream}/v1/messages`.
-    Anthropic,
-    /// OpenAI Chat Completions: `POST {upstream}/v1/chat/completions`.
-    OpenAi,
-    /// A custom endpoint: `POST {upstream}` with the conversation and its
-    /// template; it answers with Anthropic or OpenAI usage.
-    Webhook,
-}
-
-impl ProviderKind {
-    /// The upstream used when none is configured.
-    #[must_use]
-    pub const fn default_upstream(self) -> Option<&'static str> {
-        match self {
-            Self::Anthropic => Some("https://api.anthropic.com"),
-            Self::OpenAi => Some("https://api.openai.com"),
-            Self::Webhook => None,
-        }
-    }
-
-    /// The flag value naming this provider.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Anthropic => "anthropic",
-            Self::OpenAi => "openai",
-            Self::Webhook => "webhook",
-        }
-    }
-}
-
-impl std::str::FromStr for ProviderKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "anthropic" => Ok(Self::Anthropic),
-            "openai" => Ok(Self::OpenAi),
-            "webhook" => Ok(Self::Webhook),
-            other => Err(format!(
-                "unknown provider {other:?}: expected anthropic, openai or webhook"
-            )),
-        }
-    }
-}
-
-/// A secret string: never printed by `Debug`, so it cannot leak into logs.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use warming_service::{ProviderKind, Secret};
 
 /// Everything `warming serve` needs, already validated.
 #[derive(Debug, Clone)]
@@ -121,7 +49,7 @@ pub struct ServerConfig {
     /// Most history rows kept per conversation.
     pub history_cap: usize,
     /// Prices for the cost estimate in `/metrics`.
-    pub pricing: crate::metrics::Pricing,
+    pub pricing: warming_service::metrics::Pricing,
     /// The warming policy of conversations a person enabled that do not
     /// choose one (default `fixed`).
     pub policy: warming_core::Policy,
@@ -176,7 +104,7 @@ impl ServerConfig {
             warm_timeout: Duration::from_secs(30),
             warm_concurrency: 64,
             history_cap: 1_000,
-            pricing: crate::metrics::Pricing::default(),
+            pricing: warming_service::metrics::Pricing::default(),
             policy: warming_core::Policy::Fixed,
             proxy_policy: warming_core::Policy::Adaptive,
             proxy_warming: false,
@@ -221,6 +149,21 @@ impl ServerConfig {
             .or(kind.default_upstream())
             .unwrap_or(&self.upstream);
         chosen.trim_end_matches('/').to_owned()
+    }
+
+    /// The engine's configuration: limits, policies, the idle cap and the
+    /// economics, from the service's.
+    #[must_use]
+    pub fn core_config(&self) -> warming_core::Config {
+        warming_core::Config {
+            limits: self.limits,
+            policy: self.policy,
+            enrolled_policy: self.proxy_policy,
+            max_idle_ms: u64::try_from(self.max_idle.as_millis()).unwrap_or(u64::MAX),
+            economics: self.economics,
+            min_cacheable_overrides: self.min_cacheable_overrides.clone(),
+            ..warming_core::Config::default()
+        }
     }
 
     /// Refuses a configuration that would expose the API unauthenticated.

@@ -163,7 +163,7 @@ async fn handle(
                 subscribed.insert(id);
                 vec![surface_message("surface", &s, &state.limits)]
             }
-            Err(e) => vec![error_message(e.message)],
+            Err(e) => vec![error_message(e.to_string())],
         },
         Some("unsubscribe") => {
             subscribed.remove(&id);
@@ -189,11 +189,17 @@ fn invoke(
     let call: std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>> =
         match (action, payload) {
             ("toggle", None | Some(Value::Null)) => {
-                Box::pin(async move { driver.toggle(id, None).await.err().map(|e| e.message) })
+                Box::pin(async move { driver.toggle(id, None).await.err().map(|e| e.to_string()) })
             }
             ("toggle", Some(Value::Bool(on))) => {
                 let on = *on;
-                Box::pin(async move { driver.toggle(id, Some(on)).await.err().map(|e| e.message) })
+                Box::pin(async move {
+                    driver
+                        .toggle(id, Some(on))
+                        .await
+                        .err()
+                        .map(|e| e.to_string())
+                })
             }
             ("toggle", Some(_)) => return vec![error_message("toggle payload must be a boolean")],
             ("set-interval", Some(Value::Number(seconds))) => {
@@ -201,7 +207,9 @@ fn invoke(
                     interval_ms: seconds.as_f64().map(|s| s * 1000.0),
                     ..SettingsChange::default()
                 };
-                Box::pin(async move { driver.update(id, change).await.err().map(|e| e.message) })
+                Box::pin(
+                    async move { driver.update(id, change).await.err().map(|e| e.to_string()) },
+                )
             }
             ("set-interval", _) => {
                 return vec![error_message(
@@ -209,7 +217,7 @@ fn invoke(
                 )]
             }
             ("warm-now", _) => {
-                Box::pin(async move { driver.warm_now(id).await.err().map(|e| e.message) })
+                Box::pin(async move { driver.warm_now(id).await.err().map(|e| e.to_string()) })
             }
             (other, _) => return vec![error_message(format!("unknown action {other:?}"))],
         };

@@ -112,3 +112,16 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+impl From<warming_service::ServiceError> for ApiError {
+    fn from(e: warming_service::ServiceError) -> Self {
+        use warming_service::ServiceError;
+        match e {
+            ServiceError::Conflict(m) => Self::conflict(m),
+            ServiceError::NotFound(m) => Self::not_found(m),
+            ServiceError::Storage(m) => Self::storage(m),
+            ServiceError::Upstream(m) => Self::upstream(m),
+            ServiceError::Unavailable => Self::unavailable(),
+        }
+    }
+}

@@ -13,13 +13,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post, put};
 use axum::Router;
 use warming_core::IntervalLimits;
-use warming_storage::Storage;
 
 pub use body::JsonBody;
 pub use error::ApiError;
 
 use crate::config::Secret;
-use crate::driver::DriverHandle;
+use warming_service::DriverHandle;
 
 /// Largest request body accepted: 4 MiB.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -29,14 +28,12 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct AppState {
     /// The driver owning the core.
     pub driver: DriverHandle,
-    /// Storage, for history reads.
-    pub storage: Arc<Storage>,
     /// The bearer token `/v1` requires, if any.
     pub token: Option<Secret>,
     /// Interval bounds, for the surface spec.
     pub limits: IntervalLimits,
     /// What `/metrics` exports.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<warming_service::metrics::Metrics>,
     /// Proxy mode.
     pub proxy: Arc<crate::proxy::Proxy>,
     /// Serve `/metrics` and the dashboard without the token.

@@ -198,19 +198,7 @@ pub async fn history(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let limit = history_limit(query.as_deref())?;
-    // History is written behind the warms; wait for what is queued, so a
-    // warm that just answered is in the page (read your own writes).
-    state
-        .storage
-        .flush()
-        .await
-        .map_err(|e| ApiError::storage(e.to_string()))?;
-    let storage = state.storage.clone();
-    let lookup = id.clone();
-    let records = tokio::task::spawn_blocking(move || storage.history(&lookup, limit))
-        .await
-        .map_err(|e| ApiError::storage(e.to_string()))?
-        .map_err(|e| ApiError::storage(e.to_string()))?;
+    let records = state.driver.history(id.clone(), limit).await?;
     let history: Vec<HistoryEntry> = records.into_iter().map(HistoryEntry::from).collect();
     Ok(Json(json!({ "conversationId": id, "history": history })))
 }

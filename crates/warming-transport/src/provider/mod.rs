@@ -11,36 +11,16 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use warming_core::{Usage, WarmFailure, WarmKind, WarmRequest};
+use warming_core::{WarmFailure, WarmKind, WarmRequest};
 
 pub use usage::parse_usage;
 
-use crate::config::{ProviderKind, Secret, ServerConfig};
+use warming_service::{BoxFuture, Credentials, Provider, ProviderKind, Secret, WarmAnswer};
+
+use crate::config::ServerConfig;
 
 /// Anthropic API version sent with every warm.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// Credentials for one warm, overriding the configured key (a proxied
-/// request's own headers, kept in memory only), and the API they are for.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    /// The API the conversation was proxied to.
-    pub kind: ProviderKind,
-    /// Headers to send as they came (`x-api-key`, `authorization`, ...),
-    /// marked sensitive so they never print.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-/// A successful warm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WarmAnswer {
-    /// The provider's token counts.
-    pub usage: Usage,
-    /// The backend that served the warm, from the backend id header.
-    pub backend: Option<String>,
-    /// Which request was sent.
-    pub kind: Option<WarmKind>,
-}
 
 /// Sends warms to the configured provider.
 #[derive(Debug)]
@@ -107,7 +87,7 @@ impl ProviderClient {
     /// # Errors
     /// A [`WarmFailure`] with a readable message for any upstream error,
     /// timeout or refused connection, and the provider's `retry-after`.
-    pub async fn warm(
+    pub async fn send_warm(
         &self,
         warm: &WarmRequest,
         credentials: Option<&Credentials>,
@@ -267,7 +247,12 @@ impl ProviderClient {
         };
         if let Some(credentials) = credentials.filter(|c| !c.headers.is_empty()) {
             for (name, value) in &credentials.headers {
-                headers.insert(name.clone(), value.clone());
+                let name = HeaderName::from_bytes(name.as_bytes());
+                let value = HeaderValue::from_str(value.expose());
+                if let (Ok(name), Ok(mut value)) = (name, value) {
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
             }
         } else if let Some(key) = key {
             let header = match kind {
@@ -309,6 +294,17 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The service's provider port, over HTTP.
+impl Provider for ProviderClient {
+    fn warm<'a>(
+        &'a self,
+        warm: &'a WarmRequest,
+        credentials: Option<&'a Credentials>,
+    ) -> BoxFuture<'a, Result<WarmAnswer, WarmFailure>> {
+        Box::pin(self.send_warm(warm, credentials))
+    }
 }
 
 /// What went wrong sending one warm.

@@ -25,10 +25,11 @@ pub use identity::conversation_id;
 use watch::UsageWatch;
 
 use crate::config::{ProviderKind, ServerConfig};
-use crate::driver::{now, DriverHandle, ProxiedTurn};
-use crate::generations::Generations;
+use warming_service::generations::Generations;
+use warming_service::{Credentials, DriverHandle, ProxiedTurn, Secret};
+
 use crate::http::{ApiError, AppState, MAX_BODY_BYTES};
-use crate::provider::{root_cause, Credentials};
+use crate::provider::root_cause;
 
 /// Request headers that name a conversation instead of the derived id.
 const CONVERSATION_HEADER: &str = "x-conversation-id";
@@ -266,9 +267,8 @@ async fn forward_inner(
                     .iter()
                     .filter(|name| !(carries_our_token && **name == "authorization"))
                     .filter_map(|name| {
-                        let mut value = parts.headers.get(*name)?.clone();
-                        value.set_sensitive(true);
-                        Some((HeaderName::from_static(name), value))
+                        let value = parts.headers.get(*name)?.to_str().ok()?;
+                        Some(((*name).to_owned(), Secret::new(value)))
                     })
                     .collect(),
             };
@@ -278,7 +278,7 @@ async fn forward_inner(
                 .apply(&state.driver, &id, &current, proxy.enroll_all)
                 .await?;
             let cancel = proxy.generations.begin(&id, credentials);
-            let started_at = now();
+            let started_at = state.driver.now();
             let state_now = state.driver.turn_started(id.clone()).await?;
             if let Some(backend) = &state_now.backend {
                 if !headers.contains_key(&proxy.preferred_backend_header) {

@@ -8,42 +8,63 @@ use warming_core::{
     WarmRecord,
 };
 
-use crate::http::ApiError;
+use crate::ports::Clock;
+use crate::ServiceError;
 
 pub(crate) type Reply<T> = oneshot::Sender<T>;
 
 /// What handlers ask the driver.
 pub(crate) enum Command {
-    TurnStarted(ConversationId, Reply<Result<ConversationState, ApiError>>),
+    TurnStarted(
+        ConversationId,
+        Reply<Result<ConversationState, ServiceError>>,
+    ),
     TurnSettled {
         id: ConversationId,
         template: Option<Arc<Template>>,
         request_started_at: Option<Timestamp>,
-        reply: Reply<Result<ConversationState, ApiError>>,
+        reply: Reply<Result<ConversationState, ServiceError>>,
     },
-    Events(Vec<RuntimeEvent>, Reply<Result<(usize, usize), ApiError>>),
-    Waiting(ConversationId, Reply<Result<ConversationState, ApiError>>),
+    Events(
+        Vec<RuntimeEvent>,
+        Reply<Result<(usize, usize), ServiceError>>,
+    ),
+    Waiting(
+        ConversationId,
+        Reply<Result<ConversationState, ServiceError>>,
+    ),
     Update(
         ConversationId,
         SettingsChange,
-        Reply<Result<ConversationState, ApiError>>,
+        Reply<Result<ConversationState, ServiceError>>,
     ),
     Toggle(
         ConversationId,
         Option<bool>,
-        Reply<Result<ConversationState, ApiError>>,
+        Reply<Result<ConversationState, ServiceError>>,
     ),
-    WarmNow(ConversationId, Reply<Result<WarmRecord, ApiError>>),
-    Close(ConversationId, Reply<Result<ConversationState, ApiError>>),
-    Delete(ConversationId, Reply<Result<ConversationState, ApiError>>),
+    WarmNow(ConversationId, Reply<Result<WarmRecord, ServiceError>>),
+    Close(
+        ConversationId,
+        Reply<Result<ConversationState, ServiceError>>,
+    ),
+    Delete(
+        ConversationId,
+        Reply<Result<ConversationState, ServiceError>>,
+    ),
     Enroll(
         ConversationId,
         Option<f64>,
-        Reply<Result<ConversationState, ApiError>>,
+        Reply<Result<ConversationState, ServiceError>>,
     ),
     BackendSeen(ConversationId, String),
     ProxySettled(ProxiedTurn),
     Get(ConversationId, Reply<ConversationState>),
+    History(
+        ConversationId,
+        usize,
+        Reply<Result<Vec<WarmRecord>, ServiceError>>,
+    ),
     List {
         cursor: usize,
         limit: usize,
@@ -68,12 +89,14 @@ pub struct ProxiedTurn {
 }
 
 /// A cheap handle to the driver, shared by every handler.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DriverHandle {
     /// Command queue of the driver task.
     pub(super) commands: mpsc::Sender<Command>,
     /// Every conversation's updates, for surface subscribers to filter.
     pub(super) updates: broadcast::Sender<Arc<ConversationState>>,
+    /// The service's clock, for adapters that stamp times.
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Command {
@@ -82,21 +105,49 @@ impl std::fmt::Debug for Command {
     }
 }
 
+impl std::fmt::Debug for DriverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverHandle")
+    }
+}
+
 impl DriverHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+    /// The service's current time.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The newest `limit` history records of a conversation, newest first,
+    /// including every warm recorded before this call.
+    ///
+    /// # Errors
+    /// `Storage` when the read failed.
+    pub async fn history(
+        &self,
+        id: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<WarmRecord>, ServiceError> {
+        self.call(|r| Command::History(id, limit, r)).await?
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(make(reply))
             .await
-            .map_err(|_| ApiError::unavailable())?;
-        answer.await.map_err(|_| ApiError::unavailable())
+            .map_err(|_| ServiceError::Unavailable)?;
+        answer.await.map_err(|_| ServiceError::Unavailable)
     }
 
     /// Reports a turn start; answers once what it changed is stored.
     ///
     /// # Errors
     /// `storage` when a write failed; `unavailable` when shutting down.
-    pub async fn turn_started(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+    pub async fn turn_started(
+        &self,
+        id: ConversationId,
+    ) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::TurnStarted(id, r)).await?
     }
 
@@ -110,7 +161,7 @@ impl DriverHandle {
         id: ConversationId,
         template: Option<Arc<Template>>,
         request_started_at: Option<Timestamp>,
-    ) -> Result<ConversationState, ApiError> {
+    ) -> Result<ConversationState, ServiceError> {
         self.call(|reply| Command::TurnSettled {
             id,
             template,
@@ -125,7 +176,7 @@ impl DriverHandle {
     ///
     /// # Errors
     /// `storage` when a write failed; `unavailable` when shutting down.
-    pub async fn events(&self, events: Vec<RuntimeEvent>) -> Result<(usize, usize), ApiError> {
+    pub async fn events(&self, events: Vec<RuntimeEvent>) -> Result<(usize, usize), ServiceError> {
         self.call(|r| Command::Events(events, r)).await?
     }
 
@@ -134,7 +185,7 @@ impl DriverHandle {
     ///
     /// # Errors
     /// `conflict` when no turn is active; `storage` when a write failed.
-    pub async fn waiting(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+    pub async fn waiting(&self, id: ConversationId) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::Waiting(id, r)).await?
     }
 
@@ -146,7 +197,7 @@ impl DriverHandle {
         &self,
         id: ConversationId,
         change: SettingsChange,
-    ) -> Result<ConversationState, ApiError> {
+    ) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::Update(id, change, r)).await?
     }
 
@@ -158,7 +209,7 @@ impl DriverHandle {
         &self,
         id: ConversationId,
         enabled: Option<bool>,
-    ) -> Result<ConversationState, ApiError> {
+    ) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::Toggle(id, enabled, r)).await?
     }
 
@@ -167,7 +218,7 @@ impl DriverHandle {
     /// # Errors
     /// `conflict` while a turn runs, without a template, or when superseded;
     /// `upstream` when the provider failed.
-    pub async fn warm_now(&self, id: ConversationId) -> Result<WarmRecord, ApiError> {
+    pub async fn warm_now(&self, id: ConversationId) -> Result<WarmRecord, ServiceError> {
         self.call(|r| Command::WarmNow(id, r)).await?
     }
 
@@ -176,7 +227,7 @@ impl DriverHandle {
     /// # Errors
     /// `storage` when persisting `enabled: false` failed (warming is off in
     /// memory regardless).
-    pub async fn close(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+    pub async fn close(&self, id: ConversationId) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::Close(id, r)).await?
     }
 
@@ -186,7 +237,7 @@ impl DriverHandle {
     /// # Errors
     /// `not_found` for a conversation never seen; `storage` when the delete
     /// failed (nothing changed).
-    pub async fn delete(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+    pub async fn delete(&self, id: ConversationId) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::Delete(id, r)).await?
     }
 
@@ -200,7 +251,7 @@ impl DriverHandle {
         &self,
         id: ConversationId,
         interval_ms: Option<f64>,
-    ) -> Result<ConversationState, ApiError> {
+    ) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::Enroll(id, interval_ms, r)).await?
     }
 
@@ -218,7 +269,7 @@ impl DriverHandle {
     ///
     /// # Errors
     /// Only when the service is shutting down.
-    pub async fn get(&self, id: ConversationId) -> Result<ConversationState, ApiError> {
+    pub async fn get(&self, id: ConversationId) -> Result<ConversationState, ServiceError> {
         self.call(|r| Command::Get(id, r)).await
     }
 
@@ -232,7 +283,7 @@ impl DriverHandle {
         cursor: usize,
         limit: usize,
         filter: warming_core::ListFilter,
-    ) -> Result<(Vec<ConversationState>, Option<usize>), ApiError> {
+    ) -> Result<(Vec<ConversationState>, Option<usize>), ServiceError> {
         self.call(|reply| Command::List {
             cursor,
             limit,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use warming_core::ConversationId;
 
-use crate::provider::Credentials;
+use crate::ports::Credentials;
 
 #[derive(Debug)]
 struct Entry {
@@ -100,7 +100,7 @@ impl Generations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProviderKind;
+    use crate::ports::ProviderKind;
 
     fn creds() -> Credentials {
         Credentials {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{broadcast, mpsc, Semaphore};
@@ -17,7 +17,6 @@ use warming_core::{
     ConversationId, ConversationState, Effect, PersistId, SettingsChange, Template, Timestamp,
     WarmNowError, WarmRecord, WarmRequest, WarmToken, Warmer,
 };
-use warming_storage::{Storage, Write, WriteError};
 
 mod handle;
 
@@ -25,24 +24,15 @@ use handle::{Command, Reply};
 pub use handle::{DriverHandle, ProxiedTurn};
 
 use crate::generations::Generations;
-use crate::http::ApiError;
 use crate::metrics::Metrics;
-use crate::provider::{ProviderClient, WarmAnswer};
+use crate::ports::{Ack, Clock, Provider, Store, StoreError, WarmAnswer};
+use crate::{ServiceError, Write};
 
 /// The `meta` key the learned return prior is stored under.
-pub(crate) const PRIOR_KEY: &str = "return_prior";
+pub const PRIOR_KEY: &str = "return_prior";
 
 /// How often the learned prior is saved.
 const PRIOR_SAVE_EVERY: Duration = Duration::from_secs(60);
-
-/// The current wall-clock time in epoch milliseconds.
-#[must_use]
-pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Timestamp::from_millis(ms)
-}
 
 /// The outcome of a warm task.
 struct WarmDone {
@@ -54,11 +44,14 @@ struct WarmDone {
 /// Who waits for a write's result.
 enum PersistWaiter {
     /// An HTTP or surface call waiting for its settings.
-    Settings(ConversationId, Reply<Result<ConversationState, ApiError>>),
+    Settings(
+        ConversationId,
+        Reply<Result<ConversationState, ServiceError>>,
+    ),
 }
 
 type PersistFuture =
-    Pin<Box<dyn Future<Output = (PersistId, Result<(), WriteError>, Duration)> + Send>>;
+    Pin<Box<dyn Future<Output = (PersistId, Result<(), StoreError>, Duration)> + Send>>;
 
 /// A conversation's current idle gap, for the cost estimate.
 struct Gap {
@@ -71,8 +64,9 @@ struct Gap {
 /// The driver's state; lives in its task.
 struct Driver {
     warmer: Warmer,
-    storage: Arc<Storage>,
-    provider: Arc<ProviderClient>,
+    storage: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    clock: Arc<dyn Clock>,
     generations: Arc<Generations>,
     updates: broadcast::Sender<Arc<ConversationState>>,
     /// Bounds the warms in flight.
@@ -80,7 +74,7 @@ struct Driver {
     /// Warm tasks by token, to abort superseded ones.
     in_flight: HashMap<WarmToken, AbortHandle>,
     /// Manual warms waiting for their result.
-    manual: HashMap<WarmToken, Reply<Result<WarmRecord, ApiError>>>,
+    manual: HashMap<WarmToken, Reply<Result<WarmRecord, ServiceError>>>,
     /// Calls waiting for a write.
     persist_waiters: HashMap<PersistId, PersistWaiter>,
     /// Writes in flight, completed in submission order (storage is FIFO).
@@ -96,15 +90,12 @@ struct Driver {
     acks: Option<Vec<Ack>>,
 }
 
-/// A write's acknowledgement from storage.
-type Ack = tokio::sync::oneshot::Receiver<Result<(), WriteError>>;
-
 /// Answers `value` once every write in `acks` committed, or a `storage`
 /// error if one failed. Storage is FIFO, so these are also after every
 /// earlier write.
 fn reply_when_stored<T: Send + 'static>(
     acks: Vec<Ack>,
-    reply: Reply<Result<T, ApiError>>,
+    reply: Reply<Result<T, ServiceError>>,
     value: T,
 ) {
     if acks.is_empty() {
@@ -113,10 +104,9 @@ fn reply_when_stored<T: Send + 'static>(
     }
     tokio::spawn(async move {
         for ack in acks {
-            let result = ack.await.unwrap_or(Err(WriteError::Closed));
-            if let Err(e) = result {
+            if let Err(e) = ack.await {
                 tracing::warn!(error = %e, "write failed; answering with a storage error");
-                let _ = reply.send(Err(ApiError::storage(e.to_string())));
+                let _ = reply.send(Err(ServiceError::Storage(e.to_string())));
                 return;
             }
         }
@@ -124,12 +114,15 @@ fn reply_when_stored<T: Send + 'static>(
     });
 }
 
-/// Starts the driver task; it runs until `shutdown` is cancelled, then
-/// cancels timers and in-flight warms and flushes storage.
-pub(crate) fn spawn(
+/// Starts the driver task owning `warmer` (already restored from the
+/// store); it runs until `shutdown` is cancelled, then cancels timers and
+/// in-flight warms and flushes the store.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
     warmer: Warmer,
-    storage: Arc<Storage>,
-    provider: Arc<ProviderClient>,
+    storage: Arc<dyn Store>,
+    provider: Arc<dyn Provider>,
+    clock: Arc<dyn Clock>,
     generations: Arc<Generations>,
     metrics: Arc<Metrics>,
     warm_concurrency: usize,
@@ -142,6 +135,7 @@ pub(crate) fn spawn(
         warmer,
         storage,
         provider,
+        clock: clock.clone(),
         generations,
         updates: updates.clone(),
         permits: Arc::new(Semaphore::new(warm_concurrency)),
@@ -155,7 +149,14 @@ pub(crate) fn spawn(
         acks: None,
     };
     let task = tokio::spawn(driver.run(command_queue, warm_queue, shutdown));
-    (DriverHandle { commands, updates }, task)
+    (
+        DriverHandle {
+            commands,
+            updates,
+            clock,
+        },
+        task,
+    )
 }
 
 impl Driver {
@@ -168,11 +169,11 @@ impl Driver {
         let mut save_prior = tokio::time::interval(PRIOR_SAVE_EVERY);
         save_prior.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.warmer.handle_timeout(now());
+            self.warmer.handle_timeout(self.clock.now());
             self.execute_effects();
             self.metrics.set_armed(self.warmer.armed_count());
             let sleep = match self.warmer.poll_timeout() {
-                Some(at) => Duration::from_millis(at.millis_since(now())),
+                Some(at) => Duration::from_millis(at.millis_since(self.clock.now())),
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
@@ -194,7 +195,7 @@ impl Driver {
     }
 
     fn handle(&mut self, command: Command) {
-        let t = now();
+        let t = self.clock.now();
         self.warmer.handle_timeout(t);
         match command {
             Command::TurnStarted(id, reply) => {
@@ -250,9 +251,7 @@ impl Driver {
                 if waiting {
                     reply_when_stored(acks, reply, self.warmer.state(&id));
                 } else {
-                    let _ = reply.send(Err(ApiError::conflict(
-                        "no turn is in progress: only a running turn can wait (report turn-started first)",
-                    )));
+                    let _ = reply.send(Err(ServiceError::Conflict("no turn is in progress: only a running turn can wait (report turn-started first)".into())));
                 }
             }
             Command::Update(id, change, reply) => {
@@ -275,7 +274,7 @@ impl Driver {
                     self.manual.insert(token, reply);
                 }
                 Err(e @ (WarmNowError::Active | WarmNowError::NoTemplate)) => {
-                    let _ = reply.send(Err(ApiError::conflict(e.to_string())));
+                    let _ = reply.send(Err(ServiceError::Conflict(e.to_string())));
                 }
             },
             Command::Close(id, reply) => {
@@ -290,7 +289,7 @@ impl Driver {
                         .insert(op, PersistWaiter::Settings(id, reply));
                 }
                 None => {
-                    let _ = reply.send(Err(ApiError::not_found(format!(
+                    let _ = reply.send(Err(ServiceError::NotFound(format!(
                         "no conversation {id}: nothing to delete"
                     ))));
                 }
@@ -321,6 +320,24 @@ impl Driver {
                     let _ = self.warmer.backend_resolved(t, &id, &backend);
                 }
             }
+            Command::History(id, limit, reply) => {
+                // Asked in the driver's order, so the page holds every warm
+                // recorded before (read your own writes).
+                let store = self.storage.clone();
+                let flushed = store.flush();
+                tokio::spawn(async move {
+                    let answer = match flushed.await {
+                        Err(e) => Err(ServiceError::Storage(e.to_string())),
+                        Ok(()) => tokio::task::spawn_blocking(move || store.history(&id, limit))
+                            .await
+                            .map_err(|e| ServiceError::Storage(e.to_string()))
+                            .and_then(|read| {
+                                read.map_err(|e| ServiceError::Storage(e.to_string()))
+                            }),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
             Command::Get(id, reply) => {
                 let _ = reply.send(self.warmer.state(&id));
             }
@@ -345,8 +362,8 @@ impl Driver {
                         task.abort();
                     }
                     if let Some(reply) = self.manual.remove(&token) {
-                        let _ = reply.send(Err(ApiError::conflict(
-                            "the warm was superseded by a new turn or a close",
+                        let _ = reply.send(Err(ServiceError::Conflict(
+                            "the warm was superseded by a new turn or a close".into(),
                         )));
                     }
                 }
@@ -441,23 +458,23 @@ impl Driver {
 
     fn persist(&mut self, op: PersistId, write: Write) {
         let ack = self.storage.submit(write);
-        let submitted = std::time::Instant::now();
+        let submitted = tokio::time::Instant::now();
         self.persists.push_back(Box::pin(async move {
-            let result = ack.await.unwrap_or(Err(WriteError::Closed));
+            let result = ack.await;
             (op, result, submitted.elapsed())
         }));
     }
 
-    fn persist_finished(&mut self, op: PersistId, result: Result<(), WriteError>) {
+    fn persist_finished(&mut self, op: PersistId, result: Result<(), StoreError>) {
         if let Err(e) = &result {
             tracing::warn!(op = op.get(), error = %e, "write failed; state unchanged");
         }
-        self.warmer.persisted(now(), op, result.is_ok());
+        self.warmer.persisted(self.clock.now(), op, result.is_ok());
         self.execute_effects();
         if let Some(PersistWaiter::Settings(id, reply)) = self.persist_waiters.remove(&op) {
             let answer = match result {
                 Ok(()) => Ok(self.warmer.state(&id)),
-                Err(e) => Err(ApiError::storage(e.to_string())),
+                Err(e) => Err(ServiceError::Storage(e.to_string())),
             };
             let _ = reply.send(answer);
         }
@@ -486,7 +503,7 @@ impl Driver {
 
     fn warm_finished(&mut self, done: WarmDone) {
         self.in_flight.remove(&done.token);
-        let t = now();
+        let t = self.clock.now();
         let record = match done.result {
             Ok(answer) => self
                 .warmer
@@ -517,9 +534,9 @@ impl Driver {
         if let Some(reply) = self.manual.remove(&done.token) {
             let answer = match record {
                 Ok(record) => Ok(record),
-                Err(Some(message)) => Err(ApiError::upstream(message)),
-                Err(None) => Err(ApiError::conflict(
-                    "the warm was superseded by a new turn or a close",
+                Err(Some(message)) => Err(ServiceError::Upstream(message)),
+                Err(None) => Err(ServiceError::Conflict(
+                    "the warm was superseded by a new turn or a close".into(),
                 )),
             };
             let _ = reply.send(answer);
@@ -541,7 +558,7 @@ impl Driver {
             task.abort();
         }
         for (_, reply) in self.manual.drain() {
-            let _ = reply.send(Err(ApiError::unavailable()));
+            let _ = reply.send(Err(ServiceError::Unavailable));
         }
         while let Some((op, result, _)) = self.persists.next().await {
             self.persist_finished(op, result);

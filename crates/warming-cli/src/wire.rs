@@ -1,0 +1,113 @@
+//! `warming serve` assembles the service here, and nowhere else: the
+//! SQLite store, the provider client, the wall clock and the driver, handed
+//! to the HTTP adapter.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warming_core::{ReturnPrior, Warmer};
+use warming_service::generations::Generations;
+use warming_service::metrics::Metrics;
+use warming_service::{Clock, ProviderKind, SystemClock, PRIOR_KEY};
+use warming_storage::{Storage, StorageOptions};
+use warming_transport::provider::ProviderClient;
+use warming_transport::{ServerConfig, ServiceParts};
+
+/// One WARN line per provider whose key is missing, naming the variable:
+/// without it every warm of a conversation not seen through the proxy fails
+/// with a 401, and a newcomer should learn that at start, not from history.
+fn warn_about_missing_keys(config: &ServerConfig) {
+    let missing = match config.provider {
+        ProviderKind::Anthropic if config.anthropic_key.is_none() => Some("ANTHROPIC_API_KEY"),
+        ProviderKind::OpenAi if config.openai_key.is_none() => Some("OPENAI_API_KEY"),
+        _ => None,
+    };
+    if let Some(variable) = missing {
+        tracing::warn!(
+            "{variable} is not set: warms will be refused by the provider (401) except for \
+             conversations sent through the proxy, which use the client's own key"
+        );
+    }
+}
+
+/// Opens the store and restores the engine from it.
+async fn restore(
+    config: &ServerConfig,
+    clock: &dyn Clock,
+) -> Result<(Arc<Storage>, Warmer), String> {
+    let options = StorageOptions {
+        history_cap: config.history_cap,
+        ..StorageOptions::default()
+    };
+    let (db, limits) = (config.db.clone(), config.limits);
+    let (storage, restored, prior) = tokio::task::spawn_blocking(move || {
+        let storage = Storage::open(&db, options).map_err(|e| e.to_string())?;
+        let restore =
+            |e: warming_storage::ReadError| format!("cannot restore from the database: {e}");
+        let restored = storage.load_all(&limits).map_err(restore)?;
+        let prior = storage.meta(PRIOR_KEY).map_err(restore)?;
+        Ok::<_, String>((Arc::new(storage), restored, prior))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let mut warmer = Warmer::new(config.core_config());
+    if let Some(prior) = prior {
+        warmer.set_prior(ReturnPrior::from_json(&prior));
+    }
+    let count = restored.len();
+    warmer.restore(clock.now(), restored);
+    tracing::info!(
+        conversations = count,
+        armed = warmer.armed_count(),
+        db = %config.db.display(),
+        "restored"
+    );
+    Ok((storage, warmer))
+}
+
+/// Runs the service on `listener` until `shutdown` resolves, then stops
+/// the HTTP side (bounded by the grace period), the driver (timers and
+/// warms cancelled) and the store (flushed), in that order.
+///
+/// # Errors
+/// A message when the configuration is refused, the database cannot be
+/// opened or restored, or the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    config.validate()?;
+    warn_about_missing_keys(&config);
+    let provider = Arc::new(ProviderClient::new(&config)?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (storage, warmer) = restore(&config, clock.as_ref()).await?;
+    let generations = Arc::new(Generations::new(config.proxy_credentials_ttl));
+    let metrics = Arc::new(Metrics::new(config.pricing.clone(), config.economics));
+    let stop = CancellationToken::new();
+    let (driver, driver_task) = warming_service::spawn(
+        warmer,
+        storage.clone(),
+        provider,
+        clock,
+        generations.clone(),
+        metrics.clone(),
+        config.warm_concurrency,
+        stop.clone(),
+    );
+    let parts = ServiceParts {
+        driver,
+        generations,
+        metrics,
+    };
+    let served = warming_transport::serve(listener, &config, parts, shutdown).await;
+    stop.cancel();
+    let _ = driver_task.await;
+    tokio::task::spawn_blocking(move || storage.close())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    served.map_err(|e| e.to_string())
+}

@@ -1,0 +1,23 @@
+//! What can go wrong when asking the service: each variant maps onto one
+//! error code of the HTTP contract, but the service knows nothing of HTTP.
+
+/// Why the service could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The request conflicts with the conversation's state (a turn is
+    /// running, nothing to warm, superseded).
+    #[error("{0}")]
+    Conflict(String),
+    /// No such conversation.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store refused the write; nothing changed.
+    #[error("{0}")]
+    Storage(String),
+    /// The provider failed.
+    #[error("{0}")]
+    Upstream(String),
+    /// The service is shutting down.
+    #[error("the service is shutting down")]
+    Unavailable,
+}

@@ -1,0 +1,31 @@
+//! `warming-service`: the service around [`warming_core::Warmer`].
+//!
+//! One task, the driver, owns the engine: it takes commands from a
+//! [`DriverHandle`], sleeps until the engine's next deadline, and carries
+//! out its effects through the ports: a [`Store`] for durable writes and
+//! history, a [`Provider`] for warms, a [`Clock`] for the time. Adapters
+//! implement the ports (`warming-storage`: SQLite; `warming-transport`: the
+//! provider clients) or drive the handle (`warming-transport`: HTTP, the
+//! WebSocket surface, the proxy); the binary wires them.
+//!
+//! # Layout
+//! - `ports`: the traits and the types that cross them.
+//! - `write`: the durable changes a store applies.
+//! - `driver`: the task and its handle.
+//! - `generations`: proxied generations and their in-memory credentials.
+//! - `metrics`: what `/metrics` exports.
+
+mod driver;
+mod error;
+pub mod generations;
+pub mod metrics;
+pub mod ports;
+mod write;
+
+pub use driver::{spawn, DriverHandle, ProxiedTurn, PRIOR_KEY};
+pub use error::ServiceError;
+pub use ports::{
+    Ack, BoxFuture, Clock, Credentials, Provider, ProviderKind, Secret, Store, StoreError,
+    SystemClock, TokioClock, WarmAnswer,
+};
+pub use write::Write;

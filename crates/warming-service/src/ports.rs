@@ -1,0 +1,221 @@
+//! The ports: what the service needs from the world, as traits its
+//! adapters implement. The service owns them; adapters depend on the
+//! service, never on each other.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use warming_core::{
+    ConversationId, Timestamp, Usage, WarmFailure, WarmKind, WarmRecord, WarmRequest,
+};
+
+use crate::Write;
+
+/// A future the service can hold across tasks.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a store could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store refused the write or the read (disk full, I/O error, ...).
+    #[error("storage: {0}")]
+    Failed(String),
+    /// The store is closed: the service is stopping.
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// A write's acknowledgement: resolves once the write is committed.
+pub type Ack = BoxFuture<'static, Result<(), StoreError>>;
+
+/// Durable storage of conversations and their history.
+///
+/// Writes are applied in the order they are submitted (FIFO): an
+/// acknowledged write means every write submitted before it is committed
+/// too. The service loads what it restores before it starts, so the port
+/// holds only what a running service needs.
+pub trait Store: Send + Sync + 'static {
+    /// Queues a write; the returned future resolves when it is committed.
+    ///
+    /// # Errors
+    /// The future resolves to [`StoreError`] when the write or its commit
+    /// failed: nothing of it was committed.
+    fn submit(&self, write: Write) -> Ack;
+
+    /// Queues a write nobody waits for; a failure is the store's to log.
+    fn submit_behind(&self, write: Write);
+
+    /// Resolves once every write queued before this call is committed.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] when the store has stopped.
+    fn flush(&self) -> Ack;
+
+    /// The newest `limit` history records of a conversation, newest first.
+    /// Blocking: the service calls it off the async threads.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read failed.
+    fn history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<WarmRecord>, StoreError>;
+}
+
+/// Which provider API a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// Anthropic Messages: `POST {upstream}/v1/messages`.
+    Anthropic,
+    /// OpenAI Chat Completions: `POST {upstream}/v1/chat/completions`.
+    OpenAi,
+    /// A custom endpoint: `POST {upstream}` with the conversation and its
+    /// template; it answers with Anthropic or OpenAI usage.
+    Webhook,
+}
+
+impl ProviderKind {
+    /// The upstream used when none is configured.
+    #[must_use]
+    pub const fn default_upstream(self) -> Option<&'static str> {
+        match self {
+            Self::Anthropic => Some("https://api.anthropic.com"),
+            Self::OpenAi => Some("https://api.openai.com"),
+            Self::Webhook => None,
+        }
+    }
+
+    /// The flag value naming this provider.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Anthropic => "anthropic",
+            Self::OpenAi => "openai",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "anthropic" => Ok(Self::Anthropic),
+            "openai" => Ok(Self::OpenAi),
+            "webhook" => Ok(Self::Webhook),
+            other => Err(format!(
+                "unknown provider {other:?}: expected anthropic, openai or webhook"
+            )),
+        }
+    }
+}
+
+/// A secret string: never printed by `Debug`, so it cannot leak into logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Credentials for one conversation's warms, overriding the provider's
+/// configured key: a proxied request's own headers, kept in memory only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The API the conversation was proxied to.
+    pub kind: ProviderKind,
+    /// Headers to send as they came (`x-api-key`, `authorization`, ...),
+    /// lowercase names.
+    pub headers: Vec<(String, Secret)>,
+}
+
+/// A warm the provider answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmAnswer {
+    /// The provider's token counts.
+    pub usage: Usage,
+    /// The backend that served the warm, if the upstream named one.
+    pub backend: Option<String>,
+    /// Which request was sent.
+    pub kind: Option<WarmKind>,
+}
+
+/// Sends warms to a provider.
+pub trait Provider: Send + Sync + 'static {
+    /// Sends one warm and waits for its answer.
+    ///
+    /// # Errors
+    /// A [`WarmFailure`] with a readable message for any upstream error,
+    /// timeout or refused connection (`refused` when sending it again
+    /// would be refused again), and the provider's `retry-after`.
+    fn warm<'a>(
+        &'a self,
+        warm: &'a WarmRequest,
+        credentials: Option<&'a Credentials>,
+    ) -> BoxFuture<'a, Result<WarmAnswer, WarmFailure>>;
+}
+
+/// Where the time comes from: the wall clock in service, a controllable
+/// one in tests.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time, epoch milliseconds.
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Timestamp::from_millis(ms)
+    }
+}
+
+/// A clock that follows tokio's: with `tokio::time::pause()`, time moves
+/// only when the test advances it (or the runtime is idle), and the
+/// driver's sleeps and its clock agree.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+    origin_ms: u64,
+}
+
+impl TokioClock {
+    /// A clock reading `start` now.
+    #[must_use]
+    pub fn starting_at(start: Timestamp) -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+            origin_ms: start.as_millis(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Timestamp::from_millis(self.origin_ms.saturating_add(elapsed))
+    }
+}
