@@ -7,6 +7,19 @@
 //! feeds inputs carrying `now`, drains [`Effect`]s and wakes it at
 //! [`Warmer::poll_timeout`]. See [`Warmer`] for the contract.
 //!
+//! # Driving the Warmer
+//! One loop owns the `Warmer`. After every input (each carrying `now`) it
+//! drains [`Warmer::poll_effect`] and carries each effect out: sends
+//! [`Effect::Warm`] and reports the answer with
+//! [`Warmer::warm_completed`] / [`Warmer::warm_failed`]; stores the
+//! `Persist*` writes and reports each with [`Warmer::persisted`] (an
+//! embedder without storage reports `true` at once); stores or drops the
+//! `Save*`/`RecordWarm` effects; pushes [`Effect::Notify`] to its UIs. Then
+//! it sleeps until [`Warmer::poll_timeout`] or the next input, and calls
+//! [`Warmer::handle_timeout`]. `examples/sync_loop.rs` (a virtual clock)
+//! and `examples/tokio_loop.rs` (a tokio task) do exactly this in under
+//! 100 lines each.
+//!
 //! # Layout
 //! - [`engine`](Warmer): the state machine and its deadline index.
 //! - `settings`: settings, interval clamping and the stored settings codec.
@@ -38,7 +51,9 @@ pub use engine::{
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
-pub use settings::{IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS};
+pub use settings::{
+    IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,
+};
 pub use state::ConversationState;
 pub use template::{strip_credentials, Template};
 pub use time::Timestamp;

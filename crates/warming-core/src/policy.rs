@@ -357,10 +357,11 @@ pub struct GapView<'a> {
 /// How much a conversation's own gaps weigh against the prior, in gaps.
 const PRIOR_WEIGHT: f64 = 3.0;
 
-/// Decides whether the next warm is sent.
+/// Decides whether the next warm is sent (the design card's `should_warm`).
 ///
 /// # Errors
 /// `Err(reason)` when the policy stops warming.
+#[doc(alias = "should_warm")]
 pub fn decide(
     policy: Policy,
     economics: &Economics,

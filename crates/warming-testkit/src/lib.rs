@@ -7,12 +7,19 @@
 //! cached. It names its backend in `x-backend-id`, and can be told to fail or
 //! hang the next requests. Nothing is canned.
 //!
+//! For tests of the service without sockets or files, [`MemoryStore`] and
+//! [`ScriptedProvider`] implement its ports in memory.
+//!
 //! # Layout
 //! - `cache`: prompts cut into prefix segments, and the TTL cache.
+//! - `rules`: what the real APIs refuse.
 //! - `server`: the HTTP routes, answers and control endpoints.
+//! - `memory`: the in-memory store and the scripted provider.
 
 pub mod cache;
+mod memory;
 pub mod rules;
 mod server;
 
+pub use memory::{MemoryStore, Scripted, ScriptedProvider};
 pub use server::{SeenRequest, Standin, StandinOptions};

@@ -360,6 +360,7 @@ impl Warmer {
     /// Asks to change settings. Emits [`Effect::PersistSettings`]; memory
     /// changes (and subscribers hear of it) only when the caller reports the
     /// write with [`persisted`](Self::persisted). Intervals are clamped.
+    #[must_use = "report the write's result with `persisted`"]
     pub fn update_settings(
         &mut self,
         now: Timestamp,
@@ -395,6 +396,7 @@ impl Warmer {
     /// at once (so a racing settle cannot re-arm), the timer cancelled, the
     /// in-flight warm and generation aborted, `enabled: false` persisted
     /// (interval kept) and subscribers notified.
+    #[must_use = "report the write's result with `persisted`"]
     pub fn close(&mut self, now: Timestamp, id: &ConversationId) -> PersistId {
         self.tick(now);
         let slot = self.ensure(id);
@@ -439,6 +441,7 @@ impl Warmer {
     /// is persisted first ([`Effect::PersistBackend`]) and adopted only once
     /// the write is confirmed; a failed write keeps the old id, so the next
     /// report retries. Returns the write to report, or `None` if unchanged.
+    #[must_use = "report the write's result with `persisted`"]
     pub fn backend_resolved(
         &mut self,
         now: Timestamp,
@@ -537,11 +540,12 @@ impl Warmer {
     }
 
     /// Enrols a conversation nobody has decided about yet: warming on, under
-    /// [`Config::enrolled_policy`], at `interval_ms` if given (clamped). For
+    /// [`Config::enrolled_policy`](crate::Config::enrolled_policy), at `interval_ms` if given (clamped). For
     /// blanket opt-ins such as "warm every proxied conversation". Returns the
     /// write to report with [`persisted`](Self::persisted), or `None` when
     /// the conversation's settings were already decided (a person's `off`
     /// stays off) or a decision is being written.
+    #[must_use = "report the write's result with `persisted`"]
     pub fn enroll(
         &mut self,
         now: Timestamp,
@@ -591,6 +595,7 @@ impl Warmer {
     /// generation are cancelled, it leaves [`conversations`](Self::conversations),
     /// and subscribers get its default state (`known: false`). A failed
     /// delete changes nothing. Returns `None` for a conversation never seen.
+    #[must_use = "report the write's result with `persisted`"]
     pub fn delete(&mut self, now: Timestamp, id: &ConversationId) -> Option<PersistId> {
         self.tick(now);
         let slot = self.slot_of(id)?;

@@ -1,0 +1,173 @@
+//! An in-memory [`Store`] and a scripted [`Provider`]: the service's ports
+//! without files or sockets, so the driver can be tested on tokio's paused
+//! clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use warming_core::{ConversationId, Usage, WarmFailure, WarmRecord, WarmRequest};
+use warming_service::{
+    Ack, BoxFuture, Credentials, Provider, Store, StoreError, WarmAnswer, Write,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug, Default)]
+struct Stored {
+    /// Every committed write, in order.
+    writes: Vec<Write>,
+    /// History by conversation, oldest first.
+    history: HashMap<ConversationId, Vec<WarmRecord>>,
+    /// Writes still to refuse.
+    failing: usize,
+}
+
+/// A store that commits at once, in memory; it can be told to refuse the
+/// next writes, as a full disk would.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Stored>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Refuses the next `count` writes.
+    pub fn fail_next(&self, count: usize) {
+        lock(&self.inner).failing = count;
+    }
+
+    /// Every write committed so far, in order.
+    #[must_use]
+    pub fn writes(&self) -> Vec<Write> {
+        lock(&self.inner).writes.clone()
+    }
+
+    fn apply(&self, write: Write) -> Result<(), StoreError> {
+        let mut stored = lock(&self.inner);
+        if stored.failing > 0 {
+            stored.failing -= 1;
+            return Err(StoreError::Failed("injected: disk full".into()));
+        }
+        match &write {
+            Write::Warm(record) => stored
+                .history
+                .entry(record.conversation_id.clone())
+                .or_default()
+                .push(record.clone()),
+            Write::Delete { conversation } => {
+                stored.history.remove(conversation);
+            }
+            _ => {}
+        }
+        stored.writes.push(write);
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn submit(&self, write: Write) -> Ack {
+        let result = self.apply(write);
+        Box::pin(async move { result })
+    }
+
+    fn submit_behind(&self, write: Write) {
+        let _ = self.apply(write);
+    }
+
+    fn flush(&self) -> Ack {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<WarmRecord>, StoreError> {
+        let stored = lock(&self.inner);
+        let all = stored
+            .history
+            .get(conversation)
+            .cloned()
+            .unwrap_or_default();
+        Ok(all.into_iter().rev().take(limit).collect())
+    }
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// Answer with this usage.
+    Answer(Usage),
+    /// Fail with this.
+    Fail(WarmFailure),
+    /// Never answer (until the warm is aborted).
+    Hang,
+}
+
+/// A provider that answers warms from a script, then with cache hits of
+/// `default_prefix` tokens; it records every warm it was sent.
+#[derive(Debug, Clone)]
+pub struct ScriptedProvider {
+    script: Arc<Mutex<VecDeque<Scripted>>>,
+    sent: Arc<Mutex<Vec<WarmRequest>>>,
+    default_prefix: u64,
+}
+
+impl ScriptedProvider {
+    /// Answers every warm with a full cache hit of `prefix` tokens unless
+    /// scripted otherwise.
+    #[must_use]
+    pub fn hits(prefix: u64) -> Self {
+        Self {
+            script: Arc::default(),
+            sent: Arc::default(),
+            default_prefix: prefix,
+        }
+    }
+
+    /// Queues the next answers.
+    pub fn then(&self, answers: impl IntoIterator<Item = Scripted>) {
+        lock(&self.script).extend(answers);
+    }
+
+    /// The warms sent so far.
+    #[must_use]
+    pub fn sent(&self) -> Vec<WarmRequest> {
+        lock(&self.sent).clone()
+    }
+}
+
+impl Provider for ScriptedProvider {
+    fn warm<'a>(
+        &'a self,
+        warm: &'a WarmRequest,
+        _credentials: Option<&'a Credentials>,
+    ) -> BoxFuture<'a, Result<WarmAnswer, WarmFailure>> {
+        lock(&self.sent).push(warm.clone());
+        let next = lock(&self.script)
+            .pop_front()
+            .unwrap_or(Scripted::Answer(Usage::anthropic(
+                3,
+                self.default_prefix,
+                0,
+            )));
+        Box::pin(async move {
+            match next {
+                Scripted::Answer(usage) => Ok(WarmAnswer {
+                    usage,
+                    backend: None,
+                    kind: None,
+                }),
+                Scripted::Fail(failure) => Err(failure),
+                Scripted::Hang => std::future::pending().await,
+            }
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! The service's driver against the in-memory store and the scripted
+//! provider, on tokio's paused clock: no sockets, no files, no sleeps that
+//! hope. Time moves only when a test waits on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use warming_core::{
+    Config, ConversationId, SettingsChange, Template, Timestamp, WarmFailure, Warmer,
+};
+use warming_service::generations::Generations;
+use warming_service::metrics::Metrics;
+use warming_service::{DriverHandle, ServiceError, TokioClock, Write};
+use warming_testkit::{MemoryStore, Scripted, ScriptedProvider};
+
+const START: u64 = 1_800_000_000_000;
+
+fn id(raw: &str) -> ConversationId {
+    ConversationId::new(raw).unwrap()
+}
+
+fn template() -> Option<Arc<Template>> {
+    Some(Arc::new(Template::new(
+        json!({"model": "claude-test", "system": "s", "messages": [{"role": "user", "content": "hi"}]}),
+        None,
+        None,
+    )))
+}
+
+struct Service {
+    driver: DriverHandle,
+    store: MemoryStore,
+    provider: ScriptedProvider,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    fn start() -> Self {
+        let store = MemoryStore::new();
+        let provider = ScriptedProvider::hits(5_000);
+        let stop = CancellationToken::new();
+        let (driver, task) = warming_service::spawn(
+            Warmer::new(Config::default()),
+            Arc::new(store.clone()),
+            Arc::new(provider.clone()),
+            Arc::new(TokioClock::starting_at(Timestamp::from_millis(START))),
+            Arc::new(Generations::default()),
+            Arc::new(Metrics::new(Default::default(), Default::default())),
+            8,
+            stop.clone(),
+        );
+        Self {
+            driver,
+            store,
+            provider,
+            stop,
+            task,
+        }
+    }
+
+    async fn enable(&self, raw: &str, interval_ms: f64) {
+        let change = SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(interval_ms),
+            ..SettingsChange::default()
+        };
+        self.driver.update(id(raw), change).await.unwrap();
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_enabled_conversation_is_warmed_every_interval_on_the_virtual_clock() {
+    let service = Service::start();
+    service.enable("c", 60_000.0).await;
+    service
+        .driver
+        .turn_settled(id("c"), template(), None)
+        .await
+        .unwrap();
+    // Ten virtual minutes pass in no real time: ten warms, one a minute.
+    tokio::time::sleep(Duration::from_millis(600_500)).await;
+    assert_eq!(service.provider.sent().len(), 10);
+    let state = service.driver.get(id("c")).await.unwrap();
+    assert_eq!(state.warm_count, 10);
+    let now = service.driver.now();
+    assert!(state.next_warm_at.unwrap() > now);
+    let history = service.driver.history(id("c"), 3).await.unwrap();
+    assert_eq!(history.len(), 3);
+    service.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_the_store_refuses_is_an_error_and_changes_nothing() {
+    let service = Service::start();
+    service.enable("c", 60_000.0).await;
+    service.store.fail_next(1);
+    let change = SettingsChange {
+        interval_ms: Some(30_000.0),
+        ..SettingsChange::default()
+    };
+    let refused = service.driver.update(id("c"), change).await;
+    assert!(
+        matches!(refused, Err(ServiceError::Storage(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        service.driver.get(id("c")).await.unwrap().interval_ms,
+        60_000
+    );
+    // A settle whose writes are refused is not acknowledged either.
+    service.store.fail_next(1);
+    let settled = service.driver.turn_settled(id("c"), template(), None).await;
+    assert!(
+        matches!(settled, Err(ServiceError::Storage(_))),
+        "{settled:?}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_provider_is_retried_and_a_refusing_one_stops_warming() {
+    let service = Service::start();
+    let failure = |refused| {
+        Scripted::Fail(WarmFailure {
+            message: "upstream 529 overloaded".into(),
+            retry_after_ms: None,
+            refused,
+        })
+    };
+    service.provider.then([failure(false), failure(true)]);
+    service.enable("c", 60_000.0).await;
+    service
+        .driver
+        .turn_settled(id("c"), template(), None)
+        .await
+        .unwrap();
+    // The first fails at 60 s and is retried 5 s later; that one is refused.
+    tokio::time::sleep(Duration::from_millis(66_000)).await;
+    assert_eq!(service.provider.sent().len(), 2);
+    let state = service.driver.get(id("c")).await.unwrap();
+    assert_eq!(state.next_warm_at, None);
+    assert!(state.stopped_reason.unwrap().contains("refused"));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        service.provider.sent().len(),
+        2,
+        "a refused warm was retried"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_aborts_a_hanging_warm_and_stops_warming() {
+    let service = Service::start();
+    service.provider.then([Scripted::Hang]);
+    service.enable("c", 10_000.0).await;
+    service
+        .driver
+        .turn_settled(id("c"), template(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    assert_eq!(service.provider.sent().len(), 1);
+    let closed = service.driver.close(id("c")).await.unwrap();
+    assert!(!closed.enabled);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(service.provider.sent().len(), 1);
+    assert!(service
+        .store
+        .writes()
+        .iter()
+        .any(|w| matches!(w, Write::Settings { settings, .. } if !settings.enabled)));
+    service.stop().await;
+}
