@@ -354,6 +354,19 @@ pub enum Effect {
     },
     /// Append a finished warm to history (write-behind).
     RecordWarm(WarmRecord),
+    /// The user came back: a turn started after an idle gap. The facts the
+    /// cost figures need, from the one place that tracks gaps.
+    TurnReturned {
+        /// The conversation.
+        conversation: ConversationId,
+        /// How long the user was away, ms (from the settle to this start).
+        idle_ms: u64,
+        /// Warms sent during the gap.
+        warms: u32,
+        /// Cache-read tokens of the gap's last warm, if it was a hit: what
+        /// this turn reads instead of re-writing, if the gap outlived the TTL.
+        last_hit_read: Option<u64>,
+    },
     /// Push this state to the conversation's subscribers. Emitted after every
     /// state change is complete, so it never carries a stale `nextWarmAt`.
     Notify(ConversationState),

@@ -1421,3 +1421,40 @@ fn a_warm_that_must_think_costs_its_output_for_the_policies() {
     assert!(warming_core::decide(policy, &e, &prior, &view(0)).is_ok());
     assert!(warming_core::decide(policy, &e, &prior, &view(1_025)).is_err());
 }
+
+#[test]
+fn a_returning_turn_reports_its_gap_warms_and_the_last_hit() {
+    let mut h = Harness::new();
+    h.enable("g");
+    h.settle("g", "sys");
+    for _ in 0..2 {
+        let token = warms(&h.run_to_deadline())[0].token;
+        h.warmer
+            .warm_completed(h.now, &id("g"), token, Usage::anthropic(3, 7_000, 0));
+    }
+    h.drain();
+    h.advance(30_000);
+    h.warmer.turn_started(h.now, &id("g"));
+    let returned = h.drain().into_iter().find_map(|e| match e {
+        Effect::TurnReturned {
+            idle_ms,
+            warms,
+            last_hit_read,
+            ..
+        } => Some((idle_ms, warms, last_hit_read)),
+        _ => None,
+    });
+    assert_eq!(returned, Some((2 * 240_000 + 30_000, 2, Some(7_000))));
+    // A gap without a hit reports none.
+    h.settle("g", "sys");
+    h.advance(1_000);
+    h.warmer.turn_started(h.now, &id("g"));
+    assert!(h.drain().iter().any(|e| matches!(
+        e,
+        Effect::TurnReturned {
+            last_hit_read: None,
+            warms: 0,
+            ..
+        }
+    )));
+}

@@ -93,6 +93,8 @@ pub(crate) struct Conversation {
     pub gap_start: Option<Timestamp>,
     /// Warms sent in the current gap.
     pub warms_in_gap: u32,
+    /// Cache-read tokens of the current gap's last warm, if it was a hit.
+    pub gap_last_hit_read: Option<u64>,
     /// The conversation's latest gaps, ms, oldest first.
     pub own_gaps: Vec<u64>,
     /// Prompt tokens of the last known request: the prefix a warm keeps.
@@ -139,6 +141,7 @@ impl Conversation {
             depth: 0,
             gap_start: None,
             warms_in_gap: 0,
+            gap_last_hit_read: None,
             own_gaps: Vec::new(),
             prefix_tokens: 0,
             stopped: None,

@@ -239,6 +239,8 @@ impl Warmer {
         );
         record.kind = kind;
         c.last_warm_output = usage.output_tokens;
+        c.gap_last_hit_read =
+            (record.outcome == WarmOutcome::Hit).then_some(usage.cache_read_tokens);
         if record.outcome == WarmOutcome::Uncached {
             c.stopped = Some(StopReason::NothingCached);
         }
@@ -754,6 +756,14 @@ impl Warmer {
             // The user came back: one more gap learned, here and globally.
             let gap = now.millis_since(start);
             let depth = c.depth;
+            let returned = Effect::TurnReturned {
+                conversation: c.id.clone(),
+                idle_ms: gap,
+                warms: c.warms_in_gap,
+                last_hit_read: c.gap_last_hit_read.take(),
+            };
+            self.effects.push_back(returned);
+            let c = self.conv(slot);
             if c.own_gaps.len() == OWN_GAPS {
                 c.own_gaps.remove(0);
             }
@@ -796,6 +806,7 @@ impl Warmer {
             c.depth = c.depth.saturating_add(1);
             c.gap_start = Some(now);
             c.warms_in_gap = 0;
+            c.gap_last_hit_read = None;
             c.stopped = None;
             c.idle_since = Some(now);
             let depth = c.depth;

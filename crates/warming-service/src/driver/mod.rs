@@ -14,8 +14,8 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use warming_core::{
-    ConversationId, ConversationState, Effect, PersistId, SettingsChange, Template, Timestamp,
-    WarmNowError, WarmRecord, WarmRequest, WarmToken, Warmer,
+    ConversationId, ConversationState, Effect, PersistId, SettingsChange, Template, WarmNowError,
+    WarmRecord, WarmRequest, WarmToken, Warmer,
 };
 
 mod handle;
@@ -53,14 +53,6 @@ enum PersistWaiter {
 type PersistFuture =
     Pin<Box<dyn Future<Output = (PersistId, Result<(), StoreError>, Duration)> + Send>>;
 
-/// A conversation's current idle gap, for the cost estimate.
-struct Gap {
-    /// When the last turn settled.
-    settled_at: Timestamp,
-    /// Cache-read tokens of the gap's last warm, if it was a hit.
-    last_hit_read: Option<u64>,
-}
-
 /// The driver's state; lives in its task.
 struct Driver {
     warmer: Warmer,
@@ -83,8 +75,6 @@ struct Driver {
     warm_done: mpsc::UnboundedSender<WarmDone>,
     /// What `/metrics` exports.
     metrics: Arc<Metrics>,
-    /// Idle gaps since each conversation's last settled turn.
-    gaps: HashMap<ConversationId, Gap>,
     /// While a durable command runs: the acknowledgements of the writes it
     /// caused, so its answer waits for them (a 2xx is a committed write).
     acks: Option<Vec<Ack>>,
@@ -145,7 +135,6 @@ pub fn spawn(
         persists: FuturesOrdered::new(),
         warm_done,
         metrics,
-        gaps: HashMap::new(),
         acks: None,
     };
     let task = tokio::spawn(driver.run(command_queue, warm_queue, shutdown));
@@ -199,7 +188,6 @@ impl Driver {
         self.warmer.handle_timeout(t);
         match command {
             Command::TurnStarted(id, reply) => {
-                self.gap_ended(&id, t);
                 self.acks = Some(Vec::new());
                 self.warmer.turn_started(t, &id);
                 self.execute_effects();
@@ -215,7 +203,6 @@ impl Driver {
                 self.acks = Some(Vec::new());
                 self.warmer
                     .turn_settled(t, &id, template, request_started_at);
-                self.gap_started(&id, t);
                 self.execute_effects();
                 let acks = self.acks.take().unwrap_or_default();
                 reply_when_stored(acks, reply, self.warmer.state(&id));
@@ -223,22 +210,11 @@ impl Driver {
             Command::Events(events, reply) => {
                 self.acks = Some(Vec::new());
                 let total = events.len();
-                let mut applied = 0;
-                for event in events {
-                    let id = event.conversation.clone();
-                    let starts = event.kind == warming_core::RuntimeEventKind::TurnStarted;
-                    let was_active = self.warmer.state(&id).active;
-                    if self.warmer.runtime_event(t, event)
-                        == warming_core::EventDisposition::Applied
-                    {
-                        applied += 1;
-                        if starts && !was_active {
-                            self.gap_ended(&id, t);
-                        } else if !starts {
-                            self.gap_started(&id, t);
-                        }
-                    }
-                }
+                let applied = events
+                    .into_iter()
+                    .map(|event| self.warmer.runtime_event(t, event))
+                    .filter(|d| *d == warming_core::EventDisposition::Applied)
+                    .count();
                 self.execute_effects();
                 let acks = self.acks.take().unwrap_or_default();
                 reply_when_stored(acks, reply, (applied, total - applied));
@@ -284,7 +260,6 @@ impl Driver {
             }
             Command::Delete(id, reply) => match self.warmer.delete(t, &id) {
                 Some(op) => {
-                    self.gaps.remove(&id);
                     self.persist_waiters
                         .insert(op, PersistWaiter::Settings(id, reply));
                 }
@@ -312,7 +287,6 @@ impl Driver {
                 let id = turn.id;
                 self.warmer
                     .turn_settled(t, &id, turn.template, Some(turn.started_at));
-                self.gap_started(&id, t);
                 if let Some(usage) = turn.usage {
                     let _ = self.warmer.record_turn(t, &id, turn.started_at, usage);
                 }
@@ -406,14 +380,22 @@ impl Driver {
                     let template = self.warmer.template(&record.conversation_id);
                     self.metrics
                         .warm(&record, template.as_deref().and_then(Template::model));
-                    if let Some(gap) = self.gaps.get_mut(&record.conversation_id) {
-                        gap.last_hit_read = record
-                            .usage
-                            .filter(|_| record.outcome == warming_core::WarmOutcome::Hit)
-                            .map(|u| u.cache_read_tokens);
-                    }
                     self.storage.submit_behind(Write::Warm(record));
                 }
+                Effect::TurnReturned {
+                    conversation,
+                    idle_ms,
+                    last_hit_read: Some(read),
+                    ..
+                } => {
+                    let template = self.warmer.template(&conversation);
+                    self.metrics.turn_after_warms(
+                        Duration::from_millis(idle_ms),
+                        read,
+                        template.as_deref().and_then(Template::model),
+                    );
+                }
+                Effect::TurnReturned { .. } => {}
                 Effect::Notify(state) => {
                     let _ = self.updates.send(Arc::new(state));
                 }
@@ -427,32 +409,6 @@ impl Driver {
         match &mut self.acks {
             Some(acks) => acks.push(self.storage.submit(write)),
             None => self.storage.submit_behind(write),
-        }
-    }
-
-    /// A turn settled: an idle gap begins.
-    fn gap_started(&mut self, id: &ConversationId, t: Timestamp) {
-        let gap = Gap {
-            settled_at: t,
-            last_hit_read: None,
-        };
-        self.gaps.insert(id.clone(), gap);
-    }
-
-    /// A turn started: if warms kept the cache through a gap longer than the
-    /// TTL, the turn read what it would otherwise have re-written.
-    fn gap_ended(&mut self, id: &ConversationId, t: Timestamp) {
-        let Some(gap) = self.gaps.remove(id) else {
-            return;
-        };
-        if let Some(read) = gap.last_hit_read {
-            let template = self.warmer.template(id);
-            let idle = Duration::from_millis(t.millis_since(gap.settled_at));
-            self.metrics.turn_after_warms(
-                idle,
-                read,
-                template.as_deref().and_then(Template::model),
-            );
         }
     }
 
