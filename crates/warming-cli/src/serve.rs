@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// a JSON 504 [default: 300000].
     #[arg(long, env = "WARMING_PROXY_FIRST_BYTE_TIMEOUT_MS")]
     pub proxy_first_byte_timeout_ms: Option<u64>,
+    /// A conversation with warming off and no input for this long leaves
+    /// memory; it stays on disk and comes back on its next call (4m30s,
+    /// 1h, plain seconds; 0 = never) [default: 1h].
+    #[arg(long, env = "WARMING_EVICT_AFTER")]
+    pub evict_after: Option<String>,
     /// Most client connections open at once [default: 1024].
     #[arg(long, env = "WARMING_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -166,6 +171,8 @@ struct FileConfig {
     proxy_first_byte_timeout_ms: Option<u64>,
     #[serde(alias = "max_connections")]
     max_connections: Option<usize>,
+    #[serde(alias = "evict_after")]
+    evict_after: Option<String>,
     #[serde(alias = "header_read_timeout_ms")]
     header_read_timeout_ms: Option<u64>,
     #[serde(alias = "body_read_timeout_ms")]
@@ -392,14 +399,18 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(on_off) = args.proxy_warming.or(file.proxy_warming) {
         config.proxy_warming = on_off == OnOff::On;
     }
+    // `0` (none) is a duration for these keys, not an error.
+    let duration_or_zero = |key: &str, text: String| match text.trim() {
+        "0" => Ok(Duration::ZERO),
+        text => warming_transport::client::parse_duration(text)
+            .map(Duration::from_millis)
+            .map_err(|e| format!("{key}: {e}")),
+    };
     if let Some(text) = args.max_idle.or(file.max_idle) {
-        // `0` (no cap) is a duration for this key, not an error.
-        let ms = match text.trim() {
-            "0" => 0,
-            text => warming_transport::client::parse_duration(text)
-                .map_err(|e| format!("max-idle: {e}"))?,
-        };
-        config.max_idle = Duration::from_millis(ms);
+        config.max_idle = duration_or_zero("max-idle", text)?;
+    }
+    if let Some(text) = args.evict_after.or(file.evict_after) {
+        config.evict_after = duration_or_zero("evict-after", text)?;
     }
     let number = |name: &str, value: Option<f64>| match value {
         Some(v) if !v.is_finite() || v < 0.0 => Err(format!("{name}: {v} must be a number >= 0")),

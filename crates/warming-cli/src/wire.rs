@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use warming_core::{ReturnPrior, Warmer};
 use warming_service::generations::Generations;
 use warming_service::metrics::Metrics;
-use warming_service::{Clock, ProviderKind, SystemClock, PRIOR_KEY};
+use warming_service::{Clock, DriverOptions, ProviderKind, SystemClock, PRIOR_KEY};
 use warming_storage::{Storage, StorageOptions};
 use warming_transport::provider::ProviderClient;
 use warming_transport::{ServerConfig, ServiceParts};
@@ -94,7 +94,11 @@ pub async fn serve(
         clock,
         generations.clone(),
         metrics.clone(),
-        config.warm_concurrency,
+        DriverOptions {
+            warm_concurrency: config.warm_concurrency,
+            evict_after: config.evict_after,
+            limits: config.limits,
+        },
         stop.clone(),
     );
     let parts = ServiceParts {

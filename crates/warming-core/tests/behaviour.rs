@@ -1458,3 +1458,29 @@ fn a_returning_turn_reports_its_gap_warms_and_the_last_hit() {
         }
     )));
 }
+
+#[test]
+fn idle_disabled_conversations_leave_memory_and_come_back_restored() {
+    let mut h = Harness::new();
+    h.settle("off", "sys");
+    h.enable("on");
+    h.settle("on", "sys");
+    h.drain();
+    // Not idle long enough yet.
+    assert!(h.warmer.evict_idle(h.now, 600_000).is_empty());
+    h.advance(600_000);
+    // Warming on: kept. Warming off and idle: evicted.
+    let evicted = h.warmer.evict_idle(h.now, 600_000);
+    assert_eq!(evicted, [id("off")]);
+    assert!(!h.state("off").known);
+    assert!(h.state("on").known);
+    assert_eq!(h.warmer.conversations().count(), 1);
+    // Its slot is reused by the next new conversation...
+    h.settle("new", "sys");
+    assert_eq!(h.warmer.conversations().count(), 2);
+    // ...and it comes back from storage as it was.
+    h.warmer.restore(h.now, [restored("off", false, None)]);
+    let s = h.state("off");
+    assert!(s.known && !s.enabled);
+    assert_eq!(s.warm_count, 7);
+}

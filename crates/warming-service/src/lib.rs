@@ -22,7 +22,7 @@ pub mod metrics;
 pub mod ports;
 mod write;
 
-pub use driver::{spawn, DriverHandle, ProxiedTurn, PRIOR_KEY};
+pub use driver::{spawn, DriverHandle, DriverOptions, ProxiedTurn, PRIOR_KEY};
 pub use error::ServiceError;
 pub use ports::{
     Ack, BoxFuture, Clock, Credentials, Provider, ProviderKind, Secret, Store, StoreError,

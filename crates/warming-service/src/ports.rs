@@ -6,7 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use warming_core::{
-    ConversationId, Timestamp, Usage, WarmFailure, WarmKind, WarmRecord, WarmRequest,
+    ConversationId, IntervalLimits, Restored, Timestamp, Usage, WarmFailure, WarmKind, WarmRecord,
+    WarmRequest,
 };
 
 use crate::Write;
@@ -61,6 +62,18 @@ pub trait Store: Send + Sync + 'static {
         conversation: &ConversationId,
         limit: usize,
     ) -> Result<Vec<WarmRecord>, StoreError>;
+
+    /// One stored conversation, to bring an evicted one back into memory;
+    /// `None` if none is stored. Called on the driver's task: an indexed
+    /// point read, fast enough not to need a thread.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read failed.
+    fn load(
+        &self,
+        conversation: &ConversationId,
+        limits: &IntervalLimits,
+    ) -> Result<Option<Restored>, StoreError>;
 }
 
 /// Which provider API a request speaks.

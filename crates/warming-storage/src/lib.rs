@@ -257,4 +257,13 @@ impl warming_service::Store for Storage {
         Storage::history(self, conversation, limit)
             .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
     }
+
+    fn load(
+        &self,
+        conversation: &ConversationId,
+        limits: &IntervalLimits,
+    ) -> Result<Option<Restored>, warming_service::StoreError> {
+        read::load_one(&self.reader(), conversation, limits)
+            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+    }
 }

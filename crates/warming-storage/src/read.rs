@@ -45,6 +45,25 @@ pub(crate) fn load_all(
     Ok(restored)
 }
 
+/// One conversation, if stored.
+pub(crate) fn load_one(
+    conn: &Connection,
+    conversation: &ConversationId,
+    limits: &IntervalLimits,
+) -> Result<Option<Restored>, ReadError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, settings, request, model, cwd, next_warm_at, backend,
+                last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps,
+                idle_since
+         FROM conversations WHERE id = ?1",
+    )?;
+    let mut rows = stmt.query([conversation.as_str()])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(restore_row(conversation.clone(), row, limits)?)),
+        None => Ok(None),
+    }
+}
+
 fn restore_row(
     conversation: ConversationId,
     row: &Row<'_>,

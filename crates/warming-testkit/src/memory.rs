@@ -5,7 +5,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use warming_core::{ConversationId, Usage, WarmFailure, WarmRecord, WarmRequest};
+use warming_core::{
+    ConversationId, IntervalLimits, Restored, Usage, WarmFailure, WarmRecord, WarmRequest,
+    WarmStats,
+};
 use warming_service::{
     Ack, BoxFuture, Credentials, Provider, Store, StoreError, WarmAnswer, Write,
 };
@@ -97,6 +100,47 @@ impl Store for MemoryStore {
             .cloned()
             .unwrap_or_default();
         Ok(all.into_iter().rev().take(limit).collect())
+    }
+
+    /// The conversation as its committed writes left it (settings and
+    /// template; enough to bring an evicted conversation back).
+    fn load(
+        &self,
+        conversation: &ConversationId,
+        _limits: &IntervalLimits,
+    ) -> Result<Option<Restored>, StoreError> {
+        let stored = lock(&self.inner);
+        let mut found: Option<Restored> = None;
+        let empty = || Restored {
+            conversation: conversation.clone(),
+            settings: None,
+            template: None,
+            next_warm_at: None,
+            backend: None,
+            stats: WarmStats::default(),
+            depth: 0,
+            gaps: Vec::new(),
+            idle_since: None,
+        };
+        for write in &stored.writes {
+            match write {
+                Write::Settings {
+                    conversation: c,
+                    settings,
+                } if c == conversation => {
+                    found.get_or_insert_with(empty).settings = Some(*settings);
+                }
+                Write::Template {
+                    conversation: c,
+                    template,
+                } if c == conversation => {
+                    found.get_or_insert_with(empty).template = Some((**template).clone());
+                }
+                Write::Delete { conversation: c } if c == conversation => found = None,
+                _ => {}
+            }
+        }
+        Ok(found)
     }
 }
 

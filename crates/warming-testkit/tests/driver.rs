@@ -8,11 +8,12 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use warming_core::{
-    Config, ConversationId, SettingsChange, Template, Timestamp, WarmFailure, Warmer,
+    Config, ConversationId, IntervalLimits, SettingsChange, Template, Timestamp, WarmFailure,
+    Warmer,
 };
 use warming_service::generations::Generations;
 use warming_service::metrics::Metrics;
-use warming_service::{DriverHandle, ServiceError, TokioClock, Write};
+use warming_service::{DriverHandle, DriverOptions, ServiceError, TokioClock, Write};
 use warming_testkit::{MemoryStore, Scripted, ScriptedProvider};
 
 const START: u64 = 1_800_000_000_000;
@@ -49,7 +50,11 @@ impl Service {
             Arc::new(TokioClock::starting_at(Timestamp::from_millis(START))),
             Arc::new(Generations::default()),
             Arc::new(Metrics::new(Default::default(), Default::default())),
-            8,
+            DriverOptions {
+                warm_concurrency: 8,
+                evict_after: Duration::from_secs(600),
+                limits: IntervalLimits::default(),
+            },
             stop.clone(),
         );
         Self {
@@ -178,5 +183,42 @@ async fn close_aborts_a_hanging_warm_and_stops_warming() {
         .writes()
         .iter()
         .any(|w| matches!(w, Write::Settings { settings, .. } if !settings.enabled)));
+    service.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conversation_left_alone_leaves_memory_and_comes_back_on_its_next_call() {
+    let service = Service::start();
+    service.enable("kept", 60_000.0).await;
+    let change = SettingsChange {
+        enabled: Some(false),
+        interval_ms: Some(90_000.0),
+        ..SettingsChange::default()
+    };
+    service.driver.update(id("idle"), change).await.unwrap();
+    service
+        .driver
+        .turn_settled(id("idle"), template(), None)
+        .await
+        .unwrap();
+    let listed = |service: &Service| {
+        let driver = service.driver.clone();
+        async move {
+            let (page, _) = driver.list(0, 100, Default::default()).await.unwrap();
+            page.into_iter()
+                .map(|s| s.conversation_id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(&service).await, ["kept", "idle"]);
+    // Eleven quiet minutes: the one with warming off left memory.
+    tokio::time::sleep(Duration::from_secs(660)).await;
+    assert_eq!(listed(&service).await, ["kept"]);
+    // Its next call brings it back as it was stored.
+    let state = service.driver.get(id("idle")).await.unwrap();
+    assert!(state.known && !state.enabled);
+    assert_eq!(state.interval_ms, 90_000);
+    let warmed = service.driver.warm_now(id("idle")).await;
+    assert!(warmed.is_ok(), "its template came back too: {warmed:?}");
     service.stop().await;
 }

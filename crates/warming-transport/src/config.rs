@@ -77,6 +77,9 @@ pub struct ServerConfig {
     /// Minimum cacheable tokens by model-name prefix, before the built-in
     /// table (`warming_core::MINIMUM_CACHEABLE_TOKENS`).
     pub min_cacheable_overrides: Vec<(String, u64)>,
+    /// A conversation with warming off and no input for this long leaves
+    /// memory (it stays on disk); zero keeps all (default 1 h).
+    pub evict_after: Duration,
     /// Prices, TTL and the value of time the policies weigh.
     pub economics: warming_core::Economics,
 }
@@ -115,6 +118,7 @@ impl ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             min_cacheable_overrides: Vec::new(),
+            evict_after: Duration::from_secs(3600),
             economics: warming_core::Economics::default(),
         }
     }

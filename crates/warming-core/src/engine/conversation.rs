@@ -113,6 +113,8 @@ pub(crate) struct Conversation {
     /// Output tokens the last warm generated (thinking kept): part of the
     /// next warm's cost for the policies.
     pub last_warm_output: u64,
+    /// When the conversation last had an input, for eviction.
+    pub last_input_at: Timestamp,
     /// Deleted: no longer in the engine's index; kept only so stale slot
     /// numbers in pending writes land somewhere harmless.
     pub deleted: bool,
@@ -149,6 +151,7 @@ impl Conversation {
             idle_since: None,
             configured: false,
             last_warm_output: 0,
+            last_input_at: Timestamp::default(),
             deleted: false,
         }
     }

@@ -779,6 +779,7 @@ impl Warmer {
         let c = self.conv(slot);
         c.stopped = None;
         c.idle_since = None;
+        c.last_input_at = now;
         c.active = true;
         c.active_turn = turn_id;
         c.turn_started_at = Some(now);
@@ -798,6 +799,7 @@ impl Warmer {
         c.active = false;
         c.active_turn = None;
         c.turn_started_at = None;
+        c.last_input_at = now;
         if let Some(touched) = touched {
             c.last_touch = c.last_touch.max(Some(touched.min(now)));
             // A real request just went through: the upstream works.

@@ -188,6 +188,8 @@ pub struct Warmer {
     prior: ReturnPrior,
     /// Settled turns the prior will count once their first TTL is over.
     resolutions: Resolutions,
+    /// Slots of evicted conversations, free for new ones.
+    free_slots: Vec<u32>,
 }
 
 impl Warmer {
@@ -206,6 +208,7 @@ impl Warmer {
             now: Timestamp::default(),
             prior: ReturnPrior::default(),
             resolutions: Resolutions::default(),
+            free_slots: Vec::new(),
         }
     }
 
@@ -338,14 +341,67 @@ impl Warmer {
     /// The slot of a conversation, created with defaults if never seen.
     fn ensure(&mut self, id: &ConversationId) -> u32 {
         if let Some(slot) = self.slot_of(id) {
+            self.conversations[slot as usize].last_input_at = self.now;
             return slot;
         }
-        let slot = u32::try_from(self.conversations.len()).expect("fewer than 2^32 conversations");
         let settings = Settings::defaults(&self.config.limits);
-        self.conversations
-            .push(Conversation::new(id.clone(), settings));
+        let mut fresh = Conversation::new(id.clone(), settings);
+        fresh.last_input_at = self.now;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.conversations[slot as usize] = fresh;
+                slot
+            }
+            None => {
+                let slot =
+                    u32::try_from(self.conversations.len()).expect("fewer than 2^32 conversations");
+                self.conversations.push(fresh);
+                slot
+            }
+        };
         self.slots.insert(id.clone(), slot);
         slot
+    }
+
+    /// Evicts conversations warming has no use for in memory: warming off,
+    /// no turn running, nothing scheduled, in flight or being written, and
+    /// no input for `idle_ms`. Their state stays in the caller's store;
+    /// restore one with [`restore`](Self::restore) before its next input.
+    /// Returns the evicted ids. Memory is reused by later conversations.
+    pub fn evict_idle(&mut self, now: Timestamp, idle_ms: u64) -> Vec<ConversationId> {
+        let now = self.tick(now);
+        let pending: rustc_hash::FxHashSet<u32> = self
+            .pending
+            .values()
+            .map(|p| match p {
+                Pending::Settings { slot, .. }
+                | Pending::Backend { slot, .. }
+                | Pending::Delete { slot } => *slot,
+            })
+            .collect();
+        let mut evicted = Vec::new();
+        for (slot, c) in self.conversations.iter_mut().enumerate() {
+            let idle = now.millis_since(c.last_input_at) >= idle_ms;
+            let slot = slot as u32;
+            if c.deleted
+                || c.settings.enabled
+                || c.active
+                || c.deadline.is_some()
+                || c.in_flight.is_some()
+                || !idle
+                || pending.contains(&slot)
+            {
+                continue;
+            }
+            // A deleted-like tombstone whose slot is free for reuse.
+            c.deleted = true;
+            c.template = None;
+            c.own_gaps = Vec::new();
+            self.slots.remove(&c.id);
+            self.free_slots.push(slot);
+            evicted.push(c.id.clone());
+        }
+        evicted
     }
 
     fn conv(&mut self, slot: u32) -> &mut Conversation {

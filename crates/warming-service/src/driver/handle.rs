@@ -99,6 +99,29 @@ pub struct DriverHandle {
     pub(super) clock: Arc<dyn Clock>,
 }
 
+impl Command {
+    /// The conversations the command is about.
+    pub(super) fn conversations(&self) -> Vec<&ConversationId> {
+        match self {
+            Self::TurnStarted(id, _)
+            | Self::TurnSettled { id, .. }
+            | Self::Waiting(id, _)
+            | Self::Update(id, _, _)
+            | Self::Toggle(id, _, _)
+            | Self::WarmNow(id, _)
+            | Self::Close(id, _)
+            | Self::Delete(id, _)
+            | Self::Enroll(id, _, _)
+            | Self::BackendSeen(id, _)
+            | Self::Get(id, _)
+            | Self::History(id, _, _) => vec![id],
+            Self::ProxySettled(turn) => vec![&turn.id],
+            Self::Events(events, _) => events.iter().map(|e| &e.conversation).collect(),
+            Self::List { .. } => Vec::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Command")

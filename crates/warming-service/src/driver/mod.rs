@@ -3,7 +3,7 @@
 //! warms through the provider client, writes through storage (reporting
 //! their results back to the core), updates to surface subscribers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,6 +53,22 @@ enum PersistWaiter {
 type PersistFuture =
     Pin<Box<dyn Future<Output = (PersistId, Result<(), StoreError>, Duration)> + Send>>;
 
+/// How the driver behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverOptions {
+    /// Most warms in flight at once.
+    pub warm_concurrency: usize,
+    /// A conversation with warming off and no input for this long leaves
+    /// memory (it stays in the store and comes back on its next input);
+    /// zero keeps every conversation in memory.
+    pub evict_after: Duration,
+    /// Interval bounds, to restore an evicted conversation's settings.
+    pub limits: warming_core::IntervalLimits,
+}
+
+/// How often the driver looks for conversations to evict.
+const EVICT_EVERY: Duration = Duration::from_secs(60);
+
 /// The driver's state; lives in its task.
 struct Driver {
     warmer: Warmer,
@@ -78,6 +94,10 @@ struct Driver {
     /// While a durable command runs: the acknowledgements of the writes it
     /// caused, so its answer waits for them (a 2xx is a committed write).
     acks: Option<Vec<Ack>>,
+    /// Conversations evicted from memory, to load back on their next input.
+    evicted: HashSet<ConversationId>,
+    /// How the driver behaves.
+    options: DriverOptions,
 }
 
 /// Answers `value` once every write in `acks` committed, or a `storage`
@@ -115,7 +135,7 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     generations: Arc<Generations>,
     metrics: Arc<Metrics>,
-    warm_concurrency: usize,
+    options: DriverOptions,
     shutdown: CancellationToken,
 ) -> (DriverHandle, tokio::task::JoinHandle<()>) {
     let (commands, command_queue) = mpsc::channel(1024);
@@ -128,7 +148,9 @@ pub fn spawn(
         clock: clock.clone(),
         generations,
         updates: updates.clone(),
-        permits: Arc::new(Semaphore::new(warm_concurrency)),
+        permits: Arc::new(Semaphore::new(options.warm_concurrency.max(1))),
+        evicted: HashSet::new(),
+        options,
         in_flight: HashMap::new(),
         manual: HashMap::new(),
         persist_waiters: HashMap::new(),
@@ -157,6 +179,8 @@ impl Driver {
     ) {
         let mut save_prior = tokio::time::interval(PRIOR_SAVE_EVERY);
         save_prior.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut evict = tokio::time::interval(EVICT_EVERY);
+        evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.warmer.handle_timeout(self.clock.now());
             self.execute_effects();
@@ -178,13 +202,42 @@ impl Driver {
                 }
                 () = tokio::time::sleep(sleep) => {}
                 _ = save_prior.tick() => self.save_prior(),
+                _ = evict.tick(), if !self.options.evict_after.is_zero() => self.evict(),
             }
         }
         self.stop().await;
     }
 
+    /// Lets conversations nobody needs in memory go (see [`DriverOptions`]).
+    fn evict(&mut self) {
+        let idle_ms = u64::try_from(self.options.evict_after.as_millis()).unwrap_or(u64::MAX);
+        let gone = self.warmer.evict_idle(self.clock.now(), idle_ms);
+        if !gone.is_empty() {
+            tracing::debug!(evicted = gone.len(), "conversations left memory");
+        }
+        self.evicted.extend(gone);
+    }
+
+    /// Brings an evicted conversation back from the store before an input
+    /// for it, so it goes on as if it had never left.
+    fn revive(&mut self, id: &ConversationId) {
+        if !self.evicted.remove(id) {
+            return;
+        }
+        match self.storage.load(id, &self.options.limits) {
+            Ok(Some(restored)) => self.warmer.restore(self.clock.now(), [restored]),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(conversation = %id, error = %e, "cannot load an evicted conversation")
+            }
+        }
+    }
+
     fn handle(&mut self, command: Command) {
         let t = self.clock.now();
+        for id in command.conversations() {
+            self.revive(id);
+        }
         self.warmer.handle_timeout(t);
         match command {
             Command::TurnStarted(id, reply) => {
