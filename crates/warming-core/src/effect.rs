@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{ConversationId, ConversationState, Settings, Template, Timestamp, Usage};
 
@@ -34,7 +34,7 @@ impl PersistId {
 }
 
 /// Why a warm was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WarmTrigger {
     /// The interval ran out.
@@ -89,7 +89,7 @@ pub struct WarmRequest {
 
 /// Which request a warm sent, chosen per template so the provider accepts
 /// it and it reads what the next turn will read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarmKind {
     /// The prefix with no output (`max_tokens: 0`).
@@ -133,7 +133,7 @@ impl WarmKind {
 }
 
 /// How a warm ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WarmOutcome {
     /// The prefix was read from the cache.
@@ -178,7 +178,7 @@ impl WarmOutcome {
 }
 
 /// One finished warm, as kept in history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WarmRecord {
     /// The conversation warmed.

@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest accepted conversation id, in bytes (all accepted bytes are ASCII).
 pub const MAX_CONVERSATION_ID_LEN: usize = 128;
@@ -104,6 +104,14 @@ impl fmt::Display for ConversationId {
 impl Borrow<str> for ConversationId {
     fn borrow(&self) -> &str {
         &self.0
+    }
+}
+
+/// Deserialized through [`ConversationId::new`]: an invalid id is an error.
+impl<'de> Deserialize<'de> for ConversationId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::new(&raw).map_err(serde::de::Error::custom)
     }
 }
 

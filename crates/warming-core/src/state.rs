@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{ConversationId, Timestamp};
 
@@ -11,13 +11,14 @@ use crate::{ConversationId, Timestamp};
 /// `next_warm_at` is `None` or later than the time of the input that produced
 /// this snapshot: `None` while disabled, while a turn is active, while a warm
 /// is in flight and before the first settled turn.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationState {
     /// The conversation.
     pub conversation_id: ConversationId,
     /// Whether the service has seen this conversation; `false` for the
     /// default state of an id never seen (an extension of the contract).
+    #[serde(default = "known_by_default")]
     pub known: bool,
     /// Whether warming is on.
     pub enabled: bool,
@@ -40,8 +41,13 @@ pub struct ConversationState {
     /// Successful warms so far.
     pub warm_count: u64,
     /// The warming policy in force (an extension of the contract).
-    pub policy: String,
+    pub policy: crate::Policy,
     /// Why warming stopped for this idle gap, if the policy stopped it (an
     /// extension): no one should wonder why the countdown vanished.
     pub stopped_reason: Option<String>,
+}
+
+/// A state from before `known` existed described a known conversation.
+const fn known_by_default() -> bool {
+    true
 }

@@ -1,11 +1,11 @@
 //! Token usage of a warm and the cache figures derived from it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Prompt token counts of one request, in Anthropic's semantics: `input`
 /// excludes the tokens read from or written to the cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Usage {
     /// Prompt tokens neither read from nor written to the cache.
     pub input_tokens: u64,
@@ -84,6 +84,8 @@ impl Usage {
     /// assert_eq!(Usage::default().cache_pct(), None);
     /// ```
     #[must_use]
+    #[doc(alias = "hit_rate")]
+    #[doc(alias = "last_pct")]
     pub fn cache_pct(&self) -> Option<f64> {
         percent(self.cache_read_tokens, self.prompt_tokens())
     }
@@ -96,6 +98,7 @@ impl Usage {
     /// assert_eq!(Usage::anthropic(10, 300, 100).retention_pct(), Some(75.0));
     /// ```
     #[must_use]
+    #[doc(alias = "expected_pct")]
     pub fn retention_pct(&self) -> Option<f64> {
         percent(
             self.cache_read_tokens,

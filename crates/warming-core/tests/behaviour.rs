@@ -852,7 +852,7 @@ fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
     let pushed = notifications(&effects);
     assert_eq!(pushed.len(), 1);
     assert_eq!(pushed[0].next_warm_at, None);
-    assert_eq!(pushed[0].policy, "pings:2");
+    assert_eq!(pushed[0].policy, warming_core::Policy::Pings(2));
     assert!(pushed[0]
         .stopped_reason
         .as_deref()
@@ -968,7 +968,7 @@ fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
     let mut h = harness_with_users_who_left();
     h.enable("c");
     h.settle("c", "sys");
-    assert_eq!(h.state("c").policy, "fixed");
+    assert_eq!(h.state("c").policy, warming_core::Policy::Fixed);
     let settled_at = h.now;
     // 4-minute interval, 1-hour cap: warms at 4, 8, ... 56 minutes.
     let mut sent = 0;
@@ -1104,7 +1104,7 @@ fn enrolled_conversations_follow_the_enrolled_policy_and_a_persons_choice_wins()
     h.warmer.persisted(h.now, op, true);
     let s = h.state("auto");
     assert!(s.enabled);
-    assert_eq!(s.policy, "adaptive");
+    assert_eq!(s.policy, warming_core::Policy::Adaptive);
     assert_eq!(h.warmer.enroll(h.now, &id("auto"), None), None);
     h.settle("auto", "sys");
     assert!(warms(&h.run_to_deadline()).is_empty());
@@ -1126,7 +1126,7 @@ fn enrolled_conversations_follow_the_enrolled_policy_and_a_persons_choice_wins()
     h.enable("auto");
     assert_eq!(warms(&h.drain()).len(), 1);
     let s = h.state("auto");
-    assert_eq!(s.policy, "fixed");
+    assert_eq!(s.policy, warming_core::Policy::Fixed);
     assert_eq!(s.stopped_reason, None);
     h.settle("auto", "sys");
     assert_eq!(warms(&h.run_to_deadline()).len(), 1);
@@ -1483,4 +1483,26 @@ fn idle_disabled_conversations_leave_memory_and_come_back_restored() {
     let s = h.state("off");
     assert!(s.known && !s.enabled);
     assert_eq!(s.warm_count, 7);
+}
+
+#[test]
+fn states_and_records_read_back_from_their_json() {
+    let mut h = Harness::new();
+    h.enable("j");
+    h.settle("j", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let record = h
+        .warmer
+        .warm_completed(h.now, &id("j"), token, Usage::anthropic(3, 5_000, 0))
+        .unwrap();
+    let state = h.state("j");
+    let json = serde_json::to_value(&state).unwrap();
+    assert_eq!(json["policy"], "fixed");
+    let back: warming_core::ConversationState = serde_json::from_value(json).unwrap();
+    assert_eq!(back, state);
+    let back: warming_core::WarmRecord =
+        serde_json::from_value(serde_json::to_value(&record).unwrap()).unwrap();
+    assert_eq!(back, record);
+    let bad = serde_json::json!("no spaces allowed");
+    assert!(serde_json::from_value::<ConversationId>(bad).is_err());
 }

@@ -215,7 +215,7 @@ impl Conversation {
             backend: self.backend.clone(),
             last_error: self.stats.last_error.clone(),
             warm_count: self.stats.warm_count,
-            policy: self.policy(config).to_string(),
+            policy: self.policy(config),
             // A stop matters only while warming is on: off says it all.
             stopped_reason: self
                 .stopped

@@ -58,6 +58,8 @@ pub struct WarmReply<'a> {
 impl Warmer {
     /// A turn started: the conversation is active, its timer is cancelled
     /// and an in-flight warm is invalidated.
+    #[doc(alias = "invalidate")]
+    #[doc(alias = "pause")]
     pub fn turn_started(&mut self, now: Timestamp, id: &ConversationId) {
         let now = self.tick(now);
         let slot = self.ensure(id);
