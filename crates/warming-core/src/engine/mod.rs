@@ -1,8 +1,14 @@
 //! The engine: every conversation's state, the deadline index and the
-//! effect queue. Inputs live in `inputs.rs`, the record in `conversation.rs`.
+//! effect queue. Inputs live in `lifecycle.rs` (turns and runtime events),
+//! `commands.rs` (what people ask for) and `outcomes.rs` (time and effect
+//! outcomes); what stops a timed warm in `guards.rs`; the record in
+//! `conversation.rs`.
 
+mod commands;
 mod conversation;
-mod inputs;
+mod guards;
+mod lifecycle;
+mod outcomes;
 mod resolutions;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -10,9 +16,10 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+pub use self::commands::WarmNowError;
 pub use self::conversation::WarmStats;
 use self::conversation::{Conversation, Deadline, InFlight};
-pub use self::inputs::{WarmFailure, WarmNowError, WarmReply};
+pub use self::outcomes::{WarmFailure, WarmReply};
 use self::resolutions::Resolutions;
 use crate::{
     ConversationId, ConversationState, Economics, Effect, IntervalLimits, PersistId, Policy,

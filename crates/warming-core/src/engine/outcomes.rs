@@ -1,0 +1,286 @@
+//! Time passing and the outcomes of effects: due warms sent, warms
+//! answered or failed, turns seen through a proxy, writes confirmed.
+
+use std::sync::Arc;
+
+use super::{Pending, Warmer};
+use crate::{
+    ConversationId, Effect, PersistId, StopReason, Timestamp, Usage, WarmKind, WarmOutcome,
+    WarmRecord, WarmToken, WarmTrigger,
+};
+
+/// Why a warm did not get a usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmFailure {
+    /// A readable reason, shown as `lastError`.
+    pub message: String,
+    /// How long the provider asked to wait (HTTP `retry-after`), in ms.
+    pub retry_after_ms: Option<u64>,
+    /// The provider refused the request itself (a 4xx other than a rate
+    /// limit): the same warm would be refused again, so warming stops
+    /// instead of retrying ([`StopReason::Refused`]).
+    pub refused: bool,
+}
+
+/// What a warm's answer told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmReply<'a> {
+    /// The provider's token counts.
+    pub usage: Usage,
+    /// The backend that served it, if the upstream named one.
+    pub backend: Option<&'a str>,
+    /// Which request was sent.
+    pub kind: Option<WarmKind>,
+}
+
+impl Warmer {
+    /// Time passed: sends the warms that are due, in deadline order.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now = self.tick(now);
+        while let Some(&(at, slot)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let c = self.conv(slot);
+            let trigger = c
+                .deadline
+                .take()
+                .map_or(WarmTrigger::Scheduled, |d| d.trigger);
+            // Re-checked, never trusted: the index only holds schedulable
+            // conversations, but a stale entry must do nothing.
+            if !c.may_schedule() {
+                continue;
+            }
+            if trigger != WarmTrigger::Manual {
+                if let Err(reason) = self.guard_allows(slot, now).and_then(|()| {
+                    if trigger == WarmTrigger::Scheduled {
+                        self.policy_allows(slot, now)
+                    } else {
+                        Ok(())
+                    }
+                }) {
+                    self.stop(slot, reason, (trigger, at), now);
+                    continue;
+                }
+            }
+            self.conv(slot).warms_in_gap += 1;
+            self.fire(slot, trigger, at, now);
+        }
+    }
+
+    /// A warm answered. Returns its history record, or `None` when the token
+    /// is stale (superseded, or the conversation turned active), in which
+    /// case nothing changes.
+    ///
+    /// The next warm is due one interval after this warm *started*, because
+    /// the provider's TTL restarts when a request reads the cache.
+    pub fn warm_completed(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        token: WarmToken,
+        usage: Usage,
+    ) -> Option<WarmRecord> {
+        let reply = WarmReply {
+            usage,
+            backend: None,
+            kind: None,
+        };
+        self.warm_answered(now, id, token, reply)
+    }
+
+    /// A warm answered: as [`warm_completed`](Self::warm_completed), with
+    /// the backend that served it in the history record and adopted as the
+    /// sticky backend (persisted first, see
+    /// [`backend_resolved`](Self::backend_resolved)), the kind of request in
+    /// the record, and its output tokens weighed in the next warm's cost. A
+    /// warm that read and wrote nothing stops warming
+    /// ([`StopReason::NothingCached`]): the provider does not cache this
+    /// prompt.
+    pub fn warm_answered(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        token: WarmToken,
+        reply: WarmReply<'_>,
+    ) -> Option<WarmRecord> {
+        let WarmReply {
+            usage,
+            backend,
+            kind,
+        } = reply;
+        let now = self.tick(now);
+        let slot = self.slot_of(id)?;
+        let c = self.conv(slot);
+        let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
+        c.in_flight = None;
+        c.failures = 0;
+        c.last_touch = c.last_touch.max(Some(flight.started_at));
+        let answered_by = backend.map(Arc::from).or_else(|| c.backend.clone());
+        let mut record = WarmRecord::answered(
+            c.id.clone(),
+            flight.trigger,
+            (flight.due_at, flight.started_at, now),
+            usage,
+            answered_by,
+        );
+        record.kind = kind;
+        c.last_warm_output = usage.output_tokens;
+        c.gap_last_hit_read =
+            (record.outcome == WarmOutcome::Hit).then_some(usage.cache_read_tokens);
+        if record.outcome == WarmOutcome::Uncached {
+            c.stopped = Some(StopReason::NothingCached);
+        }
+        c.stats.last_pct = record.pct;
+        c.stats.last_expected_pct = record.expected_pct;
+        c.stats.last_warm_at = Some(now);
+        c.stats.warm_count += 1;
+        c.stats.last_error = None;
+        c.prefix_tokens = usage.prompt_tokens();
+        self.effects.push_back(Effect::RecordWarm(record.clone()));
+        self.reconcile(slot, now, true);
+        if let Some(backend) = backend {
+            let _ = self.backend_resolved(now, id, backend);
+        }
+        self.notify(slot);
+        Some(record)
+    }
+
+    /// A warm failed. Returns its history record, or `None` for a stale
+    /// token. The error becomes `lastError` and, if warming is on, a retry is
+    /// armed with backoff, never later than one interval.
+    pub fn warm_failed(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        token: WarmToken,
+        failure: WarmFailure,
+    ) -> Option<WarmRecord> {
+        let now = self.tick(now);
+        let slot = self.slot_of(id)?;
+        let limits = self.config.limits;
+        let c = self.conv(slot);
+        let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
+        c.in_flight = None;
+        c.failures = c.failures.saturating_add(1);
+        let error: Arc<str> = Arc::from(failure.message);
+        c.stats.last_error = Some(error.clone());
+        if failure.refused {
+            c.stopped = Some(StopReason::Refused);
+        }
+        let record = WarmRecord::unanswered(
+            c.id.clone(),
+            flight.trigger,
+            (flight.due_at, flight.started_at, now),
+            WarmOutcome::Failed,
+            error,
+            c.backend.clone(),
+        );
+        let (failures, interval_ms, may_schedule) =
+            (c.failures, c.interval_ms(&limits), c.may_schedule());
+        self.effects.push_back(Effect::RecordWarm(record.clone()));
+        if may_schedule {
+            let delay = self.retry_delay(failures, failure.retry_after_ms, interval_ms);
+            self.arm(slot, now.plus_millis(delay), WarmTrigger::Retry, true);
+        } else {
+            self.disarm(slot);
+        }
+        self.notify(slot);
+        Some(record)
+    }
+
+    /// Records the usage of a real turn (seen by a proxy) in history, with
+    /// trigger [`WarmTrigger::Turn`]. Warm stats are not touched: `lastPct`
+    /// stays the last warm's. Returns the record, or `None` for a conversation
+    /// never seen.
+    pub fn record_turn(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        started_at: Timestamp,
+        usage: Usage,
+    ) -> Option<WarmRecord> {
+        let now = self.tick(now);
+        let slot = self.slot_of(id)?;
+        let c = self.conv(slot);
+        c.prefix_tokens = usage.prompt_tokens();
+        let record = WarmRecord::answered(
+            c.id.clone(),
+            WarmTrigger::Turn,
+            (started_at, started_at.min(now), now),
+            usage,
+            c.backend.clone(),
+        );
+        self.effects.push_back(Effect::RecordWarm(record.clone()));
+        Some(record)
+    }
+
+    /// Reports whether a requested write committed. On success the change is
+    /// applied (unless a newer write already was) and subscribers notified;
+    /// on failure memory stays as it was.
+    pub fn persisted(&mut self, now: Timestamp, op: PersistId, committed: bool) {
+        let now = self.tick(now);
+        let Some(pending) = self.pending.remove(&op.seq()) else {
+            return;
+        };
+        let slot = match pending {
+            Pending::Settings { slot, .. }
+            | Pending::Backend { slot, .. }
+            | Pending::Delete { slot } => slot,
+        };
+        if self.conversations[slot as usize].deleted {
+            return;
+        }
+        match pending {
+            Pending::Settings { eager: true, .. } => {}
+            Pending::Settings {
+                slot,
+                settings,
+                eager: false,
+            } => {
+                let limits = self.config.limits;
+                let c = self.conv(slot);
+                if !committed {
+                    if c.settings_issued == op.seq() {
+                        c.projected = c.settings;
+                    }
+                    return;
+                }
+                if op.seq() < c.settings_applied {
+                    return;
+                }
+                c.configured = true;
+                let long = c.long_ttl();
+                let interval_changed = c.settings.effective_interval_ms(long, &limits)
+                    != settings.effective_interval_ms(long, &limits);
+                // Turning warming on again, or choosing another policy, lifts
+                // a stop; turning it on restarts the idle cap's count.
+                if settings.enabled && !c.settings.enabled {
+                    c.stopped = None;
+                    if !c.active {
+                        c.idle_since = Some(now);
+                    }
+                }
+                if settings.policy != c.settings.policy || settings.enrolled != c.settings.enrolled
+                {
+                    c.stopped = None;
+                }
+                c.settings = settings;
+                c.settings_applied = op.seq();
+                self.reconcile(slot, now, interval_changed);
+                self.notify(slot);
+            }
+            Pending::Backend { slot, backend } => {
+                let c = self.conv(slot);
+                if committed && op.seq() > c.backend_applied {
+                    c.backend = Some(backend);
+                    c.backend_applied = op.seq();
+                    self.notify(slot);
+                }
+            }
+            Pending::Delete { slot } if committed => self.forget(slot),
+            Pending::Delete { .. } => {}
+        }
+    }
+}
