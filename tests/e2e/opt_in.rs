@@ -308,7 +308,7 @@ fn readme_curl_blocks(readme: &str) -> Vec<&str> {
         .split("```sh\n")
         .skip(1)
         .filter_map(|block| block.split("```").next())
-        .filter(|block| block.starts_with("curl "))
+        .filter(|block| block.contains("curl ") && block.contains("localhost:8517"))
         .collect()
 }
 

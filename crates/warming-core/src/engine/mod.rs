@@ -472,6 +472,13 @@ impl Warmer {
         }
         let anchor = c.last_touch.unwrap_or(now);
         let at = anchor.plus_millis(c.interval_ms(&limits));
+        // A prompt the provider will not cache is said at once, not after a
+        // countdown that ends in nothing.
+        if let Err(reason @ crate::StopReason::BelowMinimum { .. }) = self.guard_allows(slot, now) {
+            self.disarm(slot);
+            self.stop(slot, reason, (WarmTrigger::Scheduled, at), now);
+            return;
+        }
         if at > now {
             self.arm(slot, at, WarmTrigger::Scheduled, true);
             return;
