@@ -19,6 +19,10 @@ fn count(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
+/// The columns `restore_row` reads, in its order.
+const RESTORED_COLUMNS: &str = "id, settings, request, model, cwd, next_warm_at, backend,
+    last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps, idle_since";
+
 /// Every conversation with its settings, template, schedule, backend and
 /// stats, in one pass. Rows with an invalid id are skipped with a warning;
 /// damaged settings or templates fall back to defaults / none.
@@ -26,12 +30,7 @@ pub(crate) fn load_all(
     conn: &Connection,
     limits: &IntervalLimits,
 ) -> Result<Vec<Restored>, ReadError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, settings, request, model, cwd, next_warm_at, backend,
-                last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps,
-                idle_since
-         FROM conversations",
-    )?;
+    let mut stmt = conn.prepare(&format!("SELECT {RESTORED_COLUMNS} FROM conversations"))?;
     let mut rows = stmt.query([])?;
     let mut restored = Vec::new();
     while let Some(row) = rows.next()? {
@@ -51,12 +50,9 @@ pub(crate) fn load_one(
     conversation: &ConversationId,
     limits: &IntervalLimits,
 ) -> Result<Option<Restored>, ReadError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, settings, request, model, cwd, next_warm_at, backend,
-                last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps,
-                idle_since
-         FROM conversations WHERE id = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RESTORED_COLUMNS} FROM conversations WHERE id = ?1"
+    ))?;
     let mut rows = stmt.query([conversation.as_str()])?;
     match rows.next()? {
         Some(row) => Ok(Some(restore_row(conversation.clone(), row, limits)?)),

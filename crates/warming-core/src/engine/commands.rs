@@ -75,23 +75,7 @@ impl Warmer {
         let limits = self.config.limits;
         let c = self.conv(slot);
         let settings = change.apply(c.projected, &limits);
-        c.projected = settings;
-        c.settings_issued = op;
-        let conversation = c.id.clone();
-        self.pending.insert(
-            op,
-            Pending::Settings {
-                slot,
-                settings,
-                eager: false,
-            },
-        );
-        self.effects.push_back(Effect::PersistSettings {
-            op: PersistId(op),
-            conversation,
-            settings,
-        });
-        PersistId(op)
+        self.issue_settings(slot, op, settings)
     }
 
     /// The user is done with the conversation: warming is disabled in memory
@@ -171,6 +155,14 @@ impl Warmer {
             interval_chosen: interval_ms.is_some(),
             ..c.projected
         };
+        Some(self.issue_settings(slot, op, settings))
+    }
+
+    /// Asks for `settings` to be written as write `op`: memory changes only
+    /// when [`persisted`](Self::persisted) confirms it, but the next change
+    /// builds on it (`projected`).
+    fn issue_settings(&mut self, slot: u32, op: u64, settings: crate::Settings) -> PersistId {
+        let c = self.conv(slot);
         c.projected = settings;
         c.settings_issued = op;
         let conversation = c.id.clone();
@@ -187,7 +179,7 @@ impl Warmer {
             conversation,
             settings,
         });
-        Some(PersistId(op))
+        PersistId(op)
     }
 
     /// Deletes a conversation: once the caller confirms the delete with
