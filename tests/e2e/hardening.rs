@@ -518,3 +518,17 @@ async fn clients_that_never_finish_their_headers_cannot_starve_the_server() {
         "a slow client was never dropped"
     );
 }
+
+#[test]
+fn a_bad_value_in_the_environment_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_warming"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("w.db"))
+        .env("WARMING_CACHE_TTL_MS", "abc")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("cache-ttl-ms") && err.contains("abc"), "{err}");
+}
