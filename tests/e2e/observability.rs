@@ -111,3 +111,42 @@ async fn the_openapi_document_matches_the_routes() {
     }
     assert_eq!(operations, 18);
 }
+
+/// The JSON objects of docs/API.md's ```json blocks that parse as one value.
+fn api_doc_examples() -> Vec<serde_json::Value> {
+    include_str!("../../docs/API.md")
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter_map(|block| serde_json::from_str(block).ok())
+        .collect()
+}
+
+fn keys(value: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn the_api_docs_examples_have_the_live_fields() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let examples = api_doc_examples();
+    let state_doc = examples
+        .iter()
+        .find(|e| e.get("warmCount").is_some())
+        .expect("docs/API.md shows a state");
+    assert_eq!(keys(state_doc), keys(&service.state("c1").await));
+    service.turn_settled("c1", &anthropic_request("c1")).await;
+    let (_, live) = service
+        .call("POST", "/v1/conversations/c1/warm", None)
+        .await;
+    let entry_doc = examples
+        .iter()
+        .find(|e| e.get("latencyMs").is_some())
+        .expect("docs/API.md shows a history entry");
+    assert_eq!(keys(entry_doc), keys(&live));
+    assert_eq!(keys(&entry_doc["usage"]), keys(&live["usage"]));
+}
