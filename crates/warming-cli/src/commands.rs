@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use warming_transport::client::{format_duration, parse_duration, Client, ClientError};
 
 /// A command for a running server.
@@ -277,8 +277,15 @@ fn watch_line(state: &Value) -> String {
     )
 }
 
+/// A typed answer as the server's JSON, for printing.
+fn to_json<T: serde::Serialize>(typed: &T) -> Value {
+    serde_json::to_value(typed).unwrap_or(Value::Null)
+}
+
 /// Runs a command; `Err` is the one line to print.
 pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<(), String> {
+    // The texts read the answers as the server's JSON (typed answers
+    // serialize back to it); --json prints that JSON.
     let show = |value: Value, text: fn(&Value) -> String| {
         if json {
             say!("{value}");
@@ -286,11 +293,15 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
             say!("{}", text(&value));
         }
     };
+
     let err = |e: ClientError| e.to_string();
     match command {
-        RemoteCommand::List => show(client.list().await.map_err(err)?, list_text),
+        RemoteCommand::List => {
+            let conversations = client.list().await.map_err(err)?;
+            show(json!({ "conversations": conversations }), list_text);
+        }
         RemoteCommand::Status { id } => {
-            let state = client.status(&id).await.map_err(err)?;
+            let state = to_json(&client.status(&id).await.map_err(err)?);
             if state["known"] == false {
                 if json {
                     say!("{state}");
@@ -302,7 +313,7 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
             show(state, status_text);
         }
         RemoteCommand::Delete { id } => {
-            let state = client.delete(&id).await.map_err(err)?;
+            let state = to_json(&client.delete(&id).await.map_err(err)?);
             if json {
                 say!("{state}");
             } else {
@@ -311,34 +322,45 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
         }
         RemoteCommand::Enable { id } => {
             show(
-                client.settings(&id, Some(true), None).await.map_err(err)?,
+                to_json(&client.settings(&id, Some(true), None).await.map_err(err)?),
                 status_text,
             );
         }
         RemoteCommand::Disable { id } => {
             show(
-                client.settings(&id, Some(false), None).await.map_err(err)?,
+                to_json(&client.settings(&id, Some(false), None).await.map_err(err)?),
                 status_text,
             );
         }
         RemoteCommand::Interval { id, duration } => {
             let ms = parse_duration(&duration)?;
             show(
-                client.settings(&id, None, Some(ms)).await.map_err(err)?,
+                to_json(&client.settings(&id, None, Some(ms)).await.map_err(err)?),
                 status_text,
             );
         }
         RemoteCommand::Policy { id, policy } => {
             let choice = (policy != "server").then_some(policy.as_str());
-            show(client.policy(&id, choice).await.map_err(err)?, status_text);
+            show(
+                to_json(&client.policy(&id, choice).await.map_err(err)?),
+                status_text,
+            );
         }
-        RemoteCommand::Warm { id } => show(client.warm(&id).await.map_err(err)?, warm_text),
-        RemoteCommand::Close { id } => show(client.close(&id).await.map_err(err)?, status_text),
+        RemoteCommand::Warm { id } => {
+            show(to_json(&client.warm(&id).await.map_err(err)?), warm_text)
+        }
+        RemoteCommand::Close { id } => {
+            show(to_json(&client.close(&id).await.map_err(err)?), status_text);
+        }
         RemoteCommand::History { id, limit } => {
             if !(1..=1000).contains(&limit) {
                 return Err(format!("--limit must be from 1 to 1000, got {limit}"));
             }
-            show(client.history(&id, limit).await.map_err(err)?, history_text);
+            let history = client.history(&id, limit).await.map_err(err)?;
+            show(
+                json!({ "conversationId": id, "history": history }),
+                history_text,
+            );
         }
         RemoteCommand::Watch { id } => watch(client, json, &id).await?,
     }

@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+use warming_core::{ConversationState, WarmRecord};
 
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,29 @@ pub enum ClientError {
     /// The server answered something that is not the API.
     #[error("unexpected answer from warming: {0}")]
     Protocol(String),
+}
+
+/// A settings change's answer: the stored state, and what was changed from
+/// what was asked (a clamped interval).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SettingsAnswer {
+    /// The conversation's state after the change.
+    #[serde(flatten)]
+    pub state: ConversationState,
+    /// Notes such as "intervalMs clamped to 10000 (server minimum)".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A history entry: the warm's record and its latency.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The record.
+    #[serde(flatten)]
+    pub record: WarmRecord,
+    /// Milliseconds from sending the warm to its end.
+    pub latency_ms: u64,
 }
 
 /// Talks to one server.
@@ -113,22 +137,35 @@ impl Client {
         })
     }
 
-    /// Every known conversation, fetched a page at a time, as one
-    /// `{"conversations": [...]}`.
+    /// A call whose answer is read as `T`.
+    async fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, ClientError> {
+        let value = self.call(method, path, body).await?;
+        serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Every known conversation, fetched a page at a time.
     ///
     /// # Errors
     /// [`ClientError`] when the server is unreachable or answers an error.
-    pub async fn list(&self) -> Result<Value, ClientError> {
+    pub async fn list(&self) -> Result<Vec<ConversationState>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            conversations: Vec<ConversationState>,
+            next: Option<String>,
+        }
         let mut all = Vec::new();
         let mut path = "/v1/conversations?limit=1000".to_owned();
         loop {
-            let mut page = self.call(Method::GET, &path, None).await?;
-            if let Some(items) = page["conversations"].as_array_mut() {
-                all.append(items);
-            }
-            match page["next"].as_str() {
+            let page: Page = self.typed(Method::GET, &path, None).await?;
+            all.extend(page.conversations);
+            match page.next {
                 Some(next) => path = format!("/v1/conversations?limit=1000&after={next}"),
-                None => return Ok(json!({ "conversations": all })),
+                None => return Ok(all),
             }
         }
     }
@@ -137,8 +174,8 @@ impl Client {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub async fn status(&self, id: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, &format!("/v1/conversations/{id}"), None)
+    pub async fn status(&self, id: &str) -> Result<ConversationState, ClientError> {
+        self.typed(Method::GET, &format!("/v1/conversations/{id}"), None)
             .await
     }
 
@@ -151,7 +188,7 @@ impl Client {
         id: &str,
         enabled: Option<bool>,
         interval_ms: Option<u64>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<SettingsAnswer, ClientError> {
         let mut body = json!({});
         if let Some(enabled) = enabled {
             body["enabled"] = json!(enabled);
@@ -159,7 +196,7 @@ impl Client {
         if let Some(ms) = interval_ms {
             body["intervalMs"] = json!(ms);
         }
-        self.call(
+        self.typed(
             Method::PUT,
             &format!("/v1/conversations/{id}/settings"),
             Some(body),
@@ -172,8 +209,12 @@ impl Client {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub async fn policy(&self, id: &str, policy: Option<&str>) -> Result<Value, ClientError> {
-        self.call(
+    pub async fn policy(
+        &self,
+        id: &str,
+        policy: Option<&str>,
+    ) -> Result<SettingsAnswer, ClientError> {
+        self.typed(
             Method::PUT,
             &format!("/v1/conversations/{id}/settings"),
             Some(json!({ "policy": policy })),
@@ -185,8 +226,8 @@ impl Client {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub async fn warm(&self, id: &str) -> Result<Value, ClientError> {
-        self.call(Method::POST, &format!("/v1/conversations/{id}/warm"), None)
+    pub async fn warm(&self, id: &str) -> Result<HistoryEntry, ClientError> {
+        self.typed(Method::POST, &format!("/v1/conversations/{id}/warm"), None)
             .await
     }
 
@@ -194,8 +235,8 @@ impl Client {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub async fn delete(&self, id: &str) -> Result<Value, ClientError> {
-        self.call(Method::DELETE, &format!("/v1/conversations/{id}"), None)
+    pub async fn delete(&self, id: &str) -> Result<ConversationState, ClientError> {
+        self.typed(Method::DELETE, &format!("/v1/conversations/{id}"), None)
             .await
     }
 
@@ -203,8 +244,8 @@ impl Client {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub async fn close(&self, id: &str) -> Result<Value, ClientError> {
-        self.call(Method::POST, &format!("/v1/conversations/{id}/close"), None)
+    pub async fn close(&self, id: &str) -> Result<ConversationState, ClientError> {
+        self.typed(Method::POST, &format!("/v1/conversations/{id}/close"), None)
             .await
     }
 
@@ -212,13 +253,19 @@ impl Client {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub async fn history(&self, id: &str, limit: usize) -> Result<Value, ClientError> {
-        self.call(
-            Method::GET,
-            &format!("/v1/conversations/{id}/history?limit={limit}"),
-            None,
-        )
-        .await
+    pub async fn history(&self, id: &str, limit: usize) -> Result<Vec<HistoryEntry>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            history: Vec<HistoryEntry>,
+        }
+        let page: Page = self
+            .typed(
+                Method::GET,
+                &format!("/v1/conversations/{id}/history?limit={limit}"),
+                None,
+            )
+            .await?;
+        Ok(page.history)
     }
 
     /// Subscribes to a conversation's surface and calls `on_message` with
