@@ -352,7 +352,10 @@ pub enum Effect {
         /// The conversation.
         conversation: ConversationId,
     },
-    /// Append a finished warm to history (write-behind).
+    /// Append a record of the engine's own making to history (write-behind):
+    /// a timed warm a policy or a guard stopped. Records of outcomes the
+    /// caller reported (`warm_completed`, `warm_failed`, `record_turn`) are
+    /// returned to it instead, never both.
     RecordWarm(WarmRecord),
     /// The user came back: a turn started after an idle gap. The facts the
     /// cost figures need, from the one place that tracks gaps.

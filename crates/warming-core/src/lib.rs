@@ -14,7 +14,8 @@
 //! [`Warmer::warm_completed`] / [`Warmer::warm_failed`]; stores the
 //! `Persist*` writes and reports each with [`Warmer::persisted`] (an
 //! embedder without storage reports `true` at once); stores or drops the
-//! `Save*`/`RecordWarm` effects; pushes [`Effect::Notify`] to its UIs. Then
+//! `Save*`/`RecordWarm` effects and the records `warm_completed` and
+//! `warm_failed` return; pushes [`Effect::Notify`] to its UIs. Then
 //! it sleeps until [`Warmer::poll_timeout`] or the next input, and calls
 //! [`Warmer::handle_timeout`]. `examples/sync_loop.rs` (a virtual clock)
 //! and `examples/tokio_loop.rs` (a tokio task) do exactly this in under

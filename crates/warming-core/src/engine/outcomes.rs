@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::{Pending, Warmer};
 use crate::{
-    ConversationId, Effect, PersistId, StopReason, Timestamp, Usage, WarmKind, WarmOutcome,
-    WarmRecord, WarmToken, WarmTrigger,
+    ConversationId, PersistId, StopReason, Timestamp, Usage, WarmKind, WarmOutcome, WarmRecord,
+    WarmToken, WarmTrigger,
 };
 
 /// Why a warm did not get a usable answer.
@@ -69,9 +69,10 @@ impl Warmer {
         }
     }
 
-    /// A warm answered. Returns its history record, or `None` when the token
-    /// is stale (superseded, or the conversation turned active), in which
-    /// case nothing changes.
+    /// A warm answered. Returns its history record for the caller to keep
+    /// (it is not queued as an effect), or `None` when the token is stale
+    /// (superseded, or the conversation turned active), in which case
+    /// nothing changes.
     ///
     /// The next warm is due one interval after this warm *started*, because
     /// the provider's TTL restarts when a request reads the cache.
@@ -138,7 +139,6 @@ impl Warmer {
         c.stats.warm_count += 1;
         c.stats.last_error = None;
         c.prefix_tokens = usage.prompt_tokens();
-        self.effects.push_back(Effect::RecordWarm(record.clone()));
         self.reconcile(slot, now, true);
         if let Some(backend) = backend {
             let _ = self.backend_resolved(now, id, backend);
@@ -147,8 +147,8 @@ impl Warmer {
         Some(record)
     }
 
-    /// A warm failed. Returns its history record, or `None` for a stale
-    /// token. The error becomes `lastError` and, if warming is on, a retry is
+    /// A warm failed. Returns its history record for the caller to keep,
+    /// or `None` for a stale token. The error becomes `lastError` and, if warming is on, a retry is
     /// armed with backoff, never later than one interval.
     pub fn warm_failed(
         &mut self,
@@ -179,7 +179,6 @@ impl Warmer {
         );
         let (failures, interval_ms, may_schedule) =
             (c.failures, c.interval_ms(&limits), c.may_schedule());
-        self.effects.push_back(Effect::RecordWarm(record.clone()));
         if may_schedule {
             let delay = self.retry_delay(failures, failure.retry_after_ms, interval_ms);
             self.arm(slot, now.plus_millis(delay), WarmTrigger::Retry, true);
@@ -212,7 +211,6 @@ impl Warmer {
             usage,
             c.backend.clone(),
         );
-        self.effects.push_back(Effect::RecordWarm(record.clone()));
         Some(record)
     }
 

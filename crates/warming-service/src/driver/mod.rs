@@ -341,7 +341,9 @@ impl Driver {
                 self.warmer
                     .turn_settled(t, &id, turn.template, Some(turn.started_at));
                 if let Some(usage) = turn.usage {
-                    let _ = self.warmer.record_turn(t, &id, turn.started_at, usage);
+                    if let Some(record) = self.warmer.record_turn(t, &id, turn.started_at, usage) {
+                        self.record(record);
+                    }
                 }
                 if let Some(backend) = turn.backend {
                     let _ = self.warmer.backend_resolved(t, &id, &backend);
@@ -429,12 +431,7 @@ impl Driver {
                     gaps,
                     idle_since,
                 }),
-                Effect::RecordWarm(record) => {
-                    let template = self.warmer.template(&record.conversation_id);
-                    self.metrics
-                        .warm(&record, template.as_deref().and_then(Template::model));
-                    self.storage.submit_behind(Write::Warm(record));
-                }
+                Effect::RecordWarm(record) => self.record(record),
                 Effect::TurnReturned {
                     conversation,
                     idle_ms,
@@ -463,6 +460,14 @@ impl Driver {
             Some(acks) => acks.push(self.storage.submit(write)),
             None => self.storage.submit_behind(write),
         }
+    }
+
+    /// Keeps a history record: counted in the metrics, stored behind.
+    fn record(&self, record: WarmRecord) {
+        let template = self.warmer.template(&record.conversation_id);
+        self.metrics
+            .warm(&record, template.as_deref().and_then(Template::model));
+        self.storage.submit_behind(Write::Warm(record));
     }
 
     fn persist(&mut self, op: PersistId, write: Write) {
@@ -526,6 +531,7 @@ impl Driver {
                         kind: answer.kind,
                     },
                 )
+                .inspect(|record| self.record(record.clone()))
                 .ok_or(None),
             Err(failure) => {
                 let message = failure.message.clone();
@@ -534,7 +540,10 @@ impl Driver {
                     .warmer
                     .warm_failed(t, &done.conversation, done.token, failure)
                 {
-                    Some(_) => Err(Some(message)),
+                    Some(record) => {
+                        self.record(record);
+                        Err(Some(message))
+                    }
                     None => Err(None),
                 }
             }
