@@ -1,0 +1,99 @@
+//! Why a policy or a guard stopped warming, in words a person understands.
+
+use std::fmt;
+
+/// Why a policy or a spend guard stopped warming.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StopReason {
+    /// The spend guard: the conversation has been idle for the most time
+    /// warming allows (`max_idle_ms`), under every policy.
+    IdleCap {
+        /// The cap, ms.
+        max_idle_ms: u64,
+    },
+    /// `pings:N` sent its N warms in this gap.
+    PingLimit(u32),
+    /// `breakeven`: the warms of this gap cost as much as one miss.
+    BreakevenReached,
+    /// The provider refused the warm request (a 4xx): sending it again
+    /// would be refused again (`lastError` names what it objected to).
+    Refused,
+    /// A warm read and wrote nothing: the provider does not cache this
+    /// prefix (below the model's minimum, or no cache breakpoint).
+    NothingCached,
+    /// The template's cacheable prefix is estimated below the model's
+    /// minimum cacheable length, so the provider never caches it.
+    BelowMinimum {
+        /// Estimated tokens up to the last cache breakpoint.
+        estimate: u64,
+        /// The model's minimum.
+        minimum: u64,
+    },
+    /// `adaptive`: a return in the next window is too unlikely to pay.
+    UnlikelyReturn {
+        /// The estimated chance of a return in the window.
+        probability: f64,
+        /// The chance at which a warm would pay.
+        needed: f64,
+    },
+}
+
+/// A duration in the largest whole unit that fits: `1h`, `30m`, `45s`, `1500ms`.
+fn human_ms(ms: u64) -> String {
+    match ms {
+        ms if ms >= 3_600_000 && ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms >= 60_000 && ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms >= 1_000 && ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// What a person can do about a stop, said after every reason.
+const RESTART_HINT: &str = "the next turn, a manual warm or re-enabling starts warming again";
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_reason(f)?;
+        write!(f, "; {RESTART_HINT}")
+    }
+}
+
+impl StopReason {
+    fn fmt_reason(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IdleCap { max_idle_ms } => write!(
+                f,
+                "idle for {}, the most warming keeps a conversation warm (--max-idle)",
+                human_ms(*max_idle_ms)
+            ),
+            Self::PingLimit(1) => f.write_str("sent the 1 warm allowed per idle gap (pings:1)"),
+            Self::PingLimit(n) => write!(f, "sent the {n} warms allowed per idle gap (pings:{n})"),
+            Self::Refused => f.write_str(
+                "the provider refused the warm request (see lastError): sending it again would \
+                 be refused again",
+            ),
+            Self::NothingCached => f.write_str(
+                "the provider cached nothing of this prompt (it is below the model's minimum \
+                 cacheable length, or has no cache_control breakpoint): warming would only cost",
+            ),
+            Self::BelowMinimum { estimate, minimum } => write!(
+                f,
+                "the cacheable prefix (about {estimate} tokens) is below the model's minimum \
+                 cacheable length ({minimum}): the provider would not cache it, so warming \
+                 would only cost"
+            ),
+            Self::BreakevenReached => {
+                f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
+            }
+            Self::UnlikelyReturn {
+                probability,
+                needed,
+            } => write!(
+                f,
+                "a return in the next interval is too unlikely to pay ({:.1}% < {:.1}% needed; adaptive)",
+                probability * 100.0,
+                needed * 100.0
+            ),
+        }
+    }
+}
