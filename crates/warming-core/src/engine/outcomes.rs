@@ -281,4 +281,29 @@ impl Warmer {
             Pending::Delete { .. } => {}
         }
     }
+
+    /// The store refused the writes of a settle that brought `refused` as
+    /// the template: the conversation goes back to `previous`, the template
+    /// still stored, so memory holds what the disk does. The turn's end
+    /// stands: it happened. Does nothing if a newer template came since.
+    pub fn template_not_stored(
+        &mut self,
+        now: Timestamp,
+        id: &ConversationId,
+        refused: &Arc<crate::Template>,
+        previous: Option<Arc<crate::Template>>,
+    ) {
+        let now = self.tick(now);
+        let Some(slot) = self.slot_of(id) else {
+            return;
+        };
+        let c = self.conv(slot);
+        if !c.template.as_ref().is_some_and(|t| Arc::ptr_eq(t, refused)) {
+            return;
+        }
+        c.template = previous;
+        self.invalidate_in_flight(slot);
+        self.reconcile(slot, now, true);
+        self.notify(slot);
+    }
 }

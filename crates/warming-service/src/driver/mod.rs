@@ -94,10 +94,23 @@ struct Driver {
     /// While a durable command runs: the acknowledgements of the writes it
     /// caused, so its answer waits for them (a 2xx is a committed write).
     acks: Option<Vec<Ack>>,
+    /// Where settles whose writes failed come back to be taken back.
+    refused: mpsc::UnboundedSender<Refused>,
     /// Conversations evicted from memory, to load back on their next input.
     evicted: HashSet<ConversationId>,
     /// How the driver behaves.
     options: DriverOptions,
+}
+
+/// Waits for every write in `acks`; the first failure's message.
+async fn all_stored(acks: Vec<Ack>) -> Result<(), String> {
+    for ack in acks {
+        if let Err(e) = ack.await {
+            tracing::warn!(error = %e, "write failed; answering with a storage error");
+            return Err(e.to_string());
+        }
+    }
+    Ok(())
 }
 
 /// Answers `value` once every write in `acks` committed, or a `storage`
@@ -113,15 +126,18 @@ fn reply_when_stored<T: Send + 'static>(
         return;
     }
     tokio::spawn(async move {
-        for ack in acks {
-            if let Err(e) = ack.await {
-                tracing::warn!(error = %e, "write failed; answering with a storage error");
-                let _ = reply.send(Err(ServiceError::Storage(e.to_string())));
-                return;
-            }
-        }
-        let _ = reply.send(Ok(value));
+        let answer = all_stored(acks).await.map(|()| value);
+        let _ = reply.send(answer.map_err(ServiceError::Storage));
     });
+}
+
+/// A settle whose writes the store refused: its template is taken back.
+struct Refused {
+    id: ConversationId,
+    template: Arc<Template>,
+    previous: Option<Arc<Template>>,
+    error: String,
+    reply: Reply<Result<ConversationState, ServiceError>>,
 }
 
 /// Starts the driver task owning `warmer` (already restored from the
@@ -141,6 +157,7 @@ pub fn spawn(
     let (commands, command_queue) = mpsc::channel(1024);
     let (updates, _) = broadcast::channel(4096);
     let (warm_done, warm_queue) = mpsc::unbounded_channel();
+    let (refused, refused_queue) = mpsc::unbounded_channel();
     let driver = Driver {
         warmer,
         storage,
@@ -158,8 +175,9 @@ pub fn spawn(
         warm_done,
         metrics,
         acks: None,
+        refused,
     };
-    let task = tokio::spawn(driver.run(command_queue, warm_queue, shutdown));
+    let task = tokio::spawn(driver.run(command_queue, warm_queue, refused_queue, shutdown));
     (
         DriverHandle {
             commands,
@@ -175,6 +193,7 @@ impl Driver {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut warm_queue: mpsc::UnboundedReceiver<WarmDone>,
+        mut refused_queue: mpsc::UnboundedReceiver<Refused>,
         shutdown: CancellationToken,
     ) {
         let mut save_prior = tokio::time::interval(PRIOR_SAVE_EVERY);
@@ -196,6 +215,7 @@ impl Driver {
                     None => break,
                 },
                 Some(done) = warm_queue.recv() => self.warm_finished(done),
+                Some(refused) = refused_queue.recv() => self.take_back(refused),
                 Some((op, result, elapsed)) = self.persists.next(), if !self.persists.is_empty() => {
                     self.metrics.storage_write(elapsed);
                     self.persist_finished(op, result);
@@ -206,6 +226,22 @@ impl Driver {
             }
         }
         self.stop().await;
+    }
+
+    /// A settle's writes failed: memory goes back to the template on disk,
+    /// and the caller hears of the failure.
+    fn take_back(&mut self, refused: Refused) {
+        let Refused {
+            id,
+            template,
+            previous,
+            error,
+            reply,
+        } = refused;
+        self.warmer
+            .template_not_stored(self.clock.now(), &id, &template, previous);
+        self.execute_effects();
+        let _ = reply.send(Err(ServiceError::Storage(error)));
     }
 
     /// Lets conversations nobody needs in memory go (see [`DriverOptions`]).
@@ -254,11 +290,31 @@ impl Driver {
                 reply,
             } => {
                 self.acks = Some(Vec::new());
+                let previous = self.warmer.template(&id);
                 self.warmer
-                    .turn_settled(t, &id, template, request_started_at);
+                    .turn_settled(t, &id, template.clone(), request_started_at);
                 self.execute_effects();
                 let acks = self.acks.take().unwrap_or_default();
-                reply_when_stored(acks, reply, self.warmer.state(&id));
+                let state = self.warmer.state(&id);
+                match template {
+                    // If its writes fail, the template is taken back.
+                    Some(template) => {
+                        let refused = self.refused.clone();
+                        tokio::spawn(async move {
+                            match all_stored(acks).await {
+                                Ok(()) => drop(reply.send(Ok(state))),
+                                Err(error) => drop(refused.send(Refused {
+                                    id,
+                                    template,
+                                    previous,
+                                    error,
+                                    reply,
+                                })),
+                            }
+                        });
+                    }
+                    None => reply_when_stored(acks, reply, state),
+                }
             }
             Command::Events(events, reply) => {
                 self.acks = Some(Vec::new());
