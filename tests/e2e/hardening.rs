@@ -347,7 +347,9 @@ async fn a_write_storage_refuses_is_a_storage_error_not_a_2xx() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(dir.path(), &standin.url(), &[]).await;
     service.enable("full", 60_000).await;
-    service.turn_settled("full", &anthropic_request("full")).await;
+    service
+        .turn_settled("full", &anthropic_request("full"))
+        .await;
     break_writes(&service.db);
     for (method, path, body) in [
         (
