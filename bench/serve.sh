@@ -41,7 +41,7 @@ echo "lifecycle calls/s: bare axum handler $bare_rate, warming $warming_rate, ra
 
 echo "arming $CONVERSATIONS conversations (interval $INTERVAL_MS ms)..."
 wrk -t2 -c64 -d20s -s bench/arm.lua "$warming" > "$out/arm.txt"
-armed=$(curl -s "$warming/v1/conversations" | python3 -c "import json,sys; print(sum(1 for c in json.load(sys.stdin)['conversations'] if c['nextWarmAt']))")
+armed=$(curl -s "$warming/metrics" | awk '/^warming_armed_conversations / {print $2}')
 echo "armed: $armed"
 sleep $(( INTERVAL_MS * 2 / 1000 + 5 ))
 python3 bench/lateness.py "$warming" "$CONVERSATIONS" 2000
