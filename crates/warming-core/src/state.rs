@@ -45,6 +45,10 @@ pub struct ConversationState {
     /// Why warming stopped for this idle gap, if the policy stopped it (an
     /// extension): no one should wonder why the countdown vanished.
     pub stopped_reason: Option<String>,
+    /// The same stop, typed, for Rust callers (not in the JSON, which
+    /// carries it in words as `stoppedReason`).
+    #[serde(skip)]
+    pub stopped: Option<crate::StopReason>,
 }
 
 /// A state from before `known` existed described a known conversation.

@@ -988,6 +988,12 @@ fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
     assert_eq!(h.now.millis_since(settled_at), 3_600_000);
     let s = h.state("c");
     assert_eq!(s.next_warm_at, None);
+    assert_eq!(
+        s.stopped,
+        Some(warming_core::StopReason::IdleCap {
+            max_idle_ms: 3_600_000
+        })
+    );
     let reason = s.stopped_reason.unwrap();
     assert!(reason.contains("idle for 1h"), "{reason}");
     assert!(reason.contains("--max-idle"), "{reason}");

@@ -221,6 +221,7 @@ impl Conversation {
                 .stopped
                 .filter(|_| self.settings.enabled)
                 .map(|r| r.to_string()),
+            stopped: self.stopped.filter(|_| self.settings.enabled),
         }
     }
 }
