@@ -1,0 +1,201 @@
+//! Carrying out the engine's effects: warms through the provider, writes
+//! through the store (their results reported back), records, notifications.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use warming_core::{Effect, PersistId, Template, WarmRecord, WarmRequest};
+
+use super::{Driver, PersistWaiter, WarmDone, PRIOR_KEY};
+use crate::ports::StoreError;
+use crate::{ServiceError, Write};
+
+impl Driver {
+    /// Drains the engine's effects and carries each out, in order.
+    pub(super) fn execute_effects(&mut self) {
+        while let Some(effect) = self.warmer.poll_effect() {
+            match effect {
+                Effect::Warm(warm) => self.start_warm(warm),
+                Effect::AbortWarm { token, .. } => {
+                    if let Some(task) = self.in_flight.remove(&token) {
+                        task.abort();
+                    }
+                    if let Some(reply) = self.manual.remove(&token) {
+                        let _ = reply.send(Err(ServiceError::Conflict(
+                            "the warm was superseded by a new turn or a close".into(),
+                        )));
+                    }
+                }
+                Effect::AbortGeneration { conversation } => {
+                    self.generations.abort(&conversation);
+                }
+                effect @ (Effect::PersistSettings { .. }
+                | Effect::PersistBackend { .. }
+                | Effect::PersistDelete { .. }) => {
+                    if let Some((op, write)) = Write::for_persist(&effect) {
+                        self.persist(op, write);
+                    }
+                }
+                Effect::SaveTemplate {
+                    conversation,
+                    template,
+                } => self.save(Write::Template {
+                    conversation,
+                    template,
+                }),
+                Effect::SaveSchedule {
+                    conversation,
+                    next_warm_at,
+                } => self.save(Write::Schedule {
+                    conversation,
+                    next_warm_at,
+                }),
+                Effect::SaveRhythm {
+                    conversation,
+                    depth,
+                    gaps,
+                    idle_since,
+                } => self.save(Write::Rhythm {
+                    conversation,
+                    depth,
+                    gaps,
+                    idle_since,
+                }),
+                Effect::RecordWarm(record) => self.record(record),
+                Effect::TurnReturned {
+                    conversation,
+                    idle_ms,
+                    last_hit_read: Some(read),
+                    ..
+                } => {
+                    let template = self.warmer.template(&conversation);
+                    self.metrics.turn_after_warms(
+                        Duration::from_millis(idle_ms),
+                        read,
+                        template.as_deref().and_then(Template::model),
+                    );
+                }
+                Effect::TurnReturned { .. } => {}
+                Effect::Notify(state) => {
+                    let _ = self.updates.send(Arc::new(state));
+                }
+            }
+        }
+    }
+
+    /// Stores a write the core asked for: acknowledged when a durable
+    /// command waits for it, else behind (nobody waits).
+    pub(super) fn save(&mut self, write: Write) {
+        match &mut self.acks {
+            Some(acks) => acks.push(self.storage.submit(write)),
+            None => self.storage.submit_behind(write),
+        }
+    }
+
+    /// Keeps a history record: counted in the metrics, stored behind.
+    pub(super) fn record(&self, record: WarmRecord) {
+        let template = self.warmer.template(&record.conversation_id);
+        self.metrics
+            .warm(&record, template.as_deref().and_then(Template::model));
+        self.storage.submit_behind(Write::Warm(record));
+    }
+
+    pub(super) fn persist(&mut self, op: PersistId, write: Write) {
+        let ack = self.storage.submit(write);
+        let submitted = tokio::time::Instant::now();
+        self.persists.push_back(Box::pin(async move {
+            let result = ack.await;
+            (op, result, submitted.elapsed())
+        }));
+    }
+
+    pub(super) fn persist_finished(&mut self, op: PersistId, result: Result<(), StoreError>) {
+        if let Err(e) = &result {
+            tracing::warn!(op = op.get(), error = %e, "write failed; state unchanged");
+        }
+        self.warmer.persisted(self.clock.now(), op, result.is_ok());
+        self.execute_effects();
+        if let Some(PersistWaiter::Settings(id, reply)) = self.persist_waiters.remove(&op) {
+            let answer = match result {
+                Ok(()) => Ok(self.warmer.state(&id)),
+                Err(e) => Err(ServiceError::Storage(e.to_string())),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    pub(super) fn start_warm(&mut self, warm: WarmRequest) {
+        let provider = self.provider.clone();
+        let permits = self.permits.clone();
+        let done = self.warm_done.clone();
+        let credentials = self.generations.credentials(&warm.conversation);
+        let token = warm.token;
+        tracing::debug!(conversation = %warm.conversation, token = token.get(), trigger = warm.trigger.as_str(), "warming");
+        let task = tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let result = provider.warm(&warm, credentials.as_ref()).await;
+            let _ = done.send(WarmDone {
+                conversation: warm.conversation,
+                token,
+                result,
+            });
+        });
+        self.in_flight.insert(token, task.abort_handle());
+    }
+
+    pub(super) fn warm_finished(&mut self, done: WarmDone) {
+        self.in_flight.remove(&done.token);
+        let t = self.clock.now();
+        let record = match done.result {
+            Ok(answer) => self
+                .warmer
+                .warm_answered(
+                    t,
+                    &done.conversation,
+                    done.token,
+                    warming_core::WarmReply {
+                        usage: answer.usage,
+                        backend: answer.backend.as_deref(),
+                        kind: answer.kind,
+                    },
+                )
+                .inspect(|record| self.record(record.clone()))
+                .ok_or(None),
+            Err(failure) => {
+                let message = failure.message.clone();
+                tracing::warn!(conversation = %done.conversation, error = %message, "warm failed");
+                match self
+                    .warmer
+                    .warm_failed(t, &done.conversation, done.token, failure)
+                {
+                    Some(record) => {
+                        self.record(record);
+                        Err(Some(message))
+                    }
+                    None => Err(None),
+                }
+            }
+        };
+        self.execute_effects();
+        if let Some(reply) = self.manual.remove(&done.token) {
+            let answer = match record {
+                Ok(record) => Ok(record),
+                Err(Some(message)) => Err(ServiceError::Upstream(message)),
+                Err(None) => Err(ServiceError::Conflict(
+                    "the warm was superseded by a new turn or a close".into(),
+                )),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Saves what `adaptive` has learned, write-behind.
+    pub(super) fn save_prior(&self) {
+        self.storage.submit_behind(Write::Meta {
+            key: PRIOR_KEY,
+            value: self.warmer.prior().to_json(),
+        });
+    }
+}
