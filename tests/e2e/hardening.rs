@@ -535,3 +535,56 @@ fn a_bad_value_in_the_environment_is_refused_naming_the_setting() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("cache-ttl-ms") && err.contains("abc"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_does_not_stop_accepting() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    // A process allowed 64 open files: a few dozen idle clients exhaust them.
+    let script = format!(
+        "ulimit -n 64 && exec {} serve --listen 127.0.0.1:0 --db {} --upstream {}",
+        env!("CARGO_BIN_EXE_warming"),
+        dir.path().join("w.db").display(),
+        standin.url()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("RUST_LOG", "info")
+        .env_remove("WARMING_TOKEN")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = eventually(10, "the server to listen", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.split("serving listen=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            idle.push(stream);
+        }
+    }
+    eventually(10, "an accept to fail for want of descriptors", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("accepting a connection failed").then_some(())
+    })
+    .await;
+    drop(idle);
+    // Once the idle clients are gone, it serves again.
+    eventually(10, "healthz to answer again", || async {
+        let response = reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        (response.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
