@@ -18,8 +18,13 @@ const CREDENTIAL_KEYS: &[&str] = &[
 ];
 
 /// Rough tokens of a JSON fragment: 4 bytes a token, the providers' rule of
-/// thumb; only compared with a minimum that is a power of two apart.
-fn rough_tokens(v: &Value) -> u64 {
+/// thumb; good for comparing with a minimum or a budget, not for billing.
+///
+/// ```
+/// assert_eq!(warming_core::rough_tokens(&serde_json::json!("12345678")), 3);
+/// ```
+#[must_use]
+pub fn rough_tokens(v: &Value) -> u64 {
     (v.to_string().len() as u64).div_ceil(4)
 }
 
@@ -53,6 +58,9 @@ pub struct Template {
     cwd: Option<String>,
     /// Estimated tokens a provider may cache, computed once when first asked.
     cacheable: std::sync::OnceLock<u64>,
+    /// Whether the request asks for the 1-hour cache, read once from the
+    /// text: it is asked at every snapshot.
+    long_ttl: bool,
 }
 
 /// Equal when the request, model and working directory are: the cached
@@ -76,12 +84,7 @@ impl Template {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         });
-        Self {
-            request: request.to_string().into_boxed_str(),
-            model,
-            cwd,
-            cacheable: std::sync::OnceLock::new(),
-        }
+        Self::from_text(request.to_string(), model, cwd)
     }
 
     /// A template as stored by warming itself (already free of credentials),
@@ -94,12 +97,21 @@ impl Template {
         cwd: Option<String>,
     ) -> Option<Self> {
         serde_json::from_str::<serde::de::IgnoredAny>(&request_json).ok()?;
-        Some(Self {
-            request: request_json.into_boxed_str(),
+        Some(Self::from_text(request_json, model, cwd))
+    }
+
+    /// A template from compact JSON text known to be valid and scrubbed.
+    fn from_text(request: String, model: Option<String>, cwd: Option<String>) -> Self {
+        // Compact JSON: `"ttl":"1h"` appears only as a key and its value;
+        // inside a string the quotes would be escaped.
+        let long_ttl = request.contains(r#""ttl":"1h""#);
+        Self {
+            request: request.into_boxed_str(),
             model,
             cwd,
             cacheable: std::sync::OnceLock::new(),
-        })
+            long_ttl,
+        }
     }
 
     /// The request body to replay, parsed.
@@ -172,9 +184,6 @@ impl Template {
     /// (`cache_control: {"type": "ephemeral", "ttl": "1h"}` anywhere): its
     /// prefix then lives an hour after each use, not 5 minutes.
     ///
-    /// The text is compact JSON, so `"ttl":"1h"` appears in it only as a key
-    /// and its value: inside a string the quotes would be escaped.
-    ///
     /// ```
     /// use warming_core::Template;
     /// let long = serde_json::json!({"model": "m", "system": [{"type": "text", "text": "s",
@@ -186,7 +195,7 @@ impl Template {
     /// ```
     #[must_use]
     pub fn long_ttl(&self) -> bool {
-        self.request.contains(r#""ttl":"1h""#)
+        self.long_ttl
     }
 }
 

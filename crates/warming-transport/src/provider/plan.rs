@@ -21,7 +21,7 @@
 //! token, so it pays when `messages x 1.15 > (budget + 1) x 5`.
 
 use serde_json::{json, Map, Value};
-use warming_core::WarmKind;
+use warming_core::{rough_tokens, WarmKind};
 
 /// A cache write costs 1.25x input and a read 0.1x: what a miss loses per
 /// token of a prefix the warm kept.
@@ -33,11 +33,6 @@ const OUTPUT_PER_TOKEN: f64 = 5.0;
 
 /// Model-name prefixes of OpenAI's reasoning models.
 const OPENAI_REASONING: &[&str] = &["o1", "o3", "o4", "gpt-5"];
-
-/// Rough tokens of a JSON fragment: 4 bytes a token.
-fn rough_tokens(v: &Value) -> u64 {
-    (v.to_string().len() as u64).div_ceil(4)
-}
 
 /// Anthropic's thinking budget, when extended thinking is enabled with one.
 fn thinking_budget(request: &Map<String, Value>) -> Option<Option<u64>> {
