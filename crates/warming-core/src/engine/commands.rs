@@ -205,13 +205,7 @@ impl Warmer {
     pub(super) fn forget(&mut self, slot: u32) {
         self.invalidate_in_flight(slot);
         self.disarm_quietly(slot);
-        let c = self.conv(slot);
-        c.deleted = true;
-        c.template = None;
-        c.own_gaps = Vec::new();
-        c.stopped = None;
-        let id = c.id.clone();
-        self.slots.remove(&id);
+        let id = self.retire(slot);
         self.effects.push_back(Effect::AbortGeneration {
             conversation: id.clone(),
         });

@@ -386,29 +386,21 @@ impl Warmer {
                 | Pending::Delete { slot } => *slot,
             })
             .collect();
-        let mut evicted = Vec::new();
-        for (slot, c) in self.conversations.iter_mut().enumerate() {
-            let idle = now.millis_since(c.last_input_at) >= idle_ms;
-            let slot = slot as u32;
-            if c.deleted
-                || c.settings.enabled
-                || c.active
-                || c.deadline.is_some()
-                || c.in_flight.is_some()
-                || !idle
-                || pending.contains(&slot)
-            {
-                continue;
-            }
-            // A deleted-like tombstone whose slot is free for reuse.
-            c.deleted = true;
-            c.template = None;
-            c.own_gaps = Vec::new();
-            self.slots.remove(&c.id);
-            self.free_slots.push(slot);
-            evicted.push(c.id.clone());
-        }
-        evicted
+        let idle: Vec<u32> = (0..self.conversations.len() as u32)
+            .filter(|slot| {
+                let c = &self.conversations[*slot as usize];
+                !(c.deleted
+                    || c.settings.enabled
+                    || c.active
+                    || c.deadline.is_some()
+                    || c.in_flight.is_some()
+                    || now.millis_since(c.last_input_at) < idle_ms
+                    || pending.contains(slot))
+            })
+            .collect();
+        // Nothing refers to these slots any more: they are free for reuse.
+        self.free_slots.extend(&idle);
+        idle.into_iter().map(|slot| self.retire(slot)).collect()
     }
 
     fn conv(&mut self, slot: u32) -> &mut Conversation {
@@ -472,29 +464,40 @@ impl Warmer {
         }
         let anchor = c.last_touch.unwrap_or(now);
         let at = anchor.plus_millis(c.interval_ms(&limits));
-        // A prompt the provider will not cache is said at once, not after a
-        // countdown that ends in nothing.
-        if let Err(reason @ crate::StopReason::BelowMinimum { .. }) = self.guard_allows(slot, now) {
-            self.disarm(slot);
-            self.stop(slot, reason, (WarmTrigger::Scheduled, at), now);
-            return;
+        match (self.guard_allows(slot, now), at > now) {
+            // A prompt the provider will not cache is said at once, not
+            // after a countdown that ends in nothing; a warm due now is not
+            // sent past a guard.
+            (Err(reason @ crate::StopReason::BelowMinimum { .. }), _) | (Err(reason), false) => {
+                self.disarm(slot);
+                self.stop(slot, reason, (WarmTrigger::Scheduled, at), now);
+            }
+            (_, true) => self.arm(slot, at, WarmTrigger::Scheduled, true),
+            // Already due (a turn ran longer than the interval, warming was
+            // just turned on again, or the interval got shorter): warm now,
+            // so what is served and pushed next is `null` while it is in
+            // flight, then a time in the future, never one already past.
+            // Each cause is someone's action, so no policy is asked.
+            (Ok(()), false) => {
+                self.disarm(slot);
+                self.conv(slot).warms_in_gap += 1;
+                self.fire(slot, WarmTrigger::Scheduled, at, now);
+            }
         }
-        if at > now {
-            self.arm(slot, at, WarmTrigger::Scheduled, true);
-            return;
-        }
-        // Already due (a turn ran longer than the interval, warming was just
-        // turned on again, or the interval got shorter): warm now, so what is
-        // served and pushed next is `null` while it is in flight, then a time
-        // in the future, never one already past. Each cause is someone's
-        // action, so no policy is asked.
-        self.disarm(slot);
-        if let Err(reason) = self.guard_allows(slot, now) {
-            self.stop(slot, reason, (WarmTrigger::Scheduled, at), now);
-            return;
-        }
-        self.conv(slot).warms_in_gap += 1;
-        self.fire(slot, WarmTrigger::Scheduled, at, now);
+    }
+
+    /// Takes a conversation out of the index, its slot left as a tombstone
+    /// (its template and gaps freed), and returns its id: the common part of
+    /// a delete and an eviction.
+    fn retire(&mut self, slot: u32) -> ConversationId {
+        let c = self.conv(slot);
+        c.deleted = true;
+        c.template = None;
+        c.own_gaps = Vec::new();
+        c.stopped = None;
+        let id = c.id.clone();
+        self.slots.remove(&id);
+        id
     }
 
     /// Forgets the in-flight warm, if any, so its outcome will be ignored.
