@@ -229,6 +229,16 @@ impl Driver {
         self.stop().await;
     }
 
+    /// Runs an input whose answer must wait for what it writes: its
+    /// effects are carried out at once, with the writes acknowledged, and
+    /// the acknowledgements returned beside its result.
+    fn durably<T>(&mut self, input: impl FnOnce(&mut Warmer) -> T) -> (T, Vec<Ack>) {
+        self.acks = Some(Vec::new());
+        let result = input(&mut self.warmer);
+        self.execute_effects();
+        (result, self.acks.take().unwrap_or_default())
+    }
+
     /// A settle's writes failed: memory goes back to the template on disk,
     /// and the caller hears of the failure.
     fn take_back(&mut self, refused: Refused) {
@@ -278,10 +288,7 @@ impl Driver {
         self.warmer.handle_timeout(t);
         match command {
             Command::TurnStarted(id, reply) => {
-                self.acks = Some(Vec::new());
-                self.warmer.turn_started(t, &id);
-                self.execute_effects();
-                let acks = self.acks.take().unwrap_or_default();
+                let ((), acks) = self.durably(|warmer| warmer.turn_started(t, &id));
                 reply_when_stored(acks, reply, self.warmer.state(&id));
             }
             Command::TurnSettled {
@@ -290,12 +297,10 @@ impl Driver {
                 request_started_at,
                 reply,
             } => {
-                self.acks = Some(Vec::new());
                 let previous = self.warmer.template(&id);
-                self.warmer
-                    .turn_settled(t, &id, template.clone(), request_started_at);
-                self.execute_effects();
-                let acks = self.acks.take().unwrap_or_default();
+                let ((), acks) = self.durably(|warmer| {
+                    warmer.turn_settled(t, &id, template.clone(), request_started_at);
+                });
                 let state = self.warmer.state(&id);
                 match template {
                     // If its writes fail, the template is taken back.
@@ -318,22 +323,18 @@ impl Driver {
                 }
             }
             Command::Events(events, reply) => {
-                self.acks = Some(Vec::new());
                 let total = events.len();
-                let applied = events
-                    .into_iter()
-                    .map(|event| self.warmer.runtime_event(t, event))
-                    .filter(|d| *d == warming_core::EventDisposition::Applied)
-                    .count();
-                self.execute_effects();
-                let acks = self.acks.take().unwrap_or_default();
+                let (applied, acks) = self.durably(|warmer| {
+                    events
+                        .into_iter()
+                        .map(|event| warmer.runtime_event(t, event))
+                        .filter(|d| *d == warming_core::EventDisposition::Applied)
+                        .count()
+                });
                 reply_when_stored(acks, reply, (applied, total - applied));
             }
             Command::Waiting(id, reply) => {
-                self.acks = Some(Vec::new());
-                let waiting = self.warmer.turn_waiting(t, &id);
-                self.execute_effects();
-                let acks = self.acks.take().unwrap_or_default();
+                let (waiting, acks) = self.durably(|warmer| warmer.turn_waiting(t, &id));
                 if waiting {
                     reply_when_stored(acks, reply, self.warmer.state(&id));
                 } else {
