@@ -59,25 +59,21 @@ pub async fn require_token_unless_public(
 /// `authorization: Bearer TOKEN` (or `?token=TOKEN`, for browsers opening a
 /// WebSocket, which cannot set headers).
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
-        return next.run(req).await;
-    };
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
     let query = req
         .uri()
         .query()
         .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
-    let expected = token.expose().as_bytes();
-    if header
-        .or(query)
-        .is_some_and(|given| same(given.as_bytes(), expected))
-    {
+    if token_matches(&state, bearer(req.headers()).or(query)) {
         next.run(req).await
     } else {
         ApiError::unauthorized().into_response()
     }
+}
+
+/// The token of an `authorization: Bearer TOKEN` header, if any.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }

@@ -235,13 +235,9 @@ async fn forward_inner(
     );
     // Warming's own token never reaches a provider, even sent by mistake
     // as the provider key.
-    let carries_our_token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| {
-            state.token.is_some() && crate::http::auth::token_matches(state, Some(given))
-        });
+    let carries_our_token = state.token.is_some()
+        && crate::http::auth::bearer(&headers)
+            .is_some_and(|given| crate::http::auth::token_matches(state, Some(given)));
     if carries_our_token {
         headers.remove(axum::http::header::AUTHORIZATION);
     }
