@@ -282,8 +282,10 @@ impl Driver {
 
     fn handle(&mut self, command: Command) {
         let t = self.clock.now();
-        for id in command.conversations() {
-            self.revive(id);
+        if !self.evicted.is_empty() {
+            for id in command.conversations() {
+                self.revive(id);
+            }
         }
         self.warmer.handle_timeout(t);
         match command {

@@ -269,9 +269,8 @@ async fn forward_inner(
                     .collect(),
             };
             // Before the turn starts, so a refused write leaves no turn open.
-            let current = state.driver.get(id.clone()).await?;
             enrolment
-                .apply(&state.driver, &id, &current, proxy.enroll_all)
+                .apply(&state.driver, &id, proxy.enroll_all)
                 .await?;
             let cancel = proxy.generations.begin(&id, credentials);
             let started_at = state.driver.now();
@@ -409,9 +408,13 @@ impl Enrolment {
         self,
         driver: &DriverHandle,
         id: &ConversationId,
-        current: &warming_core::ConversationState,
         enroll_all: bool,
     ) -> Result<(), ApiError> {
+        // Most proxied calls ask nothing of warming: no read for them.
+        if self.enabled.is_none() && !enroll_all {
+            return Ok(());
+        }
+        let current = driver.get(id.clone()).await?;
         let interval_changes = self
             .interval_ms
             .is_some_and(|ms| (ms.round() as u64) != current.interval_ms);
