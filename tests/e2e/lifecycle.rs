@@ -18,7 +18,7 @@ async fn warming_is_off_until_the_user_opts_in() {
                "lastPct": null, "lastExpectedPct": null, "lastWarmAt": null, "nextWarmAt": null,
                "backend": null, "lastError": null, "warmCount": 0,
                // Extensions beside the contract's fields:
-               "policy": "fixed", "stoppedReason": null})
+               "policy": "fixed", "stoppedReason": null, "stop": null})
     );
 
     // Reading it created nothing.

@@ -35,6 +35,8 @@ async fn the_idle_cap_stops_warming_visibly_and_a_manual_warm_restarts_it() {
     assert!(reason.contains("idle for 2s"), "{reason}");
     assert!(reason.contains("--max-idle"), "{reason}");
     assert!(reason.contains("a manual warm"), "{reason}");
+    // The same stop, for programs: a code and its figures.
+    assert_eq!(state["stop"], json!({"code": "idleCap", "maxIdleMs": 2000}));
     assert_eq!(state["nextWarmAt"], Value::Null);
     // Warmed while under the cap: every 400 ms for 2 s.
     let warms = state["warmCount"].as_u64().unwrap();
@@ -61,6 +63,7 @@ async fn the_idle_cap_stops_warming_visibly_and_a_manual_warm_restarts_it() {
     assert_eq!(status, 200);
     let state = service.state("capped").await;
     assert_eq!(state["stoppedReason"], Value::Null);
+    assert_eq!(state["stop"], Value::Null);
     assert!(state["nextWarmAt"].as_u64().unwrap() > now_ms());
 }
 

@@ -120,6 +120,8 @@ async fn a_prefix_below_the_models_minimum_is_not_warmed_and_says_why() {
         reason.contains("minimum cacheable length (1024)"),
         "{reason} {state}"
     );
+    assert_eq!(stopped["stop"]["code"], "belowMinimum");
+    assert_eq!(stopped["stop"]["minimum"], 1024);
     assert!(
         standin.warms().is_empty(),
         "a warm was sent for an uncacheable prefix"

@@ -9,6 +9,8 @@ use warming_core::IntervalLimits;
 use warming_transport::{ProviderKind, Secret, ServerConfig};
 
 /// Flags of `warming serve`; each also reads `WARMING_<FLAG>`.
+// These doc comments are the `--help` text, where a URL reads best bare.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on, `host:port` (a name such as localhost is

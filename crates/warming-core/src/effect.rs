@@ -366,9 +366,10 @@ pub enum Effect {
         idle_ms: u64,
         /// Warms sent during the gap.
         warms: u32,
-        /// Cache-read tokens of the gap's last warm, if it was a hit: what
-        /// this turn reads instead of re-writing, if the gap outlived the TTL.
-        last_hit_read: Option<u64>,
+        /// A miss avoided: when the gap outlived the cache's TTL and its
+        /// last warm was a hit, the tokens that warm read, which this turn
+        /// reads instead of re-writing. `None` when warming saved nothing.
+        miss_avoided_tokens: Option<u64>,
     },
     /// Push this state to the conversation's subscribers. Emitted after every
     /// state change is complete, so it never carries a stale `nextWarmAt`.

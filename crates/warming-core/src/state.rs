@@ -45,9 +45,9 @@ pub struct ConversationState {
     /// Why warming stopped for this idle gap, if the policy stopped it (an
     /// extension): no one should wonder why the countdown vanished.
     pub stopped_reason: Option<String>,
-    /// The same stop, typed, for Rust callers (not in the JSON, which
-    /// carries it in words as `stoppedReason`).
-    #[serde(skip)]
+    /// The same stop, typed (`stop` in the JSON, tagged by `code`), so
+    /// programs branch on it instead of parsing the words.
+    #[serde(rename = "stop", default)]
     pub stopped: Option<crate::StopReason>,
 }
 

@@ -134,6 +134,18 @@ fn check_effects(
                 model.deletes.insert(op);
                 model.pending.push((op, conversation, None, false));
             }
+            Effect::TurnReturned {
+                idle_ms,
+                warms,
+                miss_avoided_tokens: Some(_),
+                ..
+            } => {
+                // The one source of "misses avoided": only a gap that
+                // outlived the TTL and had a warm in it counts.
+                let ttl = h.warmer.config().economics.ttl_ms;
+                assert!(idle_ms > ttl, "miss avoided after {idle_ms} ms");
+                assert!(warms > 0, "miss avoided without a warm");
+            }
             Effect::Notify(s) => {
                 if let Some(next) = s.next_warm_at {
                     assert!(next > h.now, "stale nextWarmAt {next} at {}", h.now);

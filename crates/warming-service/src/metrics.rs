@@ -192,29 +192,27 @@ impl Metrics {
         };
         self.tokens_read.inc_by(usage.cache_read_tokens);
         self.tokens_written.inc_by(usage.cache_write_tokens);
-        if let Some(price) = self.pricing.per_token(model) {
-            let cost = price
-                * (usage.input_tokens as f64
-                    + usage.cache_read_tokens as f64 * self.economics.read_multiplier
-                    + usage.cache_write_tokens as f64 * self.economics.write_multiplier
-                    + usage.output_tokens as f64 * self.economics.output_multiplier);
-            self.warm_cost.inc_by(cost);
+        if let Some(economics) = self.priced(model) {
+            self.warm_cost.inc_by(economics.usage_cost(&usage));
         }
     }
 
-    /// A turn started after an idle gap of `idle` whose last warm read
-    /// `read_tokens` from the cache: without warming, it would have re-written
-    /// them if the gap outlived the TTL.
-    pub fn turn_after_warms(&self, idle: Duration, read_tokens: u64, model: Option<&str>) {
-        if idle <= Duration::from_millis(self.economics.ttl_ms) {
-            return;
+    /// A turn came back to a warm cache after a gap longer than the TTL
+    /// (the core's judgement): it read `tokens` instead of re-writing them.
+    pub fn miss_avoided(&self, tokens: u64, model: Option<&str>) {
+        if let Some(economics) = self.priced(model) {
+            self.miss_cost_avoided
+                .inc_by(economics.miss_avoided_cost(tokens));
         }
-        if let Some(price) = self.pricing.per_token(model) {
-            let avoided = price
-                * read_tokens as f64
-                * (self.economics.write_multiplier - self.economics.read_multiplier);
-            self.miss_cost_avoided.inc_by(avoided.max(0.0));
-        }
+    }
+
+    /// The core's cost formulas at `model`'s input price, if it is priced.
+    fn priced(&self, model: Option<&str>) -> Option<Economics> {
+        let input_price = self.pricing.per_token(model)?;
+        Some(Economics {
+            input_price,
+            ..self.economics
+        })
     }
 
     /// How many conversations are armed now.
@@ -263,8 +261,8 @@ mod tests {
         per_million.insert("claude".to_owned(), 3.0);
         let metrics = Metrics::new(Pricing { per_million }, Economics::default());
         metrics.warm(&record(Usage::anthropic(0, 1_000_000, 0)), Some("claude"));
-        metrics.turn_after_warms(Duration::from_secs(600), 1_000_000, Some("claude"));
-        metrics.turn_after_warms(Duration::from_secs(60), 1_000_000, Some("claude"));
+        metrics.miss_avoided(1_000_000, Some("claude"));
+        metrics.miss_avoided(1_000_000, Some("unpriced"));
         let text = metrics.render();
         assert!(
             text.contains("warming_warms_total{outcome=\"hit\"} 1"),
@@ -275,7 +273,8 @@ mod tests {
             "{text}"
         );
         // One warm read 1M tokens at 0.1 x $3/M; one turn avoided a 1.25x
-        // re-write and paid a 0.1x read instead: 1.15 x $3.
+        // re-write and paid a 0.1x read instead: 1.15 x $3. The unpriced
+        // model adds nothing.
         let value = |name: &str| -> f64 {
             text.lines()
                 .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))

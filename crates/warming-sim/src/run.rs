@@ -106,10 +106,11 @@ impl Outcome {
     }
 }
 
-/// Costs as they accrue.
-struct Ledger<'a> {
-    economics: &'a Economics,
-    write_multiplier: f64,
+/// Costs as they accrue, priced by the core's [`Economics::usage_cost`], the
+/// same formula the service's metrics use.
+struct Ledger {
+    /// The economics of the scenario's cache (its write price).
+    economics: Economics,
     /// Gaps starting before this time (ms into the trace) are not counted.
     counted_from_ms: u64,
     tokens: f64,
@@ -119,11 +120,13 @@ struct Ledger<'a> {
     warms: u64,
 }
 
-impl<'a> Ledger<'a> {
-    fn new(economics: &'a Economics, write_multiplier: f64, counted_from_ms: u64) -> Self {
+impl Ledger {
+    fn new(economics: &Economics, write_multiplier: f64, counted_from_ms: u64) -> Self {
         Self {
-            economics,
-            write_multiplier,
+            economics: Economics {
+                write_multiplier,
+                ..*economics
+            },
             counted_from_ms,
             tokens: 0.0,
             latency_s: 0.0,
@@ -133,8 +136,13 @@ impl<'a> Ledger<'a> {
         }
     }
 
-    fn price(&self, multiplier: f64, tokens: u64) -> f64 {
-        multiplier * self.economics.input_price * tokens as f64
+    /// Charges a request that read `read` tokens and wrote `written`.
+    fn charge(&mut self, read: u64, written: u64) {
+        self.tokens += self.economics.usage_cost(&Usage {
+            cache_read_tokens: read,
+            cache_write_tokens: written,
+            ..Usage::default()
+        });
     }
 
     /// A turn whose request carries `prefix` cacheable tokens, after a turn
@@ -146,17 +154,16 @@ impl<'a> Ledger<'a> {
             return;
         }
         let Some(previous) = previous else {
-            self.tokens += self.price(self.write_multiplier, prefix);
+            self.charge(0, prefix);
             return;
         };
         self.returning += 1;
         let total = prefix.max(previous);
         if hit {
             self.hits += 1;
-            self.tokens += self.price(self.economics.read_multiplier, previous)
-                + self.price(self.write_multiplier, total - previous);
+            self.charge(previous, total - previous);
         } else {
-            self.tokens += self.price(self.write_multiplier, total);
+            self.charge(0, total);
             self.latency_s += previous as f64 / self.economics.prefill_tokens_per_sec.max(1.0);
         }
     }
@@ -167,12 +174,11 @@ impl<'a> Ledger<'a> {
             return;
         }
         self.warms += 1;
-        let multiplier = if hit {
-            self.economics.read_multiplier
+        if hit {
+            self.charge(prefix, 0);
         } else {
-            self.write_multiplier
-        };
-        self.tokens += self.price(multiplier, prefix);
+            self.charge(0, prefix);
+        }
     }
 
     fn outcome(self, scenario: &Scenario) -> Outcome {
@@ -222,7 +228,7 @@ fn counted_from_ms(trace: &Trace, warm_up: f64) -> u64 {
     first + ((last - first) as f64 * warm_up.clamp(0.0, 1.0)) as u64
 }
 
-fn without_warms(trace: &Trace, scenario: &Scenario, mut ledger: Ledger<'_>, ttl: u64) -> Outcome {
+fn without_warms(trace: &Trace, scenario: &Scenario, mut ledger: Ledger, ttl: u64) -> Outcome {
     for turns in &trace.conversations {
         let mut previous: Option<(u64, u64)> = None;
         for turn in turns {
@@ -245,12 +251,7 @@ fn warms_to_bridge(gap_ms: u64, ttl_ms: u64, interval_ms: u64) -> u64 {
     }
 }
 
-fn oracle(
-    trace: &Trace,
-    scenario: &Scenario,
-    config: &SimConfig,
-    mut ledger: Ledger<'_>,
-) -> Outcome {
+fn oracle(trace: &Trace, scenario: &Scenario, config: &SimConfig, mut ledger: Ledger) -> Outcome {
     let e = &config.economics;
     for turns in &trace.conversations {
         let mut previous: Option<(u64, u64)> = None;
@@ -284,12 +285,7 @@ struct Sim {
     last_turn: u64,
 }
 
-fn with_engine(
-    trace: &Trace,
-    policy: Policy,
-    config: &SimConfig,
-    mut ledger: Ledger<'_>,
-) -> Outcome {
+fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig, mut ledger: Ledger) -> Outcome {
     let e = &config.economics;
     let scenario = Scenario::Policy(policy);
     let mut warmer = Warmer::new(Config {
@@ -324,7 +320,7 @@ fn with_engine(
     let end = events.last().map_or(0, |e| e.0) + config.horizon_ms;
     let by_name =
         |id: &ConversationId| -> usize { id.as_str()[1..].parse().expect("ids are c<index>") };
-    let pump = |warmer: &mut Warmer, sims: &mut Vec<Sim>, ledger: &mut Ledger<'_>, until: u64| {
+    let pump = |warmer: &mut Warmer, sims: &mut Vec<Sim>, ledger: &mut Ledger, until: u64| {
         while let Some(due) = warmer.poll_timeout() {
             if due.as_millis() > EPOCH_MS + until {
                 break;

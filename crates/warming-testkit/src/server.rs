@@ -228,108 +228,59 @@ fn error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+impl SeenRequest {
+    /// What a request asked, as the tests read it back.
+    fn new(api: Api, headers: &HeaderMap, body: &Value) -> Self {
+        Self {
+            path: match api {
+                Api::Anthropic => "/v1/messages".into(),
+                Api::OpenAi => "/v1/chat/completions".into(),
+            },
+            model: body.get("model").and_then(Value::as_str).map(str::to_owned),
+            max_tokens: max_tokens(body),
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            preferred_backend: header(headers, "x-preferred-backend"),
+            credential: header(headers, "x-api-key").or_else(|| header(headers, "authorization")),
+            cache_read: None,
+            conversation: header(headers, "x-conversation-id"),
+            header_names: headers.keys().map(|k| k.as_str().to_owned()).collect(),
+            user_agent: header(headers, "user-agent"),
+        }
+    }
+}
+
+/// The output limit a request asks for, by either API's name.
+fn max_tokens(body: &Value) -> Option<u64> {
+    body.get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+}
+
+/// Why a request gets no model answer.
+enum Rejection {
+    /// An error answer, as the provider would give it (boxed: a response
+    /// is large beside the `Ok` of an output limit).
+    Answer(Box<Response>),
+    /// An injected hang: no answer at all.
+    Hang,
+}
+
 async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Response {
     let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    let max_tokens = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .and_then(Value::as_u64);
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let mut seen = SeenRequest {
-        path: match api {
-            Api::Anthropic => "/v1/messages".into(),
-            Api::OpenAi => "/v1/chat/completions".into(),
-        },
-        model: body.get("model").and_then(Value::as_str).map(str::to_owned),
-        max_tokens,
-        stream,
-        preferred_backend: header(&headers, "x-preferred-backend"),
-        credential: header(&headers, "x-api-key").or_else(|| header(&headers, "authorization")),
-        cache_read: None,
-        conversation: header(&headers, "x-conversation-id"),
-        header_names: headers.keys().map(|k| k.as_str().to_owned()).collect(),
-        user_agent: header(&headers, "user-agent"),
-    };
-    if s.options.require_key && seen.credential.is_none() {
-        lock(&s.seen).push(seen);
-        return error(
-            api,
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "x-api-key header is required",
-        );
-    }
-    let fault = lock(&s.faults).pop_front();
-    match fault {
-        Some(Fault::Hang) => {
+    let mut seen = SeenRequest::new(api, &headers, &body);
+    let max_tokens = match admit(&s, api, &body, &seen) {
+        Ok(max_tokens) => max_tokens,
+        Err(rejection) => {
             lock(&s.seen).push(seen);
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            return StatusCode::GATEWAY_TIMEOUT.into_response();
-        }
-        Some(Fault::Status(status, retry_after)) => {
-            lock(&s.seen).push(seen);
-            let kind = match status.as_u16() {
-                429 => "rate_limit_error",
-                529 => "overloaded_error",
-                _ => "api_error",
+            return match rejection {
+                Rejection::Answer(response) => *response,
+                Rejection::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    StatusCode::GATEWAY_TIMEOUT.into_response()
+                }
             };
-            let mut response = error(api, status, kind, "injected by the stand-in");
-            if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", HeaderValue::from(secs));
-            }
-            return response;
         }
-        None => {}
-    }
-    if !body.is_object() || !body.get("messages").is_some_and(Value::is_array) {
-        lock(&s.seen).push(seen);
-        return error(
-            api,
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "messages: Field required",
-        );
-    }
-    let Some(max_tokens) = max_tokens else {
-        lock(&s.seen).push(seen);
-        return error(
-            api,
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "max_tokens: Field required",
-        );
     };
-    if max_tokens == 0 && (api == Api::OpenAi || s.options.reject_zero_max_tokens) {
-        lock(&s.seen).push(seen);
-        return error(
-            api,
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "max_tokens: must be greater than or equal to 1",
-        );
-    }
-    let refusal = match api {
-        Api::Anthropic => crate::rules::anthropic(&body, max_tokens),
-        Api::OpenAi => crate::rules::openai(&body),
-    };
-    if let Some(refusal) = refusal {
-        lock(&s.seen).push(seen);
-        let mut response = error(
-            api,
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            refusal.message,
-        );
-        if api == Api::OpenAi {
-            // OpenAI names the field apart.
-            let body = json!({"error": {"type": "invalid_request_error", "message": refusal.message,
-                "param": refusal.field, "code": "unsupported_parameter"}});
-            response = (StatusCode::BAD_REQUEST, Json(body)).into_response();
-        }
-        return response;
-    }
     let model_name = body.get("model").and_then(Value::as_str).unwrap_or("");
     let minimum = s
         .options
@@ -343,12 +294,89 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
     let outcome = lock(&s.cache).serve(&prompt, Instant::now());
     seen.cache_read = Some(outcome.read);
     lock(&s.seen).push(seen);
+    answer(&s, api, &body, outcome, max_tokens)
+}
+
+/// The request's output limit if the provider would serve it; else the
+/// error it would give (a missing key, an injected fault, a malformed or
+/// refused request).
+fn admit(s: &Shared, api: Api, body: &Value, seen: &SeenRequest) -> Result<u64, Rejection> {
+    let invalid = |message: &str| {
+        Rejection::Answer(Box::new(error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            message,
+        )))
+    };
+    if s.options.require_key && seen.credential.is_none() {
+        return Err(Rejection::Answer(Box::new(error(
+            api,
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        ))));
+    }
+    if let Some(fault) = lock(&s.faults).pop_front() {
+        return Err(injected(api, fault));
+    }
+    if !body.is_object() || !body.get("messages").is_some_and(Value::is_array) {
+        return Err(invalid("messages: Field required"));
+    }
+    let Some(max_tokens) = seen.max_tokens else {
+        return Err(invalid("max_tokens: Field required"));
+    };
+    if max_tokens == 0 && (api == Api::OpenAi || s.options.reject_zero_max_tokens) {
+        return Err(invalid("max_tokens: must be greater than or equal to 1"));
+    }
+    let refusal = match api {
+        Api::Anthropic => crate::rules::anthropic(body, max_tokens),
+        Api::OpenAi => crate::rules::openai(body),
+    };
+    match refusal {
+        // OpenAI names the refused field apart.
+        Some(refusal) if api == Api::OpenAi => {
+            let body = json!({"error": {"type": "invalid_request_error", "message": refusal.message,
+                "param": refusal.field, "code": "unsupported_parameter"}});
+            Err(Rejection::Answer(Box::new(
+                (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+            )))
+        }
+        Some(refusal) => Err(invalid(refusal.message)),
+        None => Ok(max_tokens),
+    }
+}
+
+/// The answer to an injected fault.
+fn injected(api: Api, fault: Fault) -> Rejection {
+    match fault {
+        Fault::Hang => Rejection::Hang,
+        Fault::Status(status, retry_after) => {
+            let kind = match status.as_u16() {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                _ => "api_error",
+            };
+            let mut response = error(api, status, kind, "injected by the stand-in");
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+            }
+            Rejection::Answer(Box::new(response))
+        }
+    }
+}
+
+/// The model's answer, whole or streamed, with the cache's usage.
+fn answer(s: &Shared, api: Api, body: &Value, outcome: CacheOutcome, max_tokens: u64) -> Response {
     let model = body
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("standin")
         .to_owned();
     let words = reply_words(max_tokens);
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)

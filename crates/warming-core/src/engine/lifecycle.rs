@@ -105,16 +105,21 @@ impl Warmer {
     }
 
     pub(super) fn start_turn(&mut self, slot: u32, turn_id: Option<Box<str>>, now: Timestamp) {
+        let base = self.config.economics;
         let c = self.conv(slot);
         if let Some(start) = c.gap_start.take() {
             // The user came back: one more gap learned, here and globally.
             let gap = now.millis_since(start);
             let depth = c.depth;
+            // Without warming the cache would have died after the TTL: a
+            // longer gap that ends on a warm hit is a miss avoided.
+            let outlived_ttl = gap > c.economics(&base).ttl_ms;
+            let last_hit_read = c.gap_last_hit_read.take();
             let returned = Effect::TurnReturned {
                 conversation: c.id.clone(),
                 idle_ms: gap,
                 warms: c.warms_in_gap,
-                last_hit_read: c.gap_last_hit_read.take(),
+                miss_avoided_tokens: last_hit_read.filter(|_| outlived_ttl),
             };
             self.effects.push_back(returned);
             let c = self.conv(slot);

@@ -1,5 +1,7 @@
 //! Prices, the cache's TTL and the value of time: what a warm and a miss cost.
 
+use crate::Usage;
+
 /// Prices, the cache's TTL and the value of the user's time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Economics {
@@ -43,22 +45,80 @@ impl Economics {
     /// Dollars one warm of a `prefix`-token prefix costs (a cache read).
     #[must_use]
     pub fn warm_cost(&self, prefix: u64) -> f64 {
-        self.read_multiplier * self.input_price * prefix as f64
+        self.usage_cost(&Usage {
+            cache_read_tokens: prefix,
+            ..Usage::default()
+        })
     }
 
     /// Dollars `tokens` output tokens cost.
     #[must_use]
     pub fn output_cost(&self, tokens: u64) -> f64 {
-        self.output_multiplier * self.input_price * tokens as f64
+        self.usage_cost(&Usage {
+            output_tokens: tokens,
+            ..Usage::default()
+        })
+    }
+
+    /// Dollars a request with this `usage` costs: uncached input, cache
+    /// reads and writes, and output, each at its multiplier. The one price
+    /// formula behind the metrics, the simulator and the policies.
+    #[must_use]
+    #[doc(alias = "cost")]
+    pub fn usage_cost(&self, usage: &Usage) -> f64 {
+        self.input_price
+            * (usage.input_tokens as f64
+                + self.read_multiplier * usage.cache_read_tokens as f64
+                + self.write_multiplier * usage.cache_write_tokens as f64
+                + self.output_multiplier * usage.output_tokens as f64)
+    }
+
+    /// Dollars a turn saved by reading `tokens` from a warm cache instead of
+    /// re-writing them (time not counted): the worth of one miss avoided.
+    #[must_use]
+    pub fn miss_avoided_cost(&self, tokens: u64) -> f64 {
+        ((self.write_multiplier - self.read_multiplier) * self.input_price * tokens as f64).max(0.0)
     }
 
     /// Dollars a returning turn loses to a miss: re-writing the prefix
     /// instead of reading it, and waiting for its prefill.
     #[must_use]
     pub fn miss_cost(&self, prefix: u64) -> f64 {
-        let tokens =
-            (self.write_multiplier - self.read_multiplier) * self.input_price * prefix as f64;
+        let tokens = self.miss_avoided_cost(prefix);
         let waiting = self.lambda_per_sec * prefix as f64 / self.prefill_tokens_per_sec.max(1.0);
         tokens + waiting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The named costs are the one usage formula applied to their
+        /// usage, so metrics, simulator and policies cannot disagree.
+        #[test]
+        fn every_named_cost_is_the_usage_formula(
+            input in 0u64..10_000_000,
+            read in 0u64..10_000_000,
+            write in 0u64..10_000_000,
+            output in 0u64..10_000,
+        ) {
+            let e = Economics::default();
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+            let whole = e.usage_cost(&Usage { input_tokens: input, cache_read_tokens: read, cache_write_tokens: write, output_tokens: output });
+            let parts = e.usage_cost(&Usage { input_tokens: input, ..Usage::default() })
+                + e.warm_cost(read)
+                + e.usage_cost(&Usage { cache_write_tokens: write, ..Usage::default() })
+                + e.output_cost(output);
+            prop_assert!(close(whole, parts));
+            // Avoiding a miss saves the re-write minus the read, never less
+            // than nothing, and a miss costs at least that (plus waiting).
+            let avoided = e.miss_avoided_cost(read);
+            let rewrite = e.usage_cost(&Usage { cache_write_tokens: read, ..Usage::default() });
+            prop_assert!(close(avoided, rewrite - e.warm_cost(read)));
+            prop_assert!(e.miss_cost(read) >= avoided);
+        }
     }
 }

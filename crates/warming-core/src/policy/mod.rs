@@ -132,7 +132,7 @@ pub fn decide(
     match policy {
         Policy::Fixed => Ok(()),
         Policy::Pings(n) if view.warms_in_gap < n => Ok(()),
-        Policy::Pings(n) => Err(StopReason::PingLimit(n)),
+        Policy::Pings(n) => Err(StopReason::PingLimit { pings: n }),
         Policy::Breakeven => {
             let spent = f64::from(view.warms_in_gap + 1) * warm_cost;
             if spent <= economics.miss_cost(prefix) {
@@ -232,7 +232,7 @@ mod tests {
         assert!(decide(Policy::Pings(2), &e, &prior, &view(1, &[])).is_ok());
         assert_eq!(
             decide(Policy::Pings(2), &e, &prior, &view(2, &[])),
-            Err(StopReason::PingLimit(2))
+            Err(StopReason::PingLimit { pings: 2 })
         );
         assert!(decide(Policy::Fixed, &e, &prior, &view(1_000, &[])).is_ok());
     }

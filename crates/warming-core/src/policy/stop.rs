@@ -2,8 +2,18 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// Why a policy or a spend guard stopped warming.
-#[derive(Debug, Clone, Copy, PartialEq)]
+///
+/// In the state JSON it is `stop`, an object tagged by `code`
+/// (`{"code": "pingLimit", "pings": 2}`), beside `stoppedReason` in words.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "code",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum StopReason {
     /// The spend guard: the conversation has been idle for the most time
     /// warming allows (`max_idle_ms`), under every policy.
@@ -12,7 +22,10 @@ pub enum StopReason {
         max_idle_ms: u64,
     },
     /// `pings:N` sent its N warms in this gap.
-    PingLimit(u32),
+    PingLimit {
+        /// Warms allowed per gap.
+        pings: u32,
+    },
     /// `breakeven`: the warms of this gap cost as much as one miss.
     BreakevenReached,
     /// The provider refused the warm request (a 4xx): sending it again
@@ -66,8 +79,10 @@ impl StopReason {
                 "idle for {}, the most warming keeps a conversation warm (--max-idle)",
                 human_ms(*max_idle_ms)
             ),
-            Self::PingLimit(1) => f.write_str("sent the 1 warm allowed per idle gap (pings:1)"),
-            Self::PingLimit(n) => write!(f, "sent the {n} warms allowed per idle gap (pings:{n})"),
+            Self::PingLimit { pings: 1 } => f.write_str("sent the 1 warm allowed per idle gap (pings:1)"),
+            Self::PingLimit { pings } => {
+                write!(f, "sent the {pings} warms allowed per idle gap (pings:{pings})")
+            },
             Self::Refused => f.write_str(
                 "the provider refused the warm request (see lastError): sending it again would \
                  be refused again",
@@ -95,5 +110,34 @@ impl StopReason {
                 needed * 100.0
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_reads_back_from_its_json_with_its_figures() {
+        let stops = [
+            StopReason::IdleCap {
+                max_idle_ms: 3_600_000,
+            },
+            StopReason::PingLimit { pings: 2 },
+            StopReason::BelowMinimum {
+                estimate: 300,
+                minimum: 1_024,
+            },
+            StopReason::Refused,
+        ];
+        for stop in stops {
+            let json = serde_json::to_value(stop).unwrap();
+            assert!(json["code"].is_string(), "{json}");
+            assert_eq!(serde_json::from_value::<StopReason>(json).unwrap(), stop);
+        }
+        assert_eq!(
+            serde_json::to_string(&StopReason::PingLimit { pings: 2 }).unwrap(),
+            r#"{"code":"pingLimit","pings":2}"#
+        );
     }
 }

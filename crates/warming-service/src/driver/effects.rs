@@ -2,7 +2,6 @@
 //! through the store (their results reported back), records, notifications.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use warming_core::{Effect, PersistId, Template, WarmRecord, WarmRequest};
 
@@ -64,16 +63,12 @@ impl Driver {
                 Effect::RecordWarm(record) => self.record(record),
                 Effect::TurnReturned {
                     conversation,
-                    idle_ms,
-                    last_hit_read: Some(read),
+                    miss_avoided_tokens: Some(tokens),
                     ..
                 } => {
                     let template = self.warmer.template(&conversation);
-                    self.metrics.turn_after_warms(
-                        Duration::from_millis(idle_ms),
-                        read,
-                        template.as_deref().and_then(Template::model),
-                    );
+                    self.metrics
+                        .miss_avoided(tokens, template.as_deref().and_then(Template::model));
                 }
                 Effect::TurnReturned { .. } => {}
                 Effect::Notify(state) => {

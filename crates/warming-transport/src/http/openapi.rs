@@ -174,7 +174,11 @@ fn schemas() -> Value {
                 "lastError": nullable("string"),
                 "warmCount": {"type": "integer"},
                 "policy": {"type": "string"},
-                "stoppedReason": nullable("string")
+                "stoppedReason": nullable("string"),
+                "stop": {"type": ["object", "null"], "required": ["code"],
+                    "description": "stoppedReason for programs, tagged by code",
+                    "properties": {"code": {"type": "string", "enum": ["idleCap", "pingLimit",
+                        "breakevenReached", "refused", "nothingCached", "belowMinimum", "unlikelyReturn"]}}}
             }
         },
         "SettingsAnswer": {"allOf": [{"$ref": "#/components/schemas/ConversationState"},

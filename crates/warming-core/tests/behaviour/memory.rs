@@ -1,0 +1,132 @@
+//! What the engine remembers: restore, unknown ids, delete, eviction, JSON (behaviour 16).
+
+use crate::prelude::*;
+
+#[test]
+fn restore_resumes_enabled_conversations_once_each() {
+    let mut h = Harness::new();
+    h.warmer.restore(
+        h.now,
+        [
+            restored("future", true, Some(at(30_000))),
+            restored("missed", true, Some(Timestamp::from_millis(T0 - 3_600_000))),
+            restored("unscheduled", true, None),
+            restored("off", false, Some(at(10))),
+        ],
+    );
+    assert_eq!(h.state("future").next_warm_at, Some(at(30_000)));
+    assert_eq!(h.state("missed").next_warm_at, Some(at(1_000)));
+    assert_eq!(h.state("unscheduled").next_warm_at, Some(at(1_000)));
+    assert_eq!(h.state("off").next_warm_at, None);
+    assert_eq!(h.state("future").warm_count, 7);
+    assert_eq!(h.state("future").backend.as_deref(), Some("b9"));
+
+    // The conversation that missed an hour of warms warms once, not 60 times.
+    let effects = h.run_to_deadline();
+    let fired: Vec<_> = warms(&effects)
+        .iter()
+        .map(|w| w.conversation.to_string())
+        .collect();
+    assert_eq!(fired, ["missed", "unscheduled"]);
+    assert_eq!(warms(&effects)[0].preferred_backend.as_deref(), Some("b9"));
+}
+
+#[test]
+fn an_id_never_seen_reads_as_unknown_and_is_not_created() {
+    let mut h = Harness::new();
+    let s = h.state("nobody");
+    assert!(!s.known);
+    assert!(!s.enabled);
+    assert_eq!(h.warmer.conversations().count(), 0);
+    h.enable("someone");
+    assert!(h.state("someone").known);
+}
+
+#[test]
+fn a_deleted_conversation_is_forgotten_once_the_delete_commits() {
+    let mut h = Harness::new();
+    h.enable("d");
+    h.settle("d", "sys");
+    h.drain();
+    assert_eq!(h.warmer.delete(h.now, &id("never")), None);
+
+    // A failed delete changes nothing.
+    let op = h.warmer.delete(h.now, &id("d")).unwrap();
+    assert!(matches!(h.drain()[..], [Effect::PersistDelete { .. }]));
+    h.warmer.persisted(h.now, op, false);
+    assert!(h.state("d").known);
+    assert!(h.state("d").next_warm_at.is_some());
+
+    let op = h.warmer.delete(h.now, &id("d")).unwrap();
+    h.drain();
+    h.warmer.persisted(h.now, op, true);
+    let effects = h.drain();
+    // Nothing is written for it after its rows are gone.
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::SaveSchedule { .. })),
+        "{effects:?}"
+    );
+    assert!(effects.contains(&Effect::AbortGeneration {
+        conversation: id("d")
+    }));
+    let pushed = notifications(&effects);
+    assert!(!pushed[0].known);
+    assert_eq!(pushed[0].next_warm_at, None);
+    assert!(!h.state("d").known);
+    assert_eq!(h.warmer.conversations().count(), 0);
+    assert_eq!(h.warmer.poll_timeout(), None);
+    // The id can come back as a new conversation.
+    h.settle("d", "sys");
+    assert!(h.state("d").known);
+    assert!(!h.state("d").enabled);
+}
+
+#[test]
+fn idle_disabled_conversations_leave_memory_and_come_back_restored() {
+    let mut h = Harness::new();
+    h.settle("off", "sys");
+    h.enable("on");
+    h.settle("on", "sys");
+    h.drain();
+    // Not idle long enough yet.
+    assert!(h.warmer.evict_idle(h.now, 600_000).is_empty());
+    h.advance(600_000);
+    // Warming on: kept. Warming off and idle: evicted.
+    let evicted = h.warmer.evict_idle(h.now, 600_000);
+    assert_eq!(evicted, [id("off")]);
+    assert!(!h.state("off").known);
+    assert!(h.state("on").known);
+    assert_eq!(h.warmer.conversations().count(), 1);
+    // Its slot is reused by the next new conversation...
+    h.settle("new", "sys");
+    assert_eq!(h.warmer.conversations().count(), 2);
+    // ...and it comes back from storage as it was.
+    h.warmer.restore(h.now, [restored("off", false, None)]);
+    let s = h.state("off");
+    assert!(s.known && !s.enabled);
+    assert_eq!(s.warm_count, 7);
+}
+
+#[test]
+fn states_and_records_read_back_from_their_json() {
+    let mut h = Harness::new();
+    h.enable("j");
+    h.settle("j", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let record = h
+        .warmer
+        .warm_completed(h.now, &id("j"), token, Usage::anthropic(3, 5_000, 0))
+        .unwrap();
+    let state = h.state("j");
+    let json = serde_json::to_value(&state).unwrap();
+    assert_eq!(json["policy"], "fixed");
+    let back: warming_core::ConversationState = serde_json::from_value(json).unwrap();
+    assert_eq!(back, state);
+    let back: warming_core::WarmRecord =
+        serde_json::from_value(serde_json::to_value(&record).unwrap()).unwrap();
+    assert_eq!(back, record);
+    let bad = serde_json::json!("no spaces allowed");
+    assert!(serde_json::from_value::<ConversationId>(bad).is_err());
+}

@@ -1,0 +1,475 @@
+//! Policies, the idle cap and the guards that stop warming, with their reasons.
+
+use crate::prelude::*;
+
+#[test]
+fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
+    use warming_core::Policy;
+    let mut h = Harness::new();
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: None,
+            policy: Some(Some(Policy::Pings(2))),
+        },
+    );
+    h.settle("c", "sys");
+    for _ in 0..2 {
+        let token = warms(&h.run_to_deadline())[0].token;
+        h.warmer
+            .warm_completed(h.now, &id("c"), token, HIT)
+            .unwrap();
+        h.drain();
+    }
+    let effects = h.run_to_deadline();
+    assert!(warms(&effects).is_empty(), "a third warm was sent");
+    let pushed = notifications(&effects);
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].next_warm_at, None);
+    assert_eq!(pushed[0].policy, warming_core::Policy::Pings(2));
+    assert!(pushed[0]
+        .stopped_reason
+        .as_deref()
+        .unwrap()
+        .contains("2 warms"));
+    // History says so too.
+    let stop = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::RecordWarm(r) => Some(r),
+            _ => None,
+        })
+        .expect("the stop is recorded");
+    assert_eq!(stop.outcome, warming_core::WarmOutcome::Stopped);
+    assert!(stop.error.as_deref().unwrap().contains("2 warms"));
+    assert_eq!(h.warmer.poll_timeout(), None);
+
+    // The user comes back: a new gap, a new allowance.
+    h.warmer.turn_started(h.now, &id("c"));
+    h.settle("c", "sys");
+    let s = h.state("c");
+    assert_eq!(s.stopped_reason, None);
+    assert!(s.next_warm_at.is_some());
+}
+
+#[test]
+fn adaptive_stops_for_users_who_do_not_come_back_and_learns_from_returns() {
+    let adaptive = Config {
+        policy: warming_core::Policy::Adaptive,
+        ..Config::default()
+    };
+    let mut h = Harness::with_config(adaptive.clone());
+    // Fifty conversations that each had one turn and never came back.
+    for i in 0..50 {
+        let c = format!("gone-{i}");
+        h.settle(&c, "sys");
+    }
+    // Turns seconds old are not yet evidence that their users left: they
+    // count once their first TTL is over.
+    assert_eq!(h.warmer.prior().turns[0], 0);
+    h.advance(300_000);
+    h.warmer.handle_timeout(h.now);
+    assert_eq!(h.warmer.prior().turns[0], 50);
+    h.enable("c");
+    h.settle("c", "sys");
+    let effects = h.run_to_deadline();
+    assert!(warms(&effects).is_empty());
+    let reason = h.state("c").stopped_reason.unwrap();
+    assert!(reason.contains("unlikely"), "{reason}");
+
+    // Re-enabling lifts the stop (the user asked for it).
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    h.enable("c");
+    assert_eq!(h.state("c").stopped_reason, None);
+
+    // Users who come back a few minutes after each turn teach the prior.
+    let mut h = Harness::with_config(adaptive);
+    h.enable("loyal");
+    for _ in 0..30 {
+        h.settle("loyal", "sys");
+        h.advance(400_000);
+        h.warmer.turn_started(h.now, &id("loyal"));
+    }
+    h.settle("loyal", "sys");
+    assert_eq!(h.warmer.prior().returns.iter().sum::<u64>(), 30);
+    let effects = h.run_to_deadline();
+    assert_eq!(
+        warms(&effects).len(),
+        1,
+        "{:?}",
+        h.state("loyal").stopped_reason
+    );
+}
+
+#[test]
+fn a_restored_conversation_keeps_its_rhythm_for_the_policies() {
+    let mut h = Harness::new();
+    h.warmer.restore(h.now, [restored("r", true, None)]);
+    h.warmer.turn_started(h.now, &id("r"));
+    h.advance(1_000);
+    h.settle("r", "sys");
+    let effects = h.drain();
+    let rhythm = effects.iter().find_map(|e| match e {
+        Effect::SaveRhythm { depth, gaps, .. } => Some((*depth, gaps.clone())),
+        _ => None,
+    });
+    // The restored depth counts on, and the restored gaps stay (the restart
+    // had no gap open, so none is learned from it).
+    assert_eq!(rhythm, Some((5, vec![400_000, 410_000])));
+}
+
+/// Fifty one-turn conversations whose users never came back, counted: the
+/// evidence that made `adaptive` refuse to warm an opted-in conversation.
+fn harness_with_users_who_left() -> Harness {
+    let mut h = Harness::with_config(Config::default());
+    for i in 0..50 {
+        h.settle(&format!("gone-{i}"), "sys");
+    }
+    h.advance(300_000);
+    h.warmer.handle_timeout(h.now);
+    assert_eq!(h.warmer.prior().turns[0], 50);
+    h
+}
+
+#[test]
+fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
+    let mut h = harness_with_users_who_left();
+    h.enable("c");
+    h.settle("c", "sys");
+    assert_eq!(h.state("c").policy, warming_core::Policy::Fixed);
+    let settled_at = h.now;
+    // 4-minute interval, 1-hour cap: warms at 4, 8, ... 56 minutes.
+    let mut sent = 0;
+    loop {
+        let effects = h.run_to_deadline();
+        let Some(warm) = warms(&effects).first().map(|w| w.token) else {
+            break;
+        };
+        sent += 1;
+        h.warmer
+            .warm_completed(h.now, &id("c"), warm, Usage::anthropic(3, 5_000, 0));
+        let s = h.state("c");
+        assert!(s.next_warm_at.unwrap() > h.now, "{s:?}");
+    }
+    assert_eq!(sent, 14);
+    assert_eq!(h.now.millis_since(settled_at), 3_600_000);
+    let s = h.state("c");
+    assert_eq!(s.next_warm_at, None);
+    assert_eq!(
+        s.stopped,
+        Some(warming_core::StopReason::IdleCap {
+            max_idle_ms: 3_600_000
+        })
+    );
+    let reason = s.stopped_reason.unwrap();
+    assert!(reason.contains("idle for 1h"), "{reason}");
+    assert!(reason.contains("--max-idle"), "{reason}");
+    assert!(
+        reason.contains("next turn, a manual warm or re-enabling"),
+        "{reason}"
+    );
+
+    // A manual warm starts warming again, with the idle count reset.
+    let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    h.drain();
+    assert_eq!(h.state("c").stopped_reason, None);
+    let effects = h.run_to_deadline();
+    assert_eq!(warms(&effects).len(), 1);
+}
+
+#[test]
+fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
+    let mut h = Harness::with_config(Config {
+        max_idle_ms: 0,
+        ..Config::default()
+    });
+    h.enable("c");
+    h.settle("c", "sys");
+    for _ in 0..20 {
+        let effects = h.run_to_deadline();
+        let token = warms(&effects)[0].token;
+        h.warmer
+            .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    }
+    assert!(h.state("c").next_warm_at.is_some());
+
+    // Failing warms retry, but not past the cap.
+    let mut h = Harness::with_config(Config {
+        max_idle_ms: 60_000,
+        ..Config::default()
+    });
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(50_000.0),
+            ..Default::default()
+        },
+    );
+    h.settle("c", "sys");
+    let effects = h.run_to_deadline();
+    let token = warms(&effects)[0].token;
+    let failure = WarmFailure {
+        message: "upstream 500".into(),
+        retry_after_ms: None,
+        refused: false,
+    };
+    h.warmer.warm_failed(h.now, &id("c"), token, failure);
+    let retry = h.run_to_deadline();
+    assert_eq!(warms(&retry).len(), 1, "a retry inside the cap is sent");
+    let token = warms(&retry)[0].token;
+    let failure = WarmFailure {
+        message: "upstream 500".into(),
+        retry_after_ms: Some(40_000),
+        refused: false,
+    };
+    h.warmer.warm_failed(h.now, &id("c"), token, failure);
+    let late = h.run_to_deadline();
+    assert!(warms(&late).is_empty());
+    assert!(h.state("c").stopped_reason.unwrap().contains("idle for 1m"));
+}
+
+#[test]
+fn re_enabling_restarts_warming_after_the_idle_cap() {
+    let mut h = Harness::with_config(Config {
+        max_idle_ms: 600_000,
+        ..Config::default()
+    });
+    h.enable("c");
+    h.settle("c", "sys");
+    while h.state("c").stopped_reason.is_none() {
+        let effects = h.run_to_deadline();
+        if let Some(warm) = warms(&effects).first() {
+            let token = warm.token;
+            h.warmer
+                .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+        }
+    }
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    h.enable("c");
+    let s = h.state("c");
+    assert_eq!(s.stopped_reason, None);
+    // Its last warm was an interval ago: re-enabled, it warms at once.
+    let effects = h.drain();
+    assert_eq!(warms(&effects).len(), 1);
+    let token = warms(&effects)[0].token;
+    h.warmer
+        .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    assert!(h.state("c").next_warm_at.unwrap() > h.now);
+}
+
+#[test]
+fn enrolled_conversations_follow_the_enrolled_policy_and_a_persons_choice_wins() {
+    let mut h = harness_with_users_who_left();
+    // Nobody decided about "auto": enrolment turns it on, under adaptive.
+    let op = h.warmer.enroll(h.now, &id("auto"), None).unwrap();
+    assert!(
+        !h.state("auto").enabled,
+        "applied before the write committed"
+    );
+    h.warmer.persisted(h.now, op, true);
+    let s = h.state("auto");
+    assert!(s.enabled);
+    assert_eq!(s.policy, warming_core::Policy::Adaptive);
+    assert_eq!(h.warmer.enroll(h.now, &id("auto"), None), None);
+    h.settle("auto", "sys");
+    assert!(warms(&h.run_to_deadline()).is_empty());
+    assert!(h.state("auto").stopped_reason.unwrap().contains("adaptive"));
+
+    // A person who turned warming off is not overruled by enrolment.
+    h.set(
+        "off",
+        SettingsChange {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    assert_eq!(h.warmer.enroll(h.now, &id("off"), None), None);
+    assert!(!h.state("off").enabled);
+
+    // A person who turns an enrolled conversation on owns it: fixed. The
+    // cache may be cold by now: it is warmed at once.
+    h.enable("auto");
+    assert_eq!(warms(&h.drain()).len(), 1);
+    let s = h.state("auto");
+    assert_eq!(s.policy, warming_core::Policy::Fixed);
+    assert_eq!(s.stopped_reason, None);
+    h.settle("auto", "sys");
+    assert_eq!(warms(&h.run_to_deadline()).len(), 1);
+
+    // A failed enrolment write leaves the conversation as it was, and a
+    // later enrolment may try again.
+    let op = h
+        .warmer
+        .enroll(h.now, &id("flaky"), Some(30_000.0))
+        .unwrap();
+    h.warmer.persisted(h.now, op, false);
+    assert!(!h.state("flaky").enabled);
+    let op = h.warmer.enroll(h.now, &id("flaky"), Some(30_000.0));
+    assert!(op.is_some(), "a failed enrolment blocks the next one");
+}
+
+#[test]
+fn a_one_hour_cache_conversation_warms_just_inside_the_hour() {
+    let mut h = Harness::new();
+    h.enable("long");
+    let long = Arc::new(warming_core::Template::new(
+        serde_json::json!({"model": "m", "system": [{"type": "text", "text": "s",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}),
+        None,
+        None,
+    ));
+    h.warmer
+        .turn_settled(h.now, &id("long"), Some(long.clone()), None);
+    let s = h.state("long");
+    assert_eq!(s.interval_ms, 3_300_000);
+    assert_eq!(s.next_warm_at, Some(h.now.plus_millis(3_300_000)));
+    // A chosen interval is kept.
+    h.set(
+        "long",
+        SettingsChange {
+            interval_ms: Some(600_000.0),
+            ..Default::default()
+        },
+    );
+    assert_eq!(h.state("long").interval_ms, 600_000);
+}
+
+#[test]
+fn a_refused_warm_stops_warming_instead_of_retrying() {
+    let mut h = Harness::new();
+    h.enable("r");
+    h.settle("r", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let failure = WarmFailure {
+        message: "upstream 400: thinking: max_tokens must exceed budget_tokens".into(),
+        retry_after_ms: None,
+        refused: true,
+    };
+    h.warmer.warm_failed(h.now, &id("r"), token, failure);
+    let s = h.state("r");
+    assert_eq!(s.next_warm_at, None);
+    assert!(s.last_error.unwrap().contains("budget_tokens"));
+    assert!(s.stopped_reason.unwrap().contains("refused"));
+    assert_eq!(h.warmer.poll_timeout(), None);
+    // A new turn brings a new template: warming goes on.
+    h.warmer.turn_started(h.now, &id("r"));
+    h.settle("r", "sys");
+    assert!(h.state("r").next_warm_at.is_some());
+}
+
+#[test]
+fn a_prefix_the_provider_will_not_cache_is_not_warmed() {
+    let mut h = Harness::new();
+    h.enable("short");
+    let short = Arc::new(warming_core::Template::new(
+        serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "hi"}]}),
+        None,
+        None,
+    ));
+    h.warmer
+        .turn_settled(h.now, &id("short"), Some(short), None);
+    // Said at once: no countdown that would end in nothing.
+    assert_eq!(h.state("short").next_warm_at, None);
+    assert!(warms(&h.drain()).is_empty());
+    let reason = h.state("short").stopped_reason.unwrap();
+    assert!(
+        reason.contains("minimum cacheable length (1024)"),
+        "{reason}"
+    );
+
+    // A warm that read and wrote nothing (the provider cached nothing)
+    // stops the next ones too.
+    let mut h = Harness::new();
+    h.enable("plain");
+    h.settle("plain", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    h.warmer
+        .warm_completed(h.now, &id("plain"), token, Usage::anthropic(40, 0, 0));
+    let s = h.state("plain");
+    assert_eq!(s.next_warm_at, None);
+    assert!(s.stopped_reason.unwrap().contains("cached nothing"));
+}
+
+#[test]
+fn a_warm_that_must_think_costs_its_output_for_the_policies() {
+    let e = warming_core::Economics::default();
+    let prior = warming_core::ReturnPrior::default();
+    let view = |warm_output_tokens| warming_core::GapView {
+        idle_ms: 240_000,
+        warms_in_gap: 2,
+        interval_ms: 240_000,
+        prefix_tokens: 10_000,
+        depth: 3,
+        own_gaps: &[],
+        warm_output_tokens,
+    };
+    // Breakeven: three cheap warms fit in one miss; three that each think
+    // 1 025 tokens at 5x the input price do not.
+    let policy = warming_core::Policy::Breakeven;
+    assert!(warming_core::decide(policy, &e, &prior, &view(0)).is_ok());
+    assert!(warming_core::decide(policy, &e, &prior, &view(1_025)).is_err());
+}
+
+#[test]
+fn a_returning_turn_reports_its_gap_its_warms_and_the_miss_they_avoided() {
+    let mut h = Harness::new();
+    h.enable("g");
+    h.settle("g", "sys");
+    for _ in 0..2 {
+        let token = warms(&h.run_to_deadline())[0].token;
+        h.warmer
+            .warm_completed(h.now, &id("g"), token, Usage::anthropic(3, 7_000, 0));
+    }
+    h.drain();
+    h.advance(30_000);
+    h.warmer.turn_started(h.now, &id("g"));
+    let returned = |effects: Vec<Effect>| {
+        effects.into_iter().find_map(|e| match e {
+            Effect::TurnReturned {
+                idle_ms,
+                warms,
+                miss_avoided_tokens,
+                ..
+            } => Some((idle_ms, warms, miss_avoided_tokens)),
+            _ => None,
+        })
+    };
+    // 510 s away, past the 5-minute TTL, and the last warm read 7k tokens:
+    // the turn reads them instead of re-writing them.
+    assert_eq!(
+        returned(h.drain()),
+        Some((2 * 240_000 + 30_000, 2, Some(7_000)))
+    );
+    // Back within the TTL after one hit warm: the cache would have lived
+    // anyway, so warming avoided nothing.
+    h.settle("g", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    h.warmer
+        .warm_completed(h.now, &id("g"), token, Usage::anthropic(3, 7_000, 0));
+    h.advance(1_000);
+    h.warmer.turn_started(h.now, &id("g"));
+    assert_eq!(returned(h.drain()), Some((241_000, 1, None)));
+    // A gap without any warm reports none either.
+    h.settle("g", "sys");
+    h.advance(1_000);
+    h.warmer.turn_started(h.now, &id("g"));
+    assert_eq!(returned(h.drain()), Some((1_000, 0, None)));
+}

@@ -1,0 +1,74 @@
+//! Which headers cross the proxy: end-to-end ones both ways, never a
+//! hop's own, and the credentials warms may reuse.
+
+use axum::http::HeaderMap;
+use warming_service::{Credentials, ProviderKind, Secret};
+
+/// Headers that belong to one hop, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Names of headers listed in `Connection`, which are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The headers to pass on: all but hop-by-hop ones, those `Connection`
+/// lists, and `extra_drop`.
+pub(super) fn end_to_end(headers: &HeaderMap, extra_drop: &[&str]) -> HeaderMap {
+    let listed = connection_listed(headers);
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || extra_drop.contains(&n) || listed.iter().any(|l| l == n) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The credentials of a proxied turn, kept for its warms. `authorization`
+/// is left out when it carries warming's own token, not a provider key.
+pub(super) fn credentials(
+    kind: ProviderKind,
+    headers: &HeaderMap,
+    skip_authorization: bool,
+) -> Credentials {
+    Credentials {
+        kind,
+        headers: CREDENTIAL_HEADERS
+            .iter()
+            .filter(|name| !(skip_authorization && **name == "authorization"))
+            .filter_map(|name| {
+                let value = headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), Secret::new(value)))
+            })
+            .collect(),
+    }
+}
+
+/// Request headers warms may reuse (credentials and API selection).
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "x-api-key",
+    "authorization",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-organization",
+    "openai-project",
+];
