@@ -196,7 +196,7 @@ impl Warmer {
         self.invalidate_in_flight(slot);
         self.reconcile(slot, now, true);
         // Notified only now, after arming, so the update carries the new
-        // future nextWarmAt (the CR-4b bug).
+        // future nextWarmAt (behaviour 3 of docs/BEHAVIOUR.md).
         self.notify(slot);
     }
 }
