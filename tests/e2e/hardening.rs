@@ -456,7 +456,15 @@ async fn no_acknowledged_write_is_lost_to_kill_9() {
                 .iter()
                 .find(|r| r.conversation.as_str() == id)
                 .unwrap_or_else(|| panic!("round {round}: {id} lost"));
-            let template = row.template.as_ref().expect("template").request_json();
+            assert!(
+                row.template.is_some(),
+                "round {round}: {id} lost its template"
+            );
+            let template = storage
+                .template(&row.conversation)
+                .unwrap()
+                .expect("template");
+            let template = template.request_json().expect("a body");
             let (round_of, seq) = (mark / 1_000_000, mark % 1_000_000);
             let stored_seq = template
                 .split(&format!("R{round_of}-S"))

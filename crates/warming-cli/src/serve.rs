@@ -102,6 +102,11 @@ pub struct ServeArgs {
     /// Most history rows kept per conversation [default: 1000].
     #[arg(long, env = "WARMING_HISTORY_CAP")]
     pub history_cap: Option<usize>,
+    /// Memory for hot template blocks (system prompts, tools, messages)
+    /// read back to build warms, MiB; template bodies are not otherwise
+    /// kept in memory [default: 64].
+    #[arg(long, env = "WARMING_TEMPLATE_CACHE_MB")]
+    pub template_cache_mb: Option<u64>,
     /// How long a shutdown waits for requests in flight (proxied streams
     /// included) before cancelling them, ms [default: 10000].
     #[arg(long, env = "WARMING_SHUTDOWN_GRACE_MS")]
@@ -167,6 +172,8 @@ struct FileConfig {
     warm_concurrency: Option<usize>,
     #[serde(alias = "history_cap")]
     history_cap: Option<usize>,
+    #[serde(alias = "template_cache_mb")]
+    template_cache_mb: Option<u64>,
     #[serde(alias = "shutdown_grace_ms")]
     shutdown_grace_ms: Option<u64>,
     #[serde(alias = "proxy_first_byte_timeout_ms")]
@@ -371,6 +378,9 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(n) = args.history_cap.or(file.history_cap) {
         config.history_cap = n.max(1);
+    }
+    if let Some(mb) = args.template_cache_mb.or(file.template_cache_mb) {
+        config.template_cache_bytes = mb.saturating_mul(1 << 20);
     }
     if let Some(prices) = file.prices {
         if let Some((model, price)) = prices.iter().find(|(_, p)| !p.is_finite() || **p < 0.0) {

@@ -39,6 +39,7 @@ async fn restore(
 ) -> Result<(Arc<Storage>, Warmer), String> {
     let options = StorageOptions {
         history_cap: config.history_cap,
+        template_cache_bytes: config.template_cache_bytes,
         ..StorageOptions::default()
     };
     let (db, limits) = (config.db.clone(), config.limits);

@@ -36,6 +36,14 @@ pub fn rough_tokens(v: &Value) -> u64 {
 /// a long conversation costs several times its text), and construction strips
 /// credential keys anywhere in it, so a template is always safe to persist.
 ///
+/// A template may be *detached*: it keeps what the engine decides with (the
+/// model, the cacheable estimate, whether it asks for the 1-hour cache) but
+/// not the request itself, which lives in the embedder's store. With
+/// [`Config::detach_templates`](crate::Config::detach_templates) the engine
+/// keeps only detached templates, so memory does not grow with prompt sizes,
+/// and a [`WarmRequest`](crate::WarmRequest) carries one: the embedder reads
+/// the body back before sending the warm.
+///
 /// ```
 /// use warming_core::Template;
 /// let t = Template::new(
@@ -43,15 +51,20 @@ pub fn rough_tokens(v: &Value) -> u64 {
 ///     None,
 ///     None,
 /// );
-/// assert_eq!(t.request()["max_tokens"], 64);
-/// assert!(!t.request_json().contains("sk-secret"));
+/// assert_eq!(t.request().unwrap()["max_tokens"], 64);
+/// assert!(!t.request_json().unwrap().contains("sk-secret"));
 /// assert_eq!(t.model(), Some("m"));
+/// let detached = t.detach();
+/// assert!(detached.request_json().is_none());
+/// assert_eq!(detached.model(), Some("m"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Template {
     /// The provider request body (Anthropic Messages or OpenAI Chat), as
-    /// compact JSON without credentials.
-    request: Box<str>,
+    /// compact JSON without credentials; `None` once detached.
+    request: Option<Box<str>>,
+    /// Bytes of the request body.
+    bytes: u64,
     /// The model: given apart from the request, else the request's `model`.
     model: Option<String>,
     /// The app's working directory for the conversation, kept for display.
@@ -63,11 +76,32 @@ pub struct Template {
     long_ttl: bool,
 }
 
-/// Equal when the request, model and working directory are: the cached
-/// estimate is derived from them.
+/// What the engine keeps of a template whose body is stored elsewhere: a
+/// store saves it beside the body and restores a detached template from it
+/// ([`Template::from_summary`]) without reading the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSummary {
+    /// The model, if known.
+    pub model: Option<String>,
+    /// The app's working directory, if it gave one.
+    pub cwd: Option<String>,
+    /// [`Template::cacheable_tokens_estimate`].
+    pub cacheable_tokens: u64,
+    /// [`Template::long_ttl`].
+    pub long_ttl: bool,
+    /// [`Template::bytes`].
+    pub bytes: u64,
+}
+
+/// Equal when the request (or, for detached templates, its summary), model
+/// and working directory are: the cached estimate is derived from them.
 impl PartialEq for Template {
     fn eq(&self, other: &Self) -> bool {
-        self.request == other.request && self.model == other.model && self.cwd == other.cwd
+        let bodies = match (&self.request, &other.request) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.summary() == other.summary(),
+        };
+        bodies && self.model == other.model && self.cwd == other.cwd
     }
 }
 
@@ -100,13 +134,27 @@ impl Template {
         Some(Self::from_text(request_json, model, cwd))
     }
 
+    /// A detached template from what a store kept of it.
+    #[must_use]
+    pub fn from_summary(summary: TemplateSummary) -> Self {
+        Self {
+            request: None,
+            bytes: summary.bytes,
+            model: summary.model,
+            cwd: summary.cwd,
+            cacheable: std::sync::OnceLock::from(summary.cacheable_tokens),
+            long_ttl: summary.long_ttl,
+        }
+    }
+
     /// A template from compact JSON text known to be valid and scrubbed.
     fn from_text(request: String, model: Option<String>, cwd: Option<String>) -> Self {
         // Compact JSON: `"ttl":"1h"` appears only as a key and its value;
         // inside a string the quotes would be escaped.
         let long_ttl = request.contains(r#""ttl":"1h""#);
         Self {
-            request: request.into_boxed_str(),
+            bytes: request.len() as u64,
+            request: Some(request.into_boxed_str()),
             model,
             cwd,
             cacheable: std::sync::OnceLock::new(),
@@ -114,17 +162,48 @@ impl Template {
         }
     }
 
-    /// The request body to replay, parsed.
+    /// The same template without its body: what the engine keeps when the
+    /// body is stored elsewhere (the estimate is computed first).
     #[must_use]
-    pub fn request(&self) -> Value {
-        // Always valid: built from a `Value` or checked in `from_stored`.
-        serde_json::from_str(&self.request).unwrap_or(Value::Null)
+    pub fn detach(&self) -> Self {
+        Self::from_summary(self.summary())
     }
 
-    /// The request body as compact JSON text.
+    /// What a store keeps beside the body to restore a detached template.
     #[must_use]
-    pub fn request_json(&self) -> &str {
-        &self.request
+    pub fn summary(&self) -> TemplateSummary {
+        TemplateSummary {
+            model: self.model.clone(),
+            cwd: self.cwd.clone(),
+            cacheable_tokens: self.cacheable_tokens_estimate(),
+            long_ttl: self.long_ttl,
+            bytes: self.bytes,
+        }
+    }
+
+    /// Whether the body was left out ([`detach`](Self::detach)).
+    #[must_use]
+    pub fn is_detached(&self) -> bool {
+        self.request.is_none()
+    }
+
+    /// The request body to replay, parsed; `None` when detached.
+    #[must_use]
+    pub fn request(&self) -> Option<Value> {
+        // Always valid: built from a `Value` or checked in `from_stored`.
+        serde_json::from_str(self.request.as_deref()?).ok()
+    }
+
+    /// The request body as compact JSON text; `None` when detached.
+    #[must_use]
+    pub fn request_json(&self) -> Option<&str> {
+        self.request.as_deref()
+    }
+
+    /// Bytes of the request body (kept when detached).
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The model, if known.
@@ -143,7 +222,8 @@ impl Template {
     /// the model's minimum: with `cache_control` breakpoints (Anthropic), the
     /// tools, system and messages up to the last marked one (everything for
     /// a top-level `cache_control`); without any, the whole prompt (OpenAI
-    /// caches every prefix by itself).
+    /// caches every prefix by itself). A detached template keeps the figure
+    /// it had.
     ///
     /// ```
     /// use warming_core::Template;
@@ -156,7 +236,9 @@ impl Template {
     #[must_use]
     pub fn cacheable_tokens_estimate(&self) -> u64 {
         *self.cacheable.get_or_init(|| {
-            let request = self.request();
+            let (Some(text), Some(request)) = (self.request.as_deref(), self.request()) else {
+                return 0;
+            };
             let mut segments: Vec<&Value> = Vec::new();
             for key in ["tools", "system"] {
                 if let Some(v) = request.get(key) {
@@ -166,8 +248,8 @@ impl Template {
             if let Some(Value::Array(messages)) = request.get("messages") {
                 segments.extend(messages);
             }
-            let whole = request.get("cache_control").is_some()
-                || !self.request.contains("\"cache_control\"");
+            let whole =
+                request.get("cache_control").is_some() || !text.contains("\"cache_control\"");
             let cacheable = if whole {
                 segments.len()
             } else {
@@ -233,7 +315,7 @@ mod tests {
             Some("/tmp".into()),
         );
         assert_eq!(
-            t.request(),
+            t.request().unwrap(),
             json!({
                 "model": "claude",
                 "max_tokens": 100,
@@ -255,5 +337,30 @@ mod tests {
     fn an_explicit_model_wins_over_the_request() {
         let t = Template::new(json!({"model": "a"}), Some("b".into()), None);
         assert_eq!(t.model(), Some("b"));
+    }
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_detached_template_keeps_what_the_engine_decides_with() {
+        let t = Template::new(
+            json!({"model": "m", "system": [{"type": "text", "text": "x".repeat(8_000),
+                "cache_control": {"type": "ephemeral", "ttl": "1h"}}], "messages": []}),
+            None,
+            Some("/w".into()),
+        );
+        let d = t.detach();
+        assert!(d.is_detached() && !t.is_detached());
+        assert_eq!(d.request(), None);
+        assert_eq!(d.cacheable_tokens_estimate(), t.cacheable_tokens_estimate());
+        assert!(d.long_ttl());
+        assert_eq!(d.bytes(), t.bytes());
+        assert_eq!((d.model(), d.cwd()), (Some("m"), Some("/w")));
+        assert_eq!(Template::from_summary(t.summary()), d);
+        assert_eq!(d, t);
     }
 }

@@ -15,6 +15,7 @@
 //! - `generations`: proxied generations and their in-memory credentials.
 //! - `metrics`: what `/metrics` exports.
 
+pub mod blocks;
 mod driver;
 mod error;
 pub mod generations;

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, Timestamp, Usage, WarmFailure, WarmKind, WarmRecord,
-    WarmRequest,
+    ConversationId, IntervalLimits, Restored, Template, Timestamp, Usage, WarmFailure, WarmKind,
+    WarmRecord, WarmRequest,
 };
 
 use crate::Write;
@@ -74,6 +74,15 @@ pub trait Store: Send + Sync + 'static {
         conversation: &ConversationId,
         limits: &IntervalLimits,
     ) -> Result<Option<Restored>, StoreError>;
+
+    /// The stored warm template of a conversation, with its body: the
+    /// service keeps templates [detached](Template::detach) and reads the
+    /// body back here before each warm. `None` if none is stored.
+    /// Blocking: the service calls it off the async threads.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read failed.
+    fn template(&self, conversation: &ConversationId) -> Result<Option<Template>, StoreError>;
 }
 
 /// Which provider API a request speaks.

@@ -33,6 +33,7 @@
 mod error;
 mod read;
 mod schema;
+mod templates;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
-use warming_core::{ConversationId, IntervalLimits, Restored, WarmRecord};
+use warming_core::{ConversationId, IntervalLimits, Restored, Template, WarmRecord};
 
 pub use error::{OpenError, ReadError, WriteError};
 pub use schema::SCHEMA_VERSION;
@@ -57,6 +58,9 @@ pub struct StorageOptions {
     /// Most writes committed in one transaction. Default 512; 1 turns group
     /// commit off (one transaction per write), for comparison.
     pub max_batch: usize,
+    /// Bytes of template blocks kept in memory for building warms
+    /// (`--template-cache-mb`). Default 64 MiB.
+    pub template_cache_bytes: u64,
 }
 
 impl Default for StorageOptions {
@@ -64,6 +68,7 @@ impl Default for StorageOptions {
         Self {
             history_cap: 1_000,
             max_batch: 512,
+            template_cache_bytes: 64 << 20,
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Storage {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Connection for reads; a mutex because `Connection` is not `Sync`.
     reader: Mutex<Connection>,
+    /// Hot template blocks.
+    blocks: templates::BlockCache,
     /// The database file, for messages.
     path: PathBuf,
 }
@@ -106,6 +113,7 @@ impl Storage {
             jobs,
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
+            blocks: templates::block_cache(options.template_cache_bytes),
             path: path.to_owned(),
         })
     }
@@ -209,6 +217,15 @@ impl Storage {
         read::history(&self.reader(), conversation, limit)
     }
 
+    /// The conversation's stored template with its body, assembled from its
+    /// blocks (hot ones from memory). Blocking.
+    ///
+    /// # Errors
+    /// [`ReadError`] when SQLite refuses the query.
+    pub fn template(&self, conversation: &ConversationId) -> Result<Option<Template>, ReadError> {
+        templates::read(&self.reader(), &self.blocks, conversation)
+    }
+
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave the connection in a
         // state worse than SQLite's own transaction rollback.
@@ -264,6 +281,14 @@ impl warming_service::Store for Storage {
         limits: &IntervalLimits,
     ) -> Result<Option<Restored>, warming_service::StoreError> {
         read::load_one(&self.reader(), conversation, limits)
+            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+    }
+
+    fn template(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<Template>, warming_service::StoreError> {
+        Storage::template(self, conversation)
             .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
     }
 }

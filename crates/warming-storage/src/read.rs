@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, Row};
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, Settings, Template, Timestamp, Usage, WarmKind,
-    WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
+    ConversationId, IntervalLimits, Restored, Settings, Template, TemplateSummary, Timestamp,
+    Usage, WarmKind, WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
 };
 
 use crate::ReadError;
@@ -21,7 +21,8 @@ fn count(n: Option<i64>) -> u64 {
 
 /// The columns `restore_row` reads, in its order.
 const RESTORED_COLUMNS: &str = "id, settings, request, model, cwd, next_warm_at, backend,
-    last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps, idle_since";
+    last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps, idle_since,
+    layout IS NOT NULL, cacheable_tokens, long_ttl, template_bytes";
 
 /// Every conversation with its settings, template, schedule, backend and
 /// stats, in one pass. Rows with an invalid id are skipped with a warning;
@@ -70,7 +71,19 @@ fn restore_row(
         .map(|raw| Settings::parse_json(&raw, limits));
     let request: Option<String> = row.get(2)?;
     let (model, cwd) = (row.get(3)?, row.get(4)?);
-    let template = request.and_then(|raw| Template::from_stored(raw, model, cwd));
+    // Stored as blocks: restored detached, from its summary, without
+    // reading the body (the service reads it back for each warm).
+    let template = if row.get::<_, bool>(15)? {
+        Some(Template::from_summary(TemplateSummary {
+            model,
+            cwd,
+            cacheable_tokens: count(row.get(16)?),
+            long_ttl: row.get::<_, Option<bool>>(17)?.unwrap_or(false),
+            bytes: count(row.get(18)?),
+        }))
+    } else {
+        request.and_then(|raw| Template::from_stored(raw, model, cwd))
+    };
     Ok(Restored {
         conversation,
         settings,

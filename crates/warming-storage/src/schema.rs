@@ -7,11 +7,21 @@ use rusqlite::Connection;
 
 use crate::OpenError;
 
+/// One schema step: SQL, then (for steps that move data) a Rust pass.
+struct Migration {
+    sql: &'static str,
+    data: Option<fn(&Connection) -> rusqlite::Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, data: None }
+}
+
 /// Migrations in order; `PRAGMA user_version` counts how many ran.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: conversations with their settings, template, schedule, backend and
     // the stats of their warms, plus the warm history.
-    "CREATE TABLE conversations (
+    sql("CREATE TABLE conversations (
         id                TEXT PRIMARY KEY NOT NULL,
         settings          TEXT,
         request           TEXT,
@@ -41,19 +51,35 @@ const MIGRATIONS: &[&str] = &[
         backend            TEXT,
         error              TEXT
     );
-    CREATE INDEX warm_history_by_conversation ON warm_history(conversation, seq);",
+    CREATE INDEX warm_history_by_conversation ON warm_history(conversation, seq);"),
     // 2: when each warm was due, so lateness is visible.
-    "ALTER TABLE warm_history ADD COLUMN due_at INTEGER;",
+    sql("ALTER TABLE warm_history ADD COLUMN due_at INTEGER;"),
     // 3: small values of the whole service (the learned return prior).
-    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);",
+    sql("CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"),
     // 4: each conversation's rhythm, for the adaptive policy after a restart.
-    "ALTER TABLE conversations ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+    sql(
+        "ALTER TABLE conversations ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE conversations ADD COLUMN gaps TEXT;",
+    ),
     // 5: when each conversation's idle time began, for the idle cap.
-    "ALTER TABLE conversations ADD COLUMN idle_since INTEGER;",
+    sql("ALTER TABLE conversations ADD COLUMN idle_since INTEGER;"),
     // 6: which request each warm sent, and the output it generated.
-    "ALTER TABLE warm_history ADD COLUMN kind TEXT;
-     ALTER TABLE warm_history ADD COLUMN output_tokens INTEGER;",
+    sql("ALTER TABLE warm_history ADD COLUMN kind TEXT;
+     ALTER TABLE warm_history ADD COLUMN output_tokens INTEGER;"),
+    // 7: templates as content-addressed blocks, each stored once; every
+    // stored request moves into them.
+    Migration {
+        sql: "CREATE TABLE template_blocks (
+            hash BLOB PRIMARY KEY NOT NULL,
+            body TEXT NOT NULL,
+            refs INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        ALTER TABLE conversations ADD COLUMN layout TEXT;
+        ALTER TABLE conversations ADD COLUMN cacheable_tokens INTEGER;
+        ALTER TABLE conversations ADD COLUMN long_ttl INTEGER;
+        ALTER TABLE conversations ADD COLUMN template_bytes INTEGER;",
+        data: Some(crate::templates::migrate_requests_to_blocks),
+    },
 ];
 
 /// The schema version this build writes.
@@ -160,7 +186,10 @@ pub fn open_and_migrate(path: &Path) -> Result<Connection, OpenError> {
     let start = usize::try_from(found).unwrap_or(0);
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(start) {
         let tx = conn.transaction().map_err(sqlite)?;
-        tx.execute_batch(migration).map_err(sqlite)?;
+        tx.execute_batch(migration.sql).map_err(sqlite)?;
+        if let Some(data) = migration.data {
+            data(&tx).map_err(sqlite)?;
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)
             .map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;

@@ -127,21 +127,7 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
         Write::Template {
             conversation,
             template,
-        } => {
-            let request = template.request_json();
-            conn.prepare_cached(
-                "INSERT INTO conversations (id, request, model, cwd) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(id) DO UPDATE SET
-                   request = excluded.request, model = excluded.model, cwd = excluded.cwd",
-            )?
-            .execute(params![
-                conversation.as_str(),
-                request,
-                template.model(),
-                template.cwd()
-            ])?;
-            Ok(())
-        }
+        } => crate::templates::store(conn, conversation, template),
         Write::Schedule {
             conversation,
             next_warm_at,
@@ -171,6 +157,7 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
             Ok(())
         }
         Write::Delete { conversation } => {
+            crate::templates::forget(conn, conversation)?;
             let id = conversation.as_str();
             conn.prepare_cached("DELETE FROM warm_history WHERE conversation = ?1")?
                 .execute([id])?;

@@ -6,8 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, Usage, WarmFailure, WarmRecord, WarmRequest,
-    WarmStats,
+    ConversationId, IntervalLimits, Restored, Template, Usage, WarmFailure, WarmRecord,
+    WarmRequest, WarmStats,
 };
 use warming_service::{
     Ack, BoxFuture, Credentials, Provider, Store, StoreError, WarmAnswer, Write,
@@ -44,6 +44,13 @@ impl MemoryStore {
     /// Refuses the next `count` writes.
     pub fn fail_next(&self, count: usize) {
         lock(&self.inner).failing = count;
+    }
+
+    /// Drops every stored template, as a damaged database would.
+    pub fn forget_templates(&self) {
+        lock(&self.inner)
+            .writes
+            .retain(|w| !matches!(w, Write::Template { .. }));
     }
 
     /// Every write committed so far, in order.
@@ -141,6 +148,12 @@ impl Store for MemoryStore {
             }
         }
         Ok(found)
+    }
+
+    fn template(&self, conversation: &ConversationId) -> Result<Option<Template>, StoreError> {
+        Ok(self
+            .load(conversation, &IntervalLimits::default())?
+            .and_then(|restored| restored.template))
     }
 }
 

@@ -43,8 +43,13 @@ impl Service {
         let store = MemoryStore::new();
         let provider = ScriptedProvider::hits(5_000);
         let stop = CancellationToken::new();
+        // As `warming serve` runs it: template bodies live in the store.
+        let config = Config {
+            detach_templates: true,
+            ..Config::default()
+        };
         let (driver, task) = warming_service::spawn(
-            Warmer::new(Config::default()),
+            Warmer::new(config),
             Arc::new(store.clone()),
             Arc::new(provider.clone()),
             Arc::new(TokioClock::starting_at(Timestamp::from_millis(START))),
@@ -126,6 +131,63 @@ async fn a_write_the_store_refuses_is_an_error_and_changes_nothing() {
     assert!(
         matches!(settled, Err(ServiceError::Storage(_))),
         "{settled:?}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn warms_are_built_from_the_stored_body_of_the_last_template_stored() {
+    let service = Service::start();
+    service.enable("c", 60_000.0).await;
+    let request = |text: &str| {
+        Some(Arc::new(Template::new(
+            json!({"model": "claude-test", "system": "s", "messages": [{"role": "user", "content": text}]}),
+            None,
+            None,
+        )))
+    };
+    let first = request("first");
+    service
+        .driver
+        .turn_settled(id("c"), first.clone(), None)
+        .await
+        .unwrap();
+    // A next settle whose writes fail (its rhythm and its template): memory
+    // goes back to the first, which the store still holds.
+    service.store.fail_next(2);
+    let refused = service
+        .driver
+        .turn_settled(id("c"), request("second"), None)
+        .await;
+    assert!(matches!(refused, Err(ServiceError::Storage(_))));
+    tokio::time::sleep(Duration::from_millis(60_500)).await;
+    let sent = service.provider.sent();
+    assert_eq!(sent.len(), 1);
+    // The warm carries the stored body byte for byte, not a detached stub.
+    assert_eq!(
+        sent[0].template.request_json(),
+        first.as_deref().unwrap().request_json()
+    );
+    service.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_warm_whose_template_is_not_stored_fails_with_a_reason() {
+    let service = Service::start();
+    service.enable("c", 60_000.0).await;
+    service
+        .driver
+        .turn_settled(id("c"), template(), None)
+        .await
+        .unwrap();
+    // The stored template is gone (the database was edited by hand).
+    service.store.forget_templates();
+    tokio::time::sleep(Duration::from_millis(60_500)).await;
+    assert!(service.provider.sent().is_empty());
+    let state = service.driver.get(id("c")).await.unwrap();
+    assert_eq!(
+        state.last_error.as_deref(),
+        Some("the warm template is not in storage")
     );
     service.stop().await;
 }

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub warm_concurrency: usize,
     /// Most history rows kept per conversation.
     pub history_cap: usize,
+    /// Bytes of hot template blocks kept in memory to build warms.
+    pub template_cache_bytes: u64,
     /// Prices for the cost estimate in `/metrics`.
     pub pricing: warming_service::metrics::Pricing,
     /// The warming policy of conversations a person enabled that do not
@@ -107,6 +109,7 @@ impl ServerConfig {
             warm_timeout: Duration::from_secs(30),
             warm_concurrency: 64,
             history_cap: 1_000,
+            template_cache_bytes: 64 << 20,
             pricing: warming_service::metrics::Pricing::default(),
             policy: warming_core::Policy::Fixed,
             proxy_policy: warming_core::Policy::Adaptive,
@@ -166,6 +169,8 @@ impl ServerConfig {
             max_idle_ms: u64::try_from(self.max_idle.as_millis()).unwrap_or(u64::MAX),
             economics: self.economics,
             min_cacheable_overrides: self.min_cacheable_overrides.clone(),
+            // The store keeps template bodies; memory keeps what decides.
+            detach_templates: true,
             ..warming_core::Config::default()
         }
     }

@@ -254,6 +254,7 @@ impl Warmer {
     pub fn restore(&mut self, now: Timestamp, conversations: impl IntoIterator<Item = Restored>) {
         let now = self.tick(now);
         let limits = self.config.limits;
+        let detach = self.config.detach_templates;
         let restore_at = now.plus_millis(self.config.restore_delay_ms.max(1));
         for restored in conversations {
             if self.knows(&restored.conversation) {
@@ -271,7 +272,9 @@ impl Warmer {
             };
             c.settings = settings;
             c.projected = settings;
-            c.template = restored.template.map(Arc::new);
+            c.template = restored
+                .template
+                .map(|t| Arc::new(if detach { t.detach() } else { t }));
             c.backend = restored.backend.map(Arc::from);
             c.stats = restored.stats;
             c.depth = restored.depth;

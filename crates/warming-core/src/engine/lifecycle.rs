@@ -182,9 +182,14 @@ impl Warmer {
             let seq = self.resolutions.open(due, depth);
             self.conv(slot).uncounted_turn = Some(seq);
         }
+        let detach = self.config.detach_templates;
         let c = self.conv(slot);
         if let Some(template) = template {
-            c.template = Some(template.clone());
+            c.template = Some(if detach {
+                Arc::new(template.detach())
+            } else {
+                template.clone()
+            });
             let conversation = c.id.clone();
             self.effects.push_back(Effect::SaveTemplate {
                 conversation,

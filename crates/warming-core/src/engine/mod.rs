@@ -56,6 +56,13 @@ pub struct Config {
     /// Minimum cacheable tokens by model-name prefix, before the built-in
     /// table ([`crate::MINIMUM_CACHEABLE_TOKENS`]). Default none.
     pub min_cacheable_overrides: Vec<(String, u64)>,
+    /// Keep only [detached](Template::detach) templates in memory: the
+    /// body goes out in [`Effect::SaveTemplate`] and every
+    /// [`WarmRequest::template`] is detached, so the embedder reads the body
+    /// back from its store before sending a warm. For services holding many
+    /// conversations with long prompts. Default `false`: warms carry their
+    /// body and the embedder needs no store.
+    pub detach_templates: bool,
 }
 
 impl Default for Config {
@@ -69,6 +76,7 @@ impl Default for Config {
             max_idle_ms: 3_600_000,
             economics: Economics::default(),
             min_cacheable_overrides: Vec::new(),
+            detach_templates: false,
         }
     }
 }

@@ -97,7 +97,10 @@ fn a_new_template_replaces_the_old_one() {
     h.advance(10);
     h.settle("c", "second");
     let effects = h.run_to_deadline();
-    assert_eq!(warms(&effects)[0].template.request()["system"], "second");
+    assert_eq!(
+        warms(&effects)[0].template.request().unwrap()["system"],
+        "second"
+    );
 }
 
 #[test]

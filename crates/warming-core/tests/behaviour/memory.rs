@@ -130,3 +130,52 @@ fn states_and_records_read_back_from_their_json() {
     let bad = serde_json::json!("no spaces allowed");
     assert!(serde_json::from_value::<ConversationId>(bad).is_err());
 }
+
+#[test]
+fn detached_templates_leave_the_body_to_the_store_and_warms_alike() {
+    let mut h = Harness::with_config(Config {
+        detach_templates: true,
+        ..Config::default()
+    });
+    h.enable("d");
+    h.drain();
+    let body = template("long system prompt");
+    h.warmer
+        .turn_settled(h.now, &id("d"), Some(body.clone()), None);
+    // The store gets the whole body; the engine keeps only what it decides
+    // with.
+    let saved = h.drain().into_iter().find_map(|e| match e {
+        Effect::SaveTemplate { template, .. } => Some(template),
+        _ => None,
+    });
+    assert_eq!(saved.unwrap().request_json(), body.request_json());
+    let kept = h.warmer.template(&id("d")).unwrap();
+    assert!(kept.is_detached());
+    assert_eq!(kept.model(), body.model());
+    // The warm names the conversation and carries the detached template:
+    // the embedder reads the body back from its store.
+    let effects = h.run_to_deadline();
+    let warm = warms(&effects)[0];
+    assert_eq!(warm.conversation, id("d"));
+    assert!(warm.template.is_detached());
+    // A restored conversation is detached as well.
+    let mut restored = Harness::with_config(Config {
+        detach_templates: true,
+        ..Config::default()
+    });
+    restored.warmer.restore(
+        restored.now,
+        [Restored {
+            conversation: id("r"),
+            settings: None,
+            template: Some((*body).clone()),
+            next_warm_at: None,
+            backend: None,
+            stats: WarmStats::default(),
+            depth: 0,
+            gaps: Vec::new(),
+            idle_since: None,
+        }],
+    );
+    assert!(restored.warmer.template(&id("r")).unwrap().is_detached());
+}

@@ -17,7 +17,7 @@ fn a_due_deadline_emits_a_warm_with_a_fresh_token_template_and_backend() {
     let w1 = warms(&first)[0].clone();
     assert_eq!(w1.trigger, WarmTrigger::Scheduled);
     assert_eq!(w1.preferred_backend.as_deref(), Some("replica-7"));
-    assert_eq!(w1.template.request()["system"], "sys");
+    assert_eq!(w1.template.request().unwrap()["system"], "sys");
     assert_eq!(h.now, at(240_000));
 
     h.warmer.warm_completed(h.now, &id("c"), w1.token, HIT);

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use warming_core::{Effect, PersistId, Template, WarmRecord, WarmRequest};
+use warming_core::{Effect, PersistId, Template, WarmFailure, WarmRecord, WarmRequest};
 
 use super::{Driver, PersistWaiter, WarmDone, PRIOR_KEY};
-use crate::ports::StoreError;
+use crate::ports::{Store, StoreError};
 use crate::{ServiceError, Write};
 
 impl Driver {
@@ -126,11 +126,15 @@ impl Driver {
         let credentials = self.generations.credentials(&warm.conversation);
         let token = warm.token;
         tracing::debug!(conversation = %warm.conversation, token = token.get(), trigger = warm.trigger.as_str(), "warming");
+        let store = self.storage.clone();
         let task = tokio::spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            let result = provider.warm(&warm, credentials.as_ref()).await;
+            let result = match with_body(store, warm.clone()).await {
+                Ok(warm) => provider.warm(&warm, credentials.as_ref()).await,
+                Err(failure) => Err(failure),
+            };
             let _ = done.send(WarmDone {
                 conversation: warm.conversation,
                 token,
@@ -192,5 +196,33 @@ impl Driver {
             key: PRIOR_KEY,
             value: self.warmer.prior().to_json(),
         });
+    }
+}
+
+/// The warm with its template's body: read back from the store when the
+/// engine keeps templates detached (the store's copy is the one the engine
+/// last saved: its writes are FIFO and a settle answers once they commit).
+async fn with_body(
+    store: Arc<dyn Store>,
+    mut warm: WarmRequest,
+) -> Result<WarmRequest, WarmFailure> {
+    if !warm.template.is_detached() {
+        return Ok(warm);
+    }
+    let conversation = warm.conversation.clone();
+    let read = tokio::task::spawn_blocking(move || store.template(&conversation)).await;
+    let failure = |message: String| WarmFailure {
+        message,
+        retry_after_ms: None,
+        refused: false,
+    };
+    match read {
+        Ok(Ok(Some(template))) => {
+            warm.template = Arc::new(template);
+            Ok(warm)
+        }
+        Ok(Ok(None)) => Err(failure("the warm template is not in storage".into())),
+        Ok(Err(e)) => Err(failure(format!("cannot read the warm template: {e}"))),
+        Err(e) => Err(failure(format!("cannot read the warm template: {e}"))),
     }
 }

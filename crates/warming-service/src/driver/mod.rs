@@ -304,7 +304,10 @@ impl Driver {
                     warmer.turn_settled(t, &id, template.clone(), request_started_at);
                 });
                 let state = self.warmer.state(&id);
-                match template {
+                // What the engine now holds (detached when the engine keeps
+                // templates so): the one to take back if the writes fail.
+                let installed = template.and_then(|_| self.warmer.template(&id));
+                match installed {
                     // If its writes fail, the template is taken back.
                     Some(template) => {
                         let refused = self.refused.clone();

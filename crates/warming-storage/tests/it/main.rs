@@ -1,5 +1,6 @@
 //! Integration tests of the SQLite adapter, on real files in temp dirs.
 
+mod blocks;
 mod crash;
 mod failure;
 mod open;

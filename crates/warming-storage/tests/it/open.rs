@@ -102,6 +102,10 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
              ALTER TABLE conversations DROP COLUMN depth; ALTER TABLE conversations DROP COLUMN gaps;
              ALTER TABLE conversations DROP COLUMN idle_since;
              ALTER TABLE warm_history DROP COLUMN kind; ALTER TABLE warm_history DROP COLUMN output_tokens;
+             DROP TABLE template_blocks; ALTER TABLE conversations DROP COLUMN layout;
+             ALTER TABLE conversations DROP COLUMN cacheable_tokens;
+             ALTER TABLE conversations DROP COLUMN long_ttl;
+             ALTER TABLE conversations DROP COLUMN template_bytes;
              PRAGMA user_version = 1;",
         )
             .unwrap();

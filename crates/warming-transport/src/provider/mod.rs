@@ -194,7 +194,10 @@ impl ProviderClient {
         warm: &WarmRequest,
         one_token: bool,
     ) -> Result<(String, String, Option<WarmKind>), SendError> {
-        let mut request = warm.template.request();
+        // A detached template (no body) is the driver's to fill in first.
+        let Some(mut request) = warm.template.request() else {
+            return Err(SendError::BadTemplate);
+        };
         let Some(object) = request.as_object_mut() else {
             return Err(SendError::BadTemplate);
         };
