@@ -4,7 +4,7 @@ local threads = {}
 local counter = 0
 local n = tonumber(os.getenv("CONVERSATIONS") or "100000")
 local stride = tonumber(os.getenv("WRK_THREADS") or "2")
-local body = '{"request":{"model":"claude-bench","max_tokens":256,"system":[{"type":"text","text":"You are a benchmark.","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}]}}'
+dofile("bench/body.lua")
 
 setup = function(thread)
   thread:set("tid", #threads)
@@ -20,5 +20,5 @@ request = function()
       {["content-type"] = "application/json"}, '{"enabled":true,"intervalMs":' .. os.getenv("INTERVAL_MS") .. '}')
   end
   return wrk.format("POST", "/v1/conversations/" .. id .. "/turn-settled",
-    {["content-type"] = "application/json"}, body)
+    {["content-type"] = "application/json"}, settle_body(id))
 end

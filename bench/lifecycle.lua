@@ -1,6 +1,6 @@
 -- wrk script: alternating turn-started / turn-settled over 10 000 conversations.
 local counter = 0
-local body = '{"request":{"model":"claude-bench","max_tokens":256,"system":[{"type":"text","text":"You are a benchmark.","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}]}}'
+dofile("bench/body.lua")
 
 request = function()
   counter = counter + 1
@@ -9,5 +9,5 @@ request = function()
     return wrk.format("POST", "/v1/conversations/" .. id .. "/turn-started", {}, "")
   end
   return wrk.format("POST", "/v1/conversations/" .. id .. "/turn-settled",
-    {["content-type"] = "application/json"}, body)
+    {["content-type"] = "application/json"}, settle_body(id))
 end

@@ -4,7 +4,9 @@
 #     with the same routes, same machine, same run; reports the ratio;
 #  2. warm-fire lateness (fire time minus scheduled time) p50/p99 with N armed
 #     conversations on a short interval against the provider stand-in.
-# Usage: bench/serve.sh [CONVERSATIONS=100000] [INTERVAL_MS=60000]
+# Usage: [SYSTEM_KB=48] bench/serve.sh [CONVERSATIONS=100000] [INTERVAL_MS=60000]
+# SYSTEM_KB: every settle carries a shared system prompt of that size and ~2 KB
+# of its own (templates as the issue measures them); unset, a tiny request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONVERSATIONS=${1:-100000}
@@ -31,6 +33,7 @@ standin=$(start standin target/release/warming-standin --listen 127.0.0.1:0 --tt
 bare=$(start bare target/release/warming-bare)
 target/release/warming serve --listen 127.0.0.1:18600 --db "$out/bench.db" \
   --upstream "$standin" --min-interval-ms 1000 > /dev/null 2> "$out/serve.err" & pids+=($!)
+serve_pid=$!
 until curl -sf http://127.0.0.1:18600/healthz > /dev/null; do sleep 0.05; done
 warming=http://127.0.0.1:18600
 
@@ -39,9 +42,12 @@ bare_rate=$(rate "$bare")
 warming_rate=$(rate "$warming")
 echo "lifecycle calls/s: bare axum handler $bare_rate, warming $warming_rate, ratio $(python3 -c "print(f'{$warming_rate / $bare_rate:.2f}')")"
 
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$serve_pid/status"; }
+rss_before=$(rss_kb)
 echo "arming $CONVERSATIONS conversations (interval $INTERVAL_MS ms)..."
-wrk -t2 -c64 -d20s -s bench/arm.lua "$warming" > "$out/arm.txt"
+wrk -t2 -c64 -d${ARM_SECS:-20}s -s bench/arm.lua "$warming" > "$out/arm.txt"
 armed=$(curl -s "$warming/metrics" | awk '/^warming_armed_conversations / {print $2}')
 echo "armed: $armed"
+echo "resident bytes per armed conversation (the lifecycle run's 10 000 included): $(( ($(rss_kb) - rss_before) * 1024 / armed )); database bytes per conversation: $(( ($(stat -c %s "$out/bench.db") + $(stat -c %s "$out/bench.db-wal" 2>/dev/null || echo 0)) / (armed + 10000) ))"
 sleep $(( INTERVAL_MS * 2 / 1000 + 5 ))
 python3 bench/lateness.py "$warming" "$CONVERSATIONS" 2000

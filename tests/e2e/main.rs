@@ -16,4 +16,5 @@ mod provider_rules;
 mod proxy;
 mod seeds;
 mod surface;
+mod templates;
 mod warming;

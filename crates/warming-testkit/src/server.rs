@@ -76,6 +76,8 @@ pub struct SeenRequest {
     pub header_names: Vec<String>,
     /// The `user-agent` header: warming's warms send `warming/VERSION`.
     pub user_agent: Option<String>,
+    /// The body as received, byte for byte.
+    pub body: String,
 }
 
 /// An injected failure.
@@ -230,7 +232,7 @@ fn error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response {
 
 impl SeenRequest {
     /// What a request asked, as the tests read it back.
-    fn new(api: Api, headers: &HeaderMap, body: &Value) -> Self {
+    fn new(api: Api, headers: &HeaderMap, body: &Value, raw: &str) -> Self {
         Self {
             path: match api {
                 Api::Anthropic => "/v1/messages".into(),
@@ -245,6 +247,7 @@ impl SeenRequest {
             conversation: header(headers, "x-conversation-id"),
             header_names: headers.keys().map(|k| k.as_str().to_owned()).collect(),
             user_agent: header(headers, "user-agent"),
+            body: raw.to_owned(),
         }
     }
 }
@@ -267,7 +270,7 @@ enum Rejection {
 
 async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Response {
     let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    let mut seen = SeenRequest::new(api, &headers, &body);
+    let mut seen = SeenRequest::new(api, &headers, &body, &raw);
     let max_tokens = match admit(&s, api, &body, &seen) {
         Ok(max_tokens) => max_tokens,
         Err(rejection) => {
