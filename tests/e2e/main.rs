@@ -12,6 +12,7 @@ mod input;
 mod lifecycle;
 mod observability;
 mod opt_in;
+mod postgres;
 mod provider_rules;
 mod proxy;
 mod seeds;

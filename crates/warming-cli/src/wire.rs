@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use warming_core::{ReturnPrior, Warmer};
 use warming_service::generations::Generations;
 use warming_service::metrics::Metrics;
-use warming_service::{Clock, DriverOptions, ProviderKind, SystemClock, PRIOR_KEY};
+use warming_service::{
+    Clock, DriverOptions, ProviderKind, Store, StoreError, SystemClock, PRIOR_KEY,
+};
 use warming_storage::{Storage, StorageOptions};
 use warming_transport::provider::ProviderClient;
 use warming_transport::{ServerConfig, ServiceParts};
@@ -32,24 +34,46 @@ fn warn_about_missing_keys(config: &ServerConfig) {
     }
 }
 
-/// Opens the store and restores the engine from it.
-async fn restore(
-    config: &ServerConfig,
-    clock: &dyn Clock,
-) -> Result<(Arc<Storage>, Warmer), String> {
+/// Whether `--db` names a PostgreSQL database rather than a SQLite file.
+fn is_postgres(db: &std::path::Path) -> bool {
+    db.to_str()
+        .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
+}
+
+/// Opens the store `--db` names: a PostgreSQL URL, else a SQLite file.
+fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, String> {
+    if is_postgres(&config.db) {
+        let options = warming_storage_postgres::PgOptions {
+            history_cap: config.history_cap,
+            template_cache_bytes: config.template_cache_bytes,
+            ..warming_storage_postgres::PgOptions::default()
+        };
+        let url = config.db.to_string_lossy();
+        let store =
+            warming_storage_postgres::PgStorage::open(&url, options).map_err(|e| e.to_string())?;
+        return Ok(Arc::new(store));
+    }
     let options = StorageOptions {
         history_cap: config.history_cap,
         template_cache_bytes: config.template_cache_bytes,
         ..StorageOptions::default()
     };
-    let (db, limits) = (config.db.clone(), config.limits);
+    let storage = Storage::open(&config.db, options).map_err(|e| e.to_string())?;
+    Ok(Arc::new(storage))
+}
+
+/// Opens the store and restores the engine from it.
+async fn restore(
+    config: &ServerConfig,
+    clock: &dyn Clock,
+) -> Result<(Arc<dyn Store>, Warmer), String> {
+    let (owned, limits) = (config.clone(), config.limits);
     let (storage, restored, prior) = tokio::task::spawn_blocking(move || {
-        let storage = Storage::open(&db, options).map_err(|e| e.to_string())?;
-        let restore =
-            |e: warming_storage::ReadError| format!("cannot restore from the database: {e}");
+        let storage = open_store(&owned)?;
+        let restore = |e: StoreError| format!("cannot restore from the database: {e}");
         let restored = storage.load_all(&limits).map_err(restore)?;
         let prior = storage.meta(PRIOR_KEY).map_err(restore)?;
-        Ok::<_, String>((Arc::new(storage), restored, prior))
+        Ok::<_, String>((storage, restored, prior))
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -59,10 +83,16 @@ async fn restore(
     }
     let count = restored.len();
     warmer.restore(clock.now(), restored);
+    // A URL may carry a password: log only where the store is.
+    let db = if is_postgres(&config.db) {
+        "postgres".to_owned()
+    } else {
+        config.db.display().to_string()
+    };
     tracing::info!(
         conversations = count,
         armed = warmer.armed_count(),
-        db = %config.db.display(),
+        db = %db,
         "restored"
     );
     Ok((storage, warmer))

@@ -56,6 +56,6 @@ pub use settings::{
     IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,
 };
 pub use state::ConversationState;
-pub use template::{rough_tokens, strip_credentials, Template, TemplateSummary};
+pub use template::{rough_tokens, strip_credentials, PromptParts, Template, TemplateSummary};
 pub use time::Timestamp;
 pub use usage::Usage;

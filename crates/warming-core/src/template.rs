@@ -235,31 +235,9 @@ impl Template {
     /// ```
     #[must_use]
     pub fn cacheable_tokens_estimate(&self) -> u64 {
-        *self.cacheable.get_or_init(|| {
-            let (Some(text), Some(request)) = (self.request.as_deref(), self.request()) else {
-                return 0;
-            };
-            let mut segments: Vec<&Value> = Vec::new();
-            for key in ["tools", "system"] {
-                if let Some(v) = request.get(key) {
-                    segments.push(v);
-                }
-            }
-            if let Some(Value::Array(messages)) = request.get("messages") {
-                segments.extend(messages);
-            }
-            let whole =
-                request.get("cache_control").is_some() || !text.contains("\"cache_control\"");
-            let cacheable = if whole {
-                segments.len()
-            } else {
-                segments
-                    .iter()
-                    .rposition(|s| s.to_string().contains("\"cache_control\""))
-                    .map_or(0, |i| i + 1)
-            };
-            segments[..cacheable].iter().map(|s| rough_tokens(s)).sum()
-        })
+        *self
+            .cacheable
+            .get_or_init(|| self.request.as_deref().map_or(0, cacheable_estimate))
     }
 
     /// Whether the request asks for Anthropic's 1-hour cache
@@ -279,6 +257,79 @@ impl Template {
     pub fn long_ttl(&self) -> bool {
         self.long_ttl
     }
+}
+
+/// The parts of a provider request's JSON text, each a slice of that text
+/// exactly as it stands there (found by borrowed raw values: no tree is
+/// built). The cacheable estimate and storage's content-addressed blocks
+/// both cut a request here.
+///
+/// ```
+/// let text = r#"{"model":"m","system":"be brief","messages":[{"role":"user","content":"hi"}]}"#;
+/// let parts = warming_core::PromptParts::of(text).unwrap();
+/// assert_eq!(parts.system, Some(r#""be brief""#));
+/// assert_eq!(parts.message_items.unwrap(), [r#"{"role":"user","content":"hi"}"#]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptParts<'a> {
+    /// The value of `tools`.
+    pub tools: Option<&'a str>,
+    /// The value of `system`.
+    pub system: Option<&'a str>,
+    /// The value of `messages`, whatever it is.
+    pub messages: Option<&'a str>,
+    /// Each element of `messages`, when it is an array.
+    pub message_items: Option<Vec<&'a str>>,
+    /// Whether the request has a top-level `cache_control` (cache it all).
+    pub top_level_cache_control: bool,
+}
+
+impl<'a> PromptParts<'a> {
+    /// The parts of `text`; `None` if it is not a JSON object.
+    #[must_use]
+    pub fn of(text: &'a str) -> Option<Self> {
+        use serde_json::value::RawValue;
+        let top: std::collections::HashMap<String, &'a RawValue> =
+            serde_json::from_str(text).ok()?;
+        let get = |key: &str| top.get(key).map(|v| v.get());
+        let messages = get("messages");
+        Some(Self {
+            tools: get("tools"),
+            system: get("system"),
+            messages,
+            message_items: messages.and_then(|m| {
+                serde_json::from_str::<Vec<&'a RawValue>>(m)
+                    .ok()
+                    .map(|items| items.into_iter().map(RawValue::get).collect())
+            }),
+            top_level_cache_control: top.contains_key("cache_control"),
+        })
+    }
+}
+
+/// [`Template::cacheable_tokens_estimate`] of compact JSON text: a part's
+/// span is exactly its compact text, so this is what serializing each part
+/// would give, without a 50 KB parse and re-serialization per settle.
+fn cacheable_estimate(text: &str) -> u64 {
+    const MARK: &str = "\"cache_control\"";
+    let Some(parts) = PromptParts::of(text) else {
+        return 0;
+    };
+    let mut segments: Vec<&str> = [parts.tools, parts.system].into_iter().flatten().collect();
+    segments.extend(parts.message_items.unwrap_or_default());
+    let whole = parts.top_level_cache_control || !text.contains(MARK);
+    let cacheable = if whole {
+        segments.len()
+    } else {
+        segments
+            .iter()
+            .rposition(|s| s.contains(MARK))
+            .map_or(0, |i| i + 1)
+    };
+    segments[..cacheable]
+        .iter()
+        .map(|s| (s.len() as u64).div_ceil(4))
+        .sum()
 }
 
 /// Removes every credential-bearing key from `value`, at any depth.

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use warming_core::PromptParts;
 
 /// Longest block, bytes: longer parts are cut into chunks of this size, so
 /// one huge tool result does not make one huge block to cache and read.
@@ -97,6 +97,56 @@ pub struct Block {
     pub hash: BlockHash,
     /// Its bytes.
     pub text: Arc<str>,
+}
+
+/// Hot blocks for building warms, bounded by their bytes
+/// (`--template-cache-mb`): a system prompt many conversations share is
+/// read from the store once. Shared by every store adapter.
+#[derive(Clone)]
+pub struct BlockCache(Arc<quick_cache::sync::Cache<BlockHash, Arc<str>, ByBytes>>);
+
+/// Weighs a cached block by its bytes.
+#[derive(Debug, Clone, Copy)]
+struct ByBytes;
+
+impl quick_cache::Weighter<BlockHash, Arc<str>> for ByBytes {
+    fn weight(&self, _key: &BlockHash, text: &Arc<str>) -> u64 {
+        text.len() as u64 + 32
+    }
+}
+
+impl BlockCache {
+    /// A cache of at most `bytes` of blocks.
+    #[must_use]
+    pub fn with_bytes(bytes: u64) -> Self {
+        // quick_cache sizes its table by an item estimate: assume 8 KiB blocks.
+        let items = usize::try_from(bytes / 8_192).unwrap_or(usize::MAX).max(16);
+        Self(Arc::new(quick_cache::sync::Cache::with_weighter(
+            items,
+            bytes.max(1),
+            ByBytes,
+        )))
+    }
+
+    /// The block, if cached.
+    #[must_use]
+    pub fn get(&self, hash: &BlockHash) -> Option<Arc<str>> {
+        self.0.get(hash)
+    }
+
+    /// Caches a block read from the store.
+    pub fn insert(&self, hash: BlockHash, text: Arc<str>) {
+        self.0.insert(hash, text);
+    }
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("blocks", &self.0.len())
+            .field("bytes", &self.0.weight())
+            .finish()
+    }
 }
 
 /// Where a part goes back into the envelope, and the blocks it is made of.
@@ -208,27 +258,63 @@ impl Layout {
     }
 }
 
-/// Byte spans of the parts of a request object: the values of `system` and
-/// `tools`, and each element of `messages`. `None` if it is not an object.
-fn part_spans(text: &str) -> Option<Vec<(usize, usize)>> {
-    let top: HashMap<String, &RawValue> = serde_json::from_str(text).ok()?;
-    let base = text.as_ptr() as usize;
-    // A borrowed raw value points into `text`: its offset is exact.
-    let span = |raw: &RawValue| {
-        let start = raw.get().as_ptr() as usize - base;
-        (start, start + raw.get().len())
-    };
-    let mut spans = Vec::new();
-    for key in ["system", "tools"] {
-        if let Some(raw) = top.get(key) {
-            spans.push(span(raw));
+/// What a store does to make a request a conversation's template, given
+/// the layout it keeps now: every store follows the same plan, so each
+/// block is used once per conversation that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateWrite {
+    /// The conversation's new layout.
+    pub layout: Layout,
+    /// Blocks to count one more use of (stored first if absent).
+    pub add: Vec<Block>,
+    /// Blocks to count one use fewer of (deleted when none is left).
+    pub release: Vec<BlockHash>,
+}
+
+impl TemplateWrite {
+    /// The plan for storing `text` over `previous`: only blocks the
+    /// previous template did not name are added, and only those it named
+    /// and this one does not are released.
+    #[must_use]
+    pub fn plan(previous: Option<&Layout>, text: &str) -> Self {
+        let (layout, blocks) = Layout::split(text);
+        let old: std::collections::HashSet<BlockHash> = previous
+            .map(Layout::block_hashes)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let new: std::collections::HashSet<BlockHash> = blocks.iter().map(|b| b.hash).collect();
+        Self {
+            add: blocks
+                .into_iter()
+                .filter(|b| !old.contains(&b.hash))
+                .collect(),
+            release: old.difference(&new).copied().collect(),
+            layout,
         }
     }
-    if let Some(raw) = top.get("messages") {
-        match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-            Ok(messages) => spans.extend(messages.into_iter().map(span)),
-            Err(_) => spans.push(span(raw)),
-        }
+}
+
+/// Byte spans of the parts of a request object: the values of `system` and
+/// `tools`, and each element of `messages` (the whole value when it is not
+/// an array). `None` if it is not an object.
+fn part_spans(text: &str) -> Option<Vec<(usize, usize)>> {
+    let parts = PromptParts::of(text)?;
+    let base = text.as_ptr() as usize;
+    // Each part is a slice of `text`: its offset is exact.
+    let span = |part: &str| {
+        let start = part.as_ptr() as usize - base;
+        (start, start + part.len())
+    };
+    let mut spans: Vec<(usize, usize)> = [parts.tools, parts.system]
+        .into_iter()
+        .flatten()
+        .map(span)
+        .collect();
+    match (parts.message_items, parts.messages) {
+        (Some(items), _) => spans.extend(items.into_iter().map(span)),
+        (None, Some(messages)) => spans.push(span(messages)),
+        (None, None) => {}
     }
     Some(spans)
 }

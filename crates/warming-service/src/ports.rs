@@ -83,6 +83,23 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when the read failed.
     fn template(&self, conversation: &ConversationId) -> Result<Option<Template>, StoreError>;
+
+    /// Every stored conversation, for [`warming_core::Warmer::restore`] at
+    /// start. Blocking.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read failed.
+    fn load_all(&self, limits: &IntervalLimits) -> Result<Vec<Restored>, StoreError>;
+
+    /// A service-wide value written with [`Write::Meta`]. Blocking.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read failed.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Commits everything queued, then stops; later writes fail with
+    /// [`StoreError::Closed`]. Blocking; safe to call twice.
+    fn close(&self);
 }
 
 /// Which provider API a request speaks.

@@ -83,7 +83,7 @@ pub struct Storage {
     /// Connection for reads; a mutex because `Connection` is not `Sync`.
     reader: Mutex<Connection>,
     /// Hot template blocks.
-    blocks: templates::BlockCache,
+    blocks: warming_service::blocks::BlockCache,
     /// The database file, for messages.
     path: PathBuf,
 }
@@ -113,7 +113,7 @@ impl Storage {
             jobs,
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
-            blocks: templates::block_cache(options.template_cache_bytes),
+            blocks: warming_service::blocks::BlockCache::with_bytes(options.template_cache_bytes),
             path: path.to_owned(),
         })
     }
@@ -290,5 +290,21 @@ impl warming_service::Store for Storage {
     ) -> Result<Option<Template>, warming_service::StoreError> {
         Storage::template(self, conversation)
             .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+    }
+
+    fn load_all(
+        &self,
+        limits: &IntervalLimits,
+    ) -> Result<Vec<Restored>, warming_service::StoreError> {
+        Storage::load_all(self, limits)
+            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, warming_service::StoreError> {
+        Storage::meta(self, key).map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+    }
+
+    fn close(&self) {
+        Storage::close(self);
     }
 }

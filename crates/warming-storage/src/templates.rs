@@ -4,53 +4,26 @@
 //! restore; `template_blocks` keeps each block once, with the number of
 //! conversations using it, and drops it when none does.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use quick_cache::sync::Cache;
 use rusqlite::{params, Connection, OptionalExtension};
 use warming_core::{ConversationId, Template};
-use warming_service::blocks::{BlockHash, Layout};
+use warming_service::blocks::{BlockCache, BlockHash, Layout, TemplateWrite};
 
 use crate::ReadError;
 
-/// Weighs a cached block by its bytes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ByBytes;
-
-impl quick_cache::Weighter<BlockHash, Arc<str>> for ByBytes {
-    fn weight(&self, _key: &BlockHash, text: &Arc<str>) -> u64 {
-        text.len() as u64 + 32
-    }
-}
-
-/// Hot blocks, bounded by their bytes (`--template-cache-mb`): a system
-/// prompt shared by many conversations is read from disk once.
-pub(crate) type BlockCache = Cache<BlockHash, Arc<str>, ByBytes>;
-
-/// A cache of at most `bytes`.
-pub(crate) fn block_cache(bytes: u64) -> BlockCache {
-    // quick_cache sizes its table by an item estimate: assume 8 KiB blocks.
-    let items = usize::try_from(bytes / 8_192).unwrap_or(usize::MAX).max(16);
-    Cache::with_weighter(items, bytes.max(1), ByBytes)
-}
-
-/// The block names of the conversation's stored layout.
-fn stored_hashes(conn: &Connection, conversation: &str) -> rusqlite::Result<Vec<BlockHash>> {
+/// The conversation's stored layout, if any.
+fn stored_layout(conn: &Connection, conversation: &str) -> rusqlite::Result<Option<Layout>> {
     let layout: Option<String> = conn
         .prepare_cached("SELECT layout FROM conversations WHERE id = ?1")?
         .query_row([conversation], |row| row.get(0))
         .optional()?
         .flatten();
-    Ok(layout
-        .as_deref()
-        .and_then(Layout::from_json)
-        .map(|l| l.block_hashes())
-        .unwrap_or_default())
+    Ok(layout.as_deref().and_then(Layout::from_json))
 }
 
-/// Stores `template` as the conversation's: writes only the blocks not yet
-/// stored, counts a use of each new one, releases the blocks its previous
+/// Stores `template` as the conversation's, following [`TemplateWrite`]:
+/// writes only the blocks not yet stored, releases the blocks its previous
 /// template used and this one does not.
 pub(crate) fn store(
     conn: &Connection,
@@ -63,17 +36,15 @@ pub(crate) fn store(
         return Ok(());
     };
     let id = conversation.as_str();
-    let (layout, blocks) = Layout::split(text);
-    let old: HashSet<BlockHash> = stored_hashes(conn, id)?.into_iter().collect();
-    let new: HashSet<BlockHash> = blocks.iter().map(|b| b.hash).collect();
-    for block in blocks.iter().filter(|b| !old.contains(&b.hash)) {
+    let plan = TemplateWrite::plan(stored_layout(conn, id)?.as_ref(), text);
+    for block in &plan.add {
         conn.prepare_cached(
             "INSERT INTO template_blocks (hash, body, refs) VALUES (?1, ?2, 1)
              ON CONFLICT(hash) DO UPDATE SET refs = refs + 1",
         )?
         .execute(params![&block.hash.0[..], &*block.text])?;
     }
-    release(conn, old.difference(&new))?;
+    release(conn, plan.release.iter())?;
     let summary = template.summary();
     conn.prepare_cached(
         "INSERT INTO conversations (id, request, layout, model, cwd, cacheable_tokens, long_ttl,
@@ -86,7 +57,7 @@ pub(crate) fn store(
     )?
     .execute(params![
         id,
-        layout.to_json(),
+        plan.layout.to_json(),
         summary.model,
         summary.cwd,
         i64::try_from(summary.cacheable_tokens).unwrap_or(i64::MAX),
@@ -98,7 +69,9 @@ pub(crate) fn store(
 
 /// Releases every block of a conversation about to be deleted.
 pub(crate) fn forget(conn: &Connection, conversation: &ConversationId) -> rusqlite::Result<()> {
-    let hashes = stored_hashes(conn, conversation.as_str())?;
+    let hashes = stored_layout(conn, conversation.as_str())?
+        .map(|l| l.block_hashes())
+        .unwrap_or_default();
     release(conn, hashes.iter())
 }
 

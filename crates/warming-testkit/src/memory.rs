@@ -150,6 +150,38 @@ impl Store for MemoryStore {
         Ok(found)
     }
 
+    fn load_all(&self, limits: &IntervalLimits) -> Result<Vec<Restored>, StoreError> {
+        let ids: Vec<ConversationId> = {
+            let stored = lock(&self.inner);
+            let mut ids: Vec<ConversationId> = Vec::new();
+            for write in &stored.writes {
+                if let Write::Settings { conversation, .. } | Write::Template { conversation, .. } =
+                    write
+                {
+                    if !ids.contains(conversation) {
+                        ids.push(conversation.clone());
+                    }
+                }
+            }
+            ids
+        };
+        let mut all = Vec::new();
+        for id in ids {
+            all.extend(self.load(&id, limits)?);
+        }
+        Ok(all)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let stored = lock(&self.inner);
+        Ok(stored.writes.iter().rev().find_map(|w| match w {
+            Write::Meta { key: k, value } if *k == key => Some(value.clone()),
+            _ => None,
+        }))
+    }
+
+    fn close(&self) {}
+
     fn template(&self, conversation: &ConversationId) -> Result<Option<Template>, StoreError> {
         Ok(self
             .load(conversation, &IntervalLimits::default())?

@@ -1,0 +1,218 @@
+//! The reader thread: the restore pass, history pages, one conversation,
+//! template bodies and meta values, on a connection of its own.
+//!
+//! A thread rather than calls from the service's tasks: the `postgres`
+//! client runs its own runtime, which must not be entered from an async
+//! task; the port's blocking reads wait on this thread's answer instead.
+
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+
+use postgres::{Client, Row};
+use warming_core::{
+    ConversationId, IntervalLimits, Restored, Settings, Template, TemplateSummary, Timestamp,
+    Usage, WarmKind, WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
+};
+use warming_service::blocks::{BlockCache, Layout};
+use warming_service::StoreError;
+
+/// What the reader is asked, with where to answer.
+pub(crate) enum Read {
+    All(
+        IntervalLimits,
+        SyncSender<Result<Vec<Restored>, StoreError>>,
+    ),
+    One(
+        ConversationId,
+        IntervalLimits,
+        SyncSender<Result<Option<Restored>, StoreError>>,
+    ),
+    History(
+        ConversationId,
+        i64,
+        SyncSender<Result<Vec<WarmRecord>, StoreError>>,
+    ),
+    Template(
+        ConversationId,
+        SyncSender<Result<Option<Template>, StoreError>>,
+    ),
+    Meta(String, SyncSender<Result<Option<String>, StoreError>>),
+}
+
+/// The columns `restored` reads, in its order.
+const RESTORED_COLUMNS: &str = "id, settings, layout IS NOT NULL, model, cwd, cacheable_tokens,
+    long_ttl, template_bytes, next_warm_at, backend, last_pct, last_expected_pct, last_warm_at,
+    warm_count, last_error, depth, gaps, idle_since";
+
+/// Answers reads until every sender is gone.
+pub(crate) fn run(mut client: Client, reads: Receiver<Read>, blocks: BlockCache) {
+    let failed = |e: postgres::Error| StoreError::Failed(e.to_string());
+    while let Ok(read) = reads.recv() {
+        match read {
+            Read::All(limits, reply) => {
+                let sql = format!("SELECT {RESTORED_COLUMNS} FROM conversations");
+                let answer = client.query(&sql, &[]).map_err(failed).map(|rows| {
+                    rows.iter()
+                        .filter_map(|row| restored(row, &limits))
+                        .collect()
+                });
+                let _ = reply.send(answer);
+            }
+            Read::One(id, limits, reply) => {
+                let sql = format!("SELECT {RESTORED_COLUMNS} FROM conversations WHERE id = $1");
+                let answer = client
+                    .query_opt(&sql, &[&id.as_str()])
+                    .map_err(failed)
+                    .map(|row| row.and_then(|row| restored(&row, &limits)));
+                let _ = reply.send(answer);
+            }
+            Read::History(id, limit, reply) => {
+                let _ = reply.send(history(&mut client, &id, limit).map_err(failed));
+            }
+            Read::Template(id, reply) => {
+                let _ = reply.send(template(&mut client, &blocks, &id).map_err(failed));
+            }
+            Read::Meta(key, reply) => {
+                let answer = client
+                    .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+                    .map(|row| row.map(|r| r.get(0)))
+                    .map_err(failed);
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
+fn timestamp(ms: Option<i64>) -> Option<Timestamp> {
+    ms.and_then(|ms| u64::try_from(ms).ok())
+        .map(Timestamp::from_millis)
+}
+
+fn count(n: Option<i64>) -> u64 {
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+/// One conversation row as the engine restores it; `None` (with a warning)
+/// for an invalid id.
+fn restored(row: &Row, limits: &IntervalLimits) -> Option<Restored> {
+    let raw: String = row.get(0);
+    let Ok(conversation) = ConversationId::new(&raw) else {
+        tracing::warn!(id = %raw.escape_debug(), "skipping a stored conversation with an invalid id");
+        return None;
+    };
+    let template = row.get::<_, bool>(2).then(|| {
+        Template::from_summary(TemplateSummary {
+            model: row.get(3),
+            cwd: row.get(4),
+            cacheable_tokens: count(row.get(5)),
+            long_ttl: row.get::<_, Option<bool>>(6).unwrap_or(false),
+            bytes: count(row.get(7)),
+        })
+    });
+    Some(Restored {
+        conversation,
+        settings: row
+            .get::<_, Option<String>>(1)
+            .map(|raw| Settings::parse_json(&raw, limits)),
+        template,
+        next_warm_at: timestamp(row.get(8)),
+        backend: row.get(9),
+        stats: WarmStats {
+            last_pct: row.get(10),
+            last_expected_pct: row.get(11),
+            last_warm_at: timestamp(row.get(12)),
+            warm_count: count(row.get(13)),
+            last_error: row.get::<_, Option<String>>(14).map(Arc::from),
+        },
+        depth: u32::try_from(row.get::<_, i32>(15)).unwrap_or(0),
+        gaps: row
+            .get::<_, Option<String>>(16)
+            .and_then(|raw| serde_json::from_str(&raw).ok())
+            .unwrap_or_default(),
+        idle_since: timestamp(row.get(17)),
+    })
+}
+
+fn history(
+    client: &mut Client,
+    conversation: &ConversationId,
+    limit: i64,
+) -> Result<Vec<WarmRecord>, postgres::Error> {
+    let rows = client.query(
+        "SELECT started_at, finished_at, trigger, outcome, expired, input_tokens,
+                cache_read_tokens, cache_write_tokens, pct, expected_pct, backend, error, due_at,
+                kind, output_tokens
+         FROM warm_history WHERE conversation = $1 ORDER BY seq DESC LIMIT $2",
+        &[&conversation.as_str(), &limit],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let usage = row.get::<_, Option<i64>>(5).map(|input| {
+                Usage::anthropic(count(Some(input)), count(row.get(6)), count(row.get(7)))
+                    .with_output(count(row.get(14)))
+            });
+            let started_at = timestamp(row.get(0)).unwrap_or_default();
+            WarmRecord {
+                conversation_id: conversation.clone(),
+                due_at: timestamp(row.get(12)).unwrap_or(started_at),
+                started_at,
+                finished_at: timestamp(row.get(1)).unwrap_or_default(),
+                trigger: WarmTrigger::parse(row.get(2)).unwrap_or(WarmTrigger::Scheduled),
+                outcome: WarmOutcome::parse(row.get(3)).unwrap_or(WarmOutcome::Failed),
+                expired: row.get(4),
+                usage,
+                pct: row.get(8),
+                expected_pct: row.get(9),
+                backend: row.get::<_, Option<String>>(10).map(Arc::from),
+                error: row.get::<_, Option<String>>(11).map(Arc::from),
+                kind: row.get::<_, Option<&str>>(13).and_then(WarmKind::parse),
+            }
+        })
+        .collect())
+}
+
+/// The conversation's template with its body, assembled from its blocks
+/// through the cache of hot ones.
+fn template(
+    client: &mut Client,
+    cache: &BlockCache,
+    conversation: &ConversationId,
+) -> Result<Option<Template>, postgres::Error> {
+    let Some(row) = client.query_opt(
+        "SELECT layout, model, cwd FROM conversations WHERE id = $1",
+        &[&conversation.as_str()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let Some(layout) = row.get::<_, Option<&str>>(0).and_then(Layout::from_json) else {
+        return Ok(None);
+    };
+    let mut failure = None;
+    let text = layout.assemble(|hash| {
+        if let Some(text) = cache.get(hash) {
+            return Some(text);
+        }
+        let key: &[u8] = &hash.0;
+        match client.query_opt("SELECT body FROM template_blocks WHERE hash = $1", &[&key]) {
+            Ok(found) => {
+                let text: Arc<str> = Arc::from(found?.get::<_, &str>(0));
+                cache.insert(*hash, text.clone());
+                Some(text)
+            }
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let Some(text) = text else {
+        tracing::warn!(%conversation, "a block of the stored template is missing");
+        return Ok(None);
+    };
+    Ok(Template::from_stored(text, row.get(1), row.get(2)))
+}

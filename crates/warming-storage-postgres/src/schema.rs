@@ -1,0 +1,114 @@
+//! The PostgreSQL schema and its migrations, versioned like SQLite's.
+
+use postgres::Client;
+
+/// Migrations in order; `warming_schema.version` counts how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the same tables as SQLite's schema 7 (templates as blocks).
+    "CREATE TABLE conversations (
+        id                TEXT PRIMARY KEY,
+        settings          TEXT,
+        layout            TEXT,
+        model             TEXT,
+        cwd               TEXT,
+        cacheable_tokens  BIGINT,
+        long_ttl          BOOLEAN,
+        template_bytes    BIGINT,
+        next_warm_at      BIGINT,
+        backend           TEXT,
+        last_pct          DOUBLE PRECISION,
+        last_expected_pct DOUBLE PRECISION,
+        last_warm_at      BIGINT,
+        warm_count        BIGINT NOT NULL DEFAULT 0,
+        last_error        TEXT,
+        depth             INTEGER NOT NULL DEFAULT 0,
+        gaps              TEXT,
+        idle_since        BIGINT
+    );
+    CREATE TABLE warm_history (
+        seq                BIGSERIAL PRIMARY KEY,
+        conversation       TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        due_at             BIGINT,
+        started_at         BIGINT NOT NULL,
+        finished_at        BIGINT NOT NULL,
+        trigger            TEXT NOT NULL,
+        outcome            TEXT NOT NULL,
+        expired            BOOLEAN NOT NULL,
+        input_tokens       BIGINT,
+        cache_read_tokens  BIGINT,
+        cache_write_tokens BIGINT,
+        output_tokens      BIGINT,
+        pct                DOUBLE PRECISION,
+        expected_pct       DOUBLE PRECISION,
+        backend            TEXT,
+        error              TEXT,
+        kind               TEXT
+    );
+    CREATE INDEX warm_history_by_conversation ON warm_history(conversation, seq);
+    CREATE TABLE template_blocks (
+        hash BYTEA PRIMARY KEY,
+        body TEXT NOT NULL,
+        refs BIGINT NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Lock id that serialises migrations of instances starting together.
+const MIGRATION_LOCK: i64 = 0x0077_6172_6d69_6e67; // "warming"
+
+/// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
+pub(crate) fn migrate(client: &mut Client) -> Result<(), String> {
+    let sql = |e: postgres::Error| format!("cannot migrate the database: {e}");
+    let mut tx = client.transaction().map_err(sql)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(sql)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS warming_schema (version INTEGER NOT NULL)")
+        .map_err(sql)?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT version FROM warming_schema", &[])
+        .map_err(sql)?
+        .map(|row| row.get(0));
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(format!(
+            "the database has schema version {found}, newer than the {SCHEMA_VERSION} this \
+             warming supports; upgrade warming or point --db elsewhere"
+        ));
+    }
+    for migration in &MIGRATIONS[usize::try_from(found).unwrap_or(0)..] {
+        tx.batch_execute(migration).map_err(sql)?;
+    }
+    tx.execute("DELETE FROM warming_schema", &[]).map_err(sql)?;
+    tx.execute(
+        "INSERT INTO warming_schema (version) VALUES ($1)",
+        &[&SCHEMA_VERSION],
+    )
+    .map_err(sql)?;
+    tx.commit().map_err(sql)
+}
+
+/// Lock id an instance holds for its lifetime on the database.
+const INSTANCE_LOCK: i64 = 0x0077_6172_6d69_6e68; // "warminh"
+
+/// Claims the database for this instance for as long as `client`'s session
+/// lives. Several instances on one database would each fire the same warms
+/// and hold diverging states: until warms are claimed through the database
+/// (leases), a second one is refused, saying why.
+pub(crate) fn claim(client: &mut Client) -> Result<(), String> {
+    let claimed: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&INSTANCE_LOCK])
+        .map_err(|e| format!("cannot claim the database: {e}"))?
+        .get(0);
+    if claimed {
+        Ok(())
+    } else {
+        Err(
+            "another warming serve is using this database: one instance per database for \
+             now (several would each send the same warms); stop it or point --db elsewhere"
+                .into(),
+        )
+    }
+}

@@ -1,0 +1,388 @@
+//! The writer thread: applies writes in arrival order, many per transaction
+//! (group commit), and acknowledges each once its transaction committed.
+
+use std::sync::mpsc::Receiver;
+
+use postgres::{Client, Statement, Transaction};
+use tokio::sync::oneshot;
+use warming_core::{Template, WarmOutcome, WarmRecord, WarmTrigger};
+use warming_service::blocks::{BlockHash, Layout, TemplateWrite};
+use warming_service::{StoreError, Write};
+
+/// A write waiting for the writer, with whoever waits for its commit.
+pub(crate) enum Job {
+    /// Apply the write, then acknowledge.
+    Write(Write, Option<oneshot::Sender<Result<(), StoreError>>>),
+    /// Acknowledge once everything before it is committed.
+    Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Finish what came before, then stop.
+    Stop,
+}
+
+/// How the writer batches and trims.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterConfig {
+    /// Most writes committed in one transaction.
+    pub max_batch: usize,
+    /// Most history rows kept per conversation.
+    pub history_cap: i64,
+}
+
+/// Every statement the writer runs, prepared once per connection.
+struct Statements {
+    settings: Statement,
+    backend: Statement,
+    schedule: Statement,
+    rhythm: Statement,
+    layout_of: Statement,
+    add_block: Statement,
+    release_block: Statement,
+    drop_unused_block: Statement,
+    template: Statement,
+    touch: Statement,
+    history: Statement,
+    failed: Statement,
+    warmed: Statement,
+    trim: Statement,
+    delete_history: Statement,
+    delete: Statement,
+    meta: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Self, postgres::Error> {
+        let upsert = |column: &str| {
+            format!(
+                "INSERT INTO conversations (id, {column}) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET {column} = EXCLUDED.{column}"
+            )
+        };
+        Ok(Self {
+            settings: client.prepare(&upsert("settings"))?,
+            backend: client.prepare(&upsert("backend"))?,
+            schedule: client.prepare(&upsert("next_warm_at"))?,
+            rhythm: client.prepare(
+                "INSERT INTO conversations (id, depth, gaps, idle_since) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET depth = EXCLUDED.depth, gaps = EXCLUDED.gaps,
+                   idle_since = EXCLUDED.idle_since",
+            )?,
+            layout_of: client.prepare("SELECT layout FROM conversations WHERE id = $1")?,
+            add_block: client.prepare(
+                "INSERT INTO template_blocks (hash, body, refs) VALUES ($1, $2, 1)
+                 ON CONFLICT (hash) DO UPDATE SET refs = template_blocks.refs + 1",
+            )?,
+            release_block: client
+                .prepare("UPDATE template_blocks SET refs = refs - 1 WHERE hash = $1")?,
+            drop_unused_block: client
+                .prepare("DELETE FROM template_blocks WHERE hash = $1 AND refs <= 0")?,
+            template: client.prepare(
+                "INSERT INTO conversations (id, layout, model, cwd, cacheable_tokens, long_ttl,
+                   template_bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (id) DO UPDATE SET layout = EXCLUDED.layout, model = EXCLUDED.model,
+                   cwd = EXCLUDED.cwd, cacheable_tokens = EXCLUDED.cacheable_tokens,
+                   long_ttl = EXCLUDED.long_ttl, template_bytes = EXCLUDED.template_bytes",
+            )?,
+            touch: client.prepare(
+                "INSERT INTO conversations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
+            )?,
+            history: client.prepare(
+                "INSERT INTO warm_history (conversation, started_at, finished_at, trigger, outcome,
+                   expired, input_tokens, cache_read_tokens, cache_write_tokens, pct, expected_pct,
+                   backend, error, due_at, kind, output_tokens)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )?,
+            failed: client.prepare("UPDATE conversations SET last_error = $2 WHERE id = $1")?,
+            warmed: client.prepare(
+                "UPDATE conversations SET last_pct = $2, last_expected_pct = $3,
+                   last_warm_at = $4, warm_count = warm_count + 1, last_error = NULL
+                 WHERE id = $1",
+            )?,
+            trim: client.prepare(
+                "DELETE FROM warm_history WHERE conversation = $1 AND seq <= (
+                   SELECT seq FROM warm_history WHERE conversation = $1
+                   ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+            )?,
+            delete_history: client.prepare("DELETE FROM warm_history WHERE conversation = $1")?,
+            delete: client.prepare("DELETE FROM conversations WHERE id = $1")?,
+            meta: client.prepare(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            )?,
+        })
+    }
+}
+
+/// Runs until a `Stop` job or until every sender is gone.
+pub(crate) fn run(mut client: Client, jobs: Receiver<Job>, config: WriterConfig) {
+    let statements = match Statements::prepare(&mut client) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot prepare the storage statements");
+            fail_all(&jobs);
+            return;
+        }
+    };
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch.max(1) {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let stop = batch.iter().any(|job| matches!(job, Job::Stop));
+        let results = commit_batch(&mut client, &statements, &batch, config.history_cap);
+        for (job, result) in batch.into_iter().zip(results) {
+            match job {
+                Job::Write(_, Some(ack)) | Job::Flush(ack) => {
+                    let _ = ack.send(result);
+                }
+                Job::Write(_, None) => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "write-behind storage write failed");
+                    }
+                }
+                Job::Stop => {}
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+/// Answers every queued job with a failure (the writer cannot start).
+fn fail_all(jobs: &Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Write(_, Some(ack)) | Job::Flush(ack) => {
+                let _ = ack.send(Err(StoreError::Closed));
+            }
+            Job::Write(_, None) => {}
+            Job::Stop => return,
+        }
+    }
+}
+
+/// Applies a batch in one transaction; if any write fails, the batch is
+/// replayed with one savepoint per write, so a bad write fails alone. A
+/// failed commit fails them all.
+fn commit_batch(
+    client: &mut Client,
+    statements: &Statements,
+    batch: &[Job],
+    history_cap: i64,
+) -> Vec<Result<(), StoreError>> {
+    let failed = |e: postgres::Error| StoreError::Failed(e.to_string());
+    let all_failed = |e: postgres::Error| vec![Err(failed(e)); batch.len()];
+    let fast = (|| {
+        let mut tx = client.transaction()?;
+        for job in batch {
+            if let Job::Write(write, _) = job {
+                apply(&mut tx, statements, write, history_cap)?;
+            }
+        }
+        tx.commit()
+    })();
+    if fast.is_ok() {
+        return vec![Ok(()); batch.len()];
+    }
+    let mut tx = match client.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return all_failed(e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = match job {
+            Job::Write(write, _) => (|| {
+                let mut savepoint = tx.savepoint("write")?;
+                apply(&mut savepoint, statements, write, history_cap)?;
+                savepoint.commit()
+            })()
+            .map_err(failed),
+            Job::Flush(_) | Job::Stop => Ok(()),
+        };
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => all_failed(e),
+    }
+}
+
+/// Epoch milliseconds as PostgreSQL's BIGINT.
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn apply(
+    tx: &mut Transaction<'_>,
+    s: &Statements,
+    write: &Write,
+    history_cap: i64,
+) -> Result<(), postgres::Error> {
+    match write {
+        Write::Settings {
+            conversation,
+            settings,
+        } => {
+            tx.execute(&s.settings, &[&conversation.as_str(), &settings.to_json()])?;
+        }
+        Write::Backend {
+            conversation,
+            backend,
+        } => {
+            tx.execute(&s.backend, &[&conversation.as_str(), &&**backend])?;
+        }
+        Write::Template {
+            conversation,
+            template,
+        } => store_template(tx, s, conversation.as_str(), template)?,
+        Write::Schedule {
+            conversation,
+            next_warm_at,
+        } => {
+            let at = next_warm_at.map(|t| ms(t.as_millis()));
+            tx.execute(&s.schedule, &[&conversation.as_str(), &at])?;
+        }
+        Write::Warm(record) => append_warm(tx, s, record, history_cap)?,
+        Write::Rhythm {
+            conversation,
+            depth,
+            gaps,
+            idle_since,
+        } => {
+            let gaps = serde_json::to_string(gaps).unwrap_or_default();
+            let depth = i32::try_from(*depth).unwrap_or(i32::MAX);
+            tx.execute(
+                &s.rhythm,
+                &[
+                    &conversation.as_str(),
+                    &depth,
+                    &gaps,
+                    &ms(idle_since.as_millis()),
+                ],
+            )?;
+        }
+        Write::Delete { conversation } => {
+            let id = conversation.as_str();
+            let hashes = stored_layout(tx, s, id)?
+                .map(|l| l.block_hashes())
+                .unwrap_or_default();
+            release(tx, s, &hashes)?;
+            tx.execute(&s.delete_history, &[&id])?;
+            tx.execute(&s.delete, &[&id])?;
+        }
+        Write::Meta { key, value } => {
+            tx.execute(&s.meta, &[key, value])?;
+        }
+    }
+    Ok(())
+}
+
+fn stored_layout(
+    tx: &mut Transaction<'_>,
+    s: &Statements,
+    id: &str,
+) -> Result<Option<Layout>, postgres::Error> {
+    let layout: Option<String> = tx
+        .query_opt(&s.layout_of, &[&id])?
+        .and_then(|row| row.get(0));
+    Ok(layout.as_deref().and_then(Layout::from_json))
+}
+
+fn release(
+    tx: &mut Transaction<'_>,
+    s: &Statements,
+    hashes: &[BlockHash],
+) -> Result<(), postgres::Error> {
+    for hash in hashes {
+        let key: &[u8] = &hash.0;
+        tx.execute(&s.release_block, &[&key])?;
+        tx.execute(&s.drop_unused_block, &[&key])?;
+    }
+    Ok(())
+}
+
+/// Stores the template as blocks, following [`TemplateWrite`] as the
+/// SQLite adapter does.
+fn store_template(
+    tx: &mut Transaction<'_>,
+    s: &Statements,
+    id: &str,
+    template: &Template,
+) -> Result<(), postgres::Error> {
+    let Some(text) = template.request_json() else {
+        tracing::warn!(
+            conversation = id,
+            "a template without its body was not stored"
+        );
+        return Ok(());
+    };
+    let plan = TemplateWrite::plan(stored_layout(tx, s, id)?.as_ref(), text);
+    for block in &plan.add {
+        let key: &[u8] = &block.hash.0;
+        tx.execute(&s.add_block, &[&key, &&*block.text])?;
+    }
+    release(tx, s, &plan.release)?;
+    let summary = template.summary();
+    tx.execute(
+        &s.template,
+        &[
+            &id,
+            &plan.layout.to_json(),
+            &summary.model,
+            &summary.cwd,
+            &ms(summary.cacheable_tokens),
+            &summary.long_ttl,
+            &ms(summary.bytes),
+        ],
+    )?;
+    Ok(())
+}
+
+fn append_warm(
+    tx: &mut Transaction<'_>,
+    s: &Statements,
+    r: &WarmRecord,
+    history_cap: i64,
+) -> Result<(), postgres::Error> {
+    let id = r.conversation_id.as_str();
+    tx.execute(&s.touch, &[&id])?;
+    let usage = r.usage.unwrap_or_default();
+    let tokens = |n: u64| r.usage.map(|_| ms(n));
+    tx.execute(
+        &s.history,
+        &[
+            &id,
+            &ms(r.started_at.as_millis()),
+            &ms(r.finished_at.as_millis()),
+            &r.trigger.as_str(),
+            &r.outcome.as_str(),
+            &r.expired,
+            &tokens(usage.input_tokens),
+            &tokens(usage.cache_read_tokens),
+            &tokens(usage.cache_write_tokens),
+            &r.pct,
+            &r.expected_pct,
+            &r.backend.as_deref(),
+            &r.error.as_deref(),
+            &ms(r.due_at.as_millis()),
+            &r.kind.map(warming_core::WarmKind::as_str),
+            &tokens(usage.output_tokens),
+        ],
+    )?;
+    if r.trigger == WarmTrigger::Turn || r.outcome == WarmOutcome::Stopped {
+        // A turn's usage, or a policy's stop, is history only.
+    } else if r.outcome == WarmOutcome::Failed {
+        tx.execute(&s.failed, &[&id, &r.error.as_deref()])?;
+    } else {
+        tx.execute(
+            &s.warmed,
+            &[&id, &r.pct, &r.expected_pct, &ms(r.finished_at.as_millis())],
+        )?;
+    }
+    tx.execute(&s.trim, &[&id, &history_cap])?;
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! The PostgreSQL adapter against a real server: `scripts/postgres.sh`
+//! starts one and exports `WARMING_POSTGRES_URL`. Without it these tests
+//! skip with a message, unless `WARMING_REQUIRE_POSTGRES=1` (CI) makes that
+//! a failure. Each test works in a database of its own.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use postgres::{Client, NoTls};
+use serde_json::json;
+use warming_core::{
+    ConversationId, IntervalLimits, Settings, Template, Timestamp, Usage, WarmOutcome, WarmRecord,
+    WarmTrigger,
+};
+use warming_service::{Store, Write};
+use warming_storage_postgres::{PgOptions, PgStorage, SCHEMA_VERSION};
+
+/// A fresh database on the test server, dropped when done.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Option<Self> {
+        let Ok(admin) = std::env::var("WARMING_POSTGRES_URL") else {
+            assert!(
+                std::env::var("WARMING_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "WARMING_REQUIRE_POSTGRES=1 but WARMING_POSTGRES_URL is not set"
+            );
+            eprintln!("skipped: no PostgreSQL (run scripts/postgres.sh test)");
+            return None;
+        };
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "warming_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut client = Client::connect(&admin, NoTls).expect("the test server");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        Some(Self { admin, name, url })
+    }
+
+    fn open(&self) -> PgStorage {
+        PgStorage::open(&self.url, PgOptions::default()).unwrap()
+    }
+
+    fn query_i64(&self, sql: &str) -> i64 {
+        let mut client = Client::connect(&self.url, NoTls).unwrap();
+        client.query_one(sql, &[]).unwrap().get(0)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut client) = Client::connect(&self.admin, NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn id(raw: &str) -> ConversationId {
+    ConversationId::new(raw).unwrap()
+}
+
+fn agent(user: &str) -> Arc<Template> {
+    Arc::new(Template::new(
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
+            "system": [{"type": "text", "text": "A shared system prompt. ".repeat(400),
+                "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": user}]}),
+        None,
+        Some("/w".into()),
+    ))
+}
+
+fn write(store: &PgStorage, write: Write) {
+    futures_lite(store.submit(write)).unwrap();
+}
+
+/// Runs a store acknowledgement to completion on this thread.
+fn futures_lite<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn what_was_acknowledged_is_restored_and_templates_read_back_byte_for_byte() {
+    let Some(db) = Database::create() else { return };
+    let alice = agent("alice");
+    {
+        let store = db.open();
+        let settings = Settings {
+            enabled: true,
+            interval_ms: 60_000,
+            interval_chosen: true,
+            policy: None,
+            enrolled: false,
+        };
+        write(
+            &store,
+            Write::Settings {
+                conversation: id("a"),
+                settings,
+            },
+        );
+        write(
+            &store,
+            Write::Template {
+                conversation: id("a"),
+                template: alice.clone(),
+            },
+        );
+        write(
+            &store,
+            Write::Schedule {
+                conversation: id("a"),
+                next_warm_at: Some(Timestamp::from_millis(5_000)),
+            },
+        );
+        write(
+            &store,
+            Write::Backend {
+                conversation: id("a"),
+                backend: "replica-2".into(),
+            },
+        );
+        write(
+            &store,
+            Write::Rhythm {
+                conversation: id("a"),
+                depth: 3,
+                gaps: vec![1_000, 2_000],
+                idle_since: Timestamp::from_millis(4_000),
+            },
+        );
+        write(
+            &store,
+            Write::Meta {
+                key: "prior",
+                value: "{}".into(),
+            },
+        );
+        store.close();
+    }
+    let store = db.open();
+    let restored = store.load_all(&IntervalLimits::default()).unwrap();
+    assert_eq!(restored.len(), 1);
+    let r = &restored[0];
+    assert!(r.settings.unwrap().enabled);
+    assert_eq!(r.next_warm_at, Some(Timestamp::from_millis(5_000)));
+    assert_eq!(r.backend.as_deref(), Some("replica-2"));
+    assert_eq!((r.depth, r.gaps.clone()), (3, vec![1_000, 2_000]));
+    let t = r.template.as_ref().unwrap();
+    assert!(t.is_detached());
+    assert_eq!(
+        t.cacheable_tokens_estimate(),
+        alice.cacheable_tokens_estimate()
+    );
+    assert_eq!(
+        store.template(&id("a")).unwrap().unwrap().request_json(),
+        alice.request_json()
+    );
+    assert_eq!(store.meta("prior").unwrap().as_deref(), Some("{}"));
+    assert!(store
+        .load(&id("a"), &IntervalLimits::default())
+        .unwrap()
+        .is_some());
+    assert!(store
+        .load(&id("nobody"), &IntervalLimits::default())
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn shared_blocks_are_stored_once_and_a_delete_frees_what_only_it_used() {
+    let Some(db) = Database::create() else { return };
+    let store = db.open();
+    write(
+        &store,
+        Write::Template {
+            conversation: id("a"),
+            template: agent("alice"),
+        },
+    );
+    write(
+        &store,
+        Write::Template {
+            conversation: id("b"),
+            template: agent("bob"),
+        },
+    );
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM template_blocks"), 3);
+    write(
+        &store,
+        Write::Delete {
+            conversation: id("a"),
+        },
+    );
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM template_blocks"), 2);
+    write(
+        &store,
+        Write::Delete {
+            conversation: id("b"),
+        },
+    );
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM template_blocks"), 0);
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM conversations"), 0);
+}
+
+#[test]
+fn history_is_capped_newest_first_and_goes_with_its_conversation() {
+    let Some(db) = Database::create() else { return };
+    let store = PgStorage::open(
+        &db.url,
+        PgOptions {
+            history_cap: 3,
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    for i in 0..5u64 {
+        let record = WarmRecord {
+            conversation_id: id("h"),
+            due_at: Timestamp::from_millis(1_000 * i),
+            started_at: Timestamp::from_millis(1_000 * i + 1),
+            finished_at: Timestamp::from_millis(1_000 * i + 9),
+            trigger: WarmTrigger::Scheduled,
+            outcome: WarmOutcome::Hit,
+            expired: false,
+            usage: Some(Usage::anthropic(3, 5_000 + i, 0)),
+            pct: Some(99.9),
+            expected_pct: Some(100.0),
+            backend: Some(Arc::from("b")),
+            error: None,
+            kind: None,
+        };
+        store.submit_behind(Write::Warm(record));
+    }
+    futures_lite(store.flush()).unwrap();
+    let history = store.history(&id("h"), 10).unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].usage.unwrap().cache_read_tokens, 5_004);
+    assert_eq!(history[0].due_at, Timestamp::from_millis(4_000));
+    let restored = store
+        .load(&id("h"), &IntervalLimits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored.stats.warm_count, 5);
+    write(
+        &store,
+        Write::Delete {
+            conversation: id("h"),
+        },
+    );
+    assert!(store.history(&id("h"), 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_the_current_one_is_kept() {
+    let Some(db) = Database::create() else { return };
+    drop(db.open());
+    assert_eq!(
+        db.query_i64("SELECT version::bigint FROM warming_schema"),
+        i64::from(SCHEMA_VERSION)
+    );
+    // Opening again changes nothing.
+    drop(db.open());
+    let mut client = Client::connect(&db.url, NoTls).unwrap();
+    client
+        .execute("UPDATE warming_schema SET version = version + 1", &[])
+        .unwrap();
+    let refused = PgStorage::open(&db.url, PgOptions::default()).unwrap_err();
+    assert!(refused.to_string().contains("newer"), "{refused}");
+}
+
+#[test]
+fn a_wrong_password_says_so_without_repeating_the_url() {
+    let Some(db) = Database::create() else { return };
+    let (_, rest) = db.url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let url = format!("postgres://no-such-user:hunter2@{host}");
+    let refused = PgStorage::open(&url, PgOptions::default()).unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.starts_with("cannot connect to PostgreSQL"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn a_second_instance_on_the_same_database_is_refused_until_the_first_stops() {
+    let Some(db) = Database::create() else { return };
+    let first = db.open();
+    let refused = PgStorage::open(&db.url, PgOptions::default()).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("another warming serve is using this database"),
+        "{refused}"
+    );
+    drop(first);
+    drop(db.open());
+}

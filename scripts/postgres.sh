@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for the tests, on 127.0.0.1, as an
+# unprivileged user (PostgreSQL refuses to run as root).
+#
+#   eval "$(scripts/postgres.sh start)"   # installs Debian's postgresql if missing,
+#                                         # starts a cluster, exports WARMING_POSTGRES_URL
+#   cargo test --workspace                # the PostgreSQL tests now run
+#   scripts/postgres.sh stop              # stops it and removes its files
+#
+# Or in one go: scripts/postgres.sh test [cargo test args...]
+set -euo pipefail
+state=${WARMING_POSTGRES_DIR:-/tmp/warming-postgres}
+port=${WARMING_POSTGRES_PORT:-55432}
+run_as=${WARMING_POSTGRES_USER:-nobody}
+
+bin_dir() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+  if [ -z "$dir" ]; then
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    dir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  fi
+  echo "$dir"
+}
+
+as_user() {
+  if [ "$(id -u)" = 0 ]; then
+    su -s /bin/sh "$run_as" -c "$*"
+  else
+    sh -c "$*"
+  fi
+}
+
+start() {
+  local bin; bin=$(bin_dir)
+  stop >/dev/null 2>&1 || true
+  mkdir -p "$state"
+  [ "$(id -u)" = 0 ] && chown "$run_as" "$state"
+  as_user "'$bin/initdb' -D '$state/data' -U warming --auth=trust -E UTF8 >'$state/initdb.log' 2>&1"
+  as_user "'$bin/pg_ctl' -D '$state/data' -l '$state/server.log' -w \
+    -o \"-k '$state' -p $port -c listen_addresses=127.0.0.1 -c fsync=on\" start >/dev/null"
+  echo "export WARMING_POSTGRES_URL=postgres://warming@127.0.0.1:$port/postgres"
+}
+
+stop() {
+  local bin; bin=$(bin_dir)
+  if [ -d "$state/data" ]; then
+    as_user "'$bin/pg_ctl' -D '$state/data' -m fast -w stop" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$state"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  test)
+    shift
+    eval "$(start)"
+    trap stop EXIT
+    WARMING_REQUIRE_POSTGRES=1 cargo test --workspace "$@"
+    ;;
+  *) echo "usage: $0 start|stop|test [cargo test args]" >&2; exit 2 ;;
+esac

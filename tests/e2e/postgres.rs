@@ -1,0 +1,104 @@
+//! `warming serve --db postgres://...` against a real PostgreSQL server
+//! (`scripts/postgres.sh`; skipped with a message without one unless
+//! `WARMING_REQUIRE_POSTGRES=1`): what a person does has the same effect as
+//! on SQLite, and survives a restart.
+
+use std::path::Path;
+
+use postgres::{Client, NoTls};
+use warming_testkit::{Standin, StandinOptions};
+
+use crate::support::{anthropic_request, eventually, Service, TEST_KEY};
+
+/// A fresh database on the test server, dropped when done.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(tag: &str) -> Option<Self> {
+        let Ok(admin) = std::env::var("WARMING_POSTGRES_URL") else {
+            assert!(
+                std::env::var("WARMING_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "WARMING_REQUIRE_POSTGRES=1 but WARMING_POSTGRES_URL is not set"
+            );
+            eprintln!("skipped: no PostgreSQL (run scripts/postgres.sh test)");
+            return None;
+        };
+        let name = format!("warming_e2e_{tag}_{}", std::process::id());
+        // Two statements: CREATE DATABASE cannot run inside a transaction block.
+        admin_sql(
+            &admin,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .expect("the test server");
+        admin_sql(&admin, format!("CREATE DATABASE {name}")).unwrap();
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        Some(Self { admin, name, url })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = admin_sql(
+            &self.admin,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs `sql` on the server, on a thread of its own: the blocking client
+/// must not run on the test's async runtime.
+fn admin_sql(admin: &str, sql: String) -> Result<(), postgres::Error> {
+    let admin = admin.to_owned();
+    std::thread::spawn(move || Client::connect(&admin, NoTls)?.batch_execute(&sql))
+        .join()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_conversation_enabled_on_postgres_warms_and_keeps_warming_after_a_restart() {
+    let Some(db) = Database::create("restart") else {
+        return;
+    };
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = Path::new(&db.url);
+    let service = Service::start_with(dir.path(), url, &standin.url(), &[], Some(TEST_KEY)).await;
+    service
+        .turn_settled("pg-1", &anthropic_request("pg-1"))
+        .await;
+    service.enable("pg-1", 400).await;
+    let first = eventually(10, "a warm", || async {
+        let warms = standin.warms();
+        (!warms.is_empty()).then_some(warms)
+    })
+    .await;
+    assert_eq!(first[0].model.as_deref(), Some("claude-test"));
+    drop(service);
+
+    // Restarted on the same database: still enabled, still warming, with
+    // its history, and the template read back from PostgreSQL's blocks.
+    let before = standin.warms().len();
+    let service = Service::start_with(dir.path(), url, &standin.url(), &[], Some(TEST_KEY)).await;
+    let state = service.state("pg-1").await;
+    assert_eq!(state["enabled"], true);
+    assert_eq!(state["intervalMs"], 400);
+    eventually(10, "warms after the restart", || async {
+        (standin.warms().len() >= before + 2).then_some(())
+    })
+    .await;
+    let (_, history) = service
+        .call("GET", "/v1/conversations/pg-1/history?limit=5", None)
+        .await;
+    assert!(
+        history["history"].as_array().unwrap().len() >= 2,
+        "{history}"
+    );
+    // The log never repeats the URL (it may carry a password).
+    let log = std::fs::read_to_string(&service.log).unwrap();
+    assert!(!log.contains(&db.url), "the log repeats the database URL");
+}
