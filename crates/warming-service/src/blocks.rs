@@ -173,11 +173,26 @@ impl Layout {
     /// a JSON object is one part (still byte-exact).
     #[must_use]
     pub fn split(text: &str) -> (Self, Vec<Block>) {
+        let (layout, blocks) = Self::cut(text);
+        let blocks = blocks
+            .into_iter()
+            .map(|(hash, text)| Block {
+                hash,
+                text: Arc::from(text),
+            })
+            .collect();
+        (layout, blocks)
+    }
+
+    /// [`split`](Self::split) with the blocks borrowed from `text`: a store
+    /// copies only those it does not hold yet.
+    fn cut(text: &str) -> (Self, Vec<(BlockHash, &str)>) {
         let mut spans = part_spans(text).unwrap_or_else(|| vec![(0, text.len())]);
         spans.sort_unstable();
         let mut envelope = String::with_capacity(text.len().min(4096));
         let mut holes = Vec::with_capacity(spans.len());
-        let mut blocks: Vec<Block> = Vec::with_capacity(spans.len());
+        let mut blocks = Vec::with_capacity(spans.len());
+        let mut seen = std::collections::HashSet::with_capacity(spans.len());
         let mut copied = 0;
         for (start, end) in spans {
             envelope.push_str(&text[copied..start]);
@@ -188,11 +203,8 @@ impl Layout {
             for chunk in chunks(&text[start..end]) {
                 let hash = BlockHash::of(chunk);
                 hole.blocks.push(hash);
-                if !blocks.iter().any(|b| b.hash == hash) {
-                    blocks.push(Block {
-                        hash,
-                        text: Arc::from(chunk),
-                    });
+                if seen.insert(hash) {
+                    blocks.push((hash, chunk));
                 }
             }
             holes.push(hole);
@@ -277,17 +289,21 @@ impl TemplateWrite {
     /// and this one does not are released.
     #[must_use]
     pub fn plan(previous: Option<&Layout>, text: &str) -> Self {
-        let (layout, blocks) = Layout::split(text);
+        let (layout, blocks) = Layout::cut(text);
         let old: std::collections::HashSet<BlockHash> = previous
             .map(Layout::block_hashes)
             .unwrap_or_default()
             .into_iter()
             .collect();
-        let new: std::collections::HashSet<BlockHash> = blocks.iter().map(|b| b.hash).collect();
+        let new: std::collections::HashSet<BlockHash> = blocks.iter().map(|(h, _)| *h).collect();
         Self {
             add: blocks
                 .into_iter()
-                .filter(|b| !old.contains(&b.hash))
+                .filter(|(hash, _)| !old.contains(hash))
+                .map(|(hash, text)| Block {
+                    hash,
+                    text: Arc::from(text),
+                })
                 .collect(),
             release: old.difference(&new).copied().collect(),
             layout,

@@ -200,8 +200,10 @@ impl Driver {
 }
 
 /// The warm with its template's body: read back from the store when the
-/// engine keeps templates detached (the store's copy is the one the engine
-/// last saved: its writes are FIFO and a settle answers once they commit).
+/// engine keeps templates detached. The flush first: the template write was
+/// queued before this warm (a proxied turn's settle answers nobody, so it
+/// may still be in flight), and the store's writes are FIFO, so after it
+/// the store holds the body the engine last saved.
 async fn with_body(
     store: Arc<dyn Store>,
     mut warm: WarmRequest,
@@ -209,13 +211,17 @@ async fn with_body(
     if !warm.template.is_detached() {
         return Ok(warm);
     }
-    let conversation = warm.conversation.clone();
-    let read = tokio::task::spawn_blocking(move || store.template(&conversation)).await;
     let failure = |message: String| WarmFailure {
         message,
         retry_after_ms: None,
         refused: false,
     };
+    store
+        .flush()
+        .await
+        .map_err(|e| failure(format!("cannot read the warm template: {e}")))?;
+    let conversation = warm.conversation.clone();
+    let read = tokio::task::spawn_blocking(move || store.template(&conversation)).await;
     match read {
         Ok(Ok(Some(template))) => {
             warm.template = Arc::new(template);

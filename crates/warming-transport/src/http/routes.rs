@@ -215,7 +215,9 @@ pub async fn turn_started(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TurnSettledBody {
-    request: Value,
+    /// Kept as text: a long prompt is compacted and scrubbed without
+    /// building a tree of it (`Template::from_json_text`).
+    request: Box<serde_json::value::RawValue>,
     model: Option<String>,
     cwd: Option<String>,
     /// When the turn's last provider request started (epoch ms); an
@@ -229,8 +231,12 @@ pub async fn turn_settled(
     ConversationPath(id): ConversationPath,
     JsonBody(body): JsonBody<TurnSettledBody>,
 ) -> Result<Json<ConversationState>, ApiError> {
-    check_template(&body.request, body.model.as_deref())?;
-    let template = Arc::new(Template::new(body.request, body.model, body.cwd));
+    let template =
+        Template::from_json_text(body.request.get(), body.model, body.cwd).ok_or_else(|| {
+            ApiError::bad_request("request must be the provider request body (a JSON object)")
+        })?;
+    check_template(&template)?;
+    let template = Arc::new(template);
     let started = body.request_started_at.map(Timestamp::from_millis);
     Ok(Json(
         state
@@ -240,25 +246,15 @@ pub async fn turn_settled(
     ))
 }
 
-/// Refuses a template no warm could replay: not an object, no model, or no
-/// `messages` list (Anthropic Messages and OpenAI Chat both have one).
-fn check_template(request: &Value, model: Option<&str>) -> Result<(), ApiError> {
-    let Some(object) = request.as_object() else {
-        return Err(ApiError::bad_request(
-            "request must be the provider request body (a JSON object)",
-        ));
-    };
-    let has_model = model.is_some_and(|m| !m.is_empty())
-        || object
-            .get("model")
-            .and_then(Value::as_str)
-            .is_some_and(|m| !m.is_empty());
-    if !has_model {
+/// Refuses a template no warm could replay: no model, or no `messages`
+/// list (Anthropic Messages and OpenAI Chat both have one).
+fn check_template(template: &Template) -> Result<(), ApiError> {
+    if template.model().is_none_or(str::is_empty) {
         return Err(ApiError::bad_request(
             "request has no model: give request.model (or model beside request)",
         ));
     }
-    if !object.get("messages").is_some_and(Value::is_array) {
+    if template.has_message_list() != Some(true) {
         return Err(ApiError::bad_request(
             "request has no messages list: it must be the Anthropic Messages or OpenAI Chat \
              request body the turn sent",
