@@ -188,7 +188,7 @@ impl Template {
     fn from_text(request: String, model: Option<String>, cwd: Option<String>) -> Self {
         // Compact JSON: `"ttl":"1h"` appears only as a key and its value;
         // inside a string the quotes would be escaped.
-        let long_ttl = request.contains(r#""ttl":"1h""#);
+        let long_ttl = occurs(&request, r#""ttl":"1h""#);
         Self {
             bytes: request.len() as u64,
             request: Some(request.into_boxed_str()),
@@ -372,13 +372,13 @@ fn cacheable_estimate_of(text: &str, parts: PromptParts<'_>) -> u64 {
     const MARK: &str = "\"cache_control\"";
     let mut segments: Vec<&str> = [parts.tools, parts.system].into_iter().flatten().collect();
     segments.extend(parts.message_items.unwrap_or_default());
-    let whole = parts.top_level_cache_control || !text.contains(MARK);
+    let whole = parts.top_level_cache_control || !occurs(text, MARK);
     let cacheable = if whole {
         segments.len()
     } else {
         segments
             .iter()
-            .rposition(|s| s.contains(MARK))
+            .rposition(|s| occurs(s, MARK))
             .map_or(0, |i| i + 1)
     };
     segments[..cacheable]
@@ -393,11 +393,18 @@ fn cacheable_estimate_of(text: &str, parts: PromptParts<'_>) -> u64 {
 /// then parses and scrubs it the slow, sure way.
 fn compact_without_credentials(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut out = String::with_capacity(text.len());
+    // Runs of text between whitespace are copied whole; whitespace is ASCII,
+    // so every cut is at a character boundary.
+    let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.push_str(&text[run..i]);
+                i += 1;
+                run = i;
+            }
             b'"' => {
                 let start = i;
                 i += 1;
@@ -413,10 +420,10 @@ fn compact_without_credentials(text: &str) -> Option<String> {
                     i += 1;
                     break;
                 }
-                let string = &bytes[start..i];
+                // Keys are short: only a short string can be a credential.
                 let after = bytes[i..].iter().find(|b| !b.is_ascii_whitespace());
                 if after == Some(&b':') {
-                    let key = &string[1..string.len() - 1];
+                    let key = &bytes[start + 1..i - 1];
                     if escaped
                         || CREDENTIAL_KEYS
                             .iter()
@@ -425,15 +432,17 @@ fn compact_without_credentials(text: &str) -> Option<String> {
                         return None;
                     }
                 }
-                out.extend_from_slice(string);
             }
-            other => {
-                out.push(other);
-                i += 1;
-            }
+            _ => i += 1,
         }
     }
-    String::from_utf8(out).ok()
+    out.push_str(text.get(run..)?);
+    Some(out)
+}
+
+/// Whether `needle` occurs in `haystack` (SIMD search: prompts are long).
+fn occurs(haystack: &str, needle: &str) -> bool {
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
 }
 
 /// Removes every credential-bearing key from `value`, at any depth.
