@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod dashboard;
+mod engine;
 mod failures;
 mod fuzz;
 mod hardening;

