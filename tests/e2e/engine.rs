@@ -67,13 +67,25 @@ impl Drop for Engine {
     }
 }
 
-/// One greedy chat call with the official SDK; its text and usage.
+/// One greedy chat call with the official `openai` SDK; its text and usage.
 fn chat(python: &PathBuf, base: &str, conversation: &str, user: &str, headers: &Value) -> Value {
+    sdk_call(python, "openai", base, conversation, user, headers)
+}
+
+/// One greedy call with the official SDK of `api` (`openai` or `anthropic`).
+fn sdk_call(
+    python: &PathBuf,
+    api: &str,
+    base: &str,
+    conversation: &str,
+    user: &str,
+    headers: &Value,
+) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/engine_client.py");
     let output = Command::new(python)
         .env("SDK_EXTRA_HEADERS", headers.to_string())
         .arg(script)
-        .args([base, conversation, user])
+        .args([base, conversation, user, api])
         .output()
         .unwrap();
     assert!(
@@ -161,4 +173,47 @@ async fn an_idle_conversation_misses_on_the_engine_unless_warming_keeps_it_hot()
             .all(|w| w["pct"].as_f64().unwrap_or(0.0) >= 90.0),
         "{history:?}"
     );
+}
+
+#[tokio::test]
+async fn the_anthropic_sdk_through_the_proxy_gets_the_engines_own_answer_and_cache() {
+    let Some(python) = python() else {
+        return;
+    };
+    let engine = Engine::start(&python, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &engine.url,
+        &["--anthropic-upstream", &engine.url],
+    )
+    .await;
+    let proxy = format!("http://{}/proxy/anthropic", service.addr);
+    let call = |base: String, conversation: &'static str| {
+        let python = python.clone();
+        tokio::task::spawn_blocking(move || {
+            sdk_call(
+                &python,
+                "anthropic",
+                &base,
+                conversation,
+                "Say hello.",
+                &json!({}),
+            )
+        })
+    };
+    let direct = call(engine.url.clone(), "direct").await.unwrap();
+    let proxied = call(proxy.clone(), "messages").await.unwrap();
+    assert_eq!(proxied["text"], direct["text"]);
+    // The second call read its prefix from the engine's cache, and the SDK
+    // sees the figure as the engine reported it.
+    let prompt = proxied["prompt_tokens"].as_u64().unwrap();
+    assert!(cached(&proxied) * 10 >= prompt * 9, "{proxied}");
+    // The settled turn became the conversation's template: a manual warm
+    // replays it on /v1/messages and finds it cached.
+    let (status, warm) = service
+        .call("POST", "/v1/conversations/messages/warm", None)
+        .await;
+    assert_eq!(status, 200, "{warm}");
+    assert!(warm["pct"].as_f64().unwrap() >= 90.0, "{warm}");
 }

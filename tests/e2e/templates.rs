@@ -29,11 +29,13 @@ async fn a_database_of_the_previous_release_is_migrated_and_warmed_from_byte_for
         "/../../tests/fixtures/schema6.db"
     );
     std::fs::copy(fixture, &db).unwrap();
+    // The fixture's conversations went idle when it was written, more than
+    // the idle cap (`--max-idle`, 1 h) ago by now: without the cap they warm.
     let service = Service::start_with(
         dir.path(),
         &db,
         &standin.url(),
-        &[],
+        &["--max-idle", "0"],
         Some(crate::support::TEST_KEY),
     )
     .await;
