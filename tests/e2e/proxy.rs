@@ -13,28 +13,13 @@ use crate::support::{eventually, post_oversized, Service, TEST_KEY};
 /// The key the SDK clients send; the daemon must keep it in memory only.
 const PROXY_KEY: &str = "sk-proxy-client-KEY-must-stay-in-memory";
 
-/// The Python with the `anthropic` and `openai` SDKs: `WARMING_PYTHON`, else
-/// the workspace's `.venv` (which `.ci/run` creates).
+/// The Python with the `anthropic` and `openai` SDKs.
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("WARMING_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-        });
-    let ok = Command::new(&candidate)
-        .args(["-c", "import anthropic, openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("WARMING_REQUIRE_PYTHON_SDKS").is_none(),
-            "the anthropic/openai Python SDKs are required here but not importable from {}",
-            candidate.display()
-        );
-        eprintln!("skipping: no Python with the anthropic and openai SDKs (see .ci/run)");
-        return None;
-    }
-    Some(candidate)
+    crate::support::python_with(
+        "anthropic, openai",
+        "WARMING_REQUIRE_PYTHON_SDKS",
+        "see .ci/run",
+    )
 }
 
 fn sdk(

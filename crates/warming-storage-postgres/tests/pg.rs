@@ -3,10 +3,8 @@
 //! skip with a message, unless `WARMING_REQUIRE_POSTGRES=1` (CI) makes that
 //! a failure. Each test works in a database of its own.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use postgres::{Client, NoTls};
 use serde_json::json;
 use warming_core::{
     ConversationId, IntervalLimits, Settings, Template, Timestamp, Usage, WarmOutcome, WarmRecord,
@@ -14,58 +12,11 @@ use warming_core::{
 };
 use warming_service::{Store, Write};
 use warming_storage_postgres::{PgOptions, PgStorage, SCHEMA_VERSION};
+use warming_testkit::postgres::TestDatabase;
 
-/// A fresh database on the test server, dropped when done.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create() -> Option<Self> {
-        let Ok(admin) = std::env::var("WARMING_POSTGRES_URL") else {
-            assert!(
-                std::env::var("WARMING_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "WARMING_REQUIRE_POSTGRES=1 but WARMING_POSTGRES_URL is not set"
-            );
-            eprintln!("skipped: no PostgreSQL (run scripts/postgres.sh test)");
-            return None;
-        };
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "warming_test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut client = Client::connect(&admin, NoTls).expect("the test server");
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        let url = format!("{base}/{name}");
-        Some(Self { admin, name, url })
-    }
-
-    fn open(&self) -> PgStorage {
-        PgStorage::open(&self.url, PgOptions::default()).unwrap()
-    }
-
-    fn query_i64(&self, sql: &str) -> i64 {
-        let mut client = Client::connect(&self.url, NoTls).unwrap();
-        client.query_one(sql, &[]).unwrap().get(0)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut client) = Client::connect(&self.admin, NoTls) {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
+/// Opens the adapter on the test database.
+fn open(db: &TestDatabase) -> PgStorage {
+    PgStorage::open(&db.url, PgOptions::default()).unwrap()
 }
 
 fn id(raw: &str) -> ConversationId {
@@ -97,10 +48,12 @@ fn futures_lite<T>(future: impl std::future::Future<Output = T>) -> T {
 
 #[test]
 fn what_was_acknowledged_is_restored_and_templates_read_back_byte_for_byte() {
-    let Some(db) = Database::create() else { return };
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
     let alice = agent("alice");
     {
-        let store = db.open();
+        let store = open(&db);
         let settings = Settings {
             enabled: true,
             interval_ms: 60_000,
@@ -154,7 +107,7 @@ fn what_was_acknowledged_is_restored_and_templates_read_back_byte_for_byte() {
         );
         store.close();
     }
-    let store = db.open();
+    let store = open(&db);
     let restored = store.load_all(&IntervalLimits::default()).unwrap();
     assert_eq!(restored.len(), 1);
     let r = &restored[0];
@@ -185,8 +138,10 @@ fn what_was_acknowledged_is_restored_and_templates_read_back_byte_for_byte() {
 
 #[test]
 fn shared_blocks_are_stored_once_and_a_delete_frees_what_only_it_used() {
-    let Some(db) = Database::create() else { return };
-    let store = db.open();
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
+    let store = open(&db);
     write(
         &store,
         Write::Template {
@@ -221,7 +176,9 @@ fn shared_blocks_are_stored_once_and_a_delete_frees_what_only_it_used() {
 
 #[test]
 fn history_is_capped_newest_first_and_goes_with_its_conversation() {
-    let Some(db) = Database::create() else { return };
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
     let store = PgStorage::open(
         &db.url,
         PgOptions {
@@ -269,25 +226,26 @@ fn history_is_capped_newest_first_and_goes_with_its_conversation() {
 
 #[test]
 fn a_newer_schema_is_refused_and_the_current_one_is_kept() {
-    let Some(db) = Database::create() else { return };
-    drop(db.open());
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
+    drop(open(&db));
     assert_eq!(
         db.query_i64("SELECT version::bigint FROM warming_schema"),
         i64::from(SCHEMA_VERSION)
     );
     // Opening again changes nothing.
-    drop(db.open());
-    let mut client = Client::connect(&db.url, NoTls).unwrap();
-    client
-        .execute("UPDATE warming_schema SET version = version + 1", &[])
-        .unwrap();
+    drop(open(&db));
+    db.execute("UPDATE warming_schema SET version = version + 1");
     let refused = PgStorage::open(&db.url, PgOptions::default()).unwrap_err();
     assert!(refused.to_string().contains("newer"), "{refused}");
 }
 
 #[test]
 fn a_wrong_password_says_so_without_repeating_the_url() {
-    let Some(db) = Database::create() else { return };
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
     let (_, rest) = db.url.split_once("://").unwrap();
     let host = rest.split_once('@').map_or(rest, |(_, h)| h);
     let url = format!("postgres://no-such-user:hunter2@{host}");
@@ -302,8 +260,10 @@ fn a_wrong_password_says_so_without_repeating_the_url() {
 
 #[test]
 fn a_second_instance_on_the_same_database_is_refused_until_the_first_stops() {
-    let Some(db) = Database::create() else { return };
-    let first = db.open();
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
+    let first = open(&db);
     let refused = PgStorage::open(&db.url, PgOptions::default()).unwrap_err();
     assert!(
         refused
@@ -312,5 +272,5 @@ fn a_second_instance_on_the_same_database_is_refused_until_the_first_stops() {
         "{refused}"
     );
     drop(first);
-    drop(db.open());
+    drop(open(&db));
 }

@@ -15,9 +15,11 @@
 //! - `rules`: what the real APIs refuse.
 //! - `server`: the HTTP routes, answers and control endpoints.
 //! - `memory`: the in-memory store and the scripted provider.
+//! - `postgres`: a database of its own on the test PostgreSQL server.
 
 pub mod cache;
 mod memory;
+pub mod postgres;
 pub mod rules;
 mod server;
 

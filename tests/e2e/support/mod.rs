@@ -388,3 +388,28 @@ pub async fn post_oversized(addr: SocketAddr, path: &str) -> u16 {
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
 }
+
+/// The test Python (`WARMING_PYTHON`, else the workspace's `.venv`, which
+/// `.ci/run` creates) if it imports `modules` (comma-separated); else
+/// `None`, skipping with `hint`, or a failure when `require_var` is set.
+pub fn python_with(modules: &str, require_var: &str, hint: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("WARMING_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+        });
+    let ok = Command::new(&candidate)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os(require_var).is_none(),
+            "{require_var} is set but {} cannot import {modules} ({hint})",
+            candidate.display()
+        );
+        eprintln!("skipped: no Python importing {modules} ({hint})");
+        return None;
+    }
+    Some(candidate)
+}
