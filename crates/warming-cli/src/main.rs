@@ -11,6 +11,12 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use warming_transport::client::Client;
 
+/// The service allocates and frees a request's buffers on one worker thread
+/// and its template on another; mimalloc's per-thread free lists do that at
+/// a fraction of glibc's cost (bench/README.md, "turn-settled").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps LLM prompt caches warm while users think.
 #[derive(Debug, Parser)]
 #[command(

@@ -76,6 +76,9 @@ pub struct Template {
     long_ttl: bool,
     /// Whether `messages` is a list, when known from building it.
     message_list: Option<bool>,
+    /// Where the request's parts are in its text, when found while
+    /// building it: a store cutting blocks need not scan 50 KB again.
+    spans: Option<Box<PartSpans>>,
 }
 
 /// What the engine keeps of a template whose body is stored elsewhere: a
@@ -143,17 +146,43 @@ impl Template {
     /// ```
     #[must_use]
     pub fn from_json_text(text: &str, model: Option<String>, cwd: Option<String>) -> Option<Self> {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(text).ok()?;
+        Self::from_raw_json(raw, model, cwd)
+    }
+
+    /// [`from_json_text`](Self::from_json_text) of text already checked
+    /// to be JSON (a field of a request body deserialized as a raw value):
+    /// the text is not validated a second time. `None` if it is not an
+    /// object.
+    ///
+    /// ```
+    /// use serde_json::value::RawValue;
+    /// use warming_core::Template;
+    /// let raw: Box<RawValue> = serde_json::from_str(r#"{"model": "m", "messages": []}"#).unwrap();
+    /// assert_eq!(Template::from_raw_json(&raw, None, None).unwrap().model(), Some("m"));
+    /// ```
+    #[must_use]
+    pub fn from_raw_json(
+        raw: &serde_json::value::RawValue,
+        model: Option<String>,
+        cwd: Option<String>,
+    ) -> Option<Self> {
+        let text = raw.get();
         let Some(compact) = compact_without_credentials(text) else {
             let value: Value = serde_json::from_str(text).ok()?;
             return value.is_object().then(|| Self::new(value, model, cwd));
         };
-        let parts = PromptParts::of(&compact)?;
+        // Valid JSON without whitespace and without escaped keys: the
+        // parts are found by skipping strings, not by parsing again.
+        let spans = PartSpans::of_compact(&compact)?;
+        let parts = spans.parts(&compact);
         let model = model.filter(|m| !m.is_empty()).or(parts.model.clone());
         let listed = parts.message_items.is_some();
         let estimate = cacheable_estimate_of(&compact, parts);
         let mut template = Self::from_text(compact, model, cwd);
         let _ = template.cacheable.set(estimate);
         template.message_list = Some(listed);
+        template.spans = Some(Box::new(spans));
         Some(template)
     }
 
@@ -181,6 +210,7 @@ impl Template {
             cacheable: std::sync::OnceLock::from(summary.cacheable_tokens),
             long_ttl: summary.long_ttl,
             message_list: None,
+            spans: None,
         }
     }
 
@@ -197,6 +227,7 @@ impl Template {
             cacheable: std::sync::OnceLock::new(),
             long_ttl,
             message_list: None,
+            spans: None,
         }
     }
 
@@ -248,6 +279,26 @@ impl Template {
     #[must_use]
     pub fn request_json(&self) -> Option<&str> {
         self.request.as_deref()
+    }
+
+    /// The parts of the request body, as [`PromptParts::of`] finds them
+    /// (from where they were found while building it, when they were);
+    /// `None` when detached.
+    ///
+    /// ```
+    /// use warming_core::Template;
+    /// let t = Template::from_json_text(r#"{"model":"m","system":"s","messages":[1,2]}"#, None, None).unwrap();
+    /// let parts = t.parts().unwrap();
+    /// assert_eq!(parts.system, Some(r#""s""#));
+    /// assert_eq!(parts.message_items.unwrap(), ["1", "2"]);
+    /// ```
+    #[must_use]
+    pub fn parts(&self) -> Option<PromptParts<'_>> {
+        let text = self.request.as_deref()?;
+        match &self.spans {
+            Some(spans) => Some(spans.parts(text)),
+            None => PromptParts::of(text),
+        }
     }
 
     /// Bytes of the request body (kept when detached).
@@ -357,6 +408,173 @@ impl<'a> PromptParts<'a> {
             top_level_cache_control: top.contains_key("cache_control"),
             model: get("model").and_then(|m| serde_json::from_str(m).ok()),
         })
+    }
+}
+
+/// Where a request's parts are in its text, as byte ranges: what
+/// [`PromptParts`] borrows, kept without the borrow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartSpans {
+    tools: Option<Span>,
+    system: Option<Span>,
+    messages: Option<Span>,
+    message_items: Option<Vec<Span>>,
+    top_level_cache_control: bool,
+    model: Option<Span>,
+}
+
+/// A byte range of a template's text (templates are far below 4 GiB).
+type Span = (u32, u32);
+
+impl PartSpans {
+    /// The parts of `text`, which must be valid JSON without whitespace
+    /// between tokens and without escapes in object keys (what
+    /// [`compact_without_credentials`] returns): strings are skipped with a
+    /// SIMD search for their closing quote, nothing is validated. `None`
+    /// if it is not an object.
+    fn of_compact(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        let span = |start: usize, end: usize| -> Option<Span> {
+            Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+        };
+        let mut spans = Self {
+            tools: None,
+            system: None,
+            messages: None,
+            message_items: None,
+            top_level_cache_control: false,
+            model: None,
+        };
+        if b.first() != Some(&b'{') {
+            return None;
+        }
+        let mut i = 1;
+        if b.get(i) == Some(&b'}') {
+            return Some(spans);
+        }
+        loop {
+            let key_end = string_end(b, i)?;
+            let key = b.get(i + 1..key_end - 1)?;
+            let value = key_end + 1;
+            let end = value_end(b, value)?;
+            // A repeated key: the last one counts, as in a parsed tree.
+            match key {
+                b"tools" => spans.tools = Some(span(value, end)?),
+                b"system" => spans.system = Some(span(value, end)?),
+                b"messages" => {
+                    spans.messages = Some(span(value, end)?);
+                    spans.message_items = match array_items(b, value)? {
+                        Some(items) => Some(
+                            items
+                                .into_iter()
+                                .map(|(s, e)| span(s, e))
+                                .collect::<Option<Vec<_>>>()?,
+                        ),
+                        None => None,
+                    };
+                }
+                b"cache_control" => spans.top_level_cache_control = true,
+                b"model" => spans.model = Some(span(value, end)?),
+                _ => {}
+            }
+            match b.get(end)? {
+                b',' => i = end + 1,
+                b'}' => return Some(spans),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The parts these spans mark in `text`.
+    fn parts<'a>(&self, text: &'a str) -> PromptParts<'a> {
+        let slice = |s: &Span| text.get(s.0 as usize..s.1 as usize).unwrap_or_default();
+        PromptParts {
+            tools: self.tools.as_ref().map(slice),
+            system: self.system.as_ref().map(slice),
+            messages: self.messages.as_ref().map(slice),
+            message_items: self
+                .message_items
+                .as_ref()
+                .map(|items| items.iter().map(slice).collect()),
+            top_level_cache_control: self.top_level_cache_control,
+            model: self
+                .model
+                .as_ref()
+                .and_then(|m| serde_json::from_str(slice(m)).ok()),
+        }
+    }
+}
+
+/// The index after the string starting at `b[start]` (a quote).
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[i] == b'\\' {
+            i += 2;
+        } else {
+            return Some(i + 1);
+        }
+    }
+}
+
+/// The index after the compact JSON value starting at `b[start]`.
+fn value_end(b: &[u8], start: usize) -> Option<usize> {
+    match *b.get(start)? {
+        b'"' => string_end(b, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match *b.get(i)? {
+                    b'"' => {
+                        i = string_end(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let rest = b.get(start..)?;
+            Some(
+                start
+                    + rest
+                        .iter()
+                        .position(|c| matches!(c, b',' | b'}' | b']'))
+                        .unwrap_or(rest.len()),
+            )
+        }
+    }
+}
+
+/// The spans of the elements of the compact JSON array at `b[start]`;
+/// `Some(None)` when the value there is not an array.
+fn array_items(b: &[u8], start: usize) -> Option<Option<Vec<(usize, usize)>>> {
+    if b.get(start) != Some(&b'[') {
+        return Some(None);
+    }
+    let mut items = Vec::new();
+    let mut i = start + 1;
+    if b.get(i) == Some(&b']') {
+        return Some(Some(items));
+    }
+    loop {
+        let end = value_end(b, i)?;
+        items.push((i, end));
+        match b.get(end)? {
+            b',' => i = end + 1,
+            b']' => return Some(Some(items)),
+            _ => return None,
+        }
     }
 }
 
@@ -580,6 +798,34 @@ mod from_text_tests {
             prop_assert_eq!(fast.model(), sure.model());
             let kept = fast.request_json().unwrap().to_ascii_lowercase();
             prop_assert!(!kept.contains("\"api_key\"") && !kept.contains("\"authorization\""));
+        }
+
+        /// The parts found by skipping strings while building a template
+        /// are the parts a full parse of its text finds, so a store cuts
+        /// the same blocks either way.
+        #[test]
+        fn parts_found_while_building_are_the_parsed_parts(
+            body in proptest::collection::vec((
+                prop_oneof![
+                    Just("system".to_owned()), Just("tools".to_owned()),
+                    Just("messages".to_owned()), Just("model".to_owned()),
+                    Just("cache_control".to_owned()), "[a-z_]{1,8}",
+                ],
+                prop_oneof![
+                    json_value(),
+                    proptest::collection::vec(json_value(), 0..4).prop_map(Value::from),
+                ],
+            ), 0..6),
+            pretty in any::<bool>(),
+        ) {
+            let value = Value::Object(body.into_iter().collect());
+            let text = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                value.to_string()
+            };
+            let t = Template::from_json_text(&text, None, None).unwrap();
+            prop_assert_eq!(t.parts(), PromptParts::of(t.request_json().unwrap()));
         }
     }
 

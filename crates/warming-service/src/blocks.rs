@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use warming_core::PromptParts;
+use warming_core::{PromptParts, Template};
 
 /// Longest block, bytes: longer parts are cut into chunks of this size, so
 /// one huge tool result does not make one huge block to cache and read.
@@ -187,7 +187,17 @@ impl Layout {
     /// [`split`](Self::split) with the blocks borrowed from `text`: a store
     /// copies only those it does not hold yet.
     fn cut(text: &str) -> (Self, Vec<(BlockHash, &str)>) {
-        let mut spans = part_spans(text).unwrap_or_else(|| vec![(0, text.len())]);
+        Self::cut_at(text, PromptParts::of(text))
+    }
+
+    /// [`cut`](Self::cut) at parts already found in `text`.
+    fn cut_at<'a>(
+        text: &'a str,
+        parts: Option<PromptParts<'a>>,
+    ) -> (Self, Vec<(BlockHash, &'a str)>) {
+        let mut spans = parts
+            .map(|parts| part_spans(text, parts))
+            .unwrap_or_else(|| vec![(0, text.len())]);
         spans.sort_unstable();
         let mut envelope = String::with_capacity(text.len().min(4096));
         let mut holes = Vec::with_capacity(spans.len());
@@ -201,7 +211,7 @@ impl Layout {
                 blocks: Vec::new(),
             };
             for chunk in chunks(&text[start..end]) {
-                let hash = BlockHash::of(chunk);
+                let hash = recent::hash_of(chunk);
                 hole.blocks.push(hash);
                 if seen.insert(hash) {
                     blocks.push((hash, chunk));
@@ -284,19 +294,21 @@ pub struct TemplateWrite {
 }
 
 impl TemplateWrite {
-    /// The plan for storing `text` over `previous`: only blocks the
-    /// previous template did not name are added, and only those it named
-    /// and this one does not are released.
+    /// The plan for storing `template`'s request over `previous`: only
+    /// blocks the previous template did not name are added, and only those
+    /// it named and this one does not are released. `None` for a detached
+    /// template (no body to store).
     #[must_use]
-    pub fn plan(previous: Option<&Layout>, text: &str) -> Self {
-        let (layout, blocks) = Layout::cut(text);
+    pub fn plan(previous: Option<&Layout>, template: &Template) -> Option<Self> {
+        let text = template.request_json()?;
+        let (layout, blocks) = Layout::cut_at(text, template.parts());
         let old: std::collections::HashSet<BlockHash> = previous
             .map(Layout::block_hashes)
             .unwrap_or_default()
             .into_iter()
             .collect();
         let new: std::collections::HashSet<BlockHash> = blocks.iter().map(|(h, _)| *h).collect();
-        Self {
+        Some(Self {
             add: blocks
                 .into_iter()
                 .filter(|(hash, _)| !old.contains(hash))
@@ -307,15 +319,14 @@ impl TemplateWrite {
                 .collect(),
             release: old.difference(&new).copied().collect(),
             layout,
-        }
+        })
     }
 }
 
 /// Byte spans of the parts of a request object: the values of `system` and
 /// `tools`, and each element of `messages` (the whole value when it is not
-/// an array). `None` if it is not an object.
-fn part_spans(text: &str) -> Option<Vec<(usize, usize)>> {
-    let parts = PromptParts::of(text)?;
+/// an array), which must be slices of `text`.
+fn part_spans(text: &str, parts: PromptParts<'_>) -> Vec<(usize, usize)> {
     let base = text.as_ptr() as usize;
     // Each part is a slice of `text`: its offset is exact.
     let span = |part: &str| {
@@ -332,7 +343,84 @@ fn part_spans(text: &str) -> Option<Vec<(usize, usize)>> {
         (None, Some(messages)) => spans.push(span(messages)),
         (None, None) => {}
     }
-    Some(spans)
+    spans
+}
+
+/// Hashes of the long blocks a thread cut last. Every settle of every
+/// conversation repeats the same 50 KB system prompt; comparing it with the
+/// one seen last costs a fraction of hashing it again. A hit is an exact
+/// byte comparison, so the hash is the same as computed afresh.
+mod recent {
+    use super::BlockHash;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    /// Shorter blocks are hashed: the comparison would save little.
+    const MIN_BYTES: usize = 4096;
+    /// Distinct long blocks remembered per thread (system prompts and tool
+    /// lists in use at once).
+    const SLOTS: usize = 8;
+
+    /// A block remembered, with how often it was seen again lately.
+    struct Seen {
+        text: Arc<str>,
+        hash: BlockHash,
+        hits: u32,
+    }
+
+    thread_local! {
+        static SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// [`BlockHash::of`] `text`, from memory when this thread hashed the
+    /// same bytes lately.
+    pub(super) fn hash_of(text: &str) -> BlockHash {
+        if text.len() < MIN_BYTES {
+            return BlockHash::of(text);
+        }
+        SEEN.with_borrow_mut(|seen| {
+            if let Some(entry) = seen.iter_mut().find(|e| *e.text == *text) {
+                entry.hits = entry.hits.saturating_add(1);
+                return entry.hash;
+            }
+            let hash = BlockHash::of(text);
+            if seen.len() == SLOTS {
+                // A conversation's own long messages come and go; the
+                // blocks shared by many settles keep their place. Halving
+                // lets a prompt no longer in use give way in time.
+                if let Some(coldest) = (0..seen.len()).min_by_key(|&i| seen[i].hits) {
+                    seen.swap_remove(coldest);
+                }
+                seen.iter_mut().for_each(|e| e.hits /= 2);
+            }
+            seen.push(Seen {
+                text: Arc::from(text),
+                hash,
+                hits: 0,
+            });
+            hash
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_remembered_hash_is_the_hash_of_the_same_bytes() {
+            let shared = "s".repeat(MIN_BYTES * 2);
+            for i in 0..3 * SLOTS {
+                assert_eq!(hash_of(&shared), BlockHash::of(&shared));
+                let own = format!("{i:>width$}", width = MIN_BYTES);
+                assert_eq!(hash_of(&own), BlockHash::of(&own));
+            }
+            // Same length and prefix as a remembered block, one byte apart.
+            let mut near = shared.clone();
+            near.replace_range(MIN_BYTES..=MIN_BYTES, "t");
+            assert_ne!(hash_of(&near), hash_of(&shared));
+            assert_eq!(hash_of(&near), BlockHash::of(&near));
+        }
+    }
 }
 
 /// `part` in chunks of at most [`CHUNK_BYTES`], cut at character boundaries.

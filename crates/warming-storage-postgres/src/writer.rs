@@ -313,14 +313,13 @@ fn store_template(
     id: &str,
     template: &Template,
 ) -> Result<(), postgres::Error> {
-    let Some(text) = template.request_json() else {
+    let Some(plan) = TemplateWrite::plan(stored_layout(tx, s, id)?.as_ref(), template) else {
         tracing::warn!(
             conversation = id,
             "a template without its body was not stored"
         );
         return Ok(());
     };
-    let plan = TemplateWrite::plan(stored_layout(tx, s, id)?.as_ref(), text);
     for block in &plan.add {
         let key: &[u8] = &block.hash.0;
         tx.execute(&s.add_block, &[&key, &&*block.text])?;

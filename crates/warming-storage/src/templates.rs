@@ -30,13 +30,12 @@ pub(crate) fn store(
     conversation: &ConversationId,
     template: &Template,
 ) -> rusqlite::Result<()> {
-    let Some(text) = template.request_json() else {
+    let id = conversation.as_str();
+    let Some(plan) = TemplateWrite::plan(stored_layout(conn, id)?.as_ref(), template) else {
         // A detached template has no body to store: keep the stored one.
         tracing::warn!(%conversation, "a template without its body was not stored");
         return Ok(());
     };
-    let id = conversation.as_str();
-    let plan = TemplateWrite::plan(stored_layout(conn, id)?.as_ref(), text);
     for block in &plan.add {
         conn.prepare_cached(
             "INSERT INTO template_blocks (hash, body, refs) VALUES (?1, ?2, 1)

@@ -10,6 +10,7 @@ use warming_core::{
     ConversationId, ConversationState, SettingsChange, Template, Timestamp, WarmRecord,
 };
 
+use super::body::{parse_json, BodyBytes};
 use super::{ApiError, AppState, JsonBody};
 
 /// Validates a path id.
@@ -214,10 +215,12 @@ pub async fn turn_started(
 /// Body of `turn-settled`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TurnSettledBody {
-    /// Kept as text: a long prompt is compacted and scrubbed without
-    /// building a tree of it (`Template::from_json_text`).
-    request: Box<serde_json::value::RawValue>,
+pub struct TurnSettledBody<'a> {
+    /// Borrowed from the body as text: a long prompt is compacted and
+    /// scrubbed without building a tree of it, and copied once
+    /// (`Template::from_raw_json`).
+    #[serde(borrow)]
+    request: &'a serde_json::value::RawValue,
     model: Option<String>,
     cwd: Option<String>,
     /// When the turn's last provider request started (epoch ms); an
@@ -229,15 +232,17 @@ pub struct TurnSettledBody {
 pub async fn turn_settled(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
-    JsonBody(body): JsonBody<TurnSettledBody>,
+    BodyBytes(bytes): BodyBytes,
 ) -> Result<Json<ConversationState>, ApiError> {
+    let body: TurnSettledBody<'_> = parse_json(&bytes)?;
     let template =
-        Template::from_json_text(body.request.get(), body.model, body.cwd).ok_or_else(|| {
+        Template::from_raw_json(body.request, body.model, body.cwd).ok_or_else(|| {
             ApiError::bad_request("request must be the provider request body (a JSON object)")
         })?;
     check_template(&template)?;
     let template = Arc::new(template);
     let started = body.request_started_at.map(Timestamp::from_millis);
+    drop(bytes);
     Ok(Json(
         state
             .driver
