@@ -1,9 +1,10 @@
 -- wrk script: enables and settles conversations lat-0 .. lat-(N-1), N from the
--- environment variable CONVERSATIONS. Each wrk thread takes its own ids.
+-- environment variable CONVERSATIONS (PREFIX replaces "lat-"). Each wrk thread takes its own ids.
 local threads = {}
 local counter = 0
 local n = tonumber(os.getenv("CONVERSATIONS") or "100000")
 local stride = tonumber(os.getenv("WRK_THREADS") or "2")
+local prefix = os.getenv("PREFIX") or "lat-"
 dofile("bench/body.lua")
 
 setup = function(thread)
@@ -14,7 +15,7 @@ end
 request = function()
   local i = (counter * stride + tid) % (2 * n)
   counter = counter + 1
-  local id = "lat-" .. (i % n)
+  local id = prefix .. (i % n)
   if i < n then
     return wrk.format("PUT", "/v1/conversations/" .. id .. "/settings",
       {["content-type"] = "application/json"}, '{"enabled":true,"intervalMs":' .. os.getenv("INTERVAL_MS") .. '}')

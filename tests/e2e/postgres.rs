@@ -29,7 +29,9 @@ async fn a_conversation_enabled_on_postgres_warms_and_keeps_warming_after_a_rest
     })
     .await;
     assert_eq!(first[0].model.as_deref(), Some("claude-test"));
-    drop(service);
+    // A graceful stop gives the instance's hold on its conversations back,
+    // so the next one (on another port) takes them over at once.
+    assert!(service.terminate().success());
 
     // Restarted on the same database: still enabled, still warming, with
     // its history, and the template read back from PostgreSQL's blocks.

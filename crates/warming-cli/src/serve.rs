@@ -120,6 +120,15 @@ pub struct ServeArgs {
     /// 1h, plain seconds; 0 = never) [default: 1h].
     #[arg(long, env = "WARMING_EVICT_AFTER")]
     pub evict_after: Option<String>,
+    /// With several instances on one PostgreSQL database: how long a dead
+    /// instance's conversations wait before the others adopt them, ms
+    /// [default: 10000].
+    #[arg(long, env = "WARMING_LEASE_MS")]
+    pub lease_ms: Option<u64>,
+    /// The base URL the other instances on the same PostgreSQL database
+    /// reach this one at [default: http:// and the listening address].
+    #[arg(long, env = "WARMING_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// Most client connections open at once [default: 1024].
     #[arg(long, env = "WARMING_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -180,6 +189,10 @@ struct FileConfig {
     proxy_first_byte_timeout_ms: Option<u64>,
     #[serde(alias = "max_connections")]
     max_connections: Option<usize>,
+    #[serde(alias = "lease_ms")]
+    lease_ms: Option<u64>,
+    #[serde(alias = "advertise_url")]
+    advertise_url: Option<String>,
     #[serde(alias = "evict_after")]
     evict_after: Option<String>,
     #[serde(alias = "header_read_timeout_ms")]
@@ -379,6 +392,16 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(n) = args.history_cap.or(file.history_cap) {
         config.history_cap = n.max(1);
     }
+    if let Some(ms) = args.lease_ms.or(file.lease_ms) {
+        if ms < 100 {
+            return Err("lease-ms must be at least 100".into());
+        }
+        config.lease = Duration::from_millis(ms);
+    }
+    config.advertise_url = args
+        .advertise_url
+        .or(file.advertise_url)
+        .map(|url| url.trim_end_matches('/').to_owned());
     if let Some(mb) = args.template_cache_mb.or(file.template_cache_mb) {
         config.template_cache_bytes = mb.saturating_mul(1 << 20);
     }

@@ -11,7 +11,8 @@ use warming_core::{ReturnPrior, Warmer};
 use warming_service::generations::Generations;
 use warming_service::metrics::Metrics;
 use warming_service::{
-    Clock, DriverOptions, ProviderKind, Store, StoreError, SystemClock, PRIOR_KEY,
+    hold_leases, Clock, Cluster, DriverOptions, ProviderKind, Store, StoreError, SystemClock,
+    PRIOR_KEY,
 };
 use warming_storage::{Storage, StorageOptions};
 use warming_transport::provider::ProviderClient;
@@ -62,18 +63,43 @@ fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, String> {
     Ok(Arc::new(storage))
 }
 
-/// Opens the store and restores the engine from it.
+/// What `restore` hands over: the store, the engine restored from it, and
+/// the cluster when several instances share the database.
+struct Restoration {
+    storage: Arc<dyn Store>,
+    warmer: Warmer,
+    cluster: Option<Arc<dyn Cluster>>,
+}
+
+/// Opens the store and restores the engine from it. On PostgreSQL the
+/// instance joins the cluster instead of loading every conversation: it
+/// adopts those nobody live holds once it runs (`hold_leases`).
 async fn restore(
     config: &ServerConfig,
     clock: &dyn Clock,
-) -> Result<(Arc<dyn Store>, Warmer), String> {
+    advertise: String,
+) -> Result<Restoration, String> {
     let (owned, limits) = (config.clone(), config.limits);
-    let (storage, restored, prior) = tokio::task::spawn_blocking(move || {
+    let clustered = is_postgres(&config.db);
+    let (storage, restored, prior, cluster) = tokio::task::spawn_blocking(move || {
         let storage = open_store(&owned)?;
         let restore = |e: StoreError| format!("cannot restore from the database: {e}");
-        let restored = storage.load_all(&limits).map_err(restore)?;
+        let cluster: Option<Arc<dyn Cluster>> = if clustered {
+            let url = owned.db.to_string_lossy();
+            let lease = u64::try_from(owned.lease.as_millis()).unwrap_or(u64::MAX);
+            let member = warming_storage_postgres::PgCluster::join(&url, &advertise, lease)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(instance = member.id(), url = %advertise, "joined the cluster");
+            Some(Arc::new(member))
+        } else {
+            None
+        };
+        let restored = match cluster {
+            Some(_) => Vec::new(),
+            None => storage.load_all(&limits).map_err(restore)?,
+        };
         let prior = storage.meta(PRIOR_KEY).map_err(restore)?;
-        Ok::<_, String>((storage, restored, prior))
+        Ok::<_, String>((storage, restored, prior, cluster))
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -84,7 +110,7 @@ async fn restore(
     let count = restored.len();
     warmer.restore(clock.now(), restored);
     // A URL may carry a password: log only where the store is.
-    let db = if is_postgres(&config.db) {
+    let db = if clustered {
         "postgres".to_owned()
     } else {
         config.db.display().to_string()
@@ -95,16 +121,38 @@ async fn restore(
         db = %db,
         "restored"
     );
-    Ok((storage, warmer))
+    Ok(Restoration {
+        storage,
+        warmer,
+        cluster,
+    })
+}
+
+/// The URL other instances reach this one at: `--advertise-url`, else the
+/// listening address (with a warning when that is no address a peer can
+/// use).
+fn advertise_url(config: &ServerConfig, listener: &TcpListener) -> Result<String, String> {
+    if let Some(url) = &config.advertise_url {
+        return Ok(url.clone());
+    }
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if addr.ip().is_unspecified() && is_postgres(&config.db) {
+        tracing::warn!(
+            "listening on {addr}: give --advertise-url so that other instances on this \
+             database can reach this one"
+        );
+    }
+    Ok(format!("http://{addr}"))
 }
 
 /// Runs the service on `listener` until `shutdown` resolves, then stops
 /// the HTTP side (bounded by the grace period), the driver (timers and
-/// warms cancelled) and the store (flushed), in that order.
+/// warms cancelled) and the store (flushed), in that order; in a cluster,
+/// the lease is given back last, so the adopters read the final state.
 ///
 /// # Errors
 /// A message when the configuration is refused, the database cannot be
-/// opened or restored, or the server fails.
+/// opened or restored, the server fails, or this instance lost its lease.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
@@ -114,11 +162,16 @@ pub async fn serve(
     warn_about_missing_keys(&config);
     let provider = Arc::new(ProviderClient::new(&config)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (storage, warmer) = restore(&config, clock.as_ref()).await?;
+    let advertise = advertise_url(&config, &listener)?;
+    let Restoration {
+        storage,
+        warmer,
+        cluster,
+    } = restore(&config, clock.as_ref(), advertise).await?;
     let generations = Arc::new(Generations::new(config.proxy_credentials_ttl));
     let metrics = Arc::new(Metrics::new(config.pricing.clone(), config.economics));
     let stop = CancellationToken::new();
-    let (driver, driver_task) = warming_service::spawn(
+    let (mut driver, driver_task) = warming_service::spawn(
         warmer,
         storage.clone(),
         provider,
@@ -129,20 +182,54 @@ pub async fn serve(
             warm_concurrency: config.warm_concurrency,
             evict_after: config.evict_after,
             limits: config.limits,
+            clustered: cluster.is_some(),
         },
         stop.clone(),
     );
+    let lost = CancellationToken::new();
+    let membership = cluster.clone().map(|cluster| {
+        driver = driver.clone().with_cluster(cluster.clone());
+        let (handle, lease, limits) = (driver.clone(), config.lease, config.limits);
+        let (stop, lost) = (stop.clone(), lost.clone());
+        tokio::spawn(async move {
+            let held = hold_leases(cluster, handle, lease, limits, stop).await;
+            if held.is_err() {
+                lost.cancel();
+            }
+            held
+        })
+    });
     let parts = ServiceParts {
         driver,
         generations,
         metrics,
     };
+    let stopping = lost.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = stopping.cancelled() => {}
+        }
+    };
     let served = warming_transport::serve(listener, &config, parts, shutdown).await;
     stop.cancel();
     let _ = driver_task.await;
-    tokio::task::spawn_blocking(move || storage.close())
-        .await
-        .map_err(|e| e.to_string())?;
+    let lease = match membership {
+        Some(task) => task.await.map_err(|e| e.to_string())?,
+        None => Ok(()),
+    };
+    tokio::task::spawn_blocking(move || {
+        storage.close();
+        if let Some(cluster) = cluster {
+            cluster.leave();
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Err(lost) = lease {
+        tracing::error!("{lost}");
+        return Err(lost.to_string());
+    }
     tracing::info!("stopped");
     served.map_err(|e| e.to_string())
 }

@@ -23,10 +23,12 @@ pub mod metrics;
 pub mod ports;
 mod write;
 
-pub use driver::{spawn, DriverHandle, DriverOptions, ProxiedTurn, PRIOR_KEY};
+pub use driver::{
+    hold_leases, spawn, DriverHandle, DriverOptions, LeaseLost, ProxiedTurn, PRIOR_KEY,
+};
 pub use error::ServiceError;
 pub use ports::{
-    Ack, BoxFuture, Clock, Credentials, Provider, ProviderKind, Secret, Store, StoreError,
-    SystemClock, TokioClock, WarmAnswer,
+    Ack, BoxFuture, Clock, Cluster, Credentials, Provider, ProviderKind, Route, Secret, Store,
+    StoreError, SystemClock, TokioClock, WarmAnswer,
 };
 pub use write::Write;

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, Template, Timestamp, Usage, WarmFailure, WarmKind,
-    WarmRecord, WarmRequest,
+    ConversationId, IntervalLimits, Restored, ReturnPrior, Template, Timestamp, Usage, WarmFailure,
+    WarmKind, WarmRecord, WarmRequest,
 };
 
 use crate::Write;
@@ -257,4 +257,66 @@ impl Clock for TokioClock {
         let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         Timestamp::from_millis(self.origin_ms.saturating_add(elapsed))
     }
+}
+
+/// Where calls for a conversation are handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// By this instance, which holds the conversation (claimed now if no
+    /// live instance held it).
+    Here,
+    /// By the live instance at this base URL, which holds it.
+    Peer(String),
+}
+
+/// Several instances sharing one database: each conversation is held by
+/// one live instance, which alone keeps its state in memory and warms it.
+/// An instance holds its conversations while it renews its lease; when a
+/// lease lapses (the instance died), others adopt its conversations.
+///
+/// Every method may block on the database: the service calls them off its
+/// async threads.
+pub trait Cluster: Send + Sync + 'static {
+    /// Who handles `conversation`: [`Route::Here`] if this instance holds
+    /// it or just claimed it (nobody held it, or its holder's lease
+    /// lapsed), else the holder's URL.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database could not be asked.
+    fn route(&self, conversation: &ConversationId) -> Result<Route, StoreError>;
+
+    /// Forgets what is remembered of `conversation`'s holder (a peer that
+    /// did not answer), so the next [`route`](Self::route) asks again.
+    fn forget(&self, conversation: &ConversationId);
+
+    /// Extends this instance's lease; `Ok(false)` if it had lapsed (others
+    /// may have adopted its conversations: this instance must stop).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database could not be reached.
+    fn renew(&self) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` conversations whose holder's lease lapsed (or
+    /// that nobody holds) and reads them, to restore into memory.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the claim or the read failed (nothing claimed).
+    fn adopt(&self, limit: usize, limits: &IntervalLimits) -> Result<Vec<Restored>, StoreError>;
+
+    /// Gives the lease back at once (graceful shutdown): the others adopt
+    /// this instance's conversations without waiting for it to lapse.
+    fn leave(&self);
+
+    /// Adds `learned` (what this instance learned since its last merge) to
+    /// the return prior the cluster shares, and answers the new total.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the merge failed (nothing was added).
+    fn merge_prior(&self, learned: &ReturnPrior) -> Result<ReturnPrior, StoreError>;
+
+    /// Blocks until an instance (this one included) committed a change to
+    /// a conversation, and names it; `None` once this instance left. Best
+    /// effort: changes made while the database was unreachable are not
+    /// replayed, so a reader re-reads state after a gap.
+    fn next_change(&self) -> Option<ConversationId>;
 }

@@ -64,6 +64,21 @@ pub enum Write {
 }
 
 impl Write {
+    /// The conversation the write changes; `None` for a service-wide value.
+    #[must_use]
+    pub fn conversation(&self) -> Option<&ConversationId> {
+        match self {
+            Self::Settings { conversation, .. }
+            | Self::Backend { conversation, .. }
+            | Self::Template { conversation, .. }
+            | Self::Schedule { conversation, .. }
+            | Self::Rhythm { conversation, .. }
+            | Self::Delete { conversation } => Some(conversation),
+            Self::Warm(record) => Some(&record.conversation_id),
+            Self::Meta { .. } => None,
+        }
+    }
+
     /// The write a core persist effect asks for, with the id its result is
     /// reported under; `None` for any other effect.
     #[must_use]

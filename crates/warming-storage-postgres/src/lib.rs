@@ -14,10 +14,14 @@
 //!   advisory lock.
 //! - `writer`: the writer thread and how each [`Write`] is applied.
 //! - `read`: the reader thread.
+//! - `cluster`: several instances on one database ([`PgCluster`]).
 
+mod cluster;
 mod read;
 mod schema;
 mod writer;
+
+pub use cluster::PgCluster;
 
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -93,8 +97,8 @@ impl PgStorage {
     pub fn open(url: &str, options: PgOptions) -> Result<Self, PgOpenError> {
         // Each connection is made on its own thread: the `postgres` client
         // runs a runtime of its own, which must not start inside a caller's.
-        let writer_client = on_thread(url, true)?;
-        let reader_client = on_thread(url, false)?;
+        let writer_client = connect(url, true)?;
+        let reader_client = connect(url, false)?;
         let (jobs, queue) = mpsc::channel();
         let config = WriterConfig {
             max_batch: options.max_batch,
@@ -146,7 +150,7 @@ impl PgStorage {
 
 /// Connects (and migrates, for the writer's connection) on a thread of its
 /// own, outside any async runtime the caller may be on.
-fn on_thread(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
+pub(crate) fn connect(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
     let url = url.to_owned();
     std::thread::Builder::new()
         .name("warming-pg-connect".into())
@@ -155,7 +159,6 @@ fn on_thread(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
                 Client::connect(&url, NoTls).map_err(|e| PgOpenError::Connect(e.to_string()))?;
             if migrate {
                 schema::migrate(&mut client).map_err(PgOpenError::Schema)?;
-                schema::claim(&mut client).map_err(PgOpenError::Schema)?;
             }
             Ok(client)
         })?

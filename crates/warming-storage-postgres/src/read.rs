@@ -40,7 +40,8 @@ pub(crate) enum Read {
 }
 
 /// The columns `restored` reads, in its order.
-const RESTORED_COLUMNS: &str = "id, settings, layout IS NOT NULL, model, cwd, cacheable_tokens,
+pub(crate) const RESTORED_COLUMNS: &str =
+    "id, settings, layout IS NOT NULL, model, cwd, cacheable_tokens,
     long_ttl, template_bytes, next_warm_at, backend, last_pct, last_expected_pct, last_warm_at,
     warm_count, last_error, depth, gaps, idle_since";
 
@@ -94,7 +95,7 @@ fn count(n: Option<i64>) -> u64 {
 
 /// One conversation row as the engine restores it; `None` (with a warning)
 /// for an invalid id.
-fn restored(row: &Row, limits: &IntervalLimits) -> Option<Restored> {
+pub(crate) fn restored(row: &Row, limits: &IntervalLimits) -> Option<Restored> {
     let raw: String = row.get(0);
     let Ok(conversation) = ConversationId::new(&raw) else {
         tracing::warn!(id = %raw.escape_debug(), "skipping a stored conversation with an invalid id");

@@ -51,6 +51,18 @@ const MIGRATIONS: &[&str] = &[
         refs BIGINT NOT NULL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 2: several instances on one database (`cluster`): who is alive, on
+    // the database's clock, and who holds which conversation.
+    "CREATE TABLE instances (
+        id          TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE owners (
+        conversation TEXT PRIMARY KEY,
+        owner        TEXT NOT NULL
+    );
+    CREATE INDEX owners_by_owner ON owners(owner);",
 ];
 
 /// The schema version this build writes.
@@ -88,27 +100,4 @@ pub(crate) fn migrate(client: &mut Client) -> Result<(), String> {
     )
     .map_err(sql)?;
     tx.commit().map_err(sql)
-}
-
-/// Lock id an instance holds for its lifetime on the database.
-const INSTANCE_LOCK: i64 = 0x0077_6172_6d69_6e68; // "warminh"
-
-/// Claims the database for this instance for as long as `client`'s session
-/// lives. Several instances on one database would each fire the same warms
-/// and hold diverging states: until warms are claimed through the database
-/// (leases), a second one is refused, saying why.
-pub(crate) fn claim(client: &mut Client) -> Result<(), String> {
-    let claimed: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&INSTANCE_LOCK])
-        .map_err(|e| format!("cannot claim the database: {e}"))?
-        .get(0);
-    if claimed {
-        Ok(())
-    } else {
-        Err(
-            "another warming serve is using this database: one instance per database for \
-             now (several would each send the same warms); stop it or point --db elsewhere"
-                .into(),
-        )
-    }
 }

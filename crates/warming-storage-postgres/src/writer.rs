@@ -47,6 +47,7 @@ struct Statements {
     delete_history: Statement,
     delete: Statement,
     meta: Statement,
+    notify: Statement,
 }
 
 impl Statements {
@@ -109,6 +110,9 @@ impl Statements {
                 "INSERT INTO meta (key, value) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             )?,
+            notify: client.prepare(&format!(
+                "SELECT pg_notify('{UPDATES_CHANNEL}', id) FROM unnest($1::text[]) AS id"
+            ))?,
         })
     }
 }
@@ -183,6 +187,7 @@ fn commit_batch(
                 apply(&mut tx, statements, write, history_cap)?;
             }
         }
+        notify(&mut tx, statements, batch)?;
         tx.commit()
     })();
     if fast.is_ok() {
@@ -205,10 +210,36 @@ fn commit_batch(
         };
         results.push(result);
     }
+    if let Err(e) = notify(&mut tx, statements, batch) {
+        return all_failed(e);
+    }
     match tx.commit() {
         Ok(()) => results,
         Err(e) => all_failed(e),
     }
+}
+
+/// The channel other instances listen on for changed conversations.
+pub(crate) const UPDATES_CHANNEL: &str = "warming_updates";
+
+/// Tells other instances which conversations the batch changed: each id
+/// once, delivered when (and only if) the transaction commits, so a
+/// listener reading the row sees the change. The payload is the id alone.
+fn notify(tx: &mut Transaction<'_>, s: &Statements, batch: &[Job]) -> Result<(), postgres::Error> {
+    let mut ids: Vec<&str> = batch
+        .iter()
+        .filter_map(|job| match job {
+            Job::Write(write, _) => write.conversation().map(|c| c.as_str()),
+            _ => None,
+        })
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    tx.execute(&s.notify, &[&ids])?;
+    Ok(())
 }
 
 /// Epoch milliseconds as PostgreSQL's BIGINT.

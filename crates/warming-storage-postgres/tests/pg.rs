@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warming_core::{
-    ConversationId, IntervalLimits, Settings, Template, Timestamp, Usage, WarmOutcome, WarmRecord,
-    WarmTrigger,
+    ConversationId, IntervalLimits, ReturnPrior, Settings, Template, Timestamp, Usage, WarmOutcome,
+    WarmRecord, WarmTrigger,
 };
-use warming_service::{Store, Write};
-use warming_storage_postgres::{PgOptions, PgStorage, SCHEMA_VERSION};
+use warming_service::{Cluster, Route, Store, Write};
+use warming_storage_postgres::{PgCluster, PgOptions, PgStorage, SCHEMA_VERSION};
 use warming_testkit::postgres::TestDatabase;
 
 /// Opens the adapter on the test database.
@@ -259,18 +259,102 @@ fn a_wrong_password_says_so_without_repeating_the_url() {
 }
 
 #[test]
-fn a_second_instance_on_the_same_database_is_refused_until_the_first_stops() {
+fn a_conversation_is_held_by_the_first_instance_asked_and_adopted_when_it_leaves() {
     let Some(db) = TestDatabase::create("pg") else {
         return;
     };
-    let first = open(&db);
-    let refused = PgStorage::open(&db.url, PgOptions::default()).unwrap_err();
-    assert!(
-        refused
-            .to_string()
-            .contains("another warming serve is using this database"),
-        "{refused}"
+    let store = open(&db);
+    let limits = IntervalLimits::default();
+    let a = PgCluster::join(&db.url, "http://a.test", 60_000).unwrap();
+    let b = PgCluster::join(&db.url, "http://b.test", 60_000).unwrap();
+    let x = id("x");
+    assert_eq!(a.route(&x).unwrap(), Route::Here);
+    assert_eq!(b.route(&x).unwrap(), Route::Peer("http://a.test".into()));
+    assert_eq!(a.route(&x).unwrap(), Route::Here);
+    let settings = Settings {
+        enabled: true,
+        ..Settings::defaults(&limits)
+    };
+    write(
+        &store,
+        Write::Settings {
+            conversation: x.clone(),
+            settings,
+        },
     );
-    drop(first);
+    // A lives: nothing of it is B's to adopt.
+    assert!(b.adopt(100, &limits).unwrap().is_empty());
+    a.leave();
+    assert!(!a.renew().unwrap(), "a lease given back cannot be renewed");
+    let adopted = b.adopt(100, &limits).unwrap();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(adopted[0].conversation, x);
+    assert!(adopted[0].settings.unwrap().enabled);
+    b.forget(&x);
+    assert_eq!(b.route(&x).unwrap(), Route::Here);
+    assert!(b.renew().unwrap());
+    // A restarted at the same address holds nothing of its predecessor's.
+    let a2 = PgCluster::join(&db.url, "http://b.test", 60_000).unwrap();
+    assert_eq!(
+        a2.adopt(100, &limits).unwrap().len(),
+        1,
+        "b's row was replaced"
+    );
+}
+
+#[test]
+fn instances_claiming_the_same_conversations_at_once_each_win_different_ones() {
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
     drop(open(&db));
+    let ids: Vec<ConversationId> = (0..300).map(|i| id(&format!("c{i}"))).collect();
+    let claims: Vec<Vec<Route>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["http://one.test", "http://two.test", "http://three.test"]
+            .into_iter()
+            .map(|url| {
+                let (ids, db_url) = (&ids, &db.url);
+                scope.spawn(move || {
+                    let me = PgCluster::join(db_url, url, 60_000).unwrap();
+                    ids.iter().map(|x| me.route(x).unwrap()).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, x) in ids.iter().enumerate() {
+        let here = claims.iter().filter(|c| c[i] == Route::Here).count();
+        assert_eq!(
+            here,
+            1,
+            "{x}: {:?}",
+            claims.iter().map(|c| &c[i]).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn what_each_instance_learns_of_returns_is_added_to_the_prior_they_share() {
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
+    drop(open(&db));
+    let a = PgCluster::join(&db.url, "http://a.test", 60_000).unwrap();
+    let b = PgCluster::join(&db.url, "http://b.test", 60_000).unwrap();
+    let mut learned = ReturnPrior::default();
+    learned.observe_turn(1);
+    learned.observe_return(1, 30_000);
+    assert_eq!(a.merge_prior(&learned).unwrap().turns[0], 1);
+    let mut more = ReturnPrior::default();
+    more.observe_turn(1);
+    more.observe_turn(2);
+    let total = b.merge_prior(&more).unwrap();
+    assert_eq!(
+        (total.turns[0], total.turns[1], total.returns[0]),
+        (2, 1, 1)
+    );
+    // A new instance starts from the total (what `warming serve` restores).
+    let store = open(&db);
+    let shared = ReturnPrior::from_json(&store.meta(warming_service::PRIOR_KEY).unwrap().unwrap());
+    assert_eq!(shared, total);
 }

@@ -109,8 +109,9 @@ impl Store for MemoryStore {
         Ok(all.into_iter().rev().take(limit).collect())
     }
 
-    /// The conversation as its committed writes left it (settings and
-    /// template; enough to bring an evicted conversation back).
+    /// The conversation as its committed writes left it (settings,
+    /// template and schedule; enough to bring an evicted or adopted
+    /// conversation back).
     fn load(
         &self,
         conversation: &ConversationId,
@@ -142,6 +143,12 @@ impl Store for MemoryStore {
                     template,
                 } if c == conversation => {
                     found.get_or_insert_with(empty).template = Some((**template).clone());
+                }
+                Write::Schedule {
+                    conversation: c,
+                    next_warm_at,
+                } if c == conversation => {
+                    found.get_or_insert_with(empty).next_warm_at = *next_warm_at;
                 }
                 Write::Delete { conversation: c } if c == conversation => found = None,
                 _ => {}

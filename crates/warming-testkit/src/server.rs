@@ -78,6 +78,8 @@ pub struct SeenRequest {
     pub user_agent: Option<String>,
     /// The body as received, byte for byte.
     pub body: String,
+    /// When it arrived, epoch ms (the wall clock the service uses too).
+    pub received_at_ms: u64,
 }
 
 /// An injected failure.
@@ -248,6 +250,9 @@ impl SeenRequest {
             header_names: headers.keys().map(|k| k.as_str().to_owned()).collect(),
             user_agent: header(headers, "user-agent"),
             body: raw.to_owned(),
+            received_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }

@@ -13,7 +13,7 @@ use warming_core::{
 };
 use warming_service::generations::Generations;
 use warming_service::metrics::Metrics;
-use warming_service::{DriverHandle, DriverOptions, ServiceError, TokioClock, Write};
+use warming_service::{DriverHandle, DriverOptions, ServiceError, Store, TokioClock, Write};
 use warming_testkit::{MemoryStore, Scripted, ScriptedProvider};
 
 const START: u64 = 1_800_000_000_000;
@@ -40,7 +40,12 @@ struct Service {
 
 impl Service {
     fn start() -> Self {
-        let store = MemoryStore::new();
+        Self::start_on(MemoryStore::new(), false, Timestamp::from_millis(START))
+    }
+
+    /// A service on `store`, which another may share (instances of a
+    /// cluster on one database load what they do not hold in memory).
+    fn start_on(store: MemoryStore, clustered: bool, now: Timestamp) -> Self {
         let provider = ScriptedProvider::hits(5_000);
         let stop = CancellationToken::new();
         // As `warming serve` runs it: template bodies live in the store.
@@ -52,13 +57,14 @@ impl Service {
             Warmer::new(config),
             Arc::new(store.clone()),
             Arc::new(provider.clone()),
-            Arc::new(TokioClock::starting_at(Timestamp::from_millis(START))),
+            Arc::new(TokioClock::starting_at(now)),
             Arc::new(Generations::default()),
             Arc::new(Metrics::new(Default::default(), Default::default())),
             DriverOptions {
                 warm_concurrency: 8,
                 evict_after: Duration::from_secs(600),
                 limits: IntervalLimits::default(),
+                clustered,
             },
             stop.clone(),
         );
@@ -282,5 +288,107 @@ async fn a_conversation_left_alone_leaves_memory_and_comes_back_on_its_next_call
     assert_eq!(state.interval_ms, 90_000);
     let warmed = service.driver.warm_now(id("idle")).await;
     assert!(warmed.is_ok(), "its template came back too: {warmed:?}");
+    service.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_conversation_keeps_its_stored_schedule_and_is_adopted_once() {
+    let store = MemoryStore::new();
+    let first = Service::start_on(store.clone(), true, Timestamp::from_millis(START));
+    first.enable("c", 60_000.0).await;
+    first
+        .driver
+        .turn_settled(id("c"), template(), None)
+        .await
+        .unwrap();
+    let due = first
+        .driver
+        .get(id("c"))
+        .await
+        .unwrap()
+        .next_warm_at
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20_000)).await;
+    let now = first.driver.now();
+    first.stop().await;
+
+    // Its holder is gone: another instance adopts what the store holds.
+    let second = Service::start_on(store.clone(), true, now);
+    let stored = store.load_all(&IntervalLimits::default()).unwrap();
+    assert_eq!(second.driver.adopt(stored.clone()).await.unwrap(), 1);
+    assert_eq!(
+        second.driver.adopt(stored).await.unwrap(),
+        0,
+        "already held"
+    );
+    let state = second.driver.get(id("c")).await.unwrap();
+    assert!(state.enabled);
+    assert_eq!(
+        state.next_warm_at,
+        Some(due),
+        "the stored schedule, not a fresh one"
+    );
+    tokio::time::sleep(Duration::from_millis(40_500)).await;
+    assert_eq!(second.provider.sent().len(), 1, "warmed when it was due");
+    second.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_member_loads_a_conversation_it_does_not_hold_before_acting_on_it() {
+    let store = MemoryStore::new();
+    let start = Timestamp::from_millis(START);
+    let first = Service::start_on(store.clone(), true, start);
+    first.enable("c", 60_000.0).await;
+    first.stop().await;
+    let second = Service::start_on(store.clone(), true, start);
+    // A call reaches the new holder before any adoption round: it acts on
+    // the stored conversation, not on a blank one.
+    let state = second.driver.turn_started(id("c")).await.unwrap();
+    assert!(state.known && state.enabled && state.active, "{state:?}");
+    assert_eq!(state.interval_ms, 60_000);
+    second.stop().await;
+    // Without the option (one instance), memory is the whole truth.
+    let alone = Service::start_on(store, false, start);
+    assert!(!alone.driver.get(id("c")).await.unwrap().known);
+    alone.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_member_hands_out_what_it_learned_once_and_goes_on_from_the_merged_prior() {
+    let service = Service::start_on(MemoryStore::new(), true, Timestamp::from_millis(START));
+    let settle = |raw: &'static str| {
+        let driver = service.driver.clone();
+        async move {
+            driver
+                .turn_settled(id(raw), template(), None)
+                .await
+                .unwrap()
+        }
+    };
+    settle("a").await;
+    // A settled turn counts once its first TTL is over.
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let learned = service.driver.prior_learned().await.unwrap();
+    assert_eq!(learned.turns.iter().sum::<u64>(), 1);
+    // Learned while the merge runs: not in the total, so kept for the next.
+    settle("b").await;
+    let mut total = learned.clone();
+    total.turns[0] += 10;
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    service.driver.prior_merged(total).await;
+    let next = service.driver.prior_learned().await.unwrap();
+    assert_eq!(next.turns.iter().sum::<u64>(), 1, "b's turn, once");
+    assert_eq!(
+        service
+            .driver
+            .prior_learned()
+            .await
+            .unwrap()
+            .turns
+            .iter()
+            .sum::<u64>(),
+        1,
+        "not merged yet: handed out again"
+    );
     service.stop().await;
 }

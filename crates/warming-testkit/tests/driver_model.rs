@@ -69,6 +69,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             warm_concurrency: 4,
             evict_after: Duration::from_secs(900),
             limits: IntervalLimits::default(),
+            clustered: false,
         };
         let (driver, task) = warming_service::spawn(
             Warmer::new(Config::default()),

@@ -84,6 +84,15 @@ pub struct ServerConfig {
     pub evict_after: Duration,
     /// Prices, TTL and the value of time the policies weigh.
     pub economics: warming_core::Economics,
+    /// With several instances on one PostgreSQL database: how long an
+    /// instance's hold on its conversations outlives its last renewal; a
+    /// dead instance's conversations move to the others after it (default
+    /// 10 s, well under an interval).
+    pub lease: Duration,
+    /// The base URL the other instances reach this one at (they forward
+    /// calls for the conversations it holds); `None`: `http://` and the
+    /// listening address.
+    pub advertise_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -123,6 +132,8 @@ impl ServerConfig {
             min_cacheable_overrides: Vec::new(),
             evict_after: Duration::from_secs(3600),
             economics: warming_core::Economics::default(),
+            lease: Duration::from_secs(10),
+            advertise_url: None,
         }
     }
 

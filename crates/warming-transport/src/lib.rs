@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 mod listen;
+mod peer;
 pub mod provider;
 pub mod proxy;
 mod server;

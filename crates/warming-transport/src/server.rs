@@ -60,6 +60,14 @@ pub async fn serve(
         metrics: service.metrics,
         proxy,
         public_metrics: config.public_metrics,
+        // A peer answers a forwarded call as fast as a local one; a dead
+        // peer must not hold the caller longer than a lease would.
+        peers: reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .timeout(config.warm_timeout + config.lease)
+            .build()
+            .map_err(|e| ServeError::Config(format!("cannot build the peer client: {e}")))?,
     };
     tracing::info!(listen = %listener.local_addr()?, provider = config.provider.as_str(), "serving");
     // The signal stops accepting; requests in flight get `shutdown_grace`

@@ -88,6 +88,8 @@ async fn serve_session(socket: WebSocket, state: &AppState) {
     let state = state.clone();
     let (mut sink, mut stream) = socket.split();
     let mut updates = state.driver.subscribe();
+    let mut elsewhere = state.driver.subscribe_changes();
+    let mut hearing = state.driver.clustered();
     let mut subscribed: HashSet<ConversationId> = HashSet::new();
     // Answers of invocations run in their own tasks, so a slow warm does not
     // hold back this socket's updates.
@@ -111,6 +113,15 @@ async fn serve_session(socket: WebSocket, state: &AppState) {
                 Err(broadcast::error::RecvError::Lagged(_)) => resync(&state, &subscribed).await,
                 Err(broadcast::error::RecvError::Closed) => break,
             },
+            change = elsewhere.recv(), if hearing => match change {
+                Ok(id) if subscribed.contains(&id) => changed_elsewhere(&state, &id).await,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => resync(&state, &subscribed).await,
+                Err(broadcast::error::RecvError::Closed) => {
+                    hearing = false;
+                    continue;
+                }
+            },
         };
         for message in outgoing {
             if sink
@@ -124,11 +135,27 @@ async fn serve_session(socket: WebSocket, state: &AppState) {
     }
 }
 
+/// A subscribed conversation changed on some instance: when another one
+/// holds it (this one's changes come as updates already), its state as
+/// that instance answers it now.
+async fn changed_elsewhere(state: &AppState, id: &ConversationId) -> Vec<Value> {
+    if !matches!(crate::peer::holder(state, id).await, Ok(Some(_))) {
+        return Vec::new();
+    }
+    match crate::peer::state_of(state, id).await {
+        Ok(s) => vec![surface_message("update", &s, &state.limits)],
+        Err(e) => {
+            tracing::debug!(conversation = %id, error = %e, "cannot read a changed conversation");
+            Vec::new()
+        }
+    }
+}
+
 /// After missing updates, sends the current state of every subscription.
 async fn resync(state: &AppState, subscribed: &HashSet<ConversationId>) -> Vec<Value> {
     let mut messages = Vec::new();
     for id in subscribed {
-        if let Ok(s) = state.driver.get(id.clone()).await {
+        if let Ok(s) = crate::peer::state_of(state, id).await {
             messages.push(surface_message("update", &s, &state.limits));
         }
     }
@@ -158,12 +185,12 @@ async fn handle(
         Err(e) => return vec![error_message(e.to_string())],
     };
     match field("type") {
-        Some("subscribe") => match state.driver.get(id.clone()).await {
+        Some("subscribe") => match crate::peer::state_of(state, &id).await {
             Ok(s) => {
                 subscribed.insert(id);
                 vec![surface_message("surface", &s, &state.limits)]
             }
-            Err(e) => vec![error_message(e.to_string())],
+            Err(e) => vec![error_message(e)],
         },
         Some("unsubscribe") => {
             subscribed.remove(&id);
@@ -183,23 +210,19 @@ fn invoke(
     answers: &mpsc::UnboundedSender<Value>,
 ) -> Vec<Value> {
     let payload = message.get("payload");
-    let driver = state.driver.clone();
+    let state = state.clone();
     let answers = answers.clone();
     let action = message.get("action").and_then(Value::as_str).unwrap_or("");
+    // Acted on by the instance holding the conversation (this one, but for
+    // several instances on one database).
     let call: std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>> =
         match (action, payload) {
             ("toggle", None | Some(Value::Null)) => {
-                Box::pin(async move { driver.toggle(id, None).await.err().map(|e| e.to_string()) })
+                Box::pin(async move { crate::peer::toggle(&state, id, None).await.err() })
             }
             ("toggle", Some(Value::Bool(on))) => {
                 let on = *on;
-                Box::pin(async move {
-                    driver
-                        .toggle(id, Some(on))
-                        .await
-                        .err()
-                        .map(|e| e.to_string())
-                })
+                Box::pin(async move { crate::peer::toggle(&state, id, Some(on)).await.err() })
             }
             ("toggle", Some(_)) => return vec![error_message("toggle payload must be a boolean")],
             ("set-interval", Some(Value::Number(seconds))) => {
@@ -207,9 +230,7 @@ fn invoke(
                     interval_ms: seconds.as_f64().map(|s| s * 1000.0),
                     ..SettingsChange::default()
                 };
-                Box::pin(
-                    async move { driver.update(id, change).await.err().map(|e| e.to_string()) },
-                )
+                Box::pin(async move { crate::peer::update(&state, id, change).await.err() })
             }
             ("set-interval", _) => {
                 return vec![error_message(
@@ -217,7 +238,7 @@ fn invoke(
                 )]
             }
             ("warm-now", _) => {
-                Box::pin(async move { driver.warm_now(id).await.err().map(|e| e.to_string()) })
+                Box::pin(async move { crate::peer::warm_now(&state, id).await.err() })
             }
             (other, _) => return vec![error_message(format!("unknown action {other:?}"))],
         };

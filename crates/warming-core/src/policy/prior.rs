@@ -66,6 +66,47 @@ impl ReturnPrior {
         ((r + 2.0 * pooled) / (t + 2.0)).clamp(0.0, 1.0)
     }
 
+    /// What was learned since `earlier` (a copy of this prior taken
+    /// before): the counts added meanwhile, to merge into a prior shared
+    /// with other instances ([`add`](Self::add)).
+    ///
+    /// ```
+    /// use warming_core::ReturnPrior;
+    /// let mut mine = ReturnPrior::default();
+    /// mine.observe_turn(1);
+    /// let synced = mine.clone();
+    /// mine.observe_turn(1);
+    /// mine.observe_return(1, 30_000);
+    /// let mut shared = ReturnPrior::default();
+    /// shared.add(&mine.since(&synced));
+    /// assert_eq!((shared.turns[0], shared.returns[0]), (1, 1));
+    /// ```
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let minus = |now: &[u64], then: &[u64], out: &mut [u64]| {
+            for ((o, n), t) in out.iter_mut().zip(now).zip(then) {
+                *o = n.saturating_sub(*t);
+            }
+        };
+        let mut delta = Self::default();
+        minus(&self.turns, &earlier.turns, &mut delta.turns);
+        minus(&self.returns, &earlier.returns, &mut delta.returns);
+        minus(&self.gaps, &earlier.gaps, &mut delta.gaps);
+        delta
+    }
+
+    /// Adds `other`'s counts to this prior's.
+    pub fn add(&mut self, other: &Self) {
+        let plus = |out: &mut [u64], more: &[u64]| {
+            for (o, m) in out.iter_mut().zip(more) {
+                *o = o.saturating_add(*m);
+            }
+        };
+        plus(&mut self.turns, &other.turns);
+        plus(&mut self.returns, &other.returns);
+        plus(&mut self.gaps, &other.gaps);
+    }
+
     /// The prior as JSON, to persist it.
     #[must_use]
     pub fn to_json(&self) -> String {

@@ -192,6 +192,11 @@ impl Driver {
 
     /// Saves what `adaptive` has learned, write-behind.
     pub(super) fn save_prior(&self) {
+        if self.options.clustered {
+            // Merged through the cluster (`hold_leases`): saving this
+            // instance's view would overwrite what the others learned.
+            return;
+        }
         self.storage.submit_behind(Write::Meta {
             key: PRIOR_KEY,
             value: self.warmer.prior().to_json(),

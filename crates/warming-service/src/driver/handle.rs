@@ -8,7 +8,7 @@ use warming_core::{
     WarmRecord,
 };
 
-use crate::ports::Clock;
+use crate::ports::{Clock, Cluster, Route};
 use crate::ServiceError;
 
 pub(crate) type Reply<T> = oneshot::Sender<T>;
@@ -71,6 +71,9 @@ pub(crate) enum Command {
         filter: warming_core::ListFilter,
         reply: Reply<(Vec<ConversationState>, Option<usize>)>,
     },
+    Adopt(Vec<warming_core::Restored>, Reply<usize>),
+    PriorLearned(Reply<warming_core::ReturnPrior>),
+    PriorShared(Box<warming_core::ReturnPrior>),
 }
 
 /// The end of a turn seen through the proxy.
@@ -97,6 +100,11 @@ pub struct DriverHandle {
     pub(super) updates: broadcast::Sender<Arc<ConversationState>>,
     /// The service's clock, for adapters that stamp times.
     pub(super) clock: Arc<dyn Clock>,
+    /// The cluster this instance is a member of, if several share its
+    /// database.
+    pub(super) cluster: Option<Arc<dyn Cluster>>,
+    /// Conversations changed on any instance of the cluster.
+    pub(super) changes: broadcast::Sender<ConversationId>,
 }
 
 impl Command {
@@ -117,7 +125,9 @@ impl Command {
             | Self::History(id, _, _) => vec![id],
             Self::ProxySettled(turn) => vec![&turn.id],
             Self::Events(events, _) => events.iter().map(|e| &e.conversation).collect(),
-            Self::List { .. } => Vec::new(),
+            Self::List { .. } | Self::Adopt(..) | Self::PriorLearned(_) | Self::PriorShared(_) => {
+                Vec::new()
+            }
         }
     }
 }
@@ -314,6 +324,80 @@ impl DriverHandle {
             reply,
         })
         .await
+    }
+
+    /// Restores conversations this instance just adopted (their holder's
+    /// lease lapsed); those it already holds are left alone. Answers how
+    /// many were new to it.
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn adopt(
+        &self,
+        conversations: Vec<warming_core::Restored>,
+    ) -> Result<usize, ServiceError> {
+        self.call(|r| Command::Adopt(conversations, r)).await
+    }
+
+    /// What the engine learned of users' returns since its prior was last
+    /// merged with the cluster's; [`prior_merged`](Self::prior_merged)
+    /// must follow with the merged total.
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn prior_learned(&self) -> Result<warming_core::ReturnPrior, ServiceError> {
+        self.call(Command::PriorLearned).await
+    }
+
+    /// The cluster's prior, merged with what [`prior_learned`]
+    /// (Self::prior_learned) handed out: the engine goes on from it.
+    pub async fn prior_merged(&self, total: warming_core::ReturnPrior) {
+        let _ = self.commands.send(Command::PriorShared(Box::new(total))).await;
+    }
+
+    /// The same handle, for an instance that shares its database with
+    /// others: [`route`](Self::route) asks `cluster`.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Where calls for `id` are handled: here, unless another live
+    /// instance holds the conversation (always here without a cluster).
+    ///
+    /// # Errors
+    /// `storage` when the database could not be asked.
+    pub async fn route(&self, id: &ConversationId) -> Result<Route, ServiceError> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Ok(Route::Here);
+        };
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || cluster.route(&id))
+            .await
+            .map_err(|e| ServiceError::Storage(e.to_string()))?
+            .map_err(|e| ServiceError::Storage(e.to_string()))
+    }
+
+    /// A peer that holds `id` did not answer: ask the database next time.
+    pub fn forget_holder(&self, id: &ConversationId) {
+        if let Some(cluster) = &self.cluster {
+            cluster.forget(id);
+        }
+    }
+
+    /// Whether this instance shares its database with others.
+    #[must_use]
+    pub fn clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// A stream of the conversations changed on any instance of the
+    /// cluster (this one's too), for subscribers of conversations another
+    /// instance holds; silent without a cluster.
+    #[must_use]
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<ConversationId> {
+        self.changes.subscribe()
     }
 
     /// A stream of every conversation's updates.

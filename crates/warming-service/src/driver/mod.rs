@@ -20,9 +20,11 @@ use warming_core::{
 
 mod effects;
 mod handle;
+mod membership;
 
 use handle::{Command, Reply};
 pub use handle::{DriverHandle, ProxiedTurn};
+pub use membership::{hold_leases, LeaseLost};
 
 use crate::generations::Generations;
 use crate::metrics::Metrics;
@@ -65,6 +67,12 @@ pub struct DriverOptions {
     pub evict_after: Duration,
     /// Interval bounds, to restore an evicted conversation's settings.
     pub limits: warming_core::IntervalLimits,
+    /// One of several instances on one database: a conversation memory
+    /// does not know is looked for in the store before an input for it
+    /// (one this instance just claimed may have been another's), and the
+    /// learned return prior is merged through the cluster
+    /// ([`hold_leases`]) instead of saved over the others'.
+    pub clustered: bool,
 }
 
 /// How often the driver looks for conversations to evict.
@@ -101,6 +109,11 @@ struct Driver {
     evicted: HashSet<ConversationId>,
     /// How the driver behaves.
     options: DriverOptions,
+    /// The learned prior as last merged with the cluster's: what was
+    /// learned since is the next merge's share.
+    prior_base: warming_core::ReturnPrior,
+    /// The prior as it was when its share was last handed out for merging.
+    prior_sent: Option<warming_core::ReturnPrior>,
 }
 
 /// Waits for every write in `acks`; the first failure's message.
@@ -159,7 +172,10 @@ pub fn spawn(
     let (updates, _) = broadcast::channel(4096);
     let (warm_done, warm_queue) = mpsc::unbounded_channel();
     let (refused, refused_queue) = mpsc::unbounded_channel();
+    let prior_base = warmer.prior().clone();
     let driver = Driver {
+        prior_base,
+        prior_sent: None,
         warmer,
         storage,
         provider,
@@ -184,6 +200,8 @@ pub fn spawn(
             commands,
             updates,
             clock,
+            cluster: None,
+            changes: broadcast::channel(4096).0,
         },
         task,
     )
@@ -268,7 +286,8 @@ impl Driver {
     /// Brings an evicted conversation back from the store before an input
     /// for it, so it goes on as if it had never left.
     fn revive(&mut self, id: &ConversationId) {
-        if !self.evicted.remove(id) {
+        let unknown = self.options.clustered && !self.warmer.knows(id);
+        if !self.evicted.remove(id) && !unknown {
             return;
         }
         match self.storage.load(id, &self.options.limits) {
@@ -282,7 +301,7 @@ impl Driver {
 
     fn handle(&mut self, command: Command) {
         let t = self.clock.now();
-        if !self.evicted.is_empty() {
+        if !self.evicted.is_empty() || self.options.clustered {
             for id in command.conversations() {
                 self.revive(id);
             }
@@ -432,6 +451,36 @@ impl Driver {
             }
             Command::Get(id, reply) => {
                 let _ = reply.send(self.warmer.state(&id));
+            }
+            Command::PriorLearned(reply) => {
+                let now = self.warmer.prior().clone();
+                let _ = reply.send(now.since(&self.prior_base));
+                self.prior_sent = Some(now);
+            }
+            Command::PriorShared(total) => {
+                // What was learned while the merge ran is not in `total`
+                // yet: kept on top, and counted in the next share.
+                let sent = self
+                    .prior_sent
+                    .take()
+                    .unwrap_or_else(|| self.prior_base.clone());
+                let newer = self.warmer.prior().since(&sent);
+                let mut merged = (*total).clone();
+                merged.add(&newer);
+                self.warmer.set_prior(merged);
+                self.prior_base = *total;
+            }
+            Command::Adopt(restored, reply) => {
+                let new: Vec<_> = restored
+                    .into_iter()
+                    .filter(|r| !self.warmer.knows(&r.conversation))
+                    .collect();
+                for r in &new {
+                    self.evicted.remove(&r.conversation);
+                }
+                let count = new.len();
+                self.warmer.restore(t, new);
+                let _ = reply.send(count);
             }
             Command::List {
                 cursor,

@@ -96,6 +96,12 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
     }
 
+    /// 503, reported as `storage`: the instance holding the conversation
+    /// (several instances on one database) did not answer.
+    pub fn holder_unreachable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage", message)
+    }
+
     /// 503, reported as `storage`: the service is shutting down.
     pub fn unavailable() -> Self {
         Self::new(

@@ -4,6 +4,7 @@ pub(crate) mod auth;
 mod body;
 mod error;
 mod events;
+pub mod forward;
 pub mod openapi;
 mod routes;
 
@@ -38,12 +39,14 @@ pub struct AppState {
     pub proxy: Arc<crate::proxy::Proxy>,
     /// Serve `/metrics` and the dashboard without the token.
     pub public_metrics: bool,
+    /// Client for forwarding calls to the instance holding a conversation.
+    pub peers: reqwest::Client,
 }
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/conversations", get(routes::list))
+    // Calls about one conversation go to the instance holding it.
+    let conversation = Router::new()
         .route(
             "/conversations/{id}",
             get(routes::get_state).delete(routes::delete),
@@ -61,6 +64,13 @@ pub fn router(state: AppState) -> Router {
         .route("/conversations/{id}/waiting", post(routes::waiting))
         .route("/conversations/{id}/close", post(routes::close))
         .route("/conversations/{id}/settings", put(routes::settings))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_holder,
+        ));
+    let v1 = Router::new()
+        .route("/conversations", get(routes::list))
+        .merge(conversation)
         .route("/events", post(events::ingest))
         .route("/openapi.json", get(routes::openapi))
         .route("/surface", get(crate::surface::upgrade))
