@@ -171,7 +171,14 @@ async fn the_anthropic_sdk_through_the_proxy_gets_the_engines_own_answer_and_cac
     let service = Service::start(
         dir.path(),
         &engine.url,
-        &["--anthropic-upstream", &engine.url],
+        // llama.cpp generates a token even when asked for none: warms ask
+        // for one, so their records say so.
+        &[
+            "--anthropic-upstream",
+            &engine.url,
+            "--anthropic-warm-max-tokens",
+            "1",
+        ],
     )
     .await;
     let proxy = format!("http://{}/proxy/anthropic", service.addr);
@@ -202,4 +209,6 @@ async fn the_anthropic_sdk_through_the_proxy_gets_the_engines_own_answer_and_cac
         .await;
     assert_eq!(status, 200, "{warm}");
     assert!(warm["pct"].as_f64().unwrap() >= 90.0, "{warm}");
+    assert_eq!(warm["kind"], "one-token", "{warm}");
+    assert_eq!(warm["usage"]["outputTokens"], 1, "{warm}");
 }

@@ -120,6 +120,15 @@ pub struct ServeArgs {
     /// 1h, plain seconds; 0 = never) [default: 1h].
     #[arg(long, env = "WARMING_EVICT_AFTER")]
     pub evict_after: Option<String>,
+    /// The output limit of warms sent to Anthropic's API, 0 or 1: 1 for an
+    /// engine that generates a token whatever it is asked (llama.cpp's
+    /// server) [default: 0].
+    #[arg(long, env = "WARMING_ANTHROPIC_WARM_MAX_TOKENS", value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub anthropic_warm_max_tokens: Option<u8>,
+    /// The output limit of warms sent to OpenAI's API, 0 or 1: 0 for an
+    /// engine that takes it (OpenAI refuses 0) [default: 1].
+    #[arg(long, env = "WARMING_OPENAI_WARM_MAX_TOKENS", value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub openai_warm_max_tokens: Option<u8>,
     /// With several instances on one PostgreSQL database: how long a dead
     /// instance's conversations wait before the others adopt them, ms
     /// [default: 10000].
@@ -191,6 +200,10 @@ struct FileConfig {
     max_connections: Option<usize>,
     #[serde(alias = "lease_ms")]
     lease_ms: Option<u64>,
+    #[serde(alias = "anthropic_warm_max_tokens")]
+    anthropic_warm_max_tokens: Option<u8>,
+    #[serde(alias = "openai_warm_max_tokens")]
+    openai_warm_max_tokens: Option<u8>,
     #[serde(alias = "advertise_url")]
     advertise_url: Option<String>,
     #[serde(alias = "evict_after")]
@@ -391,6 +404,25 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(n) = args.history_cap.or(file.history_cap) {
         config.history_cap = n.max(1);
+    }
+    for (flag, given, slot) in [
+        (
+            "anthropic-warm-max-tokens",
+            args.anthropic_warm_max_tokens
+                .or(file.anthropic_warm_max_tokens),
+            &mut config.anthropic_warm_max_tokens,
+        ),
+        (
+            "openai-warm-max-tokens",
+            args.openai_warm_max_tokens.or(file.openai_warm_max_tokens),
+            &mut config.openai_warm_max_tokens,
+        ),
+    ] {
+        match given {
+            Some(n @ 0..=1) => *slot = n,
+            Some(n) => return Err(format!("{flag} must be 0 or 1, got {n}")),
+            None => {}
+        }
     }
     if let Some(ms) = args.lease_ms.or(file.lease_ms) {
         if ms < 100 {

@@ -132,7 +132,7 @@ impl Template {
     /// A template from a request body's JSON text as it arrived, without
     /// building a tree of it: whitespace between tokens is dropped, and the
     /// text is parsed and scrubbed as by [`new`](Self::new) only when an
-    /// object key could be a credential (one of the names [`new`] removes,
+    /// object key could be a credential (one of the names `new` removes,
     /// in any case, or any key written with an escape). Same meaning as
     /// `new`, a few times cheaper on a long prompt. `None` if the text is
     /// not a JSON object.

@@ -84,6 +84,14 @@ pub struct ServerConfig {
     pub evict_after: Duration,
     /// Prices, TTL and the value of time the policies weigh.
     pub economics: warming_core::Economics,
+    /// The output limit of warms sent to Anthropic's API: 0 (the default;
+    /// 1 for a model that refuses 0) or 1, for engines that generate a
+    /// token whatever they are asked (llama.cpp's server), so records and
+    /// costs say what happened.
+    pub anthropic_warm_max_tokens: u8,
+    /// The output limit of warms sent to OpenAI's API: 1 (the default; the
+    /// API refuses 0) or 0, for engines that take it.
+    pub openai_warm_max_tokens: u8,
     /// With several instances on one PostgreSQL database: how long an
     /// instance's hold on its conversations outlives its last renewal; a
     /// dead instance's conversations move to the others after it (default
@@ -132,6 +140,8 @@ impl ServerConfig {
             min_cacheable_overrides: Vec::new(),
             evict_after: Duration::from_secs(3600),
             economics: warming_core::Economics::default(),
+            anthropic_warm_max_tokens: 0,
+            openai_warm_max_tokens: 1,
             lease: Duration::from_secs(10),
             advertise_url: None,
         }

@@ -349,10 +349,14 @@ impl DriverHandle {
         self.call(Command::PriorLearned).await
     }
 
-    /// The cluster's prior, merged with what [`prior_learned`]
-    /// (Self::prior_learned) handed out: the engine goes on from it.
+    /// The cluster's prior, merged with what
+    /// [`prior_learned`](Self::prior_learned) handed out: the engine goes
+    /// on from it.
     pub async fn prior_merged(&self, total: warming_core::ReturnPrior) {
-        let _ = self.commands.send(Command::PriorShared(Box::new(total))).await;
+        let _ = self
+            .commands
+            .send(Command::PriorShared(Box::new(total)))
+            .await;
     }
 
     /// The same handle, for an instance that shares its database with

@@ -47,6 +47,9 @@ pub struct ProviderClient {
     preferred_backend_header: HeaderName,
     /// Models that refused `max_tokens: 0`; they get 1 from then on.
     models_needing_one_token: Mutex<HashSet<String>>,
+    /// The output limit warms ask each API for (see `ServerConfig`).
+    anthropic_warm_tokens: u8,
+    openai_warm_tokens: u8,
 }
 
 impl ProviderClient {
@@ -79,6 +82,8 @@ impl ProviderClient {
             backend_header: header(&config.backend_header)?,
             preferred_backend_header: header(&config.preferred_backend_header)?,
             models_needing_one_token: Mutex::new(HashSet::new()),
+            anthropic_warm_tokens: config.anthropic_warm_max_tokens,
+            openai_warm_tokens: config.openai_warm_max_tokens,
         })
     }
 
@@ -93,7 +98,7 @@ impl ProviderClient {
         credentials: Option<&Credentials>,
     ) -> Result<WarmAnswer, WarmFailure> {
         let model = warm.template.model().unwrap_or_default().to_owned();
-        let one_token = self.needs_one_token(&model);
+        let one_token = self.anthropic_warm_tokens > 0 || self.needs_one_token(&model);
         let kind = credentials.map_or(self.kind, |c| c.kind);
         let context = FailureContext {
             kind,
@@ -213,7 +218,7 @@ impl ProviderClient {
             ),
             ProviderKind::OpenAi => (
                 format!("{}/v1/chat/completions", self.base(kind)),
-                plan::openai(object),
+                plan::openai(object, self.openai_warm_tokens == 0),
             ),
             ProviderKind::Webhook => {
                 let body = json!({

@@ -90,9 +90,10 @@ pub fn anthropic(request: &mut Map<String, Value>, one_token: bool) -> WarmKind 
     }
 }
 
-/// Rewrites an OpenAI Chat request into its warm: one output token, in the
-/// field the model takes.
-pub fn openai(request: &mut Map<String, Value>) -> WarmKind {
+/// Rewrites an OpenAI Chat request into its warm: one output token (or
+/// none, when `zero`: engines such as llama.cpp's server take
+/// `max_tokens: 0`), in the field the model takes.
+pub fn openai(request: &mut Map<String, Value>, zero: bool) -> WarmKind {
     request.insert("stream".into(), Value::Bool(false));
     request.remove("stream_options");
     request.insert("n".into(), json!(1));
@@ -101,13 +102,18 @@ pub fn openai(request: &mut Map<String, Value>) -> WarmKind {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let reasoning = OPENAI_REASONING.iter().any(|p| model.starts_with(p));
+    let limit = json!(u8::from(!zero));
     if reasoning || request.contains_key("max_completion_tokens") {
-        request.insert("max_completion_tokens".into(), json!(1));
+        request.insert("max_completion_tokens".into(), limit);
         request.remove("max_tokens");
     } else {
-        request.insert("max_tokens".into(), json!(1));
+        request.insert("max_tokens".into(), limit);
     }
-    WarmKind::OneToken
+    if zero {
+        WarmKind::ZeroOutput
+    } else {
+        WarmKind::OneToken
+    }
 }
 
 #[cfg(test)]
@@ -166,11 +172,18 @@ mod tests {
             json!({"model": "o4-mini", "max_tokens": 500, "messages": [],
             "stream": true, "stream_options": {"include_usage": true}}),
         );
-        assert_eq!(openai(&mut reasoning), WarmKind::OneToken);
+        assert_eq!(openai(&mut reasoning, false), WarmKind::OneToken);
         assert_eq!(reasoning["max_completion_tokens"], 1);
         assert!(!reasoning.contains_key("max_tokens") && !reasoning.contains_key("stream_options"));
         let mut chat = object(json!({"model": "gpt-4o-mini", "max_tokens": 500, "messages": []}));
-        openai(&mut chat);
+        openai(&mut chat, false);
         assert_eq!(chat["max_tokens"], 1);
+    }
+
+    #[test]
+    fn an_engine_that_takes_no_output_is_asked_for_none() {
+        let mut chat = object(json!({"model": "gemma", "max_tokens": 500, "messages": []}));
+        assert_eq!(openai(&mut chat, true), WarmKind::ZeroOutput);
+        assert_eq!(chat["max_tokens"], 0);
     }
 }
