@@ -31,10 +31,18 @@ struct Engine {
 
 impl Engine {
     fn start(python: &PathBuf, sleep_idle_seconds: u32) -> Self {
+        Self::start_with(
+            python,
+            &["--sleep-idle-seconds", &sleep_idle_seconds.to_string()],
+        )
+    }
+
+    /// The engine started with `args` for `scripts/engine.py`.
+    fn start_with(python: &PathBuf, args: &[&str]) -> Self {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/engine.py");
         let mut child = Command::new(python)
             .arg(script)
-            .args(["--sleep-idle-seconds", &sleep_idle_seconds.to_string()])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -58,6 +66,18 @@ fn chat(python: &PathBuf, base: &str, conversation: &str, user: &str, headers: &
     sdk_call(python, "openai", base, conversation, user, headers)
 }
 
+/// [`chat`] with a system prompt of the conversation's own (no other
+/// conversation shares its prefix).
+fn own_chat(
+    python: &PathBuf,
+    base: &str,
+    conversation: &str,
+    user: &str,
+    headers: &Value,
+) -> Value {
+    run_client(python, "openai", base, conversation, user, headers, true)
+}
+
 /// One greedy call with the official SDK of `api` (`openai` or `anthropic`).
 fn sdk_call(
     python: &PathBuf,
@@ -67,8 +87,26 @@ fn sdk_call(
     user: &str,
     headers: &Value,
 ) -> Value {
+    run_client(python, api, base, conversation, user, headers, false)
+}
+
+/// Runs `engine_client.py`; `own_prefix`: a system prompt of the
+/// conversation's own.
+fn run_client(
+    python: &PathBuf,
+    api: &str,
+    base: &str,
+    conversation: &str,
+    user: &str,
+    headers: &Value,
+    own_prefix: bool,
+) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/engine_client.py");
-    let output = Command::new(python)
+    let mut command = Command::new(python);
+    if own_prefix {
+        command.env("SDK_OWN_PREFIX", "1");
+    }
+    let output = command
         .env("SDK_EXTRA_HEADERS", headers.to_string())
         .arg(script)
         .args([base, conversation, user, api])
@@ -211,4 +249,61 @@ async fn the_anthropic_sdk_through_the_proxy_gets_the_engines_own_answer_and_cac
     assert!(warm["pct"].as_f64().unwrap() >= 90.0, "{warm}");
     assert_eq!(warm["kind"], "one-token", "{warm}");
     assert_eq!(warm["usage"]["outputTokens"], 1, "{warm}");
+}
+
+#[tokio::test]
+async fn with_one_slot_other_traffic_evicts_an_unwarmed_prefix_but_not_a_warmed_one() {
+    let Some(python) = python() else {
+        return;
+    };
+    // One slot, and room in the engine's prompt cache for a few prefixes:
+    // the least recently used goes when others come in.
+    let engine = Engine::start_with(&python, &["--slots", "1", "--cache-ram-mib", "128"]);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &engine.url,
+        // A warm may wait behind another conversation's prefill here.
+        &[
+            "--provider",
+            "openai",
+            "--openai-upstream",
+            &engine.url,
+            "--warm-timeout-ms",
+            "30000",
+        ],
+    )
+    .await;
+    let proxy = format!("http://{}/proxy/openai/v1", service.addr);
+    let direct = format!("{}/v1", engine.url);
+    let turn = |base: &str, conversation: &str, user: &'static str, headers: Value| {
+        let (python, base, conversation) =
+            (python.clone(), base.to_owned(), conversation.to_owned());
+        tokio::task::spawn_blocking(move || own_chat(&python, &base, &conversation, user, &headers))
+    };
+    let on = json!({"x-warming": "on", "x-warming-interval": "1"});
+    let first = turn(&proxy, "kept", "Say hello.", on.clone())
+        .await
+        .unwrap();
+    turn(&proxy, "left", "Say hello.", json!({})).await.unwrap();
+    // Other conversations' turns, straight to the engine: their prefixes
+    // push the older ones out of its cache.
+    for i in 0..4 {
+        turn(&direct, &format!("other-{i}"), "Say hello.", json!({}))
+            .await
+            .unwrap();
+    }
+    let prompt = first["prompt_tokens"].as_u64().unwrap();
+    let kept = turn(&proxy, "kept", "And goodbye?", on).await.unwrap();
+    assert!(
+        cached(&kept) * 10 >= prompt * 9,
+        "the warmed prefix was evicted: {kept}"
+    );
+    let left = turn(&proxy, "left", "And goodbye?", json!({}))
+        .await
+        .unwrap();
+    assert!(
+        cached(&left) * 10 < prompt,
+        "the unwarmed prefix stayed: {left}"
+    );
 }

@@ -2,7 +2,8 @@
 warming's proxy: one greedy chat call, its text and usage as JSON.
 
 usage: engine_client.py BASE_URL CONVERSATION_ID USER_TEXT [openai|anthropic]
-Extra request headers (e.g. x-warming) come as a JSON object in SDK_EXTRA_HEADERS.
+Extra request headers (e.g. x-warming) come as a JSON object in SDK_EXTRA_HEADERS;
+with SDK_OWN_PREFIX set, the system prompt starts with the conversation id.
 With `anthropic`, the official `anthropic` SDK speaks Messages (`/v1/messages`),
 which llama.cpp's server serves too.
 """
@@ -16,6 +17,9 @@ headers = {"x-conversation-id": conversation}
 headers.update(json.loads(os.environ.get("SDK_EXTRA_HEADERS", "{}")))
 # ~1 500 tokens: above the minimum warming assumes a provider caches.
 SYSTEM = "You are the engine test's assistant: answer briefly, plainly and with care. " * 80
+if os.environ.get("SDK_OWN_PREFIX"):
+    # A prefix of its own, so no other conversation's cache entry serves it.
+    SYSTEM = f"[{conversation}] {SYSTEM}"
 
 if api == "anthropic":
     import anthropic
