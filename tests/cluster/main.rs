@@ -196,6 +196,56 @@ async fn three_instances_fire_each_warm_once_and_take_over_a_killed_ones_convers
         .await;
     eventually_interval(&http, &bases[1], "cl-5", 40_000).await;
 
+    // Runtime events naming conversations held by different instances,
+    // sent to one: each reaches its holder.
+    let started = json!([
+        {"type": "turn.started", "threadId": "cl-2"},
+        {"type": "turn.started", "threadId": "cl-3"},
+    ]);
+    let (s, answer) = call(&http, &bases[0], "POST", "/v1/events", started).await;
+    assert_eq!((s, &answer["applied"]), (200, &json!(2)), "{answer}");
+    for (base, id) in [(&bases[1], "cl-2"), (&bases[2], "cl-3")] {
+        let (_, state) = call(
+            &http,
+            base,
+            "GET",
+            &format!("/v1/conversations/{id}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(state["active"], true, "{state}");
+    }
+    let completed = json!([
+        {"type": "turn.completed", "threadId": "cl-2"},
+        {"type": "turn.completed", "threadId": "cl-3"},
+    ]);
+    let (s, answer) = call(&http, &bases[1], "POST", "/v1/events", completed).await;
+    assert_eq!((s, &answer["applied"]), (200, &json!(2)), "{answer}");
+
+    // A proxied turn of a conversation the third instance holds, sent to
+    // the first: relayed by the holder (the first keeps no copy to warm,
+    // which the once-per-interval checks below would catch).
+    let proxied = http
+        .post(format!("{}/proxy/anthropic/v1/messages", bases[0]))
+        .header("x-conversation-id", "cl-8")
+        .header("x-api-key", TEST_KEY)
+        .json(&request("cl-8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 200);
+    let answer: Value = proxied.json().await.unwrap();
+    assert!(
+        answer["usage"]["cache_read_input_tokens"].as_u64() > Some(0),
+        "{answer}"
+    );
+    let held = held_by(&http, &bases[0]).await;
+    assert!(held.contains(&"cl-0".to_owned()), "{} held", held.len());
+    assert!(
+        !held.contains(&"cl-8".to_owned()),
+        "the first instance holds a copy of cl-8"
+    );
+
     // A state read through any instance is the holder's.
     let (s, state) = call(
         &http,
@@ -271,6 +321,27 @@ async fn three_instances_fire_each_warm_once_and_take_over_a_killed_ones_convers
             after.is_empty(),
             "{id} was warmed after its close: {after:?}"
         );
+    }
+}
+
+/// Every conversation the instance at `base` holds in memory, page by page.
+async fn held_by(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let mut held = Vec::new();
+    let mut path = "/v1/conversations?limit=1000".to_owned();
+    loop {
+        let (s, page) = call(http, base, "GET", &path, Value::Null).await;
+        assert_eq!(s, 200, "{page}");
+        held.extend(
+            page["conversations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["conversationId"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/conversations?limit=1000&after={next}"),
+            None => return held,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Calls to the instance holding a conversation, for the parts of this
-//! adapter that act on conversations without an HTTP request to forward
-//! (the surface): the same REST API, marked as forwarded, with the token.
+//! adapter that act on conversations without one HTTP request to forward
+//! whole (the surface; runtime events, whose batches may name several
+//! conversations): the same REST API, marked as forwarded, with the token.
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -148,4 +149,26 @@ pub async fn warm_now(state: &AppState, id: ConversationId) -> Result<(), String
     call::<Value>(state, &peer, reqwest::Method::POST, &path, None)
         .await
         .map(drop)
+}
+
+/// Runtime events for conversations `peer` holds, sent to it; how many it
+/// applied and ignored.
+///
+/// # Errors
+/// The message of what failed.
+pub async fn events(
+    state: &AppState,
+    peer: &str,
+    events: Vec<Value>,
+) -> Result<(usize, usize), String> {
+    let answer: Value = call(
+        state,
+        peer,
+        reqwest::Method::POST,
+        "/v1/events",
+        Some(Value::Array(events)),
+    )
+    .await?;
+    let count = |key: &str| answer[key].as_u64().map_or(0, |n| n as usize);
+    Ok((count("applied"), count("ignored")))
 }

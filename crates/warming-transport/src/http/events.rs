@@ -98,6 +98,7 @@ fn is_rfc3339(text: &str) -> bool {
 /// `POST /v1/events`: answers how many events were applied and ignored.
 pub async fn ingest(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let raw: Vec<Value> = match body {
@@ -109,7 +110,36 @@ pub async fn ingest(
         .enumerate()
         .map(|(i, e)| parse_event(i, e))
         .collect::<Result<Vec<_>, _>>()?;
-    let (applied, ignored) = state.driver.events(events).await?;
+    // A batch forwarded by another instance is applied here, never sent on.
+    if !state.driver.clustered() || headers.contains_key(&super::forward::FORWARDED) {
+        let (applied, ignored) = state.driver.events(events).await?;
+        return Ok(Json(json!({"applied": applied, "ignored": ignored})));
+    }
+    // Several instances: each conversation's events go to the instance
+    // holding it, in the order they came. The batch was checked whole
+    // above; once split it is applied per holder.
+    let mut here = Vec::new();
+    let mut elsewhere: Vec<(String, Vec<Value>)> = Vec::new();
+    for (event, raw) in events.into_iter().zip(raw) {
+        match crate::peer::holder(&state, &event.conversation)
+            .await
+            .map_err(ApiError::storage)?
+        {
+            None => here.push(event),
+            Some(peer) => match elsewhere.iter_mut().find(|(p, _)| *p == peer) {
+                Some((_, batch)) => batch.push(raw),
+                None => elsewhere.push((peer, vec![raw])),
+            },
+        }
+    }
+    let (mut applied, mut ignored) = state.driver.events(here).await?;
+    for (peer, batch) in elsewhere {
+        let answer = crate::peer::events(&state, &peer, batch)
+            .await
+            .map_err(ApiError::holder_unreachable)?;
+        applied += answer.0;
+        ignored += answer.1;
+    }
     Ok(Json(json!({"applied": applied, "ignored": ignored})))
 }
 

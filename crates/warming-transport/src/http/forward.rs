@@ -128,11 +128,32 @@ async fn forward(
             response = response.header(name, value);
         }
     }
-    let bytes = answer
-        .bytes()
-        .await
-        .map_err(|e| Unanswered::Lost(e.to_string()))?;
+    // Streamed as it comes: a proxied generation's events reach the
+    // client as the holder relays them.
     response
-        .body(Body::from(bytes))
+        .body(Body::from_stream(answer.bytes_stream()))
         .map_err(|e| Unanswered::Lost(e.to_string()))
+}
+
+/// A proxied model turn for a conversation `peer` holds, sent to it whole
+/// (the client's own credentials included, which the holder keeps for its
+/// warms) and answered as it answers, streamed.
+///
+/// # Errors
+/// A JSON 503 when the holder could not be reached.
+pub async fn proxied_turn_to(
+    state: &AppState,
+    id: &warming_core::ConversationId,
+    peer: &str,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    forward(&state.peers, peer, parts, body).await.map_err(|e| {
+        state.driver.forget_holder(id);
+        let (Unanswered::Unreached(e) | Unanswered::Lost(e)) = e;
+        ApiError::holder_unreachable(format!(
+            "the instance holding conversation {id} ({peer}) did not answer ({e}); its \
+             conversations move to another instance once its lease lapses: retry"
+        ))
+    })
 }

@@ -171,6 +171,21 @@ async fn forward_inner(
         .then(|| serde_json::from_slice::<Value>(&body).ok())
         .flatten()
         .filter(|v| v.get("messages").is_some_and(Value::is_array));
+    // Several instances: a turn of a conversation another one holds is
+    // that instance's to relay (its lifecycle, its client's key).
+    if let Some(request_json) = &turn {
+        if state.driver.clustered() && !parts.headers.contains_key(&crate::http::forward::FORWARDED)
+        {
+            let id = turn_conversation(&parts, request_json)?;
+            if let Some(peer) = crate::peer::holder(state, &id)
+                .await
+                .map_err(ApiError::storage)?
+            {
+                return crate::http::forward::proxied_turn_to(state, &id, &peer, &parts, body)
+                    .await;
+            }
+        }
+    }
     let lifecycle = match turn {
         Some(request_json) => Some(
             begin_turn(
@@ -196,7 +211,7 @@ async fn forward_inner(
         Ok(Ok(upstream)) => upstream,
         failed => {
             if let Some(lifecycle) = lifecycle {
-                lifecycle.settle(false, None, None);
+                lifecycle.failed().await;
             }
             return Err(upstream_error(proxy, &route, failed.ok()));
         }
@@ -242,6 +257,16 @@ fn outgoing_headers(state: &AppState, incoming: &HeaderMap) -> (HeaderMap, bool)
     (headers, carries_our_token)
 }
 
+/// The conversation a proxied turn belongs to: the header's, else the one
+/// its request names by content.
+fn turn_conversation(parts: &Parts, request: &Value) -> Result<ConversationId, ApiError> {
+    match parts.headers.get(CONVERSATION_HEADER) {
+        Some(raw) => ConversationId::new(raw.to_str().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("{CONVERSATION_HEADER}: {e}"))),
+        None => Ok(conversation_id(request)),
+    }
+}
+
 /// A model turn is starting: names its conversation, applies what the
 /// request asks of warming, keeps its credentials for warms, reports the
 /// turn start, and asks the upstream for the conversation's sticky backend.
@@ -255,11 +280,7 @@ async fn begin_turn(
     headers: &mut HeaderMap,
 ) -> Result<Lifecycle, ApiError> {
     let proxy = &state.proxy;
-    let id = match parts.headers.get(CONVERSATION_HEADER) {
-        Some(raw) => ConversationId::new(raw.to_str().unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("{CONVERSATION_HEADER}: {e}")))?,
-        None => conversation_id(&request),
-    };
+    let id = turn_conversation(parts, &request)?;
     let credentials = headers::credentials(route.kind, &parts.headers, carries_our_token);
     // Before the turn starts, so a refused write leaves no turn open.
     enrolment

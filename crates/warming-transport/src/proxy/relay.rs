@@ -21,13 +21,32 @@ pub(super) struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// Reports the end of the answer. A failed call keeps the old template.
+    /// Reports the end of the answer (from a stream's end, which cannot
+    /// wait). A failed call keeps the old template.
     pub(super) fn settle(
         self,
         success: bool,
         usage: Option<warming_core::Usage>,
         backend: Option<String>,
     ) {
+        let (driver, turn) = self.ended(success, usage, backend);
+        tokio::spawn(async move { driver.proxied_turn(turn).await });
+    }
+
+    /// Reports a call that failed before any answer, before the caller
+    /// answers the client: a state read after that answer sees the turn
+    /// ended (the driver takes commands in order).
+    pub(super) async fn failed(self) {
+        let (driver, turn) = self.ended(false, None, None);
+        driver.proxied_turn(turn).await;
+    }
+
+    fn ended(
+        self,
+        success: bool,
+        usage: Option<warming_core::Usage>,
+        backend: Option<String>,
+    ) -> (DriverHandle, ProxiedTurn) {
         let template = success.then(|| Arc::new(Template::new(self.request, None, None)));
         let turn = ProxiedTurn {
             id: self.id,
@@ -36,8 +55,7 @@ impl Lifecycle {
             usage: usage.filter(|_| success),
             backend,
         };
-        let driver = self.driver;
-        tokio::spawn(async move { driver.proxied_turn(turn).await });
+        (self.driver, turn)
     }
 }
 
