@@ -1,5 +1,6 @@
 //! `/metrics` and the OpenAPI document.
 
+use serde_json::json;
 use warming_testkit::{Standin, StandinOptions};
 
 use crate::support::{anthropic_request, eventually, provider_turn, Service};
@@ -12,7 +13,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn metrics_count_warms_tokens_subscribers_and_cost() {
+async fn metrics_count_warms_tokens_subscribers_and_cost_at_list_prices() {
     let standin = Standin::start(StandinOptions {
         ttl: std::time::Duration::from_millis(600),
         ..StandinOptions::default()
@@ -20,18 +21,17 @@ async fn metrics_count_warms_tokens_subscribers_and_cost() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("warming.toml");
-    std::fs::write(&config, "cache-ttl-ms = 600\n[prices]\nclaude-test = 3.0\n").unwrap();
-    let service = Service::start(
-        dir.path(),
-        &standin.url(),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
+    // Only the TTL is set, so a return comes within the test's time; prices
+    // are the built-in list's.
+    let service = Service::start(dir.path(), &standin.url(), &["--cache-ttl-ms", "600"]).await;
     let mut surface = service.surface().await;
     surface.subscribe("m").await;
 
-    let request = anthropic_request("metrics");
+    // Sonnet 4.5 with a prefix above its 1,024-token minimum.
+    let mut request = anthropic_request("metrics");
+    request["model"] = json!("claude-sonnet-4-5-20250929");
+    let system = request["system"][0]["text"].as_str().unwrap().repeat(4);
+    request["system"][0]["text"] = json!(system);
     provider_turn(&standin.url(), &request).await;
     service.turn_settled("m", &request).await;
     service.enable("m", 250).await;
@@ -56,8 +56,45 @@ async fn metrics_count_warms_tokens_subscribers_and_cost() {
     assert_eq!(metric(&text, "warming_surface_subscribers"), Some(1.0));
     assert!(metric(&text, "warming_warm_latency_seconds_count").unwrap() >= 3.0);
     assert!(metric(&text, "warming_storage_write_seconds_count").unwrap() >= 1.0);
-    assert!(metric(&text, "warming_estimated_warm_cost_dollars_total").unwrap() > 0.0);
-    assert!(metric(&text, "warming_estimated_miss_cost_avoided_dollars_total").unwrap() > 0.0);
+    // What the warms cost, at Sonnet's list prices ($3 input, $3.75 write,
+    // $0.30 read, $15 output per million), is what their usage says.
+    let (_, history) = service
+        .call("GET", "/v1/conversations/m/history?limit=100", None)
+        .await;
+    let mut spent = 0.0;
+    let mut last_read = 0.0;
+    for entry in history["history"].as_array().unwrap() {
+        let u = &entry["usage"];
+        if entry["trigger"] != "scheduled" || u.is_null() {
+            continue;
+        }
+        let tokens = |k: &str| u[k].as_f64().unwrap();
+        spent += (3.0 * tokens("inputTokens")
+            + 3.75 * tokens("cacheWriteTokens")
+            + 0.30 * tokens("cacheReadTokens")
+            + 15.0 * tokens("outputTokens"))
+            / 1e6;
+        last_read = tokens("cacheReadTokens");
+    }
+    let warm_cost = metric(
+        &text,
+        "warming_estimated_warm_cost_dollars_total{price=\"list\"}",
+    )
+    .unwrap_or_else(|| panic!("no list-priced warm cost in {text}"));
+    assert!(
+        (warm_cost - spent).abs() < 1e-9,
+        "{warm_cost} vs {spent}: {text}"
+    );
+    // The returning turn read what the last warm read instead of re-writing
+    // it: $3.75 - $0.30 per million tokens saved.
+    let avoided = metric(
+        &text,
+        "warming_estimated_miss_cost_avoided_dollars_total{price=\"list\"}",
+    )
+    .unwrap();
+    assert!(last_read > 0.0);
+    assert!((avoided - 3.45 * last_read / 1e6).abs() < 1e-9, "{text}");
+    assert!(!text.contains("price=\"estimate\""), "{text}");
     // Active now: nothing armed.
     assert_eq!(metric(&text, "warming_armed_conversations"), Some(0.0));
 }

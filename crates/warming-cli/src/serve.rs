@@ -212,8 +212,8 @@ struct FileConfig {
     header_read_timeout_ms: Option<u64>,
     #[serde(alias = "body_read_timeout_ms")]
     body_read_timeout_ms: Option<u64>,
-    /// Dollars per million input tokens by model, for the cost estimate.
-    prices: Option<std::collections::HashMap<String, f64>>,
+    /// Prices by model-name prefix, over the built-in list prices.
+    prices: Option<std::collections::HashMap<String, PriceEntry>>,
     /// Minimum cacheable tokens by model-name prefix, over the built-in table.
     #[serde(alias = "min_cacheable_tokens")]
     min_cacheable_tokens: Option<std::collections::HashMap<String, u64>>,
@@ -232,6 +232,60 @@ struct FileConfig {
     input_price_per_mtok: Option<f64>,
     #[serde(alias = "prefill_tokens_per_sec")]
     prefill_tokens_per_sec: Option<f64>,
+}
+
+/// A model's prices in the config: dollars per million input tokens alone
+/// (the default multipliers), or each price.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PriceEntry {
+    Input(f64),
+    Each {
+        input: f64,
+        #[serde(alias = "cache-write-5m")]
+        cache_write_5m: Option<f64>,
+        #[serde(alias = "cache-write-1h")]
+        cache_write_1h: Option<f64>,
+        #[serde(alias = "cache-read")]
+        cache_read: Option<f64>,
+        output: Option<f64>,
+    },
+}
+
+impl PriceEntry {
+    /// The prices, or why they are not prices.
+    fn prices(self, base: &warming_core::Economics) -> Result<warming_core::ModelPrices, String> {
+        let prices = match self {
+            Self::Input(input) => warming_core::ModelPrices::from_input(input, base),
+            Self::Each {
+                input,
+                cache_write_5m,
+                cache_write_1h,
+                cache_read,
+                output,
+            } => {
+                let default = warming_core::ModelPrices::from_input(input, base);
+                warming_core::ModelPrices {
+                    input,
+                    cache_write_5m: cache_write_5m.unwrap_or(default.cache_write_5m),
+                    cache_write_1h: cache_write_1h.unwrap_or(default.cache_write_1h),
+                    cache_read: cache_read.unwrap_or(default.cache_read),
+                    output: output.unwrap_or(default.output),
+                }
+            }
+        };
+        let all = [
+            prices.input,
+            prices.cache_write_5m,
+            prices.cache_write_1h,
+            prices.cache_read,
+            prices.output,
+        ];
+        match all.iter().find(|p| !p.is_finite() || **p < 0.0) {
+            Some(bad) => Err(format!("{bad} is not a price")),
+            None => Ok(prices),
+        }
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -437,11 +491,11 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(mb) = args.template_cache_mb.or(file.template_cache_mb) {
         config.template_cache_bytes = mb.saturating_mul(1 << 20);
     }
-    if let Some(prices) = file.prices {
-        if let Some((model, price)) = prices.iter().find(|(_, p)| !p.is_finite() || **p < 0.0) {
-            return Err(format!("config key prices.{model}: {price} is not a price"));
-        }
-        config.pricing.per_million = prices;
+    for (model, entry) in file.prices.into_iter().flatten() {
+        let prices = entry
+            .prices(&config.economics)
+            .map_err(|e| format!("config key prices.{model}: {e}"))?;
+        config.pricing.overrides.insert(model, prices);
     }
     if let Some(minimums) = file.min_cacheable_tokens {
         config.min_cacheable_overrides = minimums.into_iter().collect();
@@ -535,10 +589,18 @@ mod tests {
             .expect("README has a toml example");
         let config = resolve_with(example, &[]).unwrap();
         assert_eq!(
-            config.pricing.per_million.get("claude-sonnet-4-5"),
-            Some(&3.0)
+            config
+                .pricing
+                .overrides
+                .get("claude-sonnet-4-5")
+                .map(|p| p.input),
+            Some(3.0)
         );
         assert_eq!(config.limits.min_ms, 10_000);
+        let each = &config.pricing.overrides["my-gateway-model"];
+        assert_eq!((each.input, each.cache_read, each.output), (2.0, 0.5, 8.0));
+        // A price left out takes the default multiplier of the input price.
+        assert_eq!(each.cache_write_1h, 4.0);
     }
 
     #[test]
@@ -569,6 +631,9 @@ mod tests {
             resolve_with("", &["--min-interval-ms", "9", "--max-interval-ms", "5"]).unwrap_err();
         assert!(err.contains("min-interval-ms"), "{err}");
         let err = resolve_with("[prices]\nm = -1.0\n", &[]).unwrap_err();
+        assert!(err.contains("prices.m"), "{err}");
+        let err =
+            resolve_with("[prices]\nm = { input = 1.0, cache-read = -1.0 }\n", &[]).unwrap_err();
         assert!(err.contains("prices.m"), "{err}");
         let err = resolve_with("", &["--max-idle", "soon"]).unwrap_err();
         assert!(err.contains("max-idle"), "{err}");

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use warming_core::{Economics, WarmOutcome, WarmRecord, WarmTrigger};
+use warming_core::{list_prices, Economics, ModelPrices, WarmOutcome, WarmRecord, WarmTrigger};
 
 /// Label of warms by outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -20,19 +20,73 @@ struct OutcomeLabel {
 
 type DollarCounter = Counter<f64, AtomicU64>;
 
-/// Input prices by model, for the cost estimate. The cache multipliers and
-/// TTL are the policies' [`Economics`], so both agree on what a miss costs.
+/// Prices by model, for the cost figures: the configured overrides, then
+/// the core's list prices, then the configured input price with the
+/// default multipliers (an estimate). The cache multipliers of list prices
+/// are the model's own; the TTL and time are the policies' [`Economics`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pricing {
-    /// Dollars per million input tokens, by model.
-    pub per_million: HashMap<String, f64>,
+    /// Prices set in the configuration, by model-name prefix (the longest
+    /// matching prefix wins), over the list prices.
+    pub overrides: HashMap<String, ModelPrices>,
+}
+
+/// Where a cost figure's price came from, as the `price` label says.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The configuration's `[prices]`.
+    Config,
+    /// The built-in list prices ([`warming_core::LIST_PRICES`]).
+    List,
+    /// A model no table knows (or none seen yet): the configured input
+    /// price with the default multipliers.
+    Estimate,
+}
+
+impl PriceSource {
+    /// The label's value: `config`, `list` or `estimate`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::List => "list",
+            Self::Estimate => "estimate",
+        }
+    }
 }
 
 impl Pricing {
-    /// Dollars per input token of `model`, if priced.
-    fn per_token(&self, model: Option<&str>) -> Option<f64> {
-        self.per_million.get(model?).map(|p| p / 1e6)
+    /// `base` priced for `model` (its 1-hour write price when `long_ttl`),
+    /// and where the price came from.
+    #[must_use]
+    pub fn economics(
+        &self,
+        model: Option<&str>,
+        long_ttl: bool,
+        base: &Economics,
+    ) -> (Economics, PriceSource) {
+        let configured = model.and_then(|model| {
+            self.overrides
+                .iter()
+                .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len())
+                .map(|(_, prices)| prices)
+        });
+        if let Some(prices) = configured {
+            return (prices.economics(base, long_ttl), PriceSource::Config);
+        }
+        if let Some(prices) = model.and_then(list_prices) {
+            return (prices.economics(base, long_ttl), PriceSource::List);
+        }
+        let estimate = ModelPrices::from_input(base.input_price * 1e6, base);
+        (estimate.economics(base, long_ttl), PriceSource::Estimate)
     }
+}
+
+/// Label of dollar figures by the source of their price.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PriceLabel {
+    price: &'static str,
 }
 
 /// Every metric the service exports.
@@ -49,8 +103,8 @@ pub struct Metrics {
     armed: Gauge,
     subscribers: Gauge,
     storage_write: Histogram,
-    warm_cost: DollarCounter,
-    miss_cost_avoided: DollarCounter,
+    warm_cost: Family<PriceLabel, DollarCounter>,
+    miss_cost_avoided: Family<PriceLabel, DollarCounter>,
     pricing: Pricing,
     /// Cache multipliers and TTL.
     economics: Economics,
@@ -117,16 +171,16 @@ impl Metrics {
             "Time from submitting a settings write to its commit",
             storage_write.clone(),
         );
-        let warm_cost = DollarCounter::default();
+        let warm_cost = Family::<PriceLabel, DollarCounter>::default();
         registry.register(
             "estimated_warm_cost_dollars",
-            "Estimated input cost of the warms (priced models only)",
+            "Estimated cost of the warms, by the source of the price (config, list or estimate)",
             warm_cost.clone(),
         );
-        let miss_cost_avoided = DollarCounter::default();
+        let miss_cost_avoided = Family::<PriceLabel, DollarCounter>::default();
         registry.register(
             "estimated_miss_cost_avoided_dollars",
-            "Estimated cache re-writes avoided: turns after an idle gap longer than the TTL that found the cache warm (priced models only); savings = this minus the warm cost",
+            "Estimated cache re-writes avoided: turns after an idle gap longer than the TTL that found the cache warm, by the source of the price; savings = this minus the warm cost",
             miss_cost_avoided.clone(),
         );
         Self {
@@ -156,8 +210,9 @@ impl Metrics {
         out
     }
 
-    /// A warm (or a proxied turn) finished.
-    pub fn warm(&self, record: &WarmRecord, model: Option<&str>) {
+    /// A warm (or a proxied turn) finished; `model` and `long_ttl` are its
+    /// template's.
+    pub fn warm(&self, record: &WarmRecord, model: Option<&str>, long_ttl: bool) {
         if record.outcome == WarmOutcome::Stopped {
             self.warms
                 .get_or_create(&OutcomeLabel { outcome: "stopped" })
@@ -192,27 +247,23 @@ impl Metrics {
         };
         self.tokens_read.inc_by(usage.cache_read_tokens);
         self.tokens_written.inc_by(usage.cache_write_tokens);
-        if let Some(economics) = self.priced(model) {
-            self.warm_cost.inc_by(economics.usage_cost(&usage));
-        }
+        let (economics, price) = self.pricing.economics(model, long_ttl, &self.economics);
+        self.warm_cost
+            .get_or_create(&PriceLabel {
+                price: price.as_str(),
+            })
+            .inc_by(economics.usage_cost(&usage));
     }
 
     /// A turn came back to a warm cache after a gap longer than the TTL
     /// (the core's judgement): it read `tokens` instead of re-writing them.
-    pub fn miss_avoided(&self, tokens: u64, model: Option<&str>) {
-        if let Some(economics) = self.priced(model) {
-            self.miss_cost_avoided
-                .inc_by(economics.miss_avoided_cost(tokens));
-        }
-    }
-
-    /// The core's cost formulas at `model`'s input price, if it is priced.
-    fn priced(&self, model: Option<&str>) -> Option<Economics> {
-        let input_price = self.pricing.per_token(model)?;
-        Some(Economics {
-            input_price,
-            ..self.economics
-        })
+    pub fn miss_avoided(&self, tokens: u64, model: Option<&str>, long_ttl: bool) {
+        let (economics, price) = self.pricing.economics(model, long_ttl, &self.economics);
+        self.miss_cost_avoided
+            .get_or_create(&PriceLabel {
+                price: price.as_str(),
+            })
+            .inc_by(economics.miss_avoided_cost(tokens));
     }
 
     /// How many conversations are armed now.
@@ -255,14 +306,26 @@ mod tests {
         }
     }
 
+    fn value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
     #[test]
     fn warms_and_costs_show_up_in_the_exposition() {
-        let mut per_million = HashMap::new();
-        per_million.insert("claude".to_owned(), 3.0);
-        let metrics = Metrics::new(Pricing { per_million }, Economics::default());
-        metrics.warm(&record(Usage::anthropic(0, 1_000_000, 0)), Some("claude"));
-        metrics.miss_avoided(1_000_000, Some("claude"));
-        metrics.miss_avoided(1_000_000, Some("unpriced"));
+        let mut overrides = HashMap::new();
+        overrides.insert(
+            "claude-test".to_owned(),
+            ModelPrices::from_input(3.0, &Economics::default()),
+        );
+        let metrics = Metrics::new(Pricing { overrides }, Economics::default());
+        metrics.warm(
+            &record(Usage::anthropic(0, 1_000_000, 0)),
+            Some("claude-test"),
+            false,
+        );
+        metrics.miss_avoided(1_000_000, Some("claude-test"), false);
         let text = metrics.render();
         assert!(
             text.contains("warming_warms_total{outcome=\"hit\"} 1"),
@@ -273,16 +336,70 @@ mod tests {
             "{text}"
         );
         // One warm read 1M tokens at 0.1 x $3/M; one turn avoided a 1.25x
-        // re-write and paid a 0.1x read instead: 1.15 x $3. The unpriced
-        // model adds nothing.
-        let value = |name: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
-                .unwrap()
-        };
-        let warm_cost = value("warming_estimated_warm_cost_dollars_total");
+        // re-write and paid a 0.1x read instead: 1.15 x $3.
+        let warm_cost = value(
+            &text,
+            "warming_estimated_warm_cost_dollars_total{price=\"config\"}",
+        );
         assert!((warm_cost - 0.3).abs() < 1e-9, "{text}");
-        let avoided = value("warming_estimated_miss_cost_avoided_dollars_total");
+        let avoided = value(
+            &text,
+            "warming_estimated_miss_cost_avoided_dollars_total{price=\"config\"}",
+        );
         assert!((avoided - 3.45).abs() < 1e-9, "{text}");
+    }
+
+    #[test]
+    fn models_are_priced_out_of_the_box_and_unknown_ones_are_flagged_estimates() {
+        let metrics = Metrics::new(Pricing::default(), Economics::default());
+        // Opus 4.1 lists $15/M input: a 1M-token read is $1.50.
+        metrics.warm(
+            &record(Usage::anthropic(0, 1_000_000, 0)),
+            Some("claude-opus-4-1"),
+            false,
+        );
+        // A model no table knows: the default $3/M input price, flagged.
+        metrics.warm(
+            &record(Usage::anthropic(0, 1_000_000, 0)),
+            Some("gemma-3-270m"),
+            false,
+        );
+        // The 1-hour cache: a re-write at 2x instead of a 0.1x read.
+        metrics.miss_avoided(1_000_000, Some("claude-opus-4-1"), true);
+        let text = metrics.render();
+        let list = value(
+            &text,
+            "warming_estimated_warm_cost_dollars_total{price=\"list\"}",
+        );
+        assert!((list - 1.5).abs() < 1e-9, "{text}");
+        let estimate = value(
+            &text,
+            "warming_estimated_warm_cost_dollars_total{price=\"estimate\"}",
+        );
+        assert!((estimate - 0.3).abs() < 1e-9, "{text}");
+        let avoided = value(
+            &text,
+            "warming_estimated_miss_cost_avoided_dollars_total{price=\"list\"}",
+        );
+        assert!((avoided - 28.5).abs() < 1e-9, "{text}");
+    }
+
+    #[test]
+    fn configured_prices_win_over_the_list_by_longest_prefix() {
+        let base = Economics::default();
+        let mut overrides = HashMap::new();
+        overrides.insert("claude".to_owned(), ModelPrices::from_input(1.0, &base));
+        overrides.insert(
+            "claude-sonnet".to_owned(),
+            ModelPrices::from_input(2.0, &base),
+        );
+        let pricing = Pricing { overrides };
+        let (e, source) = pricing.economics(Some("claude-sonnet-4-5"), false, &base);
+        assert_eq!(source, PriceSource::Config);
+        assert!((e.input_price - 2e-6).abs() < 1e-15);
+        let (_, source) = pricing.economics(Some("gpt-4o"), false, &base);
+        assert_eq!(source, PriceSource::List);
+        let (_, source) = pricing.economics(None, false, &base);
+        assert_eq!(source, PriceSource::Estimate);
     }
 }

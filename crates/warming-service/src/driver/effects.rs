@@ -67,8 +67,12 @@ impl Driver {
                     ..
                 } => {
                     let template = self.warmer.template(&conversation);
-                    self.metrics
-                        .miss_avoided(tokens, template.as_deref().and_then(Template::model));
+                    let template = template.as_deref();
+                    self.metrics.miss_avoided(
+                        tokens,
+                        template.and_then(Template::model),
+                        template.is_some_and(Template::long_ttl),
+                    );
                 }
                 Effect::TurnReturned { .. } => {}
                 Effect::Notify(state) => {
@@ -90,8 +94,12 @@ impl Driver {
     /// Keeps a history record: counted in the metrics, stored behind.
     pub(super) fn record(&self, record: WarmRecord) {
         let template = self.warmer.template(&record.conversation_id);
-        self.metrics
-            .warm(&record, template.as_deref().and_then(Template::model));
+        let template = template.as_deref();
+        self.metrics.warm(
+            &record,
+            template.and_then(Template::model),
+            template.is_some_and(Template::long_ttl),
+        );
         self.storage.submit_behind(Write::Warm(record));
     }
 
