@@ -190,6 +190,73 @@ async fn the_derived_conversation_id_is_stable_across_turns() {
     assert!(ids[0].starts_with("px-"));
 }
 
+/// The ids of the conversations the service knows.
+async fn conversation_ids(service: &Service) -> Vec<String> {
+    let (_, list) = service.call("GET", "/v1/conversations", None).await;
+    let mut ids: Vec<String> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversationId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn gateway_session_headers_name_the_conversation() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let client = reqwest::Client::new();
+    let body = json!({"model": "claude-test", "max_tokens": 5, "system": "Be brief.",
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let turn = |service: &Service, headers: &[(&str, &str)]| {
+        let mut request = client
+            .post(service.url("/proxy/anthropic/v1/messages"))
+            .json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // At the defaults, `x-session-id` names it; `x-conversation-id` wins
+    // over it.
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    assert_eq!(turn(&service, &[("x-session-id", "sess-1")]).await.0, 200);
+    let both = [("x-session-id", "sess-2"), ("x-conversation-id", "conv-2")];
+    assert_eq!(turn(&service, &both).await.0, 200);
+    assert_eq!(conversation_ids(&service).await, ["conv-2", "sess-1"]);
+    // A bad id is refused, naming the header it came from.
+    let (status, answer) = turn(&service, &[("x-session-id", "has spaces")]).await;
+    assert_eq!(status, 400);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("x-session-id"), "{message}");
+    drop(service);
+
+    // A gateway's own header, configured: the default one no longer counts.
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--session-headers", "helicone-session-id"],
+    )
+    .await;
+    assert_eq!(
+        turn(&service, &[("Helicone-Session-Id", "h-1")]).await.0,
+        200
+    );
+    assert_eq!(turn(&service, &[("x-session-id", "ignored")]).await.0, 200);
+    let ids = conversation_ids(&service).await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], "h-1");
+    assert!(ids[1].starts_with("px-"), "{ids:?}");
+}
+
 #[tokio::test]
 async fn close_aborts_a_long_stream_mid_way() {
     let standin = Standin::start(StandinOptions {

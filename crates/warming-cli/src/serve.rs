@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// Request header carrying the preferred backend [default: x-preferred-backend].
     #[arg(long, env = "WARMING_PREFERRED_BACKEND_HEADER")]
     pub preferred_backend_header: Option<String>,
+    /// Request headers naming a proxied conversation when x-conversation-id
+    /// is absent, first present wins (comma-separated) [default: x-session-id].
+    #[arg(long, env = "WARMING_SESSION_HEADERS", value_delimiter = ',')]
+    pub session_headers: Option<Vec<String>>,
     /// Longest a warm may take, ms [default: 30000].
     #[arg(long, env = "WARMING_WARM_TIMEOUT_MS")]
     pub warm_timeout_ms: Option<u64>,
@@ -184,6 +188,8 @@ struct FileConfig {
     backend_header: Option<String>,
     #[serde(alias = "preferred_backend_header")]
     preferred_backend_header: Option<String>,
+    #[serde(alias = "session_headers")]
+    session_headers: Option<Vec<String>>,
     #[serde(alias = "warm_timeout_ms")]
     warm_timeout_ms: Option<u64>,
     #[serde(alias = "warm_concurrency")]
@@ -413,6 +419,13 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         .or(file.preferred_backend_header)
     {
         config.preferred_backend_header = header;
+    }
+    if let Some(headers) = args.session_headers.or(file.session_headers) {
+        config.session_headers = headers
+            .into_iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
     }
     if let Some(ms) = args.warm_timeout_ms.or(file.warm_timeout_ms) {
         if ms == 0 {

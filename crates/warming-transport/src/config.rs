@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub backend_header: String,
     /// Request header carrying the preferred backend on a warm.
     pub preferred_backend_header: String,
+    /// Request headers naming a proxied conversation when
+    /// `x-conversation-id` is absent (gateways' session headers); the first
+    /// present wins.
+    pub session_headers: Vec<String>,
     /// Longest a warm may take before it counts as failed.
     pub warm_timeout: Duration,
     /// Most warms in flight at once.
@@ -123,6 +127,7 @@ impl ServerConfig {
             openai_key: None,
             backend_header: "x-backend-id".into(),
             preferred_backend_header: "x-preferred-backend".into(),
+            session_headers: vec!["x-session-id".into()],
             warm_timeout: Duration::from_secs(30),
             warm_concurrency: 64,
             history_cap: 1_000,

@@ -65,6 +65,9 @@ pub struct Proxy {
     backend_header: HeaderName,
     /// Request header carrying the preferred backend.
     preferred_backend_header: HeaderName,
+    /// Headers naming the conversation, in the order they are tried:
+    /// `x-conversation-id`, then the configured session headers.
+    conversation_headers: Vec<HeaderName>,
     /// Generations `close` aborts, and their credentials.
     pub generations: Arc<Generations>,
 }
@@ -92,6 +95,10 @@ impl Proxy {
             first_byte_timeout: config.proxy_first_byte_timeout,
             backend_header: header(&config.backend_header)?,
             preferred_backend_header: header(&config.preferred_backend_header)?,
+            conversation_headers: std::iter::once(CONVERSATION_HEADER)
+                .chain(config.session_headers.iter().map(String::as_str))
+                .map(header)
+                .collect::<Result<_, _>>()?,
             generations,
         })
     }
@@ -176,7 +183,7 @@ async fn forward_inner(
     if let Some(request_json) = &turn {
         if state.driver.clustered() && !parts.headers.contains_key(&crate::http::forward::FORWARDED)
         {
-            let id = turn_conversation(&parts, request_json)?;
+            let id = turn_conversation(&state.proxy, &parts, request_json)?;
             if let Some(peer) = crate::peer::holder(state, &id)
                 .await
                 .map_err(ApiError::storage)?
@@ -257,12 +264,21 @@ fn outgoing_headers(state: &AppState, incoming: &HeaderMap) -> (HeaderMap, bool)
     (headers, carries_our_token)
 }
 
-/// The conversation a proxied turn belongs to: the header's, else the one
+/// The conversation a proxied turn belongs to: the first header of
+/// `x-conversation-id` and the session headers that is present, else the one
 /// its request names by content.
-fn turn_conversation(parts: &Parts, request: &Value) -> Result<ConversationId, ApiError> {
-    match parts.headers.get(CONVERSATION_HEADER) {
-        Some(raw) => ConversationId::new(raw.to_str().unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("{CONVERSATION_HEADER}: {e}"))),
+fn turn_conversation(
+    proxy: &Proxy,
+    parts: &Parts,
+    request: &Value,
+) -> Result<ConversationId, ApiError> {
+    let named = proxy
+        .conversation_headers
+        .iter()
+        .find_map(|name| parts.headers.get(name).map(|raw| (name, raw)));
+    match named {
+        Some((name, raw)) => ConversationId::new(raw.to_str().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
         None => Ok(conversation_id(request)),
     }
 }
@@ -280,7 +296,7 @@ async fn begin_turn(
     headers: &mut HeaderMap,
 ) -> Result<Lifecycle, ApiError> {
     let proxy = &state.proxy;
-    let id = turn_conversation(parts, &request)?;
+    let id = turn_conversation(proxy, parts, &request)?;
     let credentials = headers::credentials(route.kind, &parts.headers, carries_our_token);
     // Before the turn starts, so a refused write leaves no turn open.
     enrolment
