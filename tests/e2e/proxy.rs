@@ -636,3 +636,74 @@ async fn a_proxied_thinking_conversation_is_warmed_and_its_next_turn_reads_the_c
         "{next}"
     );
 }
+
+#[tokio::test]
+async fn a_tool_run_longer_than_the_ttl_inside_an_agent_turn_is_warmed() {
+    // The provider forgets a prefix 1 s after its last use.
+    let standin = Standin::start(StandinOptions {
+        ttl: Duration::from_secs(1),
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let client = reqwest::Client::new();
+    let call = |id: &str, request: Value, warming: bool| {
+        let mut builder = client
+            .post(service.url("/proxy/anthropic/v1/messages"))
+            .header("x-conversation-id", id)
+            .json(&request);
+        if warming {
+            builder = builder
+                .header("x-warming", "on")
+                .header("x-warming-interval", "0.3");
+        }
+        async move {
+            let response = builder.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.unwrap()["usage"].clone()
+        }
+    };
+    // One agent turn: the model asks for a tool, the tool runs, the model
+    // gets its result. Same agent twice, warming on and off.
+    let asks = |tag: &str| crate::support::anthropic_request(tag);
+    let with_result = |tag: &str| {
+        let mut request = asks(tag);
+        request["messages"] = json!([
+            {"role": "user", "content": "Summarise the plan."},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "read_plan", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "step 1, step 2"}]}
+        ]);
+        request
+    };
+    call("agent-on", asks("agent-on"), true).await;
+    call("agent-off", asks("agent-off"), false).await;
+    // The tool runs for longer than the TTL (five warm intervals, 1.5 s).
+    eventually(10, "five warms during the tool run", || async {
+        (service.state("agent-on").await["warmCount"].as_u64() >= Some(5)).then_some(())
+    })
+    .await;
+    let on = call("agent-on", with_result("agent-on"), true).await;
+    let off = call("agent-off", with_result("agent-off"), false).await;
+    // Warmed, the model call after the tool reads the prefix; unwarmed, the
+    // prefix has expired and is written again.
+    assert!(on["cache_read_input_tokens"].as_u64().unwrap() > 0, "{on}");
+    assert_eq!(off["cache_read_input_tokens"].as_u64(), Some(0), "{off}");
+    assert!(
+        off["cache_creation_input_tokens"].as_u64().unwrap() > 0,
+        "{off}"
+    );
+    let (_, history) = service
+        .call("GET", "/v1/conversations/agent-on/history?limit=100", None)
+        .await;
+    let hits = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["trigger"] == "scheduled" && e["outcome"] == "hit")
+        .count();
+    assert!(hits >= 4, "{history}");
+}
