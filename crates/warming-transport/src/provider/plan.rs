@@ -186,4 +186,18 @@ mod tests {
         assert_eq!(openai(&mut chat, true), WarmKind::ZeroOutput);
         assert_eq!(chat["max_tokens"], 0);
     }
+
+    #[test]
+    fn an_openai_warm_keeps_the_cache_routing_key() {
+        // OpenAI routes requests to a cache by `prompt_cache_key` (and the
+        // prefix): a warm without it could land on a machine that never saw
+        // the prefix.
+        let mut chat = object(
+            json!({"model": "gpt-4.1", "max_tokens": 500, "messages": [],
+            "prompt_cache_key": "tenant-7/session-42", "user": "u-1"}),
+        );
+        openai(&mut chat, false);
+        assert_eq!(chat["prompt_cache_key"], "tenant-7/session-42");
+        assert_eq!(chat["user"], "u-1");
+    }
 }
