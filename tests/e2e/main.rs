@@ -11,6 +11,7 @@ mod fuzz;
 mod hardening;
 mod input;
 mod lifecycle;
+mod money;
 mod observability;
 mod opt_in;
 mod postgres;

@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// Request header carrying the preferred backend [default: x-preferred-backend].
     #[arg(long, env = "WARMING_PREFERRED_BACKEND_HEADER")]
     pub preferred_backend_header: Option<String>,
+    /// The least a hit must save, in dollars, for a conversation to be
+    /// warmed; a prefix whose miss costs less is not [default: 0, any].
+    #[arg(long, env = "WARMING_MIN_SAVING")]
+    pub min_saving: Option<f64>,
     /// Request headers naming a proxied conversation when x-conversation-id
     /// is absent, first present wins (comma-separated) [default: x-session-id].
     #[arg(long, env = "WARMING_SESSION_HEADERS", value_delimiter = ',')]
@@ -188,6 +192,8 @@ struct FileConfig {
     backend_header: Option<String>,
     #[serde(alias = "preferred_backend_header")]
     preferred_backend_header: Option<String>,
+    #[serde(alias = "min_saving")]
+    min_saving: Option<f64>,
     #[serde(alias = "session_headers")]
     session_headers: Option<Vec<String>>,
     #[serde(alias = "warm_timeout_ms")]
@@ -558,6 +564,9 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         args.input_price_per_mtok.or(file.input_price_per_mtok),
     )? {
         config.economics.input_price = price / 1e6;
+    }
+    if let Some(dollars) = number("min-saving", args.min_saving.or(file.min_saving))? {
+        config.min_saving = dollars;
     }
     if let Some(speed) = number(
         "prefill-tokens-per-sec",

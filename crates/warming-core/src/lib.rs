@@ -52,7 +52,9 @@ pub use engine::{
 };
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
-pub use list_prices::{list_prices, ModelPrices, LIST_PRICES, LIST_PRICES_AS_OF};
+pub use list_prices::{
+    economics_for, list_prices, ModelPrices, PriceSource, LIST_PRICES, LIST_PRICES_AS_OF,
+};
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{
     IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,

@@ -119,6 +119,76 @@ pub const LIST_PRICES: &[(&str, ModelPrices)] = &[
     ("o4-mini", ModelPrices::openai(1.1, 0.275, 4.4)),
 ];
 
+/// Where a model's prices came from.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The deployment's own prices (overrides).
+    Config,
+    /// The built-in [`LIST_PRICES`].
+    List,
+    /// Neither knows the model (or none is known yet): the base input price
+    /// with the default multipliers.
+    Estimate,
+}
+
+impl PriceSource {
+    /// `config`, `list` or `estimate`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::List => "list",
+            Self::Estimate => "estimate",
+        }
+    }
+}
+
+/// The economics of a conversation on `model`: `base` (TTL, time, and the
+/// input price of unknown models) priced at the longest matching prefix of
+/// `overrides`, else of [`LIST_PRICES`], else estimated from `base`. The
+/// 1-hour cache (`long_ttl`) lives an hour and writes at its own price.
+/// The one pricing rule of the policies, the guards and the metrics.
+///
+/// ```
+/// use warming_core::{economics_for, Economics, PriceSource};
+/// let base = Economics::default();
+/// let (haiku, source) = economics_for(Some("claude-haiku-4-5"), false, &[], &base);
+/// assert_eq!(source, PriceSource::List);
+/// assert!((haiku.input_price - 1e-6).abs() < 1e-15);
+/// let (long, _) = economics_for(Some("claude-haiku-4-5"), true, &[], &base);
+/// assert_eq!((long.ttl_ms, long.write_multiplier), (3_600_000, 2.0));
+/// let (_, source) = economics_for(Some("my-local-model"), false, &[], &base);
+/// assert_eq!(source, PriceSource::Estimate);
+/// ```
+#[must_use]
+pub fn economics_for(
+    model: Option<&str>,
+    long_ttl: bool,
+    overrides: &[(String, ModelPrices)],
+    base: &Economics,
+) -> (Economics, PriceSource) {
+    let configured = model.and_then(|model| {
+        overrides
+            .iter()
+            .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, prices)| *prices)
+    });
+    let (prices, source) = match (configured, model.and_then(list_prices)) {
+        (Some(prices), _) => (prices, PriceSource::Config),
+        (None, Some(prices)) => (*prices, PriceSource::List),
+        (None, None) => (
+            ModelPrices::from_input(base.input_price * 1e6, base),
+            PriceSource::Estimate,
+        ),
+    };
+    let mut economics = prices.economics(base, long_ttl);
+    if long_ttl {
+        economics.ttl_ms = 3_600_000;
+    }
+    (economics, source)
+}
+
 /// The list prices of `model`: the longest matching prefix of
 /// [`LIST_PRICES`], or `None` for a model the table does not know.
 ///

@@ -10,7 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use warming_core::{list_prices, Economics, ModelPrices, WarmOutcome, WarmRecord, WarmTrigger};
+use warming_core::{
+    economics_for, Economics, ModelPrices, PriceSource, WarmOutcome, WarmRecord, WarmTrigger,
+};
 
 /// Label of warms by outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,33 +33,20 @@ pub struct Pricing {
     pub overrides: HashMap<String, ModelPrices>,
 }
 
-/// Where a cost figure's price came from, as the `price` label says.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum PriceSource {
-    /// The configuration's `[prices]`.
-    Config,
-    /// The built-in list prices ([`warming_core::LIST_PRICES`]).
-    List,
-    /// A model no table knows (or none seen yet): the configured input
-    /// price with the default multipliers.
-    Estimate,
-}
-
-impl PriceSource {
-    /// The label's value: `config`, `list` or `estimate`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Config => "config",
-            Self::List => "list",
-            Self::Estimate => "estimate",
-        }
-    }
-}
-
 impl Pricing {
-    /// `base` priced for `model` (its 1-hour write price when `long_ttl`),
-    /// and where the price came from.
+    /// The overrides as the core takes them ([`warming_core::Config`]'s
+    /// `price_overrides`).
+    #[must_use]
+    pub fn overrides(&self) -> Vec<(String, ModelPrices)> {
+        self.overrides
+            .iter()
+            .map(|(model, prices)| (model.clone(), *prices))
+            .collect()
+    }
+
+    /// `base` priced for `model` (its 1-hour prices when `long_ttl`), and
+    /// where the price came from: the core's rule
+    /// ([`warming_core::economics_for`]).
     #[must_use]
     pub fn economics(
         &self,
@@ -65,21 +54,7 @@ impl Pricing {
         long_ttl: bool,
         base: &Economics,
     ) -> (Economics, PriceSource) {
-        let configured = model.and_then(|model| {
-            self.overrides
-                .iter()
-                .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
-                .max_by_key(|(prefix, _)| prefix.len())
-                .map(|(_, prices)| prices)
-        });
-        if let Some(prices) = configured {
-            return (prices.economics(base, long_ttl), PriceSource::Config);
-        }
-        if let Some(prices) = model.and_then(list_prices) {
-            return (prices.economics(base, long_ttl), PriceSource::List);
-        }
-        let estimate = ModelPrices::from_input(base.input_price * 1e6, base);
-        (estimate.economics(base, long_ttl), PriceSource::Estimate)
+        economics_for(model, long_ttl, &self.overrides(), base)
     }
 }
 
@@ -105,7 +80,8 @@ pub struct Metrics {
     storage_write: Histogram,
     warm_cost: Family<PriceLabel, DollarCounter>,
     miss_cost_avoided: Family<PriceLabel, DollarCounter>,
-    pricing: Pricing,
+    /// Prices set in the configuration, over the list prices.
+    price_overrides: Vec<(String, ModelPrices)>,
     /// Cache multipliers and TTL.
     economics: Economics,
 }
@@ -197,7 +173,7 @@ impl Metrics {
             storage_write,
             warm_cost,
             miss_cost_avoided,
-            pricing,
+            price_overrides: pricing.overrides(),
             economics,
         }
     }
@@ -247,7 +223,8 @@ impl Metrics {
         };
         self.tokens_read.inc_by(usage.cache_read_tokens);
         self.tokens_written.inc_by(usage.cache_write_tokens);
-        let (economics, price) = self.pricing.economics(model, long_ttl, &self.economics);
+        let (economics, price) =
+            economics_for(model, long_ttl, &self.price_overrides, &self.economics);
         self.warm_cost
             .get_or_create(&PriceLabel {
                 price: price.as_str(),
@@ -258,7 +235,8 @@ impl Metrics {
     /// A turn came back to a warm cache after a gap longer than the TTL
     /// (the core's judgement): it read `tokens` instead of re-writing them.
     pub fn miss_avoided(&self, tokens: u64, model: Option<&str>, long_ttl: bool) {
-        let (economics, price) = self.pricing.economics(model, long_ttl, &self.economics);
+        let (economics, price) =
+            economics_for(model, long_ttl, &self.price_overrides, &self.economics);
         self.miss_cost_avoided
             .get_or_create(&PriceLabel {
                 price: price.as_str(),

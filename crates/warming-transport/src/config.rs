@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// Minimum cacheable tokens by model-name prefix, before the built-in
     /// table (`warming_core::MINIMUM_CACHEABLE_TOKENS`).
     pub min_cacheable_overrides: Vec<(String, u64)>,
+    /// The least a hit must save, dollars, for a conversation to be warmed
+    /// (`0`: any).
+    pub min_saving: f64,
     /// A conversation with warming off and no input for this long leaves
     /// memory (it stays on disk); zero keeps all (default 1 h).
     pub evict_after: Duration,
@@ -143,6 +146,7 @@ impl ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             min_cacheable_overrides: Vec::new(),
+            min_saving: 0.0,
             evict_after: Duration::from_secs(3600),
             economics: warming_core::Economics::default(),
             anthropic_warm_max_tokens: 0,
@@ -195,6 +199,8 @@ impl ServerConfig {
             max_idle_ms: u64::try_from(self.max_idle.as_millis()).unwrap_or(u64::MAX),
             economics: self.economics,
             min_cacheable_overrides: self.min_cacheable_overrides.clone(),
+            price_overrides: self.pricing.overrides(),
+            min_saving: self.min_saving,
             // The store keeps template bodies; memory keeps what decides.
             detach_templates: true,
             ..warming_core::Config::default()

@@ -177,18 +177,18 @@ impl Conversation {
         self.settings.effective_interval_ms(self.long_ttl(), limits)
     }
 
-    /// The economics of this conversation: the 1-hour cache lives 12 times
-    /// longer and its writes cost 2x input instead of 1.25x.
-    pub fn economics(&self, base: &Economics) -> Economics {
-        if self.long_ttl() {
-            Economics {
-                ttl_ms: 3_600_000,
-                write_multiplier: 2.0,
-                ..*base
-            }
-        } else {
-            *base
-        }
+    /// The economics of this conversation: its model's prices
+    /// ([`crate::economics_for`]); the 1-hour cache lives 12 times longer
+    /// and its writes cost more.
+    pub fn economics(&self, config: &Config) -> Economics {
+        let model = self.template.as_deref().and_then(Template::model);
+        crate::economics_for(
+            model,
+            self.long_ttl(),
+            &config.price_overrides,
+            &config.economics,
+        )
+        .0
     }
 
     /// Whether a timed warm may be scheduled now.

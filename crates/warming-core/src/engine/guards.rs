@@ -26,6 +26,17 @@ impl Warmer {
             if estimate < minimum {
                 return Err(StopReason::BelowMinimum { estimate, minimum });
             }
+            // The tokens a warm read, once known; before, the estimate.
+            let prefix = if c.prefix_tokens > 0 {
+                c.prefix_tokens
+            } else {
+                estimate
+            };
+            let min_saving = self.config.min_saving;
+            let saving = c.economics(&self.config).miss_avoided_cost(prefix);
+            if min_saving > 0.0 && saving < min_saving {
+                return Err(StopReason::SmallSaving { saving, min_saving });
+            }
         }
         Ok(())
     }
@@ -72,7 +83,7 @@ impl Warmer {
         };
         decide(
             c.policy(&self.config),
-            &c.economics(&self.config.economics),
+            &c.economics(&self.config),
             &self.prior,
             &view,
         )

@@ -105,7 +105,9 @@ impl Warmer {
     }
 
     pub(super) fn start_turn(&mut self, slot: u32, turn_id: Option<Box<str>>, now: Timestamp) {
-        let base = self.config.economics;
+        let ttl_ms = self.conversations[slot as usize]
+            .economics(&self.config)
+            .ttl_ms;
         let c = self.conv(slot);
         if let Some(start) = c.gap_start.take() {
             // The user came back: one more gap learned, here and globally.
@@ -113,7 +115,7 @@ impl Warmer {
             let depth = c.depth;
             // Without warming the cache would have died after the TTL: a
             // longer gap that ends on a warm hit is a miss avoided.
-            let outlived_ttl = gap > c.economics(&base).ttl_ms;
+            let outlived_ttl = gap > ttl_ms;
             let last_hit_read = c.gap_last_hit_read.take();
             let returned = Effect::TurnReturned {
                 conversation: c.id.clone(),

@@ -56,6 +56,13 @@ pub struct Config {
     /// Minimum cacheable tokens by model-name prefix, before the built-in
     /// table ([`crate::MINIMUM_CACHEABLE_TOKENS`]). Default none.
     pub min_cacheable_overrides: Vec<(String, u64)>,
+    /// Prices by model-name prefix, before the built-in list
+    /// ([`crate::LIST_PRICES`]). Default none.
+    pub price_overrides: Vec<(String, crate::ModelPrices)>,
+    /// The least a hit must save, in dollars, for a conversation to be
+    /// warmed: a prefix whose miss costs less is not warmed
+    /// ([`crate::StopReason::SmallSaving`]). `0` warms any prefix. Default 0.
+    pub min_saving: f64,
     /// Keep only [detached](Template::detach) templates in memory: the
     /// body goes out in [`Effect::SaveTemplate`] and every
     /// [`WarmRequest::template`] is detached, so the embedder reads the body
@@ -76,6 +83,8 @@ impl Default for Config {
             max_idle_ms: 3_600_000,
             economics: Economics::default(),
             min_cacheable_overrides: Vec::new(),
+            price_overrides: Vec::new(),
+            min_saving: 0.0,
             detach_templates: false,
         }
     }
@@ -476,7 +485,14 @@ impl Warmer {
             // A prompt the provider will not cache is said at once, not
             // after a countdown that ends in nothing; a warm due now is not
             // sent past a guard.
-            (Err(reason @ crate::StopReason::BelowMinimum { .. }), _) | (Err(reason), false) => {
+            (
+                Err(
+                    reason @ (crate::StopReason::BelowMinimum { .. }
+                    | crate::StopReason::SmallSaving { .. }),
+                ),
+                _,
+            )
+            | (Err(reason), false) => {
                 self.disarm(slot);
                 self.stop(slot, reason, (WarmTrigger::Scheduled, at), now);
             }

@@ -42,6 +42,14 @@ pub enum StopReason {
         /// The model's minimum.
         minimum: u64,
     },
+    /// A hit would save less than the deployment's minimum worth warming
+    /// (`min_saving`): the miss of this prefix is too cheap to insure.
+    SmallSaving {
+        /// Dollars a hit saves over a miss on this prefix.
+        saving: f64,
+        /// The minimum, dollars.
+        min_saving: f64,
+    },
     /// `adaptive`: a return in the next window is too unlikely to pay.
     UnlikelyReturn {
         /// The estimated chance of a return in the window.
@@ -97,6 +105,11 @@ impl StopReason {
                  cacheable length ({minimum}): the provider would not cache it, so warming \
                  would only cost"
             ),
+            Self::SmallSaving { saving, min_saving } => write!(
+                f,
+                "a hit on this prefix saves ${saving:.4}, less than the ${min_saving:.2} worth \
+                 warming (--min-saving)"
+            ),
             Self::BreakevenReached => {
                 f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
             }
@@ -129,6 +142,10 @@ mod tests {
                 minimum: 1_024,
             },
             StopReason::Refused,
+            StopReason::SmallSaving {
+                saving: 0.0125,
+                min_saving: 0.05,
+            },
         ];
         for stop in stops {
             let json = serde_json::to_value(stop).unwrap();

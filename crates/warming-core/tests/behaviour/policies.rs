@@ -473,3 +473,57 @@ fn a_returning_turn_reports_its_gap_its_warms_and_the_miss_they_avoided() {
     h.warmer.turn_started(h.now, &id("g"));
     assert_eq!(returned(h.drain()), Some((1_000, 0, None)));
 }
+
+#[test]
+fn a_prefix_whose_miss_is_too_cheap_to_insure_is_not_warmed_and_says_why() {
+    // A Sonnet prompt of about 6 000 cacheable tokens: a hit saves
+    // ($3.75 - $0.30) per million, about $0.02.
+    let template = |model: &str| {
+        Arc::new(warming_core::Template::new(
+            serde_json::json!({"model": model, "max_tokens": 100,
+                "system": [{"type": "text", "text": "Answer with care. ".repeat(1_400),
+                            "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": "hi"}]}),
+            None,
+            None,
+        ))
+    };
+    let config = |min_saving| Config {
+        policy: warming_core::Policy::Fixed,
+        min_saving,
+        ..Config::default()
+    };
+    // At $0.05 a hit it is not worth it: said at once, with the figures.
+    let mut h = Harness::with_config(config(0.05));
+    h.enable("cheap");
+    h.warmer.turn_settled(
+        h.now,
+        &id("cheap"),
+        Some(template("claude-sonnet-4-5")),
+        None,
+    );
+    assert_eq!(h.state("cheap").next_warm_at, None);
+    assert!(warms(&h.drain()).is_empty());
+    let s = h.state("cheap");
+    assert!(
+        matches!(s.stopped, Some(warming_core::StopReason::SmallSaving { saving, min_saving })
+            if saving > 0.01 && saving < 0.03 && min_saving == 0.05),
+        "{s:?}"
+    );
+    assert!(s.stopped_reason.unwrap().contains("--min-saving"));
+    // The same prompt on Opus 4.1 ($18.75 - $1.50 per million) is worth it.
+    h.enable("dear");
+    h.warmer
+        .turn_settled(h.now, &id("dear"), Some(template("claude-opus-4-1")), None);
+    assert!(h.state("dear").next_warm_at.is_some());
+    // Without a minimum (the default) any prefix is warmed.
+    let mut h = Harness::with_config(config(0.0));
+    h.enable("cheap");
+    h.warmer.turn_settled(
+        h.now,
+        &id("cheap"),
+        Some(template("claude-sonnet-4-5")),
+        None,
+    );
+    assert!(h.state("cheap").next_warm_at.is_some());
+}

@@ -1,0 +1,35 @@
+//! Money: a minimum worth warming, and what a stop for it says.
+
+use serde_json::json;
+use warming_testkit::{Standin, StandinOptions};
+
+use crate::support::{anthropic_request, Service};
+
+#[tokio::test]
+async fn a_prefix_whose_hit_saves_less_than_min_saving_is_not_warmed_and_says_why() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &["--min-saving", "0.05"]).await;
+    // A Sonnet prompt of a few thousand tokens: a hit saves about a cent.
+    let mut small = anthropic_request("small");
+    small["model"] = json!("claude-sonnet-4-5");
+    let text = small["system"][0]["text"].as_str().unwrap().repeat(4);
+    small["system"][0]["text"] = json!(text);
+    service.enable("small", 10_000).await;
+    service.turn_settled("small", &small).await;
+    let state = service.state("small").await;
+    assert_eq!(state["nextWarmAt"], serde_json::Value::Null, "{state}");
+    assert_eq!(state["stop"]["code"], "smallSaving", "{state}");
+    assert_eq!(state["stop"]["minSaving"], 0.05);
+    let reason = state["stoppedReason"].as_str().unwrap();
+    assert!(reason.contains("--min-saving"), "{reason}");
+    // A prompt on a model whose misses cost ten times more is warmed.
+    let mut dear = small.clone();
+    dear["model"] = json!("claude-opus-4-1");
+    dear["system"][0]["text"] = json!(text.repeat(2));
+    service.enable("dear", 10_000).await;
+    service.turn_settled("dear", &dear).await;
+    let state = service.state("dear").await;
+    assert!(state["nextWarmAt"].is_number(), "{state}");
+    assert_eq!(state["stop"], serde_json::Value::Null);
+}
