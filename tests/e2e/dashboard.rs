@@ -257,6 +257,27 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     )
     .await;
 
+    // The money strip shows what the warms cost, from the server's figures;
+    // this test's model is in no price list, so it says the price is an
+    // estimate.
+    let strip = "document.getElementById('summary')";
+    page.wait_for(
+        "warms counted in the strip",
+        &format!("Number({strip}.querySelector('.warms b').textContent) >= 2"),
+    )
+    .await;
+    let spent = page
+        .wait_for(
+            "a cost in the strip",
+            &format!("(t => /^\\$0\\.0*[1-9]/.test(t) && t)({strip}.querySelector('.spent b').textContent)"),
+        )
+        .await;
+    assert!(spent.as_str().unwrap().starts_with('$'), "{spent}");
+    let note = page
+        .eval("document.getElementById('price-note').textContent")
+        .await;
+    assert!(note.as_str().unwrap().contains("estimate"), "{note}");
+
     // An interval below the server's minimum shows the applied value and says so.
     page.eval(&format!(
         "(() => {{ const i = {row}.querySelector('.interval'); i.value = '0.01'; i.dispatchEvent(new Event('change')); }})()"
