@@ -33,3 +33,41 @@ async fn a_prefix_whose_hit_saves_less_than_min_saving_is_not_warmed_and_says_wh
     assert!(state["nextWarmAt"].is_number(), "{state}");
     assert_eq!(state["stop"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A cap one warm of this prompt exceeds.
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--max-spend-per-day", "0.0001"],
+    )
+    .await;
+    let request = anthropic_request("capped");
+    crate::support::provider_turn(&standin.url(), &request).await;
+    service.turn_settled("capped", &request).await;
+    service.enable("capped", 250).await;
+    let state = crate::support::eventually(5, "the cap to stop warming", || async {
+        let s = service.state("capped").await;
+        s["stop"]["code"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(state["stop"]["code"], "spendCap", "{state}");
+    assert_eq!(state["stop"]["maxPerDay"], 0.0001);
+    assert_eq!(state["nextWarmAt"], serde_json::Value::Null);
+    assert!(state["stoppedReason"]
+        .as_str()
+        .unwrap()
+        .contains("--max-spend-per-day"));
+    // One warm was sent, then none: the cap holds.
+    let sent = standin.warms().len();
+    assert_eq!(sent, 1);
+    assert_eq!(state["warmCount"], 1);
+    // The stop is in the history, as the state says it.
+    let (_, history) = service
+        .call("GET", "/v1/conversations/capped/history?limit=10", None)
+        .await;
+    assert_eq!(history["history"][0]["outcome"], "stopped", "{history}");
+}

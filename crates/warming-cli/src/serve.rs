@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// warmed; a prefix whose miss costs less is not [default: 0, any].
     #[arg(long, env = "WARMING_MIN_SAVING")]
     pub min_saving: Option<f64>,
+    /// The most warms may cost in a UTC day, server-wide, in dollars at
+    /// each model's prices; reached, timed warms stop until the day turns
+    /// [default: 0, no cap].
+    #[arg(long, env = "WARMING_MAX_SPEND_PER_DAY")]
+    pub max_spend_per_day: Option<f64>,
     /// Request headers naming a proxied conversation when x-conversation-id
     /// is absent, first present wins (comma-separated) [default: x-session-id].
     #[arg(long, env = "WARMING_SESSION_HEADERS", value_delimiter = ',')]
@@ -194,6 +199,8 @@ struct FileConfig {
     preferred_backend_header: Option<String>,
     #[serde(alias = "min_saving")]
     min_saving: Option<f64>,
+    #[serde(alias = "max_spend_per_day")]
+    max_spend_per_day: Option<f64>,
     #[serde(alias = "session_headers")]
     session_headers: Option<Vec<String>>,
     #[serde(alias = "warm_timeout_ms")]
@@ -567,6 +574,12 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(dollars) = number("min-saving", args.min_saving.or(file.min_saving))? {
         config.min_saving = dollars;
+    }
+    if let Some(dollars) = number(
+        "max-spend-per-day",
+        args.max_spend_per_day.or(file.max_spend_per_day),
+    )? {
+        config.max_spend_per_day = dollars;
     }
     if let Some(speed) = number(
         "prefill-tokens-per-sec",

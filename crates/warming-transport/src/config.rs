@@ -86,6 +86,9 @@ pub struct ServerConfig {
     /// The least a hit must save, dollars, for a conversation to be warmed
     /// (`0`: any).
     pub min_saving: f64,
+    /// The most warms may cost in a UTC day, server-wide, dollars (`0`: no
+    /// cap).
+    pub max_spend_per_day: f64,
     /// A conversation with warming off and no input for this long leaves
     /// memory (it stays on disk); zero keeps all (default 1 h).
     pub evict_after: Duration,
@@ -147,6 +150,7 @@ impl ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             min_cacheable_overrides: Vec::new(),
             min_saving: 0.0,
+            max_spend_per_day: 0.0,
             evict_after: Duration::from_secs(3600),
             economics: warming_core::Economics::default(),
             anthropic_warm_max_tokens: 0,
@@ -201,6 +205,7 @@ impl ServerConfig {
             min_cacheable_overrides: self.min_cacheable_overrides.clone(),
             price_overrides: self.pricing.overrides(),
             min_saving: self.min_saving,
+            max_spend_per_day: self.max_spend_per_day,
             // The store keeps template bodies; memory keeps what decides.
             detach_templates: true,
             ..warming_core::Config::default()

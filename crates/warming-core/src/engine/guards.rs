@@ -19,6 +19,7 @@ impl Warmer {
         if max_idle_ms > 0 && idle_ms >= max_idle_ms {
             return Err(StopReason::IdleCap { max_idle_ms });
         }
+        self.spend_cap_allows()?;
         if let Some(template) = &c.template {
             let model = template.model().unwrap_or_default();
             let minimum = minimum_cacheable_tokens(model, &self.config.min_cacheable_overrides);
@@ -50,6 +51,9 @@ impl Warmer {
         (trigger, due_at): (WarmTrigger, Timestamp),
         now: Timestamp,
     ) {
+        if matches!(reason, StopReason::SpendCap { .. }) {
+            self.capped(slot);
+        }
         let c = self.conv(slot);
         c.stopped = Some(reason);
         let conversation = c.id.clone();

@@ -10,6 +10,7 @@ mod guards;
 mod lifecycle;
 mod outcomes;
 mod resolutions;
+mod spend;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -63,6 +64,11 @@ pub struct Config {
     /// warmed: a prefix whose miss costs less is not warmed
     /// ([`crate::StopReason::SmallSaving`]). `0` warms any prefix. Default 0.
     pub min_saving: f64,
+    /// The most warms may cost in a UTC day, in dollars, server-wide (at
+    /// each conversation's model prices): once reached, timed warms stop
+    /// ([`crate::StopReason::SpendCap`]) until the day turns. `0` sets no
+    /// cap. Default 0.
+    pub max_spend_per_day: f64,
     /// Keep only [detached](Template::detach) templates in memory: the
     /// body goes out in [`Effect::SaveTemplate`] and every
     /// [`WarmRequest::template`] is detached, so the embedder reads the body
@@ -85,6 +91,7 @@ impl Default for Config {
             min_cacheable_overrides: Vec::new(),
             price_overrides: Vec::new(),
             min_saving: 0.0,
+            max_spend_per_day: 0.0,
             detach_templates: false,
         }
     }
@@ -214,6 +221,8 @@ pub struct Warmer {
     resolutions: Resolutions,
     /// Slots of evicted conversations, free for new ones.
     free_slots: Vec<u32>,
+    /// Today's spend on warms, for the daily cap.
+    spend: spend::DailySpend,
 }
 
 impl Warmer {
@@ -233,6 +242,7 @@ impl Warmer {
             prior: ReturnPrior::default(),
             resolutions: Resolutions::default(),
             free_slots: Vec::new(),
+            spend: spend::DailySpend::default(),
         }
     }
 
@@ -265,7 +275,11 @@ impl Warmer {
     /// `None` when nothing is armed.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|&(at, _)| at)
+        let next_warm = self.deadlines.first().map(|&(at, _)| at);
+        match (next_warm, self.next_day_start()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The state of a conversation; defaults, with `known: false`, for one
@@ -354,6 +368,7 @@ impl Warmer {
     fn tick(&mut self, now: Timestamp) -> Timestamp {
         self.now = self.now.max(now);
         self.resolutions.resolve(self.now, &mut self.prior);
+        self.roll_day(self.now);
         self.now
     }
 

@@ -50,6 +50,12 @@ pub enum StopReason {
         /// The minimum, dollars.
         min_saving: f64,
     },
+    /// The server's warms reached the most they may cost in a UTC day
+    /// (`max_spend_per_day`): warming resumes when the day turns.
+    SpendCap {
+        /// The cap, dollars per day.
+        max_per_day: f64,
+    },
     /// `adaptive`: a return in the next window is too unlikely to pay.
     UnlikelyReturn {
         /// The estimated chance of a return in the window.
@@ -110,6 +116,11 @@ impl StopReason {
                 "a hit on this prefix saves ${saving:.4}, less than the ${min_saving:.2} worth \
                  warming (--min-saving)"
             ),
+            Self::SpendCap { max_per_day } => write!(
+                f,
+                "warms today reached the ${max_per_day:.2} a day allowed (--max-spend-per-day); \
+                 warming resumes when the day turns (UTC)"
+            ),
             Self::BreakevenReached => {
                 f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
             }
@@ -146,6 +157,7 @@ mod tests {
                 saving: 0.0125,
                 min_saving: 0.05,
             },
+            StopReason::SpendCap { max_per_day: 5.0 },
         ];
         for stop in stops {
             let json = serde_json::to_value(stop).unwrap();

@@ -527,3 +527,67 @@ fn a_prefix_whose_miss_is_too_cheap_to_insure_is_not_warmed_and_says_why() {
     );
     assert!(h.state("cheap").next_warm_at.is_some());
 }
+
+#[test]
+fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
+    const DAY_MS: u64 = 86_400_000;
+    let mut h = Harness::with_config(Config {
+        policy: warming_core::Policy::Fixed,
+        max_spend_per_day: 0.50,
+        // Only the cap stops warming here, however long the day.
+        max_idle_ms: 0,
+        ..Config::default()
+    });
+    h.enable("a");
+    h.enable("b");
+    h.settle("a", "sys");
+    h.settle("b", "sys");
+    // Two warms that each read 1M tokens at the estimated $3/M input
+    // price: $0.30 each, $0.60 in all, over the $0.50 cap.
+    let mut sent = 0;
+    while sent < 2 {
+        let effects = h.run_to_deadline();
+        for warm in warms(&effects) {
+            let (conversation, token) = (warm.conversation.clone(), warm.token);
+            h.warmer.warm_completed(
+                h.now,
+                &conversation,
+                token,
+                Usage::anthropic(0, 1_000_000, 0),
+            );
+            sent += 1;
+        }
+    }
+    // The next due warms are not sent, and both say why.
+    while h.state("a").stopped.is_none() || h.state("b").stopped.is_none() {
+        assert!(warms(&h.run_to_deadline()).is_empty());
+    }
+    for conversation in ["a", "b"] {
+        let s = h.state(conversation);
+        assert_eq!(s.next_warm_at, None, "{s:?}");
+        assert_eq!(
+            s.stopped,
+            Some(warming_core::StopReason::SpendCap { max_per_day: 0.5 })
+        );
+        assert!(s.stopped_reason.unwrap().contains("--max-spend-per-day"));
+    }
+    // The engine wakes when the day turns (UTC), and warming resumes.
+    let tomorrow = (h.now.as_millis() / DAY_MS + 1) * DAY_MS;
+    assert_eq!(
+        h.warmer.poll_timeout(),
+        Some(Timestamp::from_millis(tomorrow))
+    );
+    h.now = Timestamp::from_millis(tomorrow);
+    h.warmer.handle_timeout(h.now);
+    for conversation in ["a", "b"] {
+        let s = h.state(conversation);
+        assert_eq!(s.stopped, None, "{s:?}");
+    }
+    let effects = h.drain();
+    let fired = warms(&effects).len()
+        + notifications(&effects)
+            .iter()
+            .filter(|s| s.next_warm_at.is_some())
+            .count();
+    assert!(fired >= 2, "{effects:?}");
+}

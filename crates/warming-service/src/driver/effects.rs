@@ -93,6 +93,12 @@ impl Driver {
 
     /// Keeps a history record: counted in the metrics, stored behind.
     pub(super) fn record(&self, record: WarmRecord) {
+        if record.outcome == warming_core::WarmOutcome::Stopped {
+            let state = self.warmer.state(&record.conversation_id);
+            if let Some(cap @ warming_core::StopReason::SpendCap { .. }) = state.stopped {
+                tracing::warn!(conversation = %record.conversation_id, "{cap}");
+            }
+        }
         let template = self.warmer.template(&record.conversation_id);
         let template = template.as_deref();
         self.metrics.warm(

@@ -1,0 +1,65 @@
+//! The server-wide daily spend cap: what warms cost today (UTC), and which
+//! conversations the cap stopped, to resume them when the day turns.
+
+use super::Warmer;
+use crate::{StopReason, Timestamp};
+
+/// Milliseconds in a day: days are UTC days of the input clock.
+const DAY_MS: u64 = 86_400_000;
+
+/// Dollars spent on warms in the current day.
+#[derive(Debug, Default)]
+pub(super) struct DailySpend {
+    /// The day (`ms / DAY_MS`) the figure is for.
+    day: u64,
+    /// Dollars spent that day.
+    dollars: f64,
+    /// Slots the cap stopped that day.
+    capped: Vec<u32>,
+}
+
+impl Warmer {
+    /// Counts a warm's cost in today's spend.
+    pub(super) fn spent(&mut self, dollars: f64) {
+        self.spend.dollars += dollars.max(0.0);
+    }
+
+    /// The cap, if reached: a timed warm is not sent.
+    pub(super) fn spend_cap_allows(&self) -> Result<(), StopReason> {
+        let cap = self.config.max_spend_per_day;
+        if cap > 0.0 && self.spend.dollars >= cap {
+            return Err(StopReason::SpendCap { max_per_day: cap });
+        }
+        Ok(())
+    }
+
+    /// Keeps a conversation the cap stopped, to resume it tomorrow.
+    pub(super) fn capped(&mut self, slot: u32) {
+        self.spend.capped.push(slot);
+    }
+
+    /// A new day: the spend starts at zero and the conversations the cap
+    /// stopped are warmed again (each as if re-armed now).
+    pub(super) fn roll_day(&mut self, now: Timestamp) {
+        let day = now.as_millis() / DAY_MS;
+        if day == self.spend.day {
+            return;
+        }
+        self.spend.day = day;
+        self.spend.dollars = 0.0;
+        for slot in std::mem::take(&mut self.spend.capped) {
+            let c = self.conv(slot);
+            if matches!(c.stopped, Some(StopReason::SpendCap { .. })) && !c.deleted {
+                c.stopped = None;
+                self.reconcile(slot, now, true);
+                self.notify(slot);
+            }
+        }
+    }
+
+    /// When the day turns, if a conversation waits for it.
+    pub(super) fn next_day_start(&self) -> Option<Timestamp> {
+        (!self.spend.capped.is_empty())
+            .then(|| Timestamp::from_millis((self.spend.day + 1) * DAY_MS))
+    }
+}
