@@ -71,3 +71,43 @@ async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
         .await;
     assert_eq!(history["history"][0]["outcome"], "stopped", "{history}");
 }
+
+#[tokio::test]
+async fn the_per_conversation_cap_stops_the_dear_conversation_and_not_the_others() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Between what one warm of each prompt costs: a ~600-token prompt at
+    // the estimated $3/M ($0.00018 a read, six warms to reach the cap) and
+    // one ten times longer (over it after one).
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--max-spend-per-conversation-day", "0.001"],
+    )
+    .await;
+    let small = anthropic_request("cheap-one");
+    let mut dear = anthropic_request("dear-one");
+    let text = dear["system"][0]["text"].as_str().unwrap().repeat(10);
+    dear["system"][0]["text"] = json!(text);
+    for (id, request) in [("cheap-one", &small), ("dear-one", &dear)] {
+        crate::support::provider_turn(&standin.url(), request).await;
+        service.turn_settled(id, request).await;
+        service.enable(id, 250).await;
+    }
+    let state = crate::support::eventually(5, "the cap to stop the dear one", || async {
+        let s = service.state("dear-one").await;
+        s["stop"]["code"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(state["stop"]["code"], "conversationSpendCap", "{state}");
+    assert_eq!(state["warmCount"], 1);
+    // The cheap one goes on: a second warm, then more.
+    crate::support::eventually(5, "the cheap one's second warm", || async {
+        (service.state("cheap-one").await["warmCount"].as_u64() >= Some(2)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        service.state("cheap-one").await["stop"],
+        serde_json::Value::Null
+    );
+}

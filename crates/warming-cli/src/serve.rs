@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// [default: 0, no cap].
     #[arg(long, env = "WARMING_MAX_SPEND_PER_DAY")]
     pub max_spend_per_day: Option<f64>,
+    /// The most one conversation's warms may cost in a UTC day, in dollars;
+    /// reached, its timed warms stop until the day turns [default: 0, no cap].
+    #[arg(long, env = "WARMING_MAX_SPEND_PER_CONVERSATION_DAY")]
+    pub max_spend_per_conversation_day: Option<f64>,
     /// Request headers naming a proxied conversation when x-conversation-id
     /// is absent, first present wins (comma-separated) [default: x-session-id].
     #[arg(long, env = "WARMING_SESSION_HEADERS", value_delimiter = ',')]
@@ -201,6 +205,8 @@ struct FileConfig {
     min_saving: Option<f64>,
     #[serde(alias = "max_spend_per_day")]
     max_spend_per_day: Option<f64>,
+    #[serde(alias = "max_spend_per_conversation_day")]
+    max_spend_per_conversation_day: Option<f64>,
     #[serde(alias = "session_headers")]
     session_headers: Option<Vec<String>>,
     #[serde(alias = "warm_timeout_ms")]
@@ -580,6 +586,13 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
         args.max_spend_per_day.or(file.max_spend_per_day),
     )? {
         config.max_spend_per_day = dollars;
+    }
+    if let Some(dollars) = number(
+        "max-spend-per-conversation-day",
+        args.max_spend_per_conversation_day
+            .or(file.max_spend_per_conversation_day),
+    )? {
+        config.max_spend_per_conversation_day = dollars;
     }
     if let Some(speed) = number(
         "prefill-tokens-per-sec",

@@ -89,6 +89,9 @@ pub struct ServerConfig {
     /// The most warms may cost in a UTC day, server-wide, dollars (`0`: no
     /// cap).
     pub max_spend_per_day: f64,
+    /// The most one conversation's warms may cost in a UTC day, dollars
+    /// (`0`: no cap).
+    pub max_spend_per_conversation_day: f64,
     /// A conversation with warming off and no input for this long leaves
     /// memory (it stays on disk); zero keeps all (default 1 h).
     pub evict_after: Duration,
@@ -151,6 +154,7 @@ impl ServerConfig {
             min_cacheable_overrides: Vec::new(),
             min_saving: 0.0,
             max_spend_per_day: 0.0,
+            max_spend_per_conversation_day: 0.0,
             evict_after: Duration::from_secs(3600),
             economics: warming_core::Economics::default(),
             anthropic_warm_max_tokens: 0,
@@ -206,6 +210,7 @@ impl ServerConfig {
             price_overrides: self.pricing.overrides(),
             min_saving: self.min_saving,
             max_spend_per_day: self.max_spend_per_day,
+            max_spend_per_conversation_day: self.max_spend_per_conversation_day,
             // The store keeps template bodies; memory keeps what decides.
             detach_templates: true,
             ..warming_core::Config::default()

@@ -19,7 +19,7 @@ impl Warmer {
         if max_idle_ms > 0 && idle_ms >= max_idle_ms {
             return Err(StopReason::IdleCap { max_idle_ms });
         }
-        self.spend_cap_allows()?;
+        self.spend_cap_allows(slot)?;
         if let Some(template) = &c.template {
             let model = template.model().unwrap_or_default();
             let minimum = minimum_cacheable_tokens(model, &self.config.min_cacheable_overrides);
@@ -51,7 +51,10 @@ impl Warmer {
         (trigger, due_at): (WarmTrigger, Timestamp),
         now: Timestamp,
     ) {
-        if matches!(reason, StopReason::SpendCap { .. }) {
+        if matches!(
+            reason,
+            StopReason::SpendCap { .. } | StopReason::ConversationSpendCap { .. }
+        ) {
             self.capped(slot);
         }
         let c = self.conv(slot);

@@ -69,6 +69,11 @@ pub struct Config {
     /// ([`crate::StopReason::SpendCap`]) until the day turns. `0` sets no
     /// cap. Default 0.
     pub max_spend_per_day: f64,
+    /// The most one conversation's warms may cost in a UTC day, in
+    /// dollars: once reached, its timed warms stop
+    /// ([`crate::StopReason::ConversationSpendCap`]) until the day turns.
+    /// `0` sets no cap. Default 0.
+    pub max_spend_per_conversation_day: f64,
     /// Keep only [detached](Template::detach) templates in memory: the
     /// body goes out in [`Effect::SaveTemplate`] and every
     /// [`WarmRequest::template`] is detached, so the embedder reads the body
@@ -92,6 +97,7 @@ impl Default for Config {
             price_overrides: Vec::new(),
             min_saving: 0.0,
             max_spend_per_day: 0.0,
+            max_spend_per_conversation_day: 0.0,
             detach_templates: false,
         }
     }

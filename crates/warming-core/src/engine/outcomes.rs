@@ -142,7 +142,7 @@ impl Warmer {
         let cost = self.conversations[slot as usize]
             .economics(&self.config)
             .usage_cost(&usage);
-        self.spent(cost);
+        self.spent(slot, cost);
         self.reconcile(slot, now, true);
         if let Some(backend) = backend {
             let _ = self.backend_resolved(now, id, backend);

@@ -1,5 +1,6 @@
-//! The server-wide daily spend cap: what warms cost today (UTC), and which
-//! conversations the cap stopped, to resume them when the day turns.
+//! The daily spend caps, server-wide and per conversation: what warms cost
+//! today (UTC), and which conversations a cap stopped, to resume them when
+//! the day turns.
 
 use super::Warmer;
 use crate::{StopReason, Timestamp};
@@ -19,16 +20,29 @@ pub(super) struct DailySpend {
 }
 
 impl Warmer {
-    /// Counts a warm's cost in today's spend.
-    pub(super) fn spent(&mut self, dollars: f64) {
-        self.spend.dollars += dollars.max(0.0);
+    /// Counts a warm's cost in today's spend, the server's and `slot`'s.
+    pub(super) fn spent(&mut self, slot: u32, dollars: f64) {
+        let dollars = dollars.max(0.0);
+        self.spend.dollars += dollars;
+        let day = self.spend.day;
+        let c = self.conv(slot);
+        if c.spent_day != day {
+            c.spent_day = day;
+            c.spent_today = 0.0;
+        }
+        c.spent_today += dollars;
     }
 
-    /// The cap, if reached: a timed warm is not sent.
-    pub(super) fn spend_cap_allows(&self) -> Result<(), StopReason> {
+    /// The caps, if one is reached: a timed warm of `slot` is not sent.
+    pub(super) fn spend_cap_allows(&self, slot: u32) -> Result<(), StopReason> {
         let cap = self.config.max_spend_per_day;
         if cap > 0.0 && self.spend.dollars >= cap {
             return Err(StopReason::SpendCap { max_per_day: cap });
+        }
+        let cap = self.config.max_spend_per_conversation_day;
+        let c = &self.conversations[slot as usize];
+        if cap > 0.0 && c.spent_day == self.spend.day && c.spent_today >= cap {
+            return Err(StopReason::ConversationSpendCap { max_per_day: cap });
         }
         Ok(())
     }
@@ -49,7 +63,11 @@ impl Warmer {
         self.spend.dollars = 0.0;
         for slot in std::mem::take(&mut self.spend.capped) {
             let c = self.conv(slot);
-            if matches!(c.stopped, Some(StopReason::SpendCap { .. })) && !c.deleted {
+            let capped = matches!(
+                c.stopped,
+                Some(StopReason::SpendCap { .. } | StopReason::ConversationSpendCap { .. })
+            );
+            if capped && !c.deleted {
                 c.stopped = None;
                 self.reconcile(slot, now, true);
                 self.notify(slot);

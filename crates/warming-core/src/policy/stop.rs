@@ -56,6 +56,13 @@ pub enum StopReason {
         /// The cap, dollars per day.
         max_per_day: f64,
     },
+    /// This conversation's warms reached the most one conversation's may
+    /// cost in a UTC day (`max_spend_per_conversation_day`): warming
+    /// resumes when the day turns.
+    ConversationSpendCap {
+        /// The cap, dollars per conversation per day.
+        max_per_day: f64,
+    },
     /// `adaptive`: a return in the next window is too unlikely to pay.
     UnlikelyReturn {
         /// The estimated chance of a return in the window.
@@ -121,6 +128,11 @@ impl StopReason {
                 "warms today reached the ${max_per_day:.2} a day allowed (--max-spend-per-day); \
                  warming resumes when the day turns (UTC)"
             ),
+            Self::ConversationSpendCap { max_per_day } => write!(
+                f,
+                "this conversation's warms today reached the ${max_per_day:.2} a day allowed \
+                 (--max-spend-per-conversation-day); warming resumes when the day turns (UTC)"
+            ),
             Self::BreakevenReached => {
                 f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
             }
@@ -158,6 +170,7 @@ mod tests {
                 min_saving: 0.05,
             },
             StopReason::SpendCap { max_per_day: 5.0 },
+            StopReason::ConversationSpendCap { max_per_day: 0.5 },
         ];
         for stop in stops {
             let json = serde_json::to_value(stop).unwrap();

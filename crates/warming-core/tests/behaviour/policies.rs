@@ -591,3 +591,48 @@ fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
             .count();
     assert!(fired >= 2, "{effects:?}");
 }
+
+#[test]
+fn the_per_conversation_cap_stops_only_the_conversation_that_reached_it() {
+    const DAY_MS: u64 = 86_400_000;
+    let mut h = Harness::with_config(Config {
+        policy: warming_core::Policy::Fixed,
+        max_spend_per_conversation_day: 0.50,
+        max_idle_ms: 0,
+        ..Config::default()
+    });
+    h.enable("big");
+    h.enable("small");
+    h.settle("big", "sys");
+    h.settle("small", "sys");
+    // "big" reads 1M tokens a warm ($0.30 at the estimated price),
+    // "small" 1k: after two rounds "big" is over its $0.50, "small" is not.
+    let mut rounds = 0;
+    while h.state("big").stopped.is_none() {
+        let effects = h.run_to_deadline();
+        for warm in warms(&effects) {
+            let (conversation, token) = (warm.conversation.clone(), warm.token);
+            let read = if conversation.as_str() == "big" {
+                1_000_000
+            } else {
+                1_000
+            };
+            h.warmer
+                .warm_completed(h.now, &conversation, token, Usage::anthropic(0, read, 0));
+        }
+        rounds += 1;
+        assert!(rounds < 20, "the cap never stopped big");
+    }
+    assert_eq!(
+        h.state("big").stopped,
+        Some(warming_core::StopReason::ConversationSpendCap { max_per_day: 0.5 })
+    );
+    assert!(h.state("big").warm_count == 2, "{:?}", h.state("big"));
+    assert_eq!(h.state("small").stopped, None);
+    assert!(h.state("small").next_warm_at.is_some());
+    // The day turns: "big" is warmed again.
+    let tomorrow = (h.now.as_millis() / DAY_MS + 1) * DAY_MS;
+    h.now = Timestamp::from_millis(tomorrow);
+    h.warmer.handle_timeout(h.now);
+    assert_eq!(h.state("big").stopped, None);
+}
