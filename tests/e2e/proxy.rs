@@ -179,13 +179,7 @@ async fn the_derived_conversation_id_is_stable_across_turns() {
         assert_eq!(response.status().as_u16(), 200);
         let _ = response.bytes().await.unwrap();
     }
-    let (_, list) = service.call("GET", "/v1/conversations", None).await;
-    let ids: Vec<&str> = list["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["conversationId"].as_str().unwrap())
-        .collect();
+    let ids = conversation_ids(&service).await;
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert!(ids[0].starts_with("px-"));
 }

@@ -7,6 +7,8 @@
 //! `min-cacheable-tokens` in its configuration; a model matching no entry has
 //! no known minimum and is never stopped for it.
 
+use crate::model_prefix::longest_prefix;
+
 /// Model-name prefix and minimum cacheable tokens; the longest matching
 /// prefix wins.
 pub const MINIMUM_CACHEABLE_TOKENS: &[(&str, u64)] = &[
@@ -42,13 +44,8 @@ pub const MINIMUM_CACHEABLE_TOKENS: &[(&str, u64)] = &[
 /// ```
 #[must_use]
 pub fn minimum_cacheable_tokens(model: &str, overrides: &[(String, u64)]) -> u64 {
-    let longest = |entries: &mut dyn Iterator<Item = (&str, u64)>| {
-        entries
-            .filter(|(prefix, _)| model.starts_with(prefix))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, minimum)| minimum)
-    };
-    longest(&mut overrides.iter().map(|(p, m)| (p.as_str(), *m)))
-        .or_else(|| longest(&mut MINIMUM_CACHEABLE_TOKENS.iter().copied()))
+    let configured = overrides.iter().map(|(p, m)| (p.as_str(), *m));
+    longest_prefix(model, configured)
+        .or_else(|| longest_prefix(model, MINIMUM_CACHEABLE_TOKENS.iter().copied()))
         .unwrap_or(0)
 }

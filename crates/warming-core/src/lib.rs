@@ -36,6 +36,7 @@ mod engine;
 mod id;
 mod lifecycle;
 mod list_prices;
+mod model_prefix;
 mod policy;
 mod settings;
 mod state;

@@ -7,6 +7,7 @@
 //! and a model matching no entry is priced at the configured input price
 //! with the default multipliers, flagged as an estimate.
 
+use crate::model_prefix::longest_prefix;
 use crate::Economics;
 
 /// The day the figures of [`LIST_PRICES`] were taken.
@@ -167,21 +168,18 @@ pub fn economics_for(
     overrides: &[(String, ModelPrices)],
     base: &Economics,
 ) -> (Economics, PriceSource) {
-    let configured = model.and_then(|model| {
-        overrides
-            .iter()
-            .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, prices)| *prices)
+    let configured = |model| longest_prefix(model, overrides.iter().map(|(p, m)| (p.as_str(), *m)));
+    let known = model.and_then(|model| {
+        configured(model)
+            .map(|prices| (prices, PriceSource::Config))
+            .or_else(|| list_prices(model).map(|prices| (*prices, PriceSource::List)))
     });
-    let (prices, source) = match (configured, model.and_then(list_prices)) {
-        (Some(prices), _) => (prices, PriceSource::Config),
-        (None, Some(prices)) => (*prices, PriceSource::List),
-        (None, None) => (
+    let (prices, source) = known.unwrap_or_else(|| {
+        (
             ModelPrices::from_input(base.input_price * 1e6, base),
             PriceSource::Estimate,
-        ),
-    };
+        )
+    });
     let mut economics = prices.economics(base, long_ttl);
     if long_ttl {
         economics.ttl_ms = 3_600_000;
@@ -201,11 +199,7 @@ pub fn economics_for(
 /// ```
 #[must_use]
 pub fn list_prices(model: &str) -> Option<&'static ModelPrices> {
-    LIST_PRICES
-        .iter()
-        .filter(|(prefix, _)| model.starts_with(prefix))
-        .max_by_key(|(prefix, _)| prefix.len())
-        .map(|(_, prices)| prices)
+    longest_prefix(model, LIST_PRICES.iter().map(|(p, m)| (*p, m)))
 }
 
 #[cfg(test)]
@@ -255,5 +249,24 @@ mod tests {
         assert!((e.input_price - 2e-6).abs() < 1e-15);
         assert!((e.write_multiplier - base.write_multiplier).abs() < 1e-12);
         assert!((e.read_multiplier - base.read_multiplier).abs() < 1e-12);
+    }
+
+    #[test]
+    fn configured_prices_win_over_the_list_by_longest_prefix() {
+        let base = Economics::default();
+        let overrides = [
+            ("claude".to_owned(), ModelPrices::from_input(1.0, &base)),
+            (
+                "claude-sonnet".to_owned(),
+                ModelPrices::from_input(2.0, &base),
+            ),
+        ];
+        let (e, source) = economics_for(Some("claude-sonnet-4-5"), false, &overrides, &base);
+        assert_eq!(source, PriceSource::Config);
+        assert!((e.input_price - 2e-6).abs() < 1e-15);
+        let (_, source) = economics_for(Some("gpt-4o"), false, &overrides, &base);
+        assert_eq!(source, PriceSource::List);
+        let (_, source) = economics_for(None, false, &overrides, &base);
+        assert_eq!(source, PriceSource::Estimate);
     }
 }

@@ -10,9 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use warming_core::{
-    economics_for, Economics, ModelPrices, PriceSource, WarmOutcome, WarmRecord, WarmTrigger,
-};
+use warming_core::{economics_for, Economics, ModelPrices, WarmOutcome, WarmRecord, WarmTrigger};
 
 /// Label of warms by outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,19 +40,6 @@ impl Pricing {
             .iter()
             .map(|(model, prices)| (model.clone(), *prices))
             .collect()
-    }
-
-    /// `base` priced for `model` (its 1-hour prices when `long_ttl`), and
-    /// where the price came from: the core's rule
-    /// ([`warming_core::economics_for`]).
-    #[must_use]
-    pub fn economics(
-        &self,
-        model: Option<&str>,
-        long_ttl: bool,
-        base: &Economics,
-    ) -> (Economics, PriceSource) {
-        economics_for(model, long_ttl, &self.overrides(), base)
     }
 }
 
@@ -360,24 +345,5 @@ mod tests {
             "warming_estimated_miss_cost_avoided_dollars_total{price=\"list\"}",
         );
         assert!((avoided - 28.5).abs() < 1e-9, "{text}");
-    }
-
-    #[test]
-    fn configured_prices_win_over_the_list_by_longest_prefix() {
-        let base = Economics::default();
-        let mut overrides = HashMap::new();
-        overrides.insert("claude".to_owned(), ModelPrices::from_input(1.0, &base));
-        overrides.insert(
-            "claude-sonnet".to_owned(),
-            ModelPrices::from_input(2.0, &base),
-        );
-        let pricing = Pricing { overrides };
-        let (e, source) = pricing.economics(Some("claude-sonnet-4-5"), false, &base);
-        assert_eq!(source, PriceSource::Config);
-        assert!((e.input_price - 2e-6).abs() < 1e-15);
-        let (_, source) = pricing.economics(Some("gpt-4o"), false, &base);
-        assert_eq!(source, PriceSource::List);
-        let (_, source) = pricing.economics(None, false, &base);
-        assert_eq!(source, PriceSource::Estimate);
     }
 }

@@ -27,16 +27,18 @@ impl Warmer {
             if estimate < minimum {
                 return Err(StopReason::BelowMinimum { estimate, minimum });
             }
-            // The tokens a warm read, once known; before, the estimate.
-            let prefix = if c.prefix_tokens > 0 {
-                c.prefix_tokens
-            } else {
-                estimate
-            };
             let min_saving = self.config.min_saving;
-            let saving = c.economics(&self.config).miss_avoided_cost(prefix);
-            if min_saving > 0.0 && saving < min_saving {
-                return Err(StopReason::SmallSaving { saving, min_saving });
+            if min_saving > 0.0 {
+                // The tokens a warm read, once known; before, the estimate.
+                let prefix = if c.prefix_tokens > 0 {
+                    c.prefix_tokens
+                } else {
+                    estimate
+                };
+                let saving = c.economics(&self.config).miss_avoided_cost(prefix);
+                if saving < min_saving {
+                    return Err(StopReason::SmallSaving { saving, min_saving });
+                }
             }
         }
         Ok(())
@@ -51,10 +53,7 @@ impl Warmer {
         (trigger, due_at): (WarmTrigger, Timestamp),
         now: Timestamp,
     ) {
-        if matches!(
-            reason,
-            StopReason::SpendCap { .. } | StopReason::ConversationSpendCap { .. }
-        ) {
+        if reason.is_spend_cap() {
             self.capped(slot);
         }
         let c = self.conv(slot);

@@ -139,10 +139,12 @@ impl Warmer {
         c.stats.warm_count += 1;
         c.stats.last_error = None;
         c.prefix_tokens = usage.prompt_tokens();
-        let cost = self.conversations[slot as usize]
-            .economics(&self.config)
-            .usage_cost(&usage);
-        self.spent(slot, cost);
+        if self.spend_capped() {
+            let cost = self.conversations[slot as usize]
+                .economics(&self.config)
+                .usage_cost(&usage);
+            self.spent(slot, cost);
+        }
         self.reconcile(slot, now, true);
         if let Some(backend) = backend {
             let _ = self.backend_resolved(now, id, backend);

@@ -20,6 +20,11 @@ pub(super) struct DailySpend {
 }
 
 impl Warmer {
+    /// Whether a spend cap is set: only then are warms priced and counted.
+    pub(super) fn spend_capped(&self) -> bool {
+        self.config.max_spend_per_day > 0.0 || self.config.max_spend_per_conversation_day > 0.0
+    }
+
     /// Counts a warm's cost in today's spend, the server's and `slot`'s.
     pub(super) fn spent(&mut self, slot: u32, dollars: f64) {
         let dollars = dollars.max(0.0);
@@ -63,11 +68,7 @@ impl Warmer {
         self.spend.dollars = 0.0;
         for slot in std::mem::take(&mut self.spend.capped) {
             let c = self.conv(slot);
-            let capped = matches!(
-                c.stopped,
-                Some(StopReason::SpendCap { .. } | StopReason::ConversationSpendCap { .. })
-            );
-            if capped && !c.deleted {
+            if c.stopped.is_some_and(|r| r.is_spend_cap()) && !c.deleted {
                 c.stopped = None;
                 self.reconcile(slot, now, true);
                 self.notify(slot);

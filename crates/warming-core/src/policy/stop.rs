@@ -93,6 +93,16 @@ impl fmt::Display for StopReason {
 }
 
 impl StopReason {
+    /// A daily spend cap ([`Self::SpendCap`], [`Self::ConversationSpendCap`]):
+    /// the stop lifts by itself when the day turns.
+    #[must_use]
+    pub fn is_spend_cap(&self) -> bool {
+        matches!(
+            self,
+            Self::SpendCap { .. } | Self::ConversationSpendCap { .. }
+        )
+    }
+
     fn fmt_reason(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::IdleCap { max_idle_ms } => write!(

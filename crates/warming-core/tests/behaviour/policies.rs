@@ -528,6 +528,19 @@ fn a_prefix_whose_miss_is_too_cheap_to_insure_is_not_warmed_and_says_why() {
     assert!(h.state("cheap").next_warm_at.is_some());
 }
 
+/// Runs to the next deadline and answers each warm sent there with a hit
+/// that read `read(conversation)` tokens; returns how many were sent.
+fn answer_due_warms(h: &mut Harness, read: impl Fn(&str) -> u64) -> usize {
+    let effects = h.run_to_deadline();
+    let sent = warms(&effects);
+    for warm in &sent {
+        let usage = Usage::anthropic(0, read(warm.conversation.as_str()), 0);
+        h.warmer
+            .warm_completed(h.now, &warm.conversation, warm.token, usage);
+    }
+    sent.len()
+}
+
 #[test]
 fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
     const DAY_MS: u64 = 86_400_000;
@@ -546,17 +559,7 @@ fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
     // price: $0.30 each, $0.60 in all, over the $0.50 cap.
     let mut sent = 0;
     while sent < 2 {
-        let effects = h.run_to_deadline();
-        for warm in warms(&effects) {
-            let (conversation, token) = (warm.conversation.clone(), warm.token);
-            h.warmer.warm_completed(
-                h.now,
-                &conversation,
-                token,
-                Usage::anthropic(0, 1_000_000, 0),
-            );
-            sent += 1;
-        }
+        sent += answer_due_warms(&mut h, |_| 1_000_000);
     }
     // The next due warms are not sent, and both say why.
     while h.state("a").stopped.is_none() || h.state("b").stopped.is_none() {
@@ -609,17 +612,13 @@ fn the_per_conversation_cap_stops_only_the_conversation_that_reached_it() {
     // "small" 1k: after two rounds "big" is over its $0.50, "small" is not.
     let mut rounds = 0;
     while h.state("big").stopped.is_none() {
-        let effects = h.run_to_deadline();
-        for warm in warms(&effects) {
-            let (conversation, token) = (warm.conversation.clone(), warm.token);
-            let read = if conversation.as_str() == "big" {
+        answer_due_warms(&mut h, |conversation| {
+            if conversation == "big" {
                 1_000_000
             } else {
                 1_000
-            };
-            h.warmer
-                .warm_completed(h.now, &conversation, token, Usage::anthropic(0, read, 0));
-        }
+            }
+        });
         rounds += 1;
         assert!(rounds < 20, "the cap never stopped big");
     }

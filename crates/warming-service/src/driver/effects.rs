@@ -95,11 +95,7 @@ impl Driver {
     pub(super) fn record(&self, record: WarmRecord) {
         if record.outcome == warming_core::WarmOutcome::Stopped {
             let state = self.warmer.state(&record.conversation_id);
-            if let Some(
-                cap @ (warming_core::StopReason::SpendCap { .. }
-                | warming_core::StopReason::ConversationSpendCap { .. }),
-            ) = state.stopped
-            {
+            if let Some(cap) = state.stopped.filter(warming_core::StopReason::is_spend_cap) {
                 tracing::warn!(conversation = %record.conversation_id, "{cap}");
             }
         }
