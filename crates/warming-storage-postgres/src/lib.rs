@@ -13,12 +13,14 @@
 //! - `schema`: versioned migrations, serialised across instances by an
 //!   advisory lock.
 //! - `writer`: the writer thread and how each [`Write`] is applied.
+//! - `warm_run`: consecutive warms and schedules applied set-based.
 //! - `read`: the reader thread.
 //! - `cluster`: several instances on one database ([`PgCluster`]).
 
 mod cluster;
 mod read;
 mod schema;
+mod warm_run;
 mod writer;
 
 pub use cluster::PgCluster;
@@ -79,6 +81,9 @@ pub struct PgStorage {
     jobs: mpsc::Sender<Job>,
     reads: Mutex<mpsc::Sender<read::Read>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Most history rows a read returns: the writer trims a conversation's
+    /// history every few rows, so it may briefly hold a few more.
+    history_cap: usize,
 }
 
 impl std::fmt::Debug for Job {
@@ -116,6 +121,7 @@ impl PgStorage {
             jobs,
             reads: Mutex::new(reads),
             writer: Mutex::new(Some(writer)),
+            history_cap: options.history_cap,
         })
     }
 
@@ -199,7 +205,7 @@ impl Store for PgStorage {
         conversation: &ConversationId,
         limit: usize,
     ) -> Result<Vec<WarmRecord>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit.min(self.history_cap)).unwrap_or(i64::MAX);
         self.read(|reply| read::Read::History(conversation.clone(), limit, reply))
     }
 

@@ -9,6 +9,8 @@ use warming_core::{Template, WarmOutcome, WarmRecord, WarmTrigger};
 use warming_service::blocks::{BlockHash, Layout, TemplateWrite};
 use warming_service::{StoreError, Write};
 
+use crate::warm_run::{ms, RunStatements, TrimClock, WarmRun};
+
 /// A write waiting for the writer, with whoever waits for its commit.
 pub(crate) enum Job {
     /// Apply the write, then acknowledge.
@@ -48,6 +50,7 @@ struct Statements {
     delete: Statement,
     meta: Statement,
     notify: Statement,
+    run: RunStatements,
 }
 
 impl Statements {
@@ -113,6 +116,7 @@ impl Statements {
             notify: client.prepare(&format!(
                 "SELECT pg_notify('{UPDATES_CHANNEL}', id) FROM unnest($1::text[]) AS id"
             ))?,
+            run: RunStatements::prepare(client)?,
         })
     }
 }
@@ -127,6 +131,7 @@ pub(crate) fn run(mut client: Client, jobs: Receiver<Job>, config: WriterConfig)
             return;
         }
     };
+    let mut trims = TrimClock::new(config.history_cap);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < config.max_batch.max(1) {
@@ -136,7 +141,13 @@ pub(crate) fn run(mut client: Client, jobs: Receiver<Job>, config: WriterConfig)
             }
         }
         let stop = batch.iter().any(|job| matches!(job, Job::Stop));
-        let results = commit_batch(&mut client, &statements, &batch, config.history_cap);
+        let results = commit_batch(
+            &mut client,
+            &statements,
+            &batch,
+            &mut trims,
+            config.history_cap,
+        );
         for (job, result) in batch.into_iter().zip(results) {
             match job {
                 Job::Write(_, Some(ack)) | Job::Flush(ack) => {
@@ -169,23 +180,43 @@ fn fail_all(jobs: &Receiver<Job>) {
     }
 }
 
-/// Applies a batch in one transaction; if any write fails, the batch is
-/// replayed with one savepoint per write, so a bad write fails alone. A
-/// failed commit fails them all.
+/// Applies a batch in one transaction, warms and schedules a run at a time
+/// ([`WarmRun`]); if any write fails, the batch is replayed one write at a
+/// time with a savepoint each, so a bad write fails alone. A failed commit
+/// fails them all.
 fn commit_batch(
     client: &mut Client,
     statements: &Statements,
     batch: &[Job],
+    trims: &mut TrimClock,
     history_cap: i64,
 ) -> Vec<Result<(), StoreError>> {
     let failed = |e: postgres::Error| StoreError::Failed(e.to_string());
     let all_failed = |e: postgres::Error| vec![Err(failed(e)); batch.len()];
     let fast = (|| {
         let mut tx = client.transaction()?;
+        let mut run = WarmRun::default();
         for job in batch {
-            if let Job::Write(write, _) = job {
-                apply(&mut tx, statements, write, history_cap)?;
+            match job {
+                Job::Write(Write::Warm(record), _) => run.warm(record),
+                Job::Write(
+                    Write::Schedule {
+                        conversation,
+                        next_warm_at,
+                    },
+                    _,
+                ) => run.schedule(conversation, *next_warm_at),
+                Job::Write(write, _) => {
+                    if !run.is_empty() {
+                        run.apply(&mut tx, &statements.run, trims, history_cap)?;
+                    }
+                    apply(&mut tx, statements, write, history_cap)?;
+                }
+                Job::Flush(_) | Job::Stop => {}
             }
+        }
+        if !run.is_empty() {
+            run.apply(&mut tx, &statements.run, trims, history_cap)?;
         }
         notify(&mut tx, statements, batch)?;
         tx.commit()
@@ -240,11 +271,6 @@ fn notify(tx: &mut Transaction<'_>, s: &Statements, batch: &[Job]) -> Result<(),
     ids.dedup();
     tx.execute(&s.notify, &[&ids])?;
     Ok(())
-}
-
-/// Epoch milliseconds as PostgreSQL's BIGINT.
-fn ms(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn apply(

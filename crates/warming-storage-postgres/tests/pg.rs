@@ -224,6 +224,150 @@ fn history_is_capped_newest_first_and_goes_with_its_conversation() {
     assert!(store.history(&id("h"), 10).unwrap().is_empty());
 }
 
+/// A record of `trigger`/`outcome` for `conversation` at second `at`.
+fn record(conversation: &str, at: u64, trigger: WarmTrigger, outcome: WarmOutcome) -> WarmRecord {
+    let t = |ms: u64| Timestamp::from_millis(1_000 * at + ms);
+    let failed = outcome == WarmOutcome::Failed;
+    let usage = (!failed).then(|| Usage::anthropic(3, 4_000 + at, 0));
+    WarmRecord {
+        conversation_id: id(conversation),
+        due_at: t(0),
+        started_at: t(1),
+        finished_at: t(9),
+        trigger,
+        outcome,
+        expired: false,
+        usage,
+        pct: usage.and_then(|u| u.cache_pct()),
+        expected_pct: usage.and_then(|u| u.retention_pct()),
+        backend: Some(Arc::from("b")),
+        error: failed.then(|| Arc::from(format!("failure at {at}").as_str())),
+        kind: None,
+    }
+}
+
+#[test]
+fn a_busy_writers_warms_leave_the_same_rows_as_one_write_at_a_time() {
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
+    let store = open(&db);
+    let (hit, failed) = (WarmOutcome::Hit, WarmOutcome::Failed);
+    let (scheduled, turn) = (WarmTrigger::Scheduled, WarmTrigger::Turn);
+    // Two conversations' warms, failures, turns and schedules interleaved,
+    // with a settings write in the middle (which ends a run).
+    let writes = |p: &str| {
+        let (a, b) = (format!("{p}a"), format!("{p}b"));
+        let at = |c: &str, s: u64| Write::Schedule {
+            conversation: id(c),
+            next_warm_at: Some(Timestamp::from_millis(s)),
+        };
+        vec![
+            Write::Warm(record(&a, 1, scheduled, hit)),
+            at(&a, 10),
+            Write::Warm(record(&b, 2, scheduled, hit)),
+            at(&b, 20),
+            Write::Settings {
+                conversation: id(&b),
+                settings: Settings {
+                    enabled: true,
+                    interval_ms: 60_000,
+                    interval_chosen: true,
+                    policy: None,
+                    enrolled: false,
+                },
+            },
+            Write::Warm(record(&a, 3, scheduled, failed)),
+            Write::Warm(record(&b, 4, scheduled, failed)),
+            Write::Warm(record(&a, 5, turn, hit)),
+            Write::Warm(record(&a, 6, scheduled, hit)),
+            at(&a, 30),
+            Write::Warm(record(&b, 7, turn, hit)),
+        ]
+    };
+    for w in writes("one-") {
+        write(&store, w);
+    }
+    for w in writes("run-") {
+        store.submit_behind(w);
+    }
+    futures_lite(store.flush()).unwrap();
+
+    let limits = IntervalLimits::default();
+    let stats = |c: &str| store.load(&id(c), &limits).unwrap().unwrap();
+    let history = |c: &str| store.history(&id(c), 10).unwrap();
+    let a = stats("run-a");
+    assert_eq!(
+        a.stats.warm_count, 2,
+        "two warms answered; a turn is not a warm"
+    );
+    assert_eq!(a.stats.last_warm_at, Some(Timestamp::from_millis(6_009)));
+    assert_eq!(
+        a.stats.last_error, None,
+        "a warm after the failure clears it"
+    );
+    assert_eq!(a.next_warm_at, Some(Timestamp::from_millis(30)));
+    let b = stats("run-b");
+    assert_eq!(b.stats.warm_count, 1);
+    assert_eq!(b.stats.last_error.as_deref(), Some("failure at 4"));
+    assert_eq!(b.next_warm_at, Some(Timestamp::from_millis(20)));
+    let seconds = |h: Vec<WarmRecord>| {
+        h.iter()
+            .map(|r| r.due_at.as_millis() / 1_000)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seconds(history("run-a")), [6, 5, 3, 1], "newest first");
+    assert_eq!(seconds(history("run-b")), [7, 4, 2]);
+    for c in ["a", "b"] {
+        let (one, run) = (stats(&format!("one-{c}")), stats(&format!("run-{c}")));
+        assert_eq!(one.stats, run.stats, "{c}'s stats");
+        assert_eq!(one.next_warm_at, run.next_warm_at, "{c}'s schedule");
+        assert_eq!(one.settings, run.settings, "{c}'s settings");
+        let strip = |h: Vec<WarmRecord>| {
+            h.into_iter()
+                .map(|r| (r.due_at, r.trigger, r.outcome, r.usage, r.pct, r.error))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            strip(history(&format!("one-{c}"))),
+            strip(history(&format!("run-{c}"))),
+            "{c}'s history"
+        );
+    }
+}
+
+#[test]
+fn history_past_the_cap_is_trimmed_as_it_grows_and_never_read() {
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
+    let store = PgStorage::open(
+        &db.url,
+        PgOptions {
+            history_cap: 40,
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    for at in 0..200 {
+        store.submit_behind(Write::Warm(record(
+            "h",
+            at,
+            WarmTrigger::Scheduled,
+            WarmOutcome::Hit,
+        )));
+    }
+    futures_lite(store.flush()).unwrap();
+    let history = store.history(&id("h"), 1_000).unwrap();
+    assert_eq!(history.len(), 40, "a read returns the cap at most");
+    assert_eq!(history[0].due_at, Timestamp::from_millis(199_000));
+    let stored = db.query_i64("SELECT COUNT(*) FROM warm_history");
+    assert!(
+        (40..45).contains(&stored),
+        "trimmed every 5 rows (cap / 8), so at most 4 past the cap: {stored} rows"
+    );
+}
+
 #[test]
 fn a_newer_schema_is_refused_and_the_current_one_is_kept() {
     let Some(db) = TestDatabase::create("pg") else {
