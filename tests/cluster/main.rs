@@ -239,12 +239,25 @@ async fn three_instances_fire_each_warm_once_and_take_over_a_killed_ones_convers
         answer["usage"]["cache_read_input_tokens"].as_u64() > Some(0),
         "{answer}"
     );
-    let held = held_by(&http, &bases[0]).await;
-    assert!(held.contains(&"cl-0".to_owned()), "{} held", held.len());
+
+    // The list through any instance is the whole cluster's, each
+    // conversation once, in id order, paged.
+    let listed = list_all(&http, &bases[2], "").await;
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    let listed_ids: Vec<&str> = listed
+        .iter()
+        .map(|c| c["conversationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed_ids, expected, "the cluster-wide list");
     assert!(
-        !held.contains(&"cl-8".to_owned()),
-        "the first instance holds a copy of cl-8"
+        listed.iter().all(|c| c["enabled"] == true),
+        "{:?}",
+        listed.iter().find(|c| c["enabled"] != true)
     );
+    assert!(list_all(&http, &bases[0], "&enabled=false")
+        .await
+        .is_empty());
 
     // A state read through any instance is the holder's.
     let (s, state) = call(
@@ -324,23 +337,18 @@ async fn three_instances_fire_each_warm_once_and_take_over_a_killed_ones_convers
     }
 }
 
-/// Every conversation the instance at `base` holds in memory, page by page.
-async fn held_by(http: &reqwest::Client, base: &str) -> Vec<String> {
-    let mut held = Vec::new();
-    let mut path = "/v1/conversations?limit=1000".to_owned();
+/// Every conversation listed through the instance at `base` (with the
+/// extra query `filter`), page by page.
+async fn list_all(http: &reqwest::Client, base: &str, filter: &str) -> Vec<Value> {
+    let mut listed = Vec::new();
+    let mut path = format!("/v1/conversations?limit=1000{filter}");
     loop {
         let (s, page) = call(http, base, "GET", &path, Value::Null).await;
         assert_eq!(s, 200, "{page}");
-        held.extend(
-            page["conversations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["conversationId"].as_str().unwrap().to_owned()),
-        );
+        listed.extend(page["conversations"].as_array().unwrap().iter().cloned());
         match page["next"].as_str() {
-            Some(next) => path = format!("/v1/conversations?limit=1000&after={next}"),
-            None => return held,
+            Some(next) => path = format!("/v1/conversations?limit=1000{filter}&after={next}"),
+            None => return listed,
         }
     }
 }

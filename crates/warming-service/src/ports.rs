@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, ReturnPrior, Template, Timestamp, Usage, WarmFailure,
-    WarmKind, WarmRecord, WarmRequest,
+    ConversationId, IntervalLimits, ListFilter, Restored, ReturnPrior, Template, Timestamp, Usage,
+    WarmFailure, WarmKind, WarmRecord, WarmRequest,
 };
 
 use crate::Write;
@@ -313,6 +313,21 @@ pub trait Cluster: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when the merge failed (nothing was added).
     fn merge_prior(&self, learned: &ReturnPrior) -> Result<ReturnPrior, StoreError>;
+
+    /// One page of every conversation the cluster stores, in id order: at
+    /// most `limit` matching `filter`, after the conversation `after` (from
+    /// the start when `None`), each as last committed and with whether
+    /// this instance holds it. The page is the last one when it is short.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read failed.
+    fn page(
+        &self,
+        after: Option<&ConversationId>,
+        limit: usize,
+        filter: ListFilter,
+        limits: &IntervalLimits,
+    ) -> Result<Vec<(Restored, bool)>, StoreError>;
 
     /// Blocks until an instance (this one included) committed a change to
     /// a conversation, and names it; `None` once this instance left. Best

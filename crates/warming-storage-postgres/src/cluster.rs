@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 
 use postgres::Client;
-use warming_core::{ConversationId, IntervalLimits, Restored, ReturnPrior};
+use warming_core::{ConversationId, IntervalLimits, ListFilter, Restored, ReturnPrior};
 use warming_service::{Cluster, Route, StoreError, PRIOR_KEY};
 
 use crate::read::{restored, RESTORED_COLUMNS};
@@ -382,6 +382,42 @@ impl Cluster for PgCluster {
             )?;
             tx.commit()?;
             Ok(total)
+        })
+    }
+
+    fn page(
+        &self,
+        after: Option<&ConversationId>,
+        limit: usize,
+        filter: ListFilter,
+        limits: &IntervalLimits,
+    ) -> Result<Vec<(Restored, bool)>, StoreError> {
+        let me = self.me.clone();
+        let after = after.map(|a| a.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limits = *limits;
+        self.call(move |client| {
+            // Settings are stored as JSON; a conversation without any has
+            // the defaults: warming off.
+            let sql = format!(
+                "SELECT {RESTORED_COLUMNS}, COALESCE(o.owner = $5, false)
+                 FROM conversations c LEFT JOIN owners o ON o.conversation = c.id
+                 WHERE ($1::text IS NULL OR c.id > $1)
+                   AND ($2::bool IS NULL
+                        OR COALESCE((c.settings::jsonb ->> 'enabled')::bool, false) = $2)
+                   AND (NOT $3 OR (c.next_warm_at IS NOT NULL
+                        AND COALESCE((c.settings::jsonb ->> 'enabled')::bool, false)))
+                 ORDER BY c.id LIMIT $4"
+            );
+            let rows =
+                client.query(&sql, &[&after, &filter.enabled, &filter.armed, &limit, &me])?;
+            Ok(rows
+                .iter()
+                .filter_map(|row| {
+                    let mine: bool = row.get(row.len() - 1);
+                    restored(row, &limits).map(|r| (r, mine))
+                })
+                .collect())
         })
     }
 

@@ -45,10 +45,15 @@ pub(crate) const RESTORED_COLUMNS: &str =
     long_ttl, template_bytes, next_warm_at, backend, last_pct, last_expected_pct, last_warm_at,
     warm_count, last_error, depth, gaps, idle_since";
 
-/// Answers reads until every sender is gone.
+/// Most template reads answered by one query.
+const TEMPLATES_PER_QUERY: usize = 256;
+
+/// Answers reads until every sender is gone. Template reads waiting
+/// together (warms firing together) are answered by one query.
 pub(crate) fn run(mut client: Client, reads: Receiver<Read>, blocks: BlockCache) {
     let failed = |e: postgres::Error| StoreError::Failed(e.to_string());
-    while let Ok(read) = reads.recv() {
+    let mut waiting = std::collections::VecDeque::new();
+    while let Some(read) = waiting.pop_front().or_else(|| reads.recv().ok()) {
         match read {
             Read::All(limits, reply) => {
                 let sql = format!("SELECT {RESTORED_COLUMNS} FROM conversations");
@@ -71,7 +76,28 @@ pub(crate) fn run(mut client: Client, reads: Receiver<Read>, blocks: BlockCache)
                 let _ = reply.send(history(&mut client, &id, limit).map_err(failed));
             }
             Read::Template(id, reply) => {
-                let _ = reply.send(template(&mut client, &blocks, &id).map_err(failed));
+                let mut asked = vec![(id, reply)];
+                while asked.len() < TEMPLATES_PER_QUERY {
+                    match reads.try_recv() {
+                        Ok(Read::Template(id, reply)) => asked.push((id, reply)),
+                        Ok(other) => waiting.push_back(other),
+                        Err(_) => break,
+                    }
+                }
+                let ids: Vec<&str> = asked.iter().map(|(id, _)| id.as_str()).collect();
+                match templates(&mut client, &blocks, &ids) {
+                    Ok(mut found) => {
+                        for (id, reply) in asked {
+                            let _ = reply.send(Ok(found.remove(id.as_str())));
+                        }
+                    }
+                    Err(e) => {
+                        let e = failed(e);
+                        for (_, reply) in asked {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
             }
             Read::Meta(key, reply) => {
                 let answer = client
@@ -173,47 +199,51 @@ fn history(
         .collect())
 }
 
-/// The conversation's template with its body, assembled from its blocks
-/// through the cache of hot ones.
-fn template(
+/// The templates of `ids` with their bodies, by id, assembled from their
+/// blocks through the cache of hot ones; an id without one is left out.
+fn templates(
     client: &mut Client,
     cache: &BlockCache,
-    conversation: &ConversationId,
-) -> Result<Option<Template>, postgres::Error> {
-    let Some(row) = client.query_opt(
-        "SELECT layout, model, cwd FROM conversations WHERE id = $1",
-        &[&conversation.as_str()],
-    )?
-    else {
-        return Ok(None);
-    };
-    let Some(layout) = row.get::<_, Option<&str>>(0).and_then(Layout::from_json) else {
-        return Ok(None);
-    };
-    let mut failure = None;
-    let text = layout.assemble(|hash| {
-        if let Some(text) = cache.get(hash) {
-            return Some(text);
-        }
-        let key: &[u8] = &hash.0;
-        match client.query_opt("SELECT body FROM template_blocks WHERE hash = $1", &[&key]) {
-            Ok(found) => {
-                let text: Arc<str> = Arc::from(found?.get::<_, &str>(0));
-                cache.insert(*hash, text.clone());
-                Some(text)
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, Template>, postgres::Error> {
+    let rows = client.query(
+        "SELECT id, layout, model, cwd FROM conversations WHERE id = ANY($1)",
+        &[&ids],
+    )?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.get(0);
+        let Some(layout) = row.get::<_, Option<&str>>(1).and_then(Layout::from_json) else {
+            continue;
+        };
+        let mut failure = None;
+        let text = layout.assemble(|hash| {
+            if let Some(text) = cache.get(hash) {
+                return Some(text);
             }
-            Err(e) => {
-                failure = Some(e);
-                None
+            let key: &[u8] = &hash.0;
+            match client.query_opt("SELECT body FROM template_blocks WHERE hash = $1", &[&key]) {
+                Ok(found) => {
+                    let text: Arc<str> = Arc::from(found?.get::<_, &str>(0));
+                    cache.insert(*hash, text.clone());
+                    Some(text)
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
             }
+        });
+        if let Some(e) = failure {
+            return Err(e);
         }
-    });
-    if let Some(e) = failure {
-        return Err(e);
+        let Some(text) = text else {
+            tracing::warn!(conversation = %id, "a block of the stored template is missing");
+            continue;
+        };
+        if let Some(template) = Template::from_stored(text, row.get(2), row.get(3)) {
+            found.insert(id, template);
+        }
     }
-    let Some(text) = text else {
-        tracing::warn!(%conversation, "a block of the stored template is missing");
-        return Ok(None);
-    };
-    Ok(Template::from_stored(text, row.get(1), row.get(2)))
+    Ok(found)
 }

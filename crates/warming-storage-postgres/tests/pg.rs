@@ -447,6 +447,78 @@ fn a_conversation_is_held_by_the_first_instance_asked_and_adopted_when_it_leaves
 }
 
 #[test]
+fn a_page_lists_every_instances_conversations_in_id_order_with_who_holds_them() {
+    let Some(db) = TestDatabase::create("pg") else {
+        return;
+    };
+    let store = open(&db);
+    let limits = IntervalLimits::default();
+    let a = PgCluster::join(&db.url, "http://a.test", 60_000).unwrap();
+    let b = PgCluster::join(&db.url, "http://b.test", 60_000).unwrap();
+    let on = Settings {
+        enabled: true,
+        ..Settings::defaults(&limits)
+    };
+    for (raw, holder, enabled, next) in [
+        ("c", &a, true, Some(9_000)),
+        ("a", &b, true, None),
+        ("b", &a, false, None),
+        ("d", &b, false, None),
+    ] {
+        assert_eq!(holder.route(&id(raw)).unwrap(), Route::Here);
+        let settings = Settings { enabled, ..on };
+        write(
+            &store,
+            Write::Settings {
+                conversation: id(raw),
+                settings,
+            },
+        );
+        write(
+            &store,
+            Write::Schedule {
+                conversation: id(raw),
+                next_warm_at: next.map(Timestamp::from_millis),
+            },
+        );
+    }
+    let page = |after: Option<&str>, limit: usize, filter: warming_core::ListFilter| {
+        a.page(after.map(id).as_ref(), limit, filter, &limits)
+            .unwrap()
+            .into_iter()
+            .map(|(r, mine)| (r.conversation.as_str().to_owned(), mine))
+            .collect::<Vec<_>>()
+    };
+    let all = warming_core::ListFilter::default();
+    let owned = |pairs: &[(&str, bool)]| {
+        pairs
+            .iter()
+            .map(|(c, m)| ((*c).to_owned(), *m))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        page(None, 3, all),
+        owned(&[("a", false), ("b", true), ("c", true)])
+    );
+    assert_eq!(page(Some("c"), 3, all), owned(&[("d", false)]));
+    let enabled = warming_core::ListFilter {
+        enabled: Some(true),
+        armed: false,
+    };
+    assert_eq!(page(None, 10, enabled), owned(&[("a", false), ("c", true)]));
+    let armed = warming_core::ListFilter {
+        enabled: None,
+        armed: true,
+    };
+    assert_eq!(page(None, 10, armed), owned(&[("c", true)]));
+    let stored = a.page(Some(&id("b")), 1, armed, &limits).unwrap();
+    assert_eq!(
+        stored[0].0.next_warm_at,
+        Some(Timestamp::from_millis(9_000))
+    );
+}
+
+#[test]
 fn instances_claiming_the_same_conversations_at_once_each_win_different_ones() {
     let Some(db) = TestDatabase::create("pg") else {
         return;

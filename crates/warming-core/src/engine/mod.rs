@@ -137,6 +137,24 @@ pub struct Restored {
     pub idle_since: Option<Timestamp>,
 }
 
+impl Restored {
+    /// A conversation of which nothing but its id is stored.
+    #[must_use]
+    pub fn new(conversation: ConversationId) -> Self {
+        Self {
+            conversation,
+            settings: None,
+            template: None,
+            next_warm_at: None,
+            backend: None,
+            stats: WarmStats::default(),
+            depth: 0,
+            gaps: Vec::new(),
+            idle_since: None,
+        }
+    }
+}
+
 /// A write the engine is waiting to hear about.
 #[derive(Debug)]
 enum Pending {
@@ -354,6 +372,38 @@ impl Warmer {
             }
         }
         (page, None)
+    }
+
+    /// The state of a conversation as `restored` from storage, without
+    /// bringing it into this engine: for one another instance holds, as
+    /// that instance last committed it. Nothing running is known of it, so
+    /// it is never `active`, and its next warm is the stored one.
+    ///
+    /// ```
+    /// use warming_core::{Config, ConversationId, Restored, Timestamp, Warmer};
+    /// let warmer = Warmer::new(Config::default());
+    /// let stored = Restored {
+    ///     next_warm_at: Some(Timestamp::from_millis(9_000)),
+    ///     ..Restored::new(ConversationId::new("held-elsewhere").unwrap())
+    /// };
+    /// let state = warmer.stored_state(&stored);
+    /// assert!(!state.enabled, "no stored settings: the defaults, warming off");
+    /// assert_eq!(state.next_warm_at, None, "nothing is scheduled while off");
+    /// assert!(!warmer.knows(&stored.conversation));
+    /// ```
+    #[must_use]
+    pub fn stored_state(&self, restored: &Restored) -> ConversationState {
+        let limits = &self.config.limits;
+        let settings = restored
+            .settings
+            .unwrap_or_else(|| crate::Settings::defaults(limits));
+        let mut c = Conversation::new(restored.conversation.clone(), settings);
+        c.template = restored.template.clone().map(|t| Arc::new(t.detach()));
+        c.backend = restored.backend.as_deref().map(Arc::from);
+        c.stats = restored.stats.clone();
+        let mut state = c.snapshot(&self.config);
+        state.next_warm_at = restored.next_warm_at.filter(|_| settings.enabled);
+        state
     }
 
     /// The warm template of a conversation, if it has one.

@@ -71,6 +71,12 @@ pub(crate) enum Command {
         filter: warming_core::ListFilter,
         reply: Reply<(Vec<ConversationState>, Option<usize>)>,
     },
+    /// The states of stored conversations: live for those held here,
+    /// as stored for the others.
+    StoredStates(
+        Vec<(warming_core::Restored, bool)>,
+        Reply<Vec<ConversationState>>,
+    ),
     Adopt(Vec<warming_core::Restored>, Reply<usize>),
     PriorLearned(Reply<warming_core::ReturnPrior>),
     PriorShared(Box<warming_core::ReturnPrior>),
@@ -100,6 +106,8 @@ pub struct DriverHandle {
     pub(super) updates: broadcast::Sender<Arc<ConversationState>>,
     /// The service's clock, for adapters that stamp times.
     pub(super) clock: Arc<dyn Clock>,
+    /// Interval bounds, to read stored conversations' settings.
+    pub(super) limits: warming_core::IntervalLimits,
     /// The cluster this instance is a member of, if several share its
     /// database.
     pub(super) cluster: Option<Arc<dyn Cluster>>,
@@ -125,9 +133,11 @@ impl Command {
             | Self::History(id, _, _) => vec![id],
             Self::ProxySettled(turn) => vec![&turn.id],
             Self::Events(events, _) => events.iter().map(|e| &e.conversation).collect(),
-            Self::List { .. } | Self::Adopt(..) | Self::PriorLearned(_) | Self::PriorShared(_) => {
-                Vec::new()
-            }
+            Self::List { .. }
+            | Self::StoredStates(..)
+            | Self::Adopt(..)
+            | Self::PriorLearned(_)
+            | Self::PriorShared(_) => Vec::new(),
         }
     }
 }
@@ -324,6 +334,41 @@ impl DriverHandle {
             reply,
         })
         .await
+    }
+
+    /// One page of every conversation of the cluster, whichever instance
+    /// holds it, in id order after `after`: those held here as they are
+    /// now, the others as their holder last committed them. Answers the
+    /// page and the id to continue after (`None` after the last). Without
+    /// a cluster, see [`list`](Self::list).
+    ///
+    /// # Errors
+    /// `storage` when the database could not be read; `unavailable` when
+    /// shutting down.
+    pub async fn list_cluster(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+        filter: warming_core::ListFilter,
+    ) -> Result<(Vec<ConversationState>, Option<ConversationId>), ServiceError> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Ok((Vec::new(), None));
+        };
+        let limits = self.limits;
+        let limit = limit.max(1);
+        let rows = tokio::task::spawn_blocking(move || {
+            cluster.page(after.as_ref(), limit, filter, &limits)
+        })
+        .await
+        .map_err(|e| ServiceError::Storage(e.to_string()))?
+        .map_err(|e| ServiceError::Storage(e.to_string()))?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(r, _)| r.conversation.clone()))
+            .flatten();
+        let states = self
+            .call(|reply| Command::StoredStates(rows, reply))
+            .await?;
+        Ok((states, next))
     }
 
     /// Restores conversations this instance just adopted (their holder's

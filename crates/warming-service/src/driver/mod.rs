@@ -200,6 +200,7 @@ pub fn spawn(
             commands,
             updates,
             clock,
+            limits: options.limits,
             cluster: None,
             changes: broadcast::channel(4096).0,
         },
@@ -489,6 +490,19 @@ impl Driver {
                 reply,
             } => {
                 let _ = reply.send(self.warmer.conversations_page(cursor, limit, filter));
+            }
+            Command::StoredStates(rows, reply) => {
+                let states = rows
+                    .iter()
+                    .map(|(stored, mine)| {
+                        if *mine && self.warmer.knows(&stored.conversation) {
+                            self.warmer.state(&stored.conversation)
+                        } else {
+                            self.warmer.stored_state(stored)
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(states);
             }
         }
         self.execute_effects();

@@ -80,15 +80,36 @@ const DEFAULT_PAGE: usize = 100;
 /// The query of a list: `limit`, `after`, `enabled`, `armed`.
 #[derive(Debug, PartialEq)]
 struct ListQuery {
-    cursor: usize,
+    /// The `next` of the page before, as given.
+    after: Option<String>,
     limit: usize,
     filter: warming_core::ListFilter,
+}
+
+/// The 400 for an `after` that is no page's `next`.
+fn bad_cursor(value: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "after must be the `next` of an earlier page, got {value:?}"
+    ))
+}
+
+/// A one-instance cursor: a position in the engine's list.
+fn slot_cursor(after: Option<&str>) -> Result<usize, ApiError> {
+    after.map_or(Ok(0), |raw| raw.parse().map_err(|_| bad_cursor(raw)))
+}
+
+/// A cluster cursor: the last id of the page before (ids need no escaping
+/// in a query string).
+fn id_cursor(after: Option<&str>) -> Result<Option<ConversationId>, ApiError> {
+    after
+        .map(|raw| ConversationId::new(raw).map_err(|_| bad_cursor(raw)))
+        .transpose()
 }
 
 /// Parses a list query; anything unknown or malformed is a 400 naming it.
 fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
     let mut parsed = ListQuery {
-        cursor: 0,
+        after: None,
         limit: DEFAULT_PAGE,
         filter: warming_core::ListFilter::default(),
     };
@@ -115,13 +136,7 @@ fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
                         ApiError::bad_request(format!("limit must be 1 to 1000, got {value:?}"))
                     })?;
             }
-            "after" => {
-                parsed.cursor = value.parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "after must be the `next` of an earlier page, got {value:?}"
-                    ))
-                })?;
-            }
+            "after" => parsed.after = Some(value.to_owned()),
             "enabled" => parsed.filter.enabled = Some(bool_of(key, value)?),
             "armed" => parsed.filter.armed = bool_of(key, value)?,
             other => {
@@ -135,19 +150,31 @@ fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
 }
 
 /// `GET /v1/conversations?limit=N&after=CURSOR&enabled=BOOL&armed=true`:
-/// one page, in the order first seen, and the cursor of the next.
+/// one page and the cursor of the next. One instance lists its engine's
+/// conversations in the order first seen; an instance of a cluster lists
+/// every instance's, from the database, in id order.
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let query = list_query(query.as_deref())?;
-    let (conversations, next) = state
-        .driver
-        .list(query.cursor, query.limit, query.filter)
-        .await?;
+    let after = query.after.as_deref();
+    let (conversations, next) = if state.driver.clustered() {
+        let (page, next) = state
+            .driver
+            .list_cluster(id_cursor(after)?, query.limit, query.filter)
+            .await?;
+        (page, next.map(|id| id.as_str().to_owned()))
+    } else {
+        let (page, next) = state
+            .driver
+            .list(slot_cursor(after)?, query.limit, query.filter)
+            .await?;
+        (page, next.map(|n| n.to_string()))
+    };
     Ok(Json(json!({
         "conversations": conversations,
-        "next": next.map(|n| n.to_string()),
+        "next": next,
     })))
 }
 
@@ -368,13 +395,27 @@ mod tests {
     #[test]
     fn list_queries_default_to_a_page_and_refuse_what_they_do_not_know() {
         let q = list_query(None).unwrap();
-        assert_eq!((q.cursor, q.limit), (0, DEFAULT_PAGE));
+        assert_eq!(
+            (slot_cursor(q.after.as_deref()).unwrap(), q.limit),
+            (0, DEFAULT_PAGE)
+        );
         let q = list_query(Some("limit=5&after=17&enabled=false&armed=true")).unwrap();
-        assert_eq!((q.cursor, q.limit), (17, 5));
+        assert_eq!((slot_cursor(q.after.as_deref()).unwrap(), q.limit), (17, 5));
         assert_eq!(q.filter.enabled, Some(false));
         assert!(q.filter.armed);
-        for bad in ["limit=0", "limit=1001", "after=x", "enabled=yes", "sort=id"] {
+        for bad in ["limit=0", "limit=1001", "enabled=yes", "sort=id"] {
             assert!(list_query(Some(bad)).is_err(), "{bad}");
+        }
+        assert!(slot_cursor(Some("x")).is_err());
+    }
+
+    #[test]
+    fn cluster_cursors_are_ids_and_refuse_what_no_page_gave() {
+        assert_eq!(id_cursor(None).unwrap(), None);
+        let id = ConversationId::new("team.a:chat-7_x").unwrap();
+        assert_eq!(id_cursor(Some("team.a:chat-7_x")).unwrap(), Some(id));
+        for bad in ["", "a b", "%41"] {
+            assert!(id_cursor(Some(bad)).is_err(), "{bad}");
         }
     }
 
