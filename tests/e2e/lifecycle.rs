@@ -18,7 +18,10 @@ async fn warming_is_off_until_the_user_opts_in() {
                "lastPct": null, "lastExpectedPct": null, "lastWarmAt": null, "nextWarmAt": null,
                "backend": null, "lastError": null, "warmCount": 0,
                // Extensions beside the contract's fields:
-               "policy": "fixed", "stoppedReason": null, "stop": null})
+               "policy": "fixed", "stoppedReason": null, "stop": null,
+               "ledger": {"spentDollars": 0.0, "warmSeconds": 0.0, "missesAvoided": 0,
+                          "savedDollars": 0.0, "savedPrefillSeconds": 0.0},
+               "netDollars": 0.0})
     );
 
     // Reading it created nothing.

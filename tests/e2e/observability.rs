@@ -97,6 +97,36 @@ async fn metrics_count_warms_tokens_subscribers_and_cost_at_list_prices() {
     assert!(!text.contains("price=\"estimate\""), "{text}");
     // Active now: nothing armed.
     assert_eq!(metric(&text, "warming_armed_conversations"), Some(0.0));
+
+    // The same facts for the conversation, in its state: what its warms
+    // spent, the miss its return avoided, and the net a UI shows.
+    let state = service.state("m").await;
+    let ledger = &state["ledger"];
+    let figure = |key: &str| ledger[key].as_f64().unwrap();
+    assert!((figure("spentDollars") - spent).abs() < 1e-9, "{state}");
+    assert!((figure("savedDollars") - avoided).abs() < 1e-9, "{state}");
+    assert_eq!(ledger["missesAvoided"], 1, "{state}");
+    // The read prefix at the default 5 000 tokens/s of prefill.
+    assert!((figure("savedPrefillSeconds") - last_read / 5_000.0).abs() < 1e-9);
+    assert!(figure("warmSeconds") > 0.0, "{state}");
+    let net = state["netDollars"].as_f64().unwrap();
+    assert!((net - (avoided - spent)).abs() < 1e-9, "{state}");
+    assert!(net > 0.0, "warming paid for itself here: {state}");
+    // `warming list` shows the net, and a restart keeps every figure.
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_warming"))
+        .args(["list"])
+        .env("WARMING_SERVER", format!("http://{}", service.addr))
+        .env_remove("WARMING_TOKEN")
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(list.contains("$ NET"), "{list}");
+    assert!(list.contains(&format!("+${net:.4}")), "{list}");
+    service.terminate();
+    let service = Service::start(dir.path(), &standin.url(), &["--cache-ttl-ms", "600"]).await;
+    let restored = service.state("m").await;
+    assert_eq!(restored["ledger"], state["ledger"], "{restored}");
+    assert_eq!(restored["netDollars"], state["netDollars"]);
 }
 
 #[tokio::test]

@@ -161,6 +161,7 @@ fn status_text(state: &Value) -> String {
             pct(&state["lastExpectedPct"])
         ),
         format!("warms         {}", state["warmCount"]),
+        format!("money         {}", money_text(state)),
         format!("policy        {}", state["policy"].as_str().unwrap_or("-")),
     ];
     if let Some(reason) = state["stoppedReason"].as_str() {
@@ -194,6 +195,30 @@ fn note_text(note: &Value) -> String {
     }
 }
 
+/// Dollars with a sign, to the hundredth of a cent: warms cost fractions
+/// of a cent each.
+fn signed_dollars(dollars: f64) -> String {
+    let sign = if dollars < 0.0 { "-" } else { "+" };
+    format!("{sign}${:.4}", dollars.abs())
+}
+
+/// What warming spent and saved on a conversation, in one line.
+fn money_text(state: &Value) -> String {
+    let ledger = &state["ledger"];
+    let figure = |key: &str| ledger[key].as_f64().unwrap_or(0.0);
+    let avoided = ledger["missesAvoided"].as_u64().unwrap_or(0);
+    format!(
+        "net {} (spent ${:.4}, {:.1}s of upstream time; saved ${:.4} and {:.1}s of prefill \
+         on {avoided} miss{} avoided)",
+        signed_dollars(state["netDollars"].as_f64().unwrap_or(0.0)),
+        figure("spentDollars"),
+        figure("warmSeconds"),
+        figure("savedDollars"),
+        figure("savedPrefillSeconds"),
+        if avoided == 1 { "" } else { "es" },
+    )
+}
+
 fn list_text(list: &Value) -> String {
     let rows = list["conversations"]
         .as_array()
@@ -203,18 +228,19 @@ fn list_text(list: &Value) -> String {
         return "no conversations yet".into();
     }
     let mut out = format!(
-        "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6}  {}\n",
-        "CONVERSATION", "WARM", "INTERVAL", "NEXT", "LAST HIT", "WARMS", "ERROR"
+        "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>10}  {}\n",
+        "CONVERSATION", "WARM", "INTERVAL", "NEXT", "LAST HIT", "WARMS", "$ NET", "ERROR"
     );
     for s in rows {
         out.push_str(&format!(
-            "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6}  {}\n",
+            "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>10}  {}\n",
             s["conversationId"].as_str().unwrap_or("?"),
             on_off(&s),
             s["intervalMs"].as_u64().map_or("-".into(), format_duration),
             countdown(&s["nextWarmAt"]),
             pct(&s["lastPct"]),
             s["warmCount"],
+            signed_dollars(s["netDollars"].as_f64().unwrap_or(0.0)),
             s["lastError"].as_str().unwrap_or(""),
         ));
     }

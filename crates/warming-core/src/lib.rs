@@ -34,6 +34,7 @@ mod cache_minimum;
 mod effect;
 mod engine;
 mod id;
+mod ledger;
 mod lifecycle;
 mod list_prices;
 mod model_prefix;
@@ -52,6 +53,7 @@ pub use engine::{
     Config, ListFilter, Restored, WarmFailure, WarmNowError, WarmReply, WarmStats, Warmer,
 };
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
+pub use ledger::Ledger;
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
 pub use list_prices::{
     economics_for, list_prices, ModelPrices, PriceSource, LIST_PRICES, LIST_PRICES_AS_OF,

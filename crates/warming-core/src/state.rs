@@ -40,6 +40,13 @@ pub struct ConversationState {
     pub last_error: Option<Arc<str>>,
     /// Successful warms so far.
     pub warm_count: u64,
+    /// What its warms spent and its returns saved (an extension).
+    #[serde(default)]
+    pub ledger: crate::Ledger,
+    /// Saved minus spent, dollars: the figure a UI shows beside the
+    /// countdown (an extension).
+    #[serde(default)]
+    pub net_dollars: f64,
     /// The warming policy in force (an extension of the contract).
     pub policy: crate::Policy,
     /// Why warming stopped for this idle gap, if the policy stopped it (an

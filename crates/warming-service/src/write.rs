@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use warming_core::{ConversationId, Effect, PersistId, Settings, Template, Timestamp, WarmRecord};
+use warming_core::{
+    ConversationId, Effect, Ledger, PersistId, Settings, Template, Timestamp, WarmRecord,
+};
 
 /// One durable change.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,14 @@ pub enum Write {
         /// When its idle time began.
         idle_since: Timestamp,
     },
+    /// What a conversation's warms spent and its returns saved, as the
+    /// core tallies it (the whole ledger: the last one written wins).
+    Ledger {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Its ledger.
+        ledger: Ledger,
+    },
     /// Removes a conversation and its history.
     Delete {
         /// The conversation.
@@ -73,6 +83,7 @@ impl Write {
             | Self::Template { conversation, .. }
             | Self::Schedule { conversation, .. }
             | Self::Rhythm { conversation, .. }
+            | Self::Ledger { conversation, .. }
             | Self::Delete { conversation } => Some(conversation),
             Self::Warm(record) => Some(&record.conversation_id),
             Self::Meta { .. } => None,

@@ -43,7 +43,7 @@ pub(crate) enum Read {
 pub(crate) const RESTORED_COLUMNS: &str =
     "id, settings, layout IS NOT NULL, model, cwd, cacheable_tokens,
     long_ttl, template_bytes, next_warm_at, backend, last_pct, last_expected_pct, last_warm_at,
-    warm_count, last_error, depth, gaps, idle_since";
+    warm_count, last_error, depth, gaps, idle_since, ledger";
 
 /// Most template reads answered by one query.
 const TEMPLATES_PER_QUERY: usize = 256;
@@ -150,6 +150,10 @@ pub(crate) fn restored(row: &Row, limits: &IntervalLimits) -> Option<Restored> {
             last_warm_at: timestamp(row.get(12)),
             warm_count: count(row.get(13)),
             last_error: row.get::<_, Option<String>>(14).map(Arc::from),
+            ledger: row
+                .get::<_, Option<&str>>(18)
+                .and_then(|raw| serde_json::from_str(raw).ok())
+                .unwrap_or_default(),
         },
         depth: u32::try_from(row.get::<_, i32>(15)).unwrap_or(0),
         gaps: row

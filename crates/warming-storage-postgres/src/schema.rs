@@ -63,6 +63,9 @@ const MIGRATIONS: &[&str] = &[
         owner        TEXT NOT NULL
     );
     CREATE INDEX owners_by_owner ON owners(owner);",
+    // 3: what each conversation's warms spent and its returns saved (the
+    // core's ledger, as JSON).
+    "ALTER TABLE conversations ADD COLUMN ledger TEXT;",
 ];
 
 /// The schema version this build writes.

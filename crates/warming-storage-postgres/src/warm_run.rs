@@ -1,12 +1,13 @@
-//! Warms and schedules, the bulk of what a busy instance writes, applied a
-//! run at a time: a run is the consecutive `Warm` and `Schedule` writes of
+//! Warms, schedules and ledgers, the bulk of what a busy instance writes,
+//! applied a run at a time: a run is the consecutive such writes of
 //! one batch, and it costs a handful of set-based statements (arrays sent
 //! as parameters and `unnest`ed), not five round trips per warm.
 //!
 //! Applying a run at once gives the same rows as applying its writes one
 //! by one: history rows are inserted in arrival order (their `seq` follows
 //! it), each conversation's stats fold its records in order (the last one
-//! decides `last_error`), and the last schedule of a conversation wins.
+//! decides `last_error`), and the last schedule and the last ledger of a
+//! conversation win.
 //! Writes of other kinds end a run, so nothing is reordered across them.
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ pub(crate) struct RunStatements {
     history: Statement,
     stats: Statement,
     schedules: Statement,
+    ledgers: Statement,
     trims: Statement,
 }
 
@@ -60,6 +62,11 @@ impl RunStatements {
                 "INSERT INTO conversations (id, next_warm_at)
                  SELECT * FROM unnest($1::text[], $2::bigint[])
                  ON CONFLICT (id) DO UPDATE SET next_warm_at = EXCLUDED.next_warm_at",
+            )?,
+            // An update, not an upsert: a deleted conversation stays gone.
+            ledgers: client.prepare(
+                "UPDATE conversations c SET ledger = u.ledger
+                 FROM unnest($1::text[], $2::text[]) AS u(id, ledger) WHERE c.id = u.id",
             )?,
             trims: client.prepare(
                 "DELETE FROM warm_history h USING (
@@ -118,6 +125,8 @@ pub(crate) struct WarmRun<'a> {
     /// Each conversation's last schedule, in first-seen order.
     schedules: Vec<(&'a str, Option<i64>)>,
     scheduled: HashMap<&'a str, usize>,
+    /// Each conversation's last ledger, as JSON.
+    ledgers: HashMap<&'a str, String>,
 }
 
 /// A conversation's stats folded over the run's records.
@@ -136,7 +145,13 @@ struct Stats<'a> {
 impl<'a> WarmRun<'a> {
     /// True when nothing was gathered.
     pub(crate) fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.schedules.is_empty()
+        self.records.is_empty() && self.schedules.is_empty() && self.ledgers.is_empty()
+    }
+
+    /// Adds a ledger; a later one for the same conversation replaces it.
+    pub(crate) fn ledger(&mut self, id: &'a ConversationId, ledger: &warming_core::Ledger) {
+        let json = serde_json::to_string(ledger).unwrap_or_default();
+        self.ledgers.insert(id.as_str(), json);
     }
 
     /// Adds a warm's record.
@@ -183,6 +198,10 @@ impl<'a> WarmRun<'a> {
         if !self.schedules.is_empty() {
             let (ids, ats): (Vec<&str>, Vec<Option<i64>>) = self.schedules.iter().copied().unzip();
             tx.execute(&s.schedules, &[&ids, &ats])?;
+        }
+        if !self.ledgers.is_empty() {
+            let (ids, ledgers): (Vec<&str>, Vec<String>) = self.ledgers.drain().unzip();
+            tx.execute(&s.ledgers, &[&ids, &ledgers])?;
         }
         self.records.clear();
         self.schedules.clear();

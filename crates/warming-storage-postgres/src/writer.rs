@@ -50,6 +50,7 @@ struct Statements {
     delete: Statement,
     meta: Statement,
     notify: Statement,
+    ledger: Statement,
     run: RunStatements,
 }
 
@@ -116,6 +117,7 @@ impl Statements {
             notify: client.prepare(&format!(
                 "SELECT pg_notify('{UPDATES_CHANNEL}', id) FROM unnest($1::text[]) AS id"
             ))?,
+            ledger: client.prepare("UPDATE conversations SET ledger = $2 WHERE id = $1")?,
             run: RunStatements::prepare(client)?,
         })
     }
@@ -206,6 +208,13 @@ fn commit_batch(
                     },
                     _,
                 ) => run.schedule(conversation, *next_warm_at),
+                Job::Write(
+                    Write::Ledger {
+                        conversation,
+                        ledger,
+                    },
+                    _,
+                ) => run.ledger(conversation, ledger),
                 Job::Write(write, _) => {
                     if !run.is_empty() {
                         run.apply(&mut tx, &statements.run, trims, history_cap)?;
@@ -321,6 +330,13 @@ fn apply(
                     &ms(idle_since.as_millis()),
                 ],
             )?;
+        }
+        Write::Ledger {
+            conversation,
+            ledger,
+        } => {
+            let ledger = serde_json::to_string(ledger).unwrap_or_default();
+            tx.execute(&s.ledger, &[&conversation.as_str(), &ledger])?;
         }
         Write::Delete { conversation } => {
             let id = conversation.as_str();

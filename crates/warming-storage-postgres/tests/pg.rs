@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warming_core::{
-    ConversationId, IntervalLimits, ReturnPrior, Settings, Template, Timestamp, Usage, WarmOutcome,
-    WarmRecord, WarmTrigger,
+    ConversationId, IntervalLimits, Ledger, ReturnPrior, Settings, Template, Timestamp, Usage,
+    WarmOutcome, WarmRecord, WarmTrigger,
 };
 use warming_service::{Cluster, Route, Store, Write};
 use warming_storage_postgres::{PgCluster, PgOptions, PgStorage, SCHEMA_VERSION};
@@ -44,6 +44,16 @@ fn futures_lite<T>(future: impl std::future::Future<Output = T>) -> T {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+fn ledger() -> Ledger {
+    Ledger {
+        spent_dollars: 0.0042,
+        warm_seconds: 0.84,
+        misses_avoided: 1,
+        saved_dollars: 0.024_15,
+        saved_prefill_seconds: 1.4,
+    }
 }
 
 #[test]
@@ -105,6 +115,13 @@ fn what_was_acknowledged_is_restored_and_templates_read_back_byte_for_byte() {
                 value: "{}".into(),
             },
         );
+        write(
+            &store,
+            Write::Ledger {
+                conversation: id("a"),
+                ledger: ledger(),
+            },
+        );
         store.close();
     }
     let store = open(&db);
@@ -115,6 +132,7 @@ fn what_was_acknowledged_is_restored_and_templates_read_back_byte_for_byte() {
     assert_eq!(r.next_warm_at, Some(Timestamp::from_millis(5_000)));
     assert_eq!(r.backend.as_deref(), Some("replica-2"));
     assert_eq!((r.depth, r.gaps.clone()), (3, vec![1_000, 2_000]));
+    assert_eq!(r.stats.ledger, ledger());
     let t = r.template.as_ref().unwrap();
     assert!(t.is_detached());
     assert_eq!(
@@ -281,7 +299,21 @@ fn a_busy_writers_warms_leave_the_same_rows_as_one_write_at_a_time() {
             Write::Warm(record(&b, 4, scheduled, failed)),
             Write::Warm(record(&a, 5, turn, hit)),
             Write::Warm(record(&a, 6, scheduled, hit)),
+            Write::Ledger {
+                conversation: id(&a),
+                ledger: Ledger {
+                    misses_avoided: 1,
+                    ..Ledger::default()
+                },
+            },
             at(&a, 30),
+            Write::Ledger {
+                conversation: id(&a),
+                ledger: Ledger {
+                    misses_avoided: 2,
+                    ..Ledger::default()
+                },
+            },
             Write::Warm(record(&b, 7, turn, hit)),
         ]
     };
@@ -307,6 +339,7 @@ fn a_busy_writers_warms_leave_the_same_rows_as_one_write_at_a_time() {
         "a warm after the failure clears it"
     );
     assert_eq!(a.next_warm_at, Some(Timestamp::from_millis(30)));
+    assert_eq!(a.stats.ledger.misses_avoided, 2, "the last ledger wins");
     let b = stats("run-b");
     assert_eq!(b.stats.warm_count, 1);
     assert_eq!(b.stats.last_error.as_deref(), Some("failure at 4"));

@@ -22,7 +22,7 @@ fn count(n: Option<i64>) -> u64 {
 /// The columns `restore_row` reads, in its order.
 const RESTORED_COLUMNS: &str = "id, settings, request, model, cwd, next_warm_at, backend,
     last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps, idle_since,
-    layout IS NOT NULL, cacheable_tokens, long_ttl, template_bytes";
+    layout IS NOT NULL, cacheable_tokens, long_ttl, template_bytes, ledger";
 
 /// Every conversation with its settings, template, schedule, backend and
 /// stats, in one pass. Rows with an invalid id are skipped with a warning;
@@ -96,6 +96,10 @@ fn restore_row(
             last_warm_at: timestamp(row.get(9)?),
             warm_count: count(row.get(10)?),
             last_error: row.get::<_, Option<String>>(11)?.map(Arc::from),
+            ledger: row
+                .get::<_, Option<String>>(19)?
+                .and_then(|raw| serde_json::from_str(&raw).ok())
+                .unwrap_or_default(),
         },
         depth: row.get::<_, Option<u32>>(12)?.unwrap_or(0),
         gaps: row

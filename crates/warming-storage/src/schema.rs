@@ -82,6 +82,9 @@ const MIGRATIONS: &[Migration] = &[
         ALTER TABLE conversations ADD COLUMN template_bytes INTEGER;",
         data: Some(crate::templates::migrate_requests_to_blocks),
     },
+    // 8: what each conversation's warms spent and its returns saved (the
+    // core's ledger, as JSON).
+    sql("ALTER TABLE conversations ADD COLUMN ledger TEXT;"),
 ];
 
 /// The schema version this build writes.

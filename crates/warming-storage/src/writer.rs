@@ -156,6 +156,16 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
             ])?;
             Ok(())
         }
+        Write::Ledger {
+            conversation,
+            ledger,
+        } => {
+            // An update, not an upsert: a deleted conversation stays gone.
+            let ledger = serde_json::to_string(ledger).unwrap_or_default();
+            conn.prepare_cached("UPDATE conversations SET ledger = ?2 WHERE id = ?1")?
+                .execute(params![conversation.as_str(), ledger])?;
+            Ok(())
+        }
         Write::Delete { conversation } => {
             crate::templates::forget(conn, conversation)?;
             let id = conversation.as_str();

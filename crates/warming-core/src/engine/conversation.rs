@@ -25,6 +25,8 @@ pub struct WarmStats {
     pub warm_count: u64,
     /// The last warm's error, cleared by a success.
     pub last_error: Option<Arc<str>>,
+    /// What its warms spent and its returns saved.
+    pub ledger: crate::Ledger,
 }
 
 /// An armed timer.
@@ -223,6 +225,8 @@ impl Conversation {
             backend: self.backend.clone(),
             last_error: self.stats.last_error.clone(),
             warm_count: self.stats.warm_count,
+            ledger: self.stats.ledger,
+            net_dollars: self.stats.ledger.net_dollars(),
             policy: self.policy(config),
             // A stop matters only while warming is on: off says it all.
             stopped_reason: self

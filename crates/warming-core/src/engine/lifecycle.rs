@@ -105,9 +105,8 @@ impl Warmer {
     }
 
     pub(super) fn start_turn(&mut self, slot: u32, turn_id: Option<Box<str>>, now: Timestamp) {
-        let ttl_ms = self.conversations[slot as usize]
-            .economics(&self.config)
-            .ttl_ms;
+        let economics = self.conversations[slot as usize].economics(&self.config);
+        let ttl_ms = economics.ttl_ms;
         let c = self.conv(slot);
         if let Some(start) = c.gap_start.take() {
             // The user came back: one more gap learned, here and globally.
@@ -117,11 +116,19 @@ impl Warmer {
             // longer gap that ends on a warm hit is a miss avoided.
             let outlived_ttl = gap > ttl_ms;
             let last_hit_read = c.gap_last_hit_read.take();
+            let miss_avoided_tokens = last_hit_read.filter(|_| outlived_ttl);
+            if let Some(tokens) = miss_avoided_tokens {
+                let ledger = &mut c.stats.ledger;
+                ledger.misses_avoided += 1;
+                ledger.saved_dollars += economics.miss_avoided_cost(tokens);
+                ledger.saved_prefill_seconds +=
+                    tokens as f64 / economics.prefill_tokens_per_sec.max(1.0);
+            }
             let returned = Effect::TurnReturned {
                 conversation: c.id.clone(),
                 idle_ms: gap,
                 warms: c.warms_in_gap,
-                miss_avoided_tokens: last_hit_read.filter(|_| outlived_ttl),
+                miss_avoided_tokens,
             };
             self.effects.push_back(returned);
             let c = self.conv(slot);

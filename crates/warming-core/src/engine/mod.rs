@@ -406,6 +406,14 @@ impl Warmer {
         state
     }
 
+    /// What a conversation's warms spent and its returns saved, if the
+    /// engine knows it.
+    #[must_use]
+    pub fn ledger(&self, id: &ConversationId) -> Option<crate::Ledger> {
+        let slot = *self.slots.get(id)?;
+        Some(self.conversations[slot as usize].stats.ledger)
+    }
+
     /// The warm template of a conversation, if it has one.
     #[must_use]
     pub fn template(&self, id: &ConversationId) -> Option<Arc<Template>> {

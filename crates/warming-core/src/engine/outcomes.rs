@@ -139,10 +139,12 @@ impl Warmer {
         c.stats.warm_count += 1;
         c.stats.last_error = None;
         c.prefix_tokens = usage.prompt_tokens();
+        c.stats.ledger.warm_seconds += record.latency_ms() as f64 / 1000.0;
+        let cost = self.conversations[slot as usize]
+            .economics(&self.config)
+            .usage_cost(&usage);
+        self.conv(slot).stats.ledger.spent_dollars += cost;
         if self.spend_capped() {
-            let cost = self.conversations[slot as usize]
-                .economics(&self.config)
-                .usage_cost(&usage);
             self.spent(slot, cost);
         }
         self.reconcile(slot, now, true);

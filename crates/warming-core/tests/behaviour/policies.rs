@@ -635,3 +635,58 @@ fn the_per_conversation_cap_stops_only_the_conversation_that_reached_it() {
     h.warmer.handle_timeout(h.now);
     assert_eq!(h.state("big").stopped, None);
 }
+
+#[test]
+fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    let mut h = Harness::new();
+    h.enable("l");
+    h.settle("l", "sys");
+    for _ in 0..2 {
+        let token = warms(&h.run_to_deadline())[0].token;
+        h.advance(400);
+        h.warmer
+            .warm_completed(h.now, &id("l"), token, Usage::anthropic(3, 7_000, 0));
+    }
+    // An unknown model is priced at the default $3/M input: each warm read
+    // 7 000 tokens at 0.1x and sent 3 uncached, $0.002109.
+    let ledger = h.state("l").ledger;
+    assert!(close(ledger.spent_dollars, 2.0 * 0.002_109), "{ledger:?}");
+    assert!(close(ledger.warm_seconds, 0.8), "{ledger:?}");
+    assert_eq!((ledger.misses_avoided, ledger.saved_dollars), (0, 0.0));
+    // Back after the TTL on a warm hit: 7 000 tokens read at 0.1x instead
+    // of re-written at 1.25x, and 1.4 s of prefill at 5 000 tokens/s.
+    h.drain();
+    h.advance(30_000);
+    h.warmer.turn_started(h.now, &id("l"));
+    let s = h.state("l");
+    assert_eq!(s.ledger.misses_avoided, 1);
+    assert!(close(s.ledger.saved_dollars, 0.024_15), "{:?}", s.ledger);
+    assert!(close(s.ledger.saved_prefill_seconds, 1.4), "{:?}", s.ledger);
+    assert!(close(s.net_dollars, 0.024_15 - 2.0 * 0.002_109), "{s:?}");
+    // Back within the TTL: the cache would have lived anyway, so the warm
+    // is spent and nothing more is saved.
+    h.settle("l", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    h.warmer
+        .warm_completed(h.now, &id("l"), token, Usage::anthropic(3, 7_000, 0));
+    h.advance(1_000);
+    h.warmer.turn_started(h.now, &id("l"));
+    let s = h.state("l");
+    assert_eq!(s.ledger.misses_avoided, 1);
+    assert!(
+        close(s.ledger.spent_dollars, 3.0 * 0.002_109),
+        "{:?}",
+        s.ledger
+    );
+    // A failed warm costs nothing.
+    h.settle("l", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let failure = WarmFailure {
+        message: "upstream 529: overloaded".into(),
+        retry_after_ms: None,
+        refused: false,
+    };
+    h.warmer.warm_failed(h.now, &id("l"), token, failure);
+    assert!(close(h.state("l").ledger.spent_dollars, 3.0 * 0.002_109));
+}

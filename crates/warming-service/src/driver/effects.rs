@@ -73,6 +73,7 @@ impl Driver {
                         template.and_then(Template::model),
                         template.is_some_and(Template::long_ttl),
                     );
+                    self.save_ledger(conversation);
                 }
                 Effect::TurnReturned { .. } => {}
                 Effect::Notify(state) => {
@@ -106,7 +107,29 @@ impl Driver {
             template.and_then(Template::model),
             template.is_some_and(Template::long_ttl),
         );
+        let priced = record.usage.is_some()
+            && record.trigger != warming_core::WarmTrigger::Turn
+            && !matches!(
+                record.outcome,
+                warming_core::WarmOutcome::Failed | warming_core::WarmOutcome::Stopped
+            );
+        let conversation = priced.then(|| record.conversation_id.clone());
         self.storage.submit_behind(Write::Warm(record));
+        if let Some(conversation) = conversation {
+            self.save_ledger(conversation);
+        }
+    }
+
+    /// Stores the conversation's ledger as the core now has it (behind: a
+    /// crash loses at most the figures of the last warms, never a write
+    /// anyone waited for).
+    fn save_ledger(&self, conversation: warming_core::ConversationId) {
+        if let Some(ledger) = self.warmer.ledger(&conversation) {
+            self.storage.submit_behind(Write::Ledger {
+                conversation,
+                ledger,
+            });
+        }
     }
 
     pub(super) fn persist(&mut self, op: PersistId, write: Write) {

@@ -106,6 +106,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
              ALTER TABLE conversations DROP COLUMN cacheable_tokens;
              ALTER TABLE conversations DROP COLUMN long_ttl;
              ALTER TABLE conversations DROP COLUMN template_bytes;
+             ALTER TABLE conversations DROP COLUMN ledger;
              PRAGMA user_version = 1;",
         )
             .unwrap();

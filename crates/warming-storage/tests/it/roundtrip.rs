@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warming_core::{
-    IntervalLimits, Settings, Template, Timestamp, Usage, WarmOutcome, WarmRecord, WarmTrigger,
+    IntervalLimits, Ledger, Settings, Template, Timestamp, Usage, WarmOutcome, WarmRecord,
+    WarmTrigger,
 };
 use warming_storage::{Storage, StorageOptions, Write};
 
@@ -27,6 +28,16 @@ fn record(conv: &str, at: u64, usage: Option<Usage>, error: Option<&str>) -> War
         backend: Some(Arc::from("replica-2")),
         error: error.map(Arc::from),
         kind: None,
+    }
+}
+
+fn ledger() -> Ledger {
+    Ledger {
+        spent_dollars: 0.0042,
+        warm_seconds: 0.84,
+        misses_avoided: 1,
+        saved_dollars: 0.024_15,
+        saved_prefill_seconds: 1.4,
     }
 }
 
@@ -76,6 +87,15 @@ fn every_record_survives_a_reopen() {
                 idle_since: Timestamp::from_millis(98_000),
             },
             Write::Warm(failed.clone()),
+            Write::Ledger {
+                conversation: id("c1"),
+                ledger: ledger(),
+            },
+            // A deleted conversation's late ledger does not bring it back.
+            Write::Ledger {
+                conversation: id("gone"),
+                ledger: ledger(),
+            },
             Write::Settings {
                 conversation: id("c2"),
                 settings: Settings {
@@ -117,6 +137,8 @@ fn every_record_survives_a_reopen() {
         Some("upstream 529: overloaded")
     );
     assert_eq!((c1.depth, c1.gaps.clone()), (3, vec![120_000, 450_000]));
+    assert_eq!(c1.stats.ledger, ledger());
+    assert_eq!(all[1].stats.ledger, Ledger::default());
     assert!(all[1].template.is_none());
     assert_eq!((all[1].depth, all[1].gaps.clone()), (0, vec![]));
 

@@ -1,0 +1,54 @@
+//! What warming spent and saved on one conversation: the one tally behind
+//! its state, the CLI, the dashboard and the stores.
+
+use serde::{Deserialize, Serialize};
+
+/// What warming spent on a conversation's warms and what its returning
+/// turns saved, at the conversation's model's prices
+/// ([`economics_for`](crate::economics_for)).
+///
+/// ```
+/// use warming_core::Ledger;
+/// let ledger = Ledger {
+///     spent_dollars: 0.03,
+///     saved_dollars: 0.345,
+///     misses_avoided: 1,
+///     ..Ledger::default()
+/// };
+/// assert!((ledger.net_dollars() - 0.315).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Ledger {
+    /// Dollars its warms cost (every answered warm, hit or not).
+    pub spent_dollars: f64,
+    /// Seconds the upstream took to answer its warms: what warming costs a
+    /// self-hosted engine, whose tokens are not billed.
+    pub warm_seconds: f64,
+    /// Turns that came back after more than the cache's TTL and found the
+    /// prefix warm: each would have re-written it.
+    pub misses_avoided: u64,
+    /// Dollars those turns did not pay: re-writing the prefix minus
+    /// reading it.
+    pub saved_dollars: f64,
+    /// Seconds of prefill those turns did not wait for (the prefix at the
+    /// configured prefill speed).
+    pub saved_prefill_seconds: f64,
+}
+
+impl Ledger {
+    /// Saved minus spent, in dollars: what warming was worth.
+    #[must_use]
+    pub fn net_dollars(&self) -> f64 {
+        self.saved_dollars - self.spent_dollars
+    }
+
+    /// Adds `other`'s figures to these (a total over conversations).
+    pub fn add(&mut self, other: &Self) {
+        self.spent_dollars += other.spent_dollars;
+        self.warm_seconds += other.warm_seconds;
+        self.misses_avoided += other.misses_avoided;
+        self.saved_dollars += other.saved_dollars;
+        self.saved_prefill_seconds += other.saved_prefill_seconds;
+    }
+}
