@@ -158,24 +158,22 @@ impl Page {
     }
 }
 
-#[tokio::test]
-async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
-    if Command::new("chromium").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("WARMING_REQUIRE_CHROMIUM").is_none(),
-            "chromium is required here but not installed"
-        );
-        eprintln!("skipping: chromium is not installed (apt-get install chromium)");
-        return;
+/// Whether Chromium is here; without it the test skips, unless CI requires it.
+fn chromium_missing() -> bool {
+    if Command::new("chromium").arg("--version").output().is_ok() {
+        return false;
     }
-    let standin = Standin::start(StandinOptions::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(dir.path(), &standin.url(), &[]).await;
-    service
-        .turn_settled("dash", &anthropic_request("dash"))
-        .await;
+    assert!(
+        std::env::var_os("WARMING_REQUIRE_CHROMIUM").is_none(),
+        "chromium is required here but not installed"
+    );
+    eprintln!("skipping: chromium is not installed (apt-get install chromium)");
+    true
+}
 
-    let (_browser, devtools) = tokio::task::spawn_blocking(launch)
+/// Headless Chromium with the service's dashboard open.
+async fn open_dashboard(service: &Service) -> (Browser, Page) {
+    let (browser, devtools) = tokio::task::spawn_blocking(launch)
         .await
         .unwrap()
         .expect("chromium started");
@@ -197,6 +195,32 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
         )
         .await;
     page.session = attached["sessionId"].as_str().map(str::to_owned);
+    (browser, page)
+}
+
+/// A PNG of the page as it is now.
+async fn screenshot(page: &mut Page) -> Vec<u8> {
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = decode(shot["data"].as_str().unwrap());
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    png
+}
+
+#[tokio::test]
+async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
+    if chromium_missing() {
+        return;
+    }
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    service
+        .turn_settled("dash", &anthropic_request("dash"))
+        .await;
+
+    let (_browser, mut page) = open_dashboard(&service).await;
 
     let row = r#"document.querySelector('tr[data-id="dash"]')"#;
     page.wait_for("the conversation", &format!("{row} !== null"))
@@ -334,7 +358,7 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     assert!(stopped.as_str().unwrap().contains("pings:1"), "{stopped}");
     assert_eq!(service.state("dash").await["policy"], "pings:1");
 
-    // Closed conversations can be hidden.
+    // A closed conversation leaves the "warming on" view at once.
     page.eval(&format!("{row}.querySelector('.close').click()"))
         .await;
     page.wait_for(
@@ -342,17 +366,20 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
         &format!("{row}.querySelector('.toggle-label').textContent === 'off'"),
     )
     .await;
-    page.eval("document.getElementById('hide-off').click()")
-        .await;
-    assert_eq!(page.eval(&format!("{row}.hidden")).await, true);
-    page.eval("document.getElementById('hide-off').click()")
+    let filter = |value: &str| {
+        format!("(() => {{ const f = document.getElementById('filter'); f.value = '{value}'; f.dispatchEvent(new Event('change')); }})()")
+    };
+    page.eval(&filter("on")).await;
+    page.wait_for(
+        "the closed row to leave",
+        &format!("{row} === null || {row}.hidden"),
+    )
+    .await;
+    page.eval(&filter("")).await;
+    page.wait_for("the row back", &format!("{row} && !{row}.hidden"))
         .await;
 
-    let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    let png = decode(shot["data"].as_str().unwrap());
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let png = screenshot(&mut page).await;
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&path, png).unwrap();
     eprintln!("screenshot: {}", path.display());
@@ -366,4 +393,190 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     page.wait_for("the row to go", &format!("{row} === null"))
         .await;
     assert_eq!(service.state("dash").await["known"], false);
+}
+
+#[tokio::test]
+async fn the_dashboard_finds_one_conversation_among_many_and_shows_its_cost_cap_and_history() {
+    if chromium_missing() {
+        return;
+    }
+    // A provider that keeps prefixes 10 minutes, as Anthropic's 5 do.
+    let standin = Standin::start(StandinOptions {
+        ttl: Duration::from_secs(600),
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A cap the dear conversation's first warm reaches (its prompt is ten
+    // times this test's usual one: about $0.002 a warm at the estimate).
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--max-spend-per-conversation-day", "0.001"],
+    )
+    .await;
+    for i in 0..120 {
+        let id = format!("chat-{i:03}");
+        service.turn_settled(&id, &anthropic_request(&id)).await;
+    }
+    let mut dear = anthropic_request("dear");
+    let text = dear["system"][0]["text"].as_str().unwrap().repeat(10);
+    dear["system"][0]["text"] = json!(text);
+    crate::support::provider_turn(&standin.url(), &dear).await;
+    service.turn_settled("dear", &dear).await;
+
+    let (_browser, mut page) = open_dashboard(&service).await;
+    let info = "document.getElementById('page-info').textContent";
+    // 121 conversations, 50 a page: the first page, then the next ones.
+    page.wait_for("the first page", &format!("{info} === '1–50'"))
+        .await;
+    assert_eq!(
+        page.eval("document.querySelectorAll('#rows tr[data-id]').length")
+            .await,
+        50
+    );
+    page.eval("document.getElementById('next').click()").await;
+    page.wait_for("the second page", &format!("{info} === '51–100'"))
+        .await;
+    page.eval("document.getElementById('next').click()").await;
+    page.wait_for("the last page", &format!("{info} === '101–121'"))
+        .await;
+    assert_eq!(
+        page.eval("document.getElementById('next').disabled").await,
+        true
+    );
+    page.eval("document.getElementById('prev').click()").await;
+    page.wait_for("back a page", &format!("{info} === '51–100'"))
+        .await;
+
+    // Search finds it wherever it is; switch it on, as a person would.
+    page.eval("(() => { const s = document.getElementById('search'); s.value = 'dea'; s.dispatchEvent(new Event('input')); })()")
+        .await;
+    let row = r#"document.querySelector('tr[data-id="dear"]')"#;
+    page.wait_for(
+        "the search's one row",
+        &format!("{row} && document.querySelectorAll('#rows tr[data-id]').length === 1"),
+    )
+    .await;
+    page.eval(&format!(
+        "(() => {{ const i = {row}.querySelector('.interval'); i.value = '0.25'; i.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    page.wait_for(
+        "the interval applied",
+        &format!("{row}.querySelector('.interval').value === '0.25'"),
+    )
+    .await;
+    page.eval(&format!("{row}.querySelector('.toggle').click()"))
+        .await;
+
+    // Its first warm reaches the cap: the row says which cap stopped it,
+    // and what warming cost it so far.
+    let stopped = page
+        .wait_for(
+            "the cap's stop",
+            &format!("{row}.querySelector('.stopped').textContent"),
+        )
+        .await;
+    assert!(
+        stopped
+            .as_str()
+            .unwrap()
+            .contains("--max-spend-per-conversation-day"),
+        "{stopped}"
+    );
+    let net = page
+        .wait_for(
+            "its net",
+            &format!("(t => t !== '+$0.0000' && t)({row}.querySelector('.net').textContent)"),
+        )
+        .await;
+    let state = service.state("dear").await;
+    let spent = state["ledger"]["spentDollars"].as_f64().unwrap();
+    assert!(spent > 0.001, "{state}");
+    assert_eq!(net, format!("-${spent:.4}"), "the row's net is the state's");
+    // The filter of stopped conversations finds it.
+    page.eval("(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); const f = document.getElementById('filter'); f.value = 'stopped'; f.dispatchEvent(new Event('change')); })()")
+        .await;
+    page.wait_for(
+        "only the stopped one",
+        &format!("{row} && document.querySelectorAll('#rows tr[data-id]').length === 1"),
+    )
+    .await;
+    // Its history, as a table: the warm that hit, then the cap's stop.
+    page.eval(&format!("{row}.querySelector('button.id').click()"))
+        .await;
+    let outcomes = page
+        .wait_for(
+            "the history table",
+            &format!(
+                "(r => r.length >= 2 && r)([...{row}.nextElementSibling.querySelectorAll('table.history tbody tr')].map(tr => tr.cells[2].textContent))"
+            ),
+        )
+        .await;
+    let outcomes: Vec<&str> = outcomes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes[0], "stopped", "{outcomes:?}");
+    assert!(
+        outcomes[1..].iter().any(|o| *o != "stopped"),
+        "the warm that reached the cap: {outcomes:?}"
+    );
+    // The money strip counts the warm and charts what was spent.
+    page.wait_for(
+        "the warm in the strip",
+        "Number(document.querySelector('#summary .warms b').textContent) >= 1",
+    )
+    .await;
+    page.wait_for(
+        "the money chart",
+        "document.querySelectorAll('#money-chart polyline').length === 2",
+    )
+    .await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1200, "height": 760, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    let png = screenshot(&mut page).await;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-cap.png");
+    std::fs::write(&path, &png).unwrap();
+    if std::env::var_os("WARMING_UPDATE_SCREENSHOT").is_some() {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/dashboard.png");
+        std::fs::write(docs, &png).unwrap();
+    }
+
+    // Close, then delete: the row goes, and so does the conversation.
+    page.eval(&format!("{row}.querySelector('.close').click()"))
+        .await;
+    page.wait_for(
+        "the close",
+        &format!("{row} === null || {row}.querySelector('.toggle-label').textContent === 'off'"),
+    )
+    .await;
+    assert_eq!(service.state("dear").await["enabled"], false);
+    // Every conversation again, searched for this one.
+    page.eval("(() => { document.getElementById('search').value = 'dear'; const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('change')); })()")
+        .await;
+    page.wait_for(
+        "the row again",
+        &format!(
+            "{row} && !{row}.hidden && document.querySelectorAll('#rows tr[data-id]').length === 1"
+        ),
+    )
+    .await;
+    for _ in 0..2 {
+        page.eval(&format!("{row}.querySelector('.delete').click()"))
+            .await;
+    }
+    page.wait_for("the row to go", &format!("{row} === null"))
+        .await;
+    crate::support::eventually(5, "the conversation deleted", || async {
+        (service.state("dear").await["known"] == false).then_some(())
+    })
+    .await;
 }

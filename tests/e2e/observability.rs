@@ -102,6 +102,8 @@ async fn metrics_count_warms_tokens_subscribers_and_cost_at_list_prices() {
     // spent, the miss its return avoided, and the net a UI shows.
     let state = service.state("m").await;
     let ledger = &state["ledger"];
+    // The figures of this short demo, for the README.
+    eprintln!("demo ledger: {ledger} net {}", state["netDollars"]);
     let figure = |key: &str| ledger[key].as_f64().unwrap();
     assert!((figure("spentDollars") - spent).abs() < 1e-9, "{state}");
     assert!((figure("savedDollars") - avoided).abs() < 1e-9, "{state}");

@@ -701,3 +701,77 @@ async fn a_tool_run_longer_than_the_ttl_inside_an_agent_turn_is_warmed() {
         .count();
     assert!(hits >= 4, "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_responses_conversation_is_warmed_and_its_next_turn_reads_the_cache() {
+    let Some(python) = python() else { return };
+    let standin = Standin::start(StandinOptions {
+        ttl: Duration::from_millis(800),
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--openai-upstream", &standin.url()],
+    )
+    .await;
+    let base = service.url("/proxy/openai/v1");
+    let on = json!({"x-warming": "on", "x-warming-interval": "0.3"});
+    let first = sdk_with_headers(&python, "openai", "responses", &base, Some("resp"), &on);
+    assert_eq!(first["stop"], "incomplete", "{first}");
+    eventually(5, "two warms", || async {
+        (service.state("resp").await["warmCount"].as_u64() >= Some(2)).then_some(())
+    })
+    .await;
+    // Each warm is the Responses request itself, with the fewest output
+    // tokens the API takes, not stored, on the same cache key.
+    let warms = standin.warms();
+    assert!(warms.len() >= 2);
+    for warm in &warms {
+        assert_eq!(warm.path, "/v1/responses");
+        assert_eq!(warm.max_tokens, Some(16));
+        let body: Value = serde_json::from_str(&warm.body).unwrap();
+        assert_eq!(body["store"], false, "{body}");
+        assert_eq!(body["prompt_cache_key"], "proxy-test/resp", "{body}");
+        assert!(warm.cache_read.unwrap() > 0, "a warm missed the cache");
+    }
+    let (_, history) = service
+        .call("GET", "/v1/conversations/resp/history?limit=5", None)
+        .await;
+    let scheduled: Vec<&Value> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["trigger"] == "scheduled")
+        .collect();
+    assert!(
+        scheduled
+            .iter()
+            .all(|w| w["kind"] == "minimum-output" && w["outcome"] == "hit"),
+        "{history}"
+    );
+    // Idle for twice the cache's TTL, then the next turn, streamed: it
+    // reads the prefix the warms kept.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let next = sdk_with_headers(
+        &python,
+        "openai",
+        "responses-stream",
+        &base,
+        Some("resp"),
+        &on,
+    );
+    assert!(
+        next["usage"]["input_tokens_details"]["cached_tokens"].as_u64() > Some(0),
+        "{next}"
+    );
+    // The warms' output is paid for, and shows in what they spent.
+    let state = service.state("resp").await;
+    assert!(
+        state["ledger"]["spentDollars"].as_f64() > Some(0.0),
+        "{state}"
+    );
+}

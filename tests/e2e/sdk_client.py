@@ -1,7 +1,7 @@
 """A real SDK client for the proxy tests: one call, its parsed result as JSON.
 
-usage: sdk_client.py anthropic|openai plain|stream|thinking BASE_URL API_KEY [CONVERSATION_ID]
-(thinking: Anthropic with extended thinking, budget 1024)
+usage: sdk_client.py anthropic|openai plain|stream|thinking|responses|responses-stream BASE_URL API_KEY [CONVERSATION_ID]
+(thinking: Anthropic with extended thinking, budget 1024; responses: OpenAI Responses)
 Extra request headers (e.g. x-warming) come as a JSON object in SDK_EXTRA_HEADERS.
 """
 import json
@@ -37,6 +37,26 @@ if provider == "anthropic":
         text = "".join(block.text for block in message.content)
     print(json.dumps({"text": text, "stop": message.stop_reason, "model": message.model,
                       "usage": message.usage.model_dump()}, sort_keys=True))
+elif mode.startswith("responses"):
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, default_headers=headers)
+    args = dict(
+        model="gpt-test",
+        instructions=SYSTEM,
+        input=[{"role": "user", "content": "Say something."}],
+        max_output_tokens=20,
+        prompt_cache_key="proxy-test/" + (conversation or "none"),
+    )
+    if mode == "responses-stream":
+        response = None
+        for event in client.responses.create(stream=True, **args):
+            if event.type == "response.completed":
+                response = event.response
+    else:
+        response = client.responses.create(**args)
+    print(json.dumps({"text": response.output_text, "stop": response.status,
+                      "usage": response.usage.model_dump()}, sort_keys=True))
 else:
     import openai
 

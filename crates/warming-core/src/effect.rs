@@ -104,6 +104,9 @@ pub enum WarmKind {
     /// Tools and system only, without the thinking parameters: the messages'
     /// cache entries (keyed by those parameters) are left to expire.
     PrefixOnly,
+    /// The prefix with the fewest output tokens the API accepts (OpenAI
+    /// Responses: 16).
+    MinimumOutput,
 }
 
 impl WarmKind {
@@ -115,6 +118,7 @@ impl WarmKind {
             Self::OneToken => "one-token",
             Self::ThinkingKept => "thinking-kept",
             Self::PrefixOnly => "prefix-only",
+            Self::MinimumOutput => "minimum-output",
         }
     }
 
@@ -126,6 +130,7 @@ impl WarmKind {
             Self::OneToken,
             Self::ThinkingKept,
             Self::PrefixOnly,
+            Self::MinimumOutput,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)

@@ -123,7 +123,11 @@ impl Template {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         });
-        let listed = request.get("messages").is_some_and(Value::is_array);
+        let listed = match (request.get("messages"), request.get("input")) {
+            (Some(messages), _) => messages.is_array(),
+            (None, Some(input)) => input.is_array() || input.is_string(),
+            (None, None) => false,
+        };
         let mut template = Self::from_text(request.to_string(), model, cwd);
         template.message_list = Some(listed);
         template
@@ -250,8 +254,9 @@ impl Template {
         }
     }
 
-    /// Whether the request carries a `messages` list, which every warm of
-    /// Anthropic Messages or OpenAI Chat replays; `None` when detached.
+    /// Whether the request carries the conversation a warm replays: a
+    /// `messages` list (Anthropic Messages, OpenAI Chat) or an `input`
+    /// (OpenAI Responses); `None` when detached.
     #[must_use]
     pub fn has_message_list(&self) -> Option<bool> {
         let text = self.request.as_deref()?;
@@ -375,11 +380,12 @@ impl Template {
 pub struct PromptParts<'a> {
     /// The value of `tools`.
     pub tools: Option<&'a str>,
-    /// The value of `system`.
+    /// The value of `system` (OpenAI Responses: `instructions`).
     pub system: Option<&'a str>,
-    /// The value of `messages`, whatever it is.
+    /// The value of `messages` (OpenAI Responses: `input`), whatever it is.
     pub messages: Option<&'a str>,
-    /// Each element of `messages`, when it is an array.
+    /// Each element of `messages` when it is an array; a Responses `input`
+    /// that is one string is its one element.
     pub message_items: Option<Vec<&'a str>>,
     /// Whether the request has a top-level `cache_control` (cache it all).
     pub top_level_cache_control: bool,
@@ -395,12 +401,16 @@ impl<'a> PromptParts<'a> {
         let top: std::collections::HashMap<String, &'a RawValue> =
             serde_json::from_str(text).ok()?;
         let get = |key: &str| top.get(key).map(|v| v.get());
-        let messages = get("messages");
+        // OpenAI Responses: `instructions` and `input` (see `PartSpans`).
+        let messages = get("messages").or_else(|| get("input"));
         Some(Self {
             tools: get("tools"),
-            system: get("system"),
+            system: get("system").or_else(|| get("instructions")),
             messages,
             message_items: messages.and_then(|m| {
+                if m.starts_with('"') && !top.contains_key("messages") {
+                    return Some(vec![m]);
+                }
                 serde_json::from_str::<Vec<&'a RawValue>>(m)
                     .ok()
                     .map(|items| items.into_iter().map(RawValue::get).collect())
@@ -448,6 +458,11 @@ impl PartSpans {
         if b.first() != Some(&b'{') {
             return None;
         }
+        // OpenAI Responses names its system prompt `instructions` and its
+        // conversation `input` (a list, or one string): the same parts,
+        // taken when `system` / `messages` are absent.
+        let mut instructions = None;
+        let mut input = None;
         let mut i = 1;
         if b.get(i) == Some(&b'}') {
             return Some(spans);
@@ -458,31 +473,48 @@ impl PartSpans {
             let value = key_end + 1;
             let end = value_end(b, value)?;
             // A repeated key: the last one counts, as in a parsed tree.
+            // The elements of an array; a string `input` is one element.
+            let items = |value: usize, end: usize, string: bool| -> Option<Option<Vec<Span>>> {
+                Some(match array_items(b, value)? {
+                    Some(items) => Some(
+                        items
+                            .into_iter()
+                            .map(|(s, e)| span(s, e))
+                            .collect::<Option<Vec<_>>>()?,
+                    ),
+                    None if string && b.get(value) == Some(&b'"') => Some(vec![span(value, end)?]),
+                    None => None,
+                })
+            };
             match key {
                 b"tools" => spans.tools = Some(span(value, end)?),
                 b"system" => spans.system = Some(span(value, end)?),
+                b"instructions" => instructions = Some(span(value, end)?),
                 b"messages" => {
                     spans.messages = Some(span(value, end)?);
-                    spans.message_items = match array_items(b, value)? {
-                        Some(items) => Some(
-                            items
-                                .into_iter()
-                                .map(|(s, e)| span(s, e))
-                                .collect::<Option<Vec<_>>>()?,
-                        ),
-                        None => None,
-                    };
+                    spans.message_items = items(value, end, false)?;
                 }
+                b"input" => input = Some((span(value, end)?, items(value, end, true)?)),
                 b"cache_control" => spans.top_level_cache_control = true,
                 b"model" => spans.model = Some(span(value, end)?),
                 _ => {}
             }
             match b.get(end)? {
                 b',' => i = end + 1,
-                b'}' => return Some(spans),
+                b'}' => break,
                 _ => return None,
             }
         }
+        if spans.system.is_none() {
+            spans.system = instructions;
+        }
+        if spans.messages.is_none() {
+            if let Some((whole, items)) = input {
+                spans.messages = Some(whole);
+                spans.message_items = items;
+            }
+        }
+        Some(spans)
     }
 
     /// The parts these spans mark in `text`.
@@ -809,6 +841,7 @@ mod from_text_tests {
                 prop_oneof![
                     Just("system".to_owned()), Just("tools".to_owned()),
                     Just("messages".to_owned()), Just("model".to_owned()),
+                    Just("instructions".to_owned()), Just("input".to_owned()),
                     Just("cache_control".to_owned()), "[a-z_]{1,8}",
                 ],
                 prop_oneof![
@@ -826,6 +859,24 @@ mod from_text_tests {
             };
             let t = Template::from_json_text(&text, None, None).unwrap();
             prop_assert_eq!(t.parts(), PromptParts::of(t.request_json().unwrap()));
+            prop_assert_eq!(t.has_message_list(), Template::new(value, None, None).has_message_list());
+        }
+    }
+
+    #[test]
+    fn an_openai_responses_request_has_the_same_parts_under_its_own_names() {
+        let long = "Follow the house style. ".repeat(400);
+        let listed = serde_json::json!({"model": "gpt-5", "instructions": long,
+            "input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]});
+        let one = serde_json::json!({"model": "gpt-5", "instructions": long, "input": "hi"});
+        for (value, items) in [(listed, 2), (one, 1)] {
+            let t = Template::from_json_text(&value.to_string(), None, None).unwrap();
+            let parts = t.parts().unwrap();
+            assert_eq!(parts.system.map(str::len), Some(long.len() + 2));
+            assert_eq!(parts.message_items.map(|m| m.len()), Some(items));
+            assert_eq!(t.has_message_list(), Some(true));
+            // No breakpoints: OpenAI caches the whole prompt.
+            assert!(t.cacheable_tokens_estimate() > 2_000);
         }
     }
 

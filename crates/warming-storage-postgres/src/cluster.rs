@@ -398,7 +398,8 @@ impl Cluster for PgCluster {
         let limits = *limits;
         self.call(move |client| {
             // Settings are stored as JSON; a conversation without any has
-            // the defaults: warming off.
+            // the defaults: warming off. Why a warm stopped is not stored:
+            // `stopped` reads "on, nothing scheduled".
             let sql = format!(
                 "SELECT {RESTORED_COLUMNS}, COALESCE(o.owner = $5, false)
                  FROM conversations c LEFT JOIN owners o ON o.conversation = c.id
@@ -407,10 +408,23 @@ impl Cluster for PgCluster {
                         OR COALESCE((c.settings::jsonb ->> 'enabled')::bool, false) = $2)
                    AND (NOT $3 OR (c.next_warm_at IS NOT NULL
                         AND COALESCE((c.settings::jsonb ->> 'enabled')::bool, false)))
+                   AND (NOT $6 OR (c.next_warm_at IS NULL
+                        AND COALESCE((c.settings::jsonb ->> 'enabled')::bool, false)))
+                   AND ($7::text IS NULL OR strpos(c.id, $7) > 0)
                  ORDER BY c.id LIMIT $4"
             );
-            let rows =
-                client.query(&sql, &[&after, &filter.enabled, &filter.armed, &limit, &me])?;
+            let rows = client.query(
+                &sql,
+                &[
+                    &after,
+                    &filter.enabled,
+                    &filter.armed,
+                    &limit,
+                    &me,
+                    &filter.stopped,
+                    &filter.id_contains,
+                ],
+            )?;
             Ok(rows
                 .iter()
                 .filter_map(|row| {

@@ -530,20 +530,32 @@ fn a_page_lists_every_instances_conversations_in_id_order_with_who_holds_them() 
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        page(None, 3, all),
+        page(None, 3, all.clone()),
         owned(&[("a", false), ("b", true), ("c", true)])
     );
     assert_eq!(page(Some("c"), 3, all), owned(&[("d", false)]));
     let enabled = warming_core::ListFilter {
         enabled: Some(true),
-        armed: false,
+        ..Default::default()
     };
     assert_eq!(page(None, 10, enabled), owned(&[("a", false), ("c", true)]));
     let armed = warming_core::ListFilter {
-        enabled: None,
         armed: true,
+        ..Default::default()
     };
-    assert_eq!(page(None, 10, armed), owned(&[("c", true)]));
+    assert_eq!(page(None, 10, armed.clone()), owned(&[("c", true)]));
+    // Why a warm stopped is the holder's to know: stopped reads "on,
+    // nothing scheduled" here.
+    let stopped = warming_core::ListFilter {
+        stopped: true,
+        ..Default::default()
+    };
+    assert_eq!(page(None, 10, stopped), owned(&[("a", false)]));
+    let search = warming_core::ListFilter {
+        id_contains: Some("d".into()),
+        ..Default::default()
+    };
+    assert_eq!(page(None, 10, search), owned(&[("d", false)]));
     let stored = a.page(Some(&id("b")), 1, armed, &limits).unwrap();
     assert_eq!(
         stored[0].0.next_warm_at,

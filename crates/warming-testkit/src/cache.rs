@@ -94,6 +94,26 @@ impl Prompt {
         Self::from_segments(model, &segments, cacheable, (usize::MAX, ""))
     }
 
+    /// An OpenAI Responses body: `tools`, `instructions`, then each item
+    /// of `input` (one string is one item), every prefix cached.
+    #[must_use]
+    pub fn responses(body: &Value) -> Self {
+        let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+        let mut segments = Vec::new();
+        for key in ["tools", "instructions"] {
+            if let Some(v) = body.get(key) {
+                segments.push(v.clone());
+            }
+        }
+        match body.get("input") {
+            Some(Value::Array(items)) => segments.extend(items.iter().cloned()),
+            Some(text @ Value::String(_)) => segments.push(text.clone()),
+            _ => {}
+        }
+        let cacheable = segments.len();
+        Self::from_segments(model, &segments, cacheable, (usize::MAX, ""))
+    }
+
     /// The same prompt, cached only if its cacheable prefix reaches
     /// `minimum` tokens (the providers' minimum cacheable length: shorter
     /// prefixes are answered but never cached).

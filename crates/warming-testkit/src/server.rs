@@ -140,6 +140,7 @@ impl Standin {
         let app = Router::new()
             .route("/v1/messages", post(anthropic))
             .route("/v1/chat/completions", post(openai))
+            .route("/v1/responses", post(responses))
             .route("/_standin/requests", get(requests))
             .route("/_standin/fail", post(fail))
             .with_state(shared.clone());
@@ -194,7 +195,15 @@ impl Standin {
 enum Api {
     Anthropic,
     OpenAi,
+    /// OpenAI Responses (`/v1/responses`).
+    Responses,
 }
+
+/// The fewest output tokens OpenAI Responses accepts (`max_output_tokens`).
+const RESPONSES_MIN_OUTPUT: u64 = 16;
+
+/// Output when a Responses request sets no limit.
+const RESPONSES_DEFAULT_OUTPUT: u64 = 20;
 
 async fn anthropic(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
     handle(s, Api::Anthropic, headers, body).await
@@ -202,6 +211,10 @@ async fn anthropic(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Strin
 
 async fn openai(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
     handle(s, Api::OpenAi, headers, body).await
+}
+
+async fn responses(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+    handle(s, Api::Responses, headers, body).await
 }
 
 async fn requests(State(s): State<Arc<Shared>>) -> Json<Vec<SeenRequest>> {
@@ -227,7 +240,9 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 fn error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response {
     let body = match api {
         Api::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
-        Api::OpenAi => json!({"error": {"type": kind, "message": message, "code": null}}),
+        Api::OpenAi | Api::Responses => {
+            json!({"error": {"type": kind, "message": message, "code": null}})
+        }
     };
     (status, Json(body)).into_response()
 }
@@ -239,6 +254,7 @@ impl SeenRequest {
             path: match api {
                 Api::Anthropic => "/v1/messages".into(),
                 Api::OpenAi => "/v1/chat/completions".into(),
+                Api::Responses => "/v1/responses".into(),
             },
             model: body.get("model").and_then(Value::as_str).map(str::to_owned),
             max_tokens: max_tokens(body),
@@ -257,10 +273,11 @@ impl SeenRequest {
     }
 }
 
-/// The output limit a request asks for, by either API's name.
+/// The output limit a request asks for, by any API's name.
 fn max_tokens(body: &Value) -> Option<u64> {
     body.get("max_completion_tokens")
         .or_else(|| body.get("max_tokens"))
+        .or_else(|| body.get("max_output_tokens"))
         .and_then(Value::as_u64)
 }
 
@@ -297,6 +314,7 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
     let prompt = match api {
         Api::Anthropic => Prompt::anthropic(&body),
         Api::OpenAi => Prompt::openai(&body),
+        Api::Responses => Prompt::responses(&body),
     }
     .with_minimum(minimum);
     let outcome = lock(&s.cache).serve(&prompt, Instant::now());
@@ -328,6 +346,9 @@ fn admit(s: &Shared, api: Api, body: &Value, seen: &SeenRequest) -> Result<u64, 
     if let Some(fault) = lock(&s.faults).pop_front() {
         return Err(injected(api, fault));
     }
+    if api == Api::Responses {
+        return admit_responses(body, seen.max_tokens);
+    }
     if !body.is_object() || !body.get("messages").is_some_and(Value::is_array) {
         return Err(invalid("messages: Field required"));
     }
@@ -339,7 +360,7 @@ fn admit(s: &Shared, api: Api, body: &Value, seen: &SeenRequest) -> Result<u64, 
     }
     let refusal = match api {
         Api::Anthropic => crate::rules::anthropic(body, max_tokens),
-        Api::OpenAi => crate::rules::openai(body),
+        Api::OpenAi | Api::Responses => crate::rules::openai(body),
     };
     match refusal {
         // OpenAI names the refused field apart.
@@ -352,6 +373,32 @@ fn admit(s: &Shared, api: Api, body: &Value, seen: &SeenRequest) -> Result<u64, 
         }
         Some(refusal) => Err(invalid(refusal.message)),
         None => Ok(max_tokens),
+    }
+}
+
+/// OpenAI Responses: an `input` (a string or a list) is required;
+/// `max_output_tokens` is optional but at least 16.
+fn admit_responses(body: &Value, max_tokens: Option<u64>) -> Result<u64, Rejection> {
+    let refuse = |param: &str, message: &str| {
+        let body = json!({"error": {"type": "invalid_request_error", "message": message,
+            "param": param, "code": "invalid_value"}});
+        Err(Rejection::Answer(Box::new(
+            (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+        )))
+    };
+    if !body
+        .get("input")
+        .is_some_and(|i| i.is_array() || i.is_string())
+    {
+        return refuse("input", "Missing required parameter: 'input'.");
+    }
+    match max_tokens {
+        Some(n) if n < RESPONSES_MIN_OUTPUT => refuse(
+            "max_output_tokens",
+            "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.",
+        ),
+        Some(n) => Ok(n),
+        None => Ok(RESPONSES_DEFAULT_OUTPUT),
     }
 }
 
@@ -433,9 +480,32 @@ fn openai_usage(outcome: CacheOutcome, output: usize) -> Value {
     })
 }
 
+fn responses_usage(outcome: CacheOutcome, output: usize) -> Value {
+    let input = outcome.read + outcome.written + outcome.uncached;
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": outcome.read},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input + output as u64,
+    })
+}
+
 fn whole(api: Api, model: &str, outcome: CacheOutcome, words: &[String]) -> Value {
     let text: String = words.concat();
     match api {
+        Api::Responses => json!({
+            "id": "resp_standin",
+            "object": "response",
+            "created_at": 1_700_000_000,
+            "status": "incomplete",
+            "incomplete_details": {"reason": "max_output_tokens"},
+            "model": model,
+            "output": [{"type": "message", "id": "msg_standin", "status": "incomplete",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": responses_usage(outcome, words.len()),
+        }),
         Api::Anthropic => json!({
             "id": "msg_standin",
             "type": "message",
@@ -499,6 +569,20 @@ fn sse(
                 Some("message_stop"),
                 &json!({"type": "message_stop"}),
             ));
+        }
+        Api::Responses => {
+            let created = json!({"type": "response.created", "sequence_number": 0,
+                "response": {"id": "resp_standin", "object": "response", "status": "in_progress",
+                    "model": model, "output": []}});
+            head.push(event(Some("response.created"), &created));
+            for (i, w) in words.iter().enumerate() {
+                let delta = json!({"type": "response.output_text.delta", "sequence_number": i + 1,
+                    "item_id": "msg_standin", "output_index": 0, "content_index": 0, "delta": w});
+                chunks.push(event(Some("response.output_text.delta"), &delta));
+            }
+            let done = json!({"type": "response.completed", "sequence_number": words.len() + 1,
+                "response": whole(api, &model, outcome, &words)});
+            tail.push(event(Some("response.completed"), &done));
         }
         Api::OpenAi => {
             let chunk = |delta: Value, finish: Value| json!({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});

@@ -104,12 +104,17 @@ impl Default for Config {
 }
 
 /// Which conversations a [`Warmer::conversations_page`] lists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
     /// Only those with warming on (`Some(true)`) or off (`Some(false)`).
     pub enabled: Option<bool>,
     /// Only those with a warm scheduled.
     pub armed: bool,
+    /// Only those with warming on that a policy, a guard or a spend cap
+    /// stopped (the state's `stop`).
+    pub stopped: bool,
+    /// Only those whose id contains this text.
+    pub id_contains: Option<String>,
 }
 
 /// A conversation as loaded from storage at start, for [`Warmer::restore`].
@@ -366,7 +371,12 @@ impl Warmer {
             }
             let matches = !c.deleted
                 && filter.enabled.is_none_or(|on| c.settings.enabled == on)
-                && (!filter.armed || c.deadline.is_some());
+                && (!filter.armed || c.deadline.is_some())
+                && (!filter.stopped || (c.settings.enabled && c.stopped.is_some()))
+                && filter
+                    .id_contains
+                    .as_deref()
+                    .is_none_or(|part| c.id.as_str().contains(part));
             if matches {
                 page.push(c.snapshot(&self.config));
             }

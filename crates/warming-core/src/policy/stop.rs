@@ -104,6 +104,16 @@ impl StopReason {
     }
 
     fn fmt_reason(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// A configured amount as a person wrote it: cents at least, and
+        /// the smaller caps tests and cautious users set (0.001) in full.
+        fn dollars(v: f64) -> String {
+            let text = format!("{v:.4}");
+            let trimmed = text.trim_end_matches('0');
+            match trimmed.split_once('.') {
+                Some((_, cents)) if cents.len() < 2 => format!("{v:.2}"),
+                _ => trimmed.to_owned(),
+            }
+        }
         match self {
             Self::IdleCap { max_idle_ms } => write!(
                 f,
@@ -130,18 +140,21 @@ impl StopReason {
             ),
             Self::SmallSaving { saving, min_saving } => write!(
                 f,
-                "a hit on this prefix saves ${saving:.4}, less than the ${min_saving:.2} worth \
-                 warming (--min-saving)"
+                "a hit on this prefix saves ${saving:.4}, less than the ${} worth \
+                 warming (--min-saving)",
+                dollars(*min_saving)
             ),
             Self::SpendCap { max_per_day } => write!(
                 f,
-                "warms today reached the ${max_per_day:.2} a day allowed (--max-spend-per-day); \
-                 warming resumes when the day turns (UTC)"
+                "warms today reached the ${} a day allowed (--max-spend-per-day); \
+                 warming resumes when the day turns (UTC)",
+                dollars(*max_per_day)
             ),
             Self::ConversationSpendCap { max_per_day } => write!(
                 f,
-                "this conversation's warms today reached the ${max_per_day:.2} a day allowed \
-                 (--max-spend-per-conversation-day); warming resumes when the day turns (UTC)"
+                "this conversation's warms today reached the ${} a day allowed \
+                 (--max-spend-per-conversation-day); warming resumes when the day turns (UTC)",
+                dollars(*max_per_day)
             ),
             Self::BreakevenReached => {
                 f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
@@ -187,6 +200,16 @@ mod tests {
             assert!(json["code"].is_string(), "{json}");
             assert_eq!(serde_json::from_value::<StopReason>(json).unwrap(), stop);
         }
+        let said = |stop: StopReason| stop.to_string();
+        assert!(said(StopReason::SpendCap { max_per_day: 5.0 }).contains("$5.00 a day"));
+        assert!(
+            said(StopReason::ConversationSpendCap { max_per_day: 0.001 }).contains("$0.001 a day")
+        );
+        assert!(said(StopReason::SmallSaving {
+            saving: 0.01,
+            min_saving: 0.05
+        })
+        .contains("$0.05 worth"));
         assert_eq!(
             serde_json::to_string(&StopReason::PingLimit { pings: 2 }).unwrap(),
             r#"{"code":"pingLimit","pings":2}"#

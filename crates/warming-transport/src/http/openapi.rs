@@ -64,7 +64,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/v1/conversations",
-        summary: "Known conversations, a page at a time (?limit=1..1000, default 100; ?after=CURSOR; ?enabled=true|false; ?armed=true)",
+        summary: "Known conversations, a page at a time (?limit=1..1000, default 100; ?after=CURSOR; ?enabled=true|false; ?armed=true; ?stopped=true; ?q=part of an id)",
         body: None,
         answer: "ConversationList",
     },

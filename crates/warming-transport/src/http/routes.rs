@@ -139,9 +139,24 @@ fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
             "after" => parsed.after = Some(value.to_owned()),
             "enabled" => parsed.filter.enabled = Some(bool_of(key, value)?),
             "armed" => parsed.filter.armed = bool_of(key, value)?,
+            "stopped" => parsed.filter.stopped = bool_of(key, value)?,
+            // Ids are letters, digits and `._:-`: a search for anything
+            // else is a mistake, and needs no decoding.
+            "q" if value.is_empty() => parsed.filter.id_contains = None,
+            "q" => {
+                let allowed = |c: char| c.is_ascii_alphanumeric() || "._:-".contains(c);
+                if !value.chars().all(allowed) {
+                    return Err(ApiError::bad_request(format!(
+                        "q must be part of a conversation id (letters, digits, . _ : -), got \
+                         {value:?}"
+                    )));
+                }
+                parsed.filter.id_contains = Some(value.to_owned());
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown list parameter {other:?}: expected limit, after, enabled or armed"
+                    "unknown list parameter {other:?}: expected limit, after, enabled, armed, \
+                     stopped or q"
                 )))
             }
         }
@@ -149,7 +164,7 @@ fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
     Ok(parsed)
 }
 
-/// `GET /v1/conversations?limit=N&after=CURSOR&enabled=BOOL&armed=true`:
+/// `GET /v1/conversations?limit=N&after=CURSOR&enabled=BOOL&armed=true&stopped=true&q=TEXT`:
 /// one page and the cursor of the next. One instance lists its engine's
 /// conversations in the order first seen; an instance of a cluster lists
 /// every instance's, from the database, in id order.
@@ -278,8 +293,9 @@ pub async fn turn_settled(
     ))
 }
 
-/// Refuses a template no warm could replay: no model, or no `messages`
-/// list (Anthropic Messages and OpenAI Chat both have one).
+/// Refuses a template no warm could replay: no model, or no conversation
+/// (a `messages` list in Anthropic Messages and OpenAI Chat, an `input` in
+/// OpenAI Responses).
 fn check_template(template: &Template) -> Result<(), ApiError> {
     if template.model().is_none_or(str::is_empty) {
         return Err(ApiError::bad_request(
@@ -288,8 +304,8 @@ fn check_template(template: &Template) -> Result<(), ApiError> {
     }
     if template.has_message_list() != Some(true) {
         return Err(ApiError::bad_request(
-            "request has no messages list: it must be the Anthropic Messages or OpenAI Chat \
-             request body the turn sent",
+            "request has no messages list (or Responses input): it must be the Anthropic \
+             Messages, OpenAI Chat or OpenAI Responses request body the turn sent",
         ));
     }
     Ok(())
@@ -403,7 +419,17 @@ mod tests {
         assert_eq!((slot_cursor(q.after.as_deref()).unwrap(), q.limit), (17, 5));
         assert_eq!(q.filter.enabled, Some(false));
         assert!(q.filter.armed);
-        for bad in ["limit=0", "limit=1001", "enabled=yes", "sort=id"] {
+        let q = list_query(Some("stopped=true&q=chat-4")).unwrap();
+        assert!(q.filter.stopped);
+        assert_eq!(q.filter.id_contains.as_deref(), Some("chat-4"));
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "enabled=yes",
+            "sort=id",
+            "q=a%20b",
+            "stopped=1",
+        ] {
             assert!(list_query(Some(bad)).is_err(), "{bad}");
         }
         assert!(slot_cursor(Some("x")).is_err());

@@ -216,6 +216,10 @@ impl ProviderClient {
                 format!("{}/v1/messages", self.base(kind)),
                 plan::anthropic(object, one_token),
             ),
+            ProviderKind::OpenAi if plan::is_responses(object) => (
+                format!("{}/v1/responses", self.base(kind)),
+                plan::openai_responses(object),
+            ),
             ProviderKind::OpenAi => (
                 format!("{}/v1/chat/completions", self.base(kind)),
                 plan::openai(object, self.openai_warm_tokens == 0),

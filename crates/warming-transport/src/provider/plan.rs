@@ -10,6 +10,9 @@
 //!   `thinking.budget_tokens`, and thinking tokens are billed as output.
 //! - OpenAI "Reasoning models": they refuse `max_tokens` and take
 //!   `max_completion_tokens`.
+//! - OpenAI Responses (`/v1/responses`): `max_output_tokens` must be at
+//!   least 16; `store: false` keeps a warm out of the conversation's stored
+//!   responses.
 //!
 //! For a thinking conversation two warms are possible. Keeping the thinking
 //! parameters with `max_tokens = budget + 1` keeps every entry (the
@@ -116,6 +119,31 @@ pub fn openai(request: &mut Map<String, Value>, zero: bool) -> WarmKind {
     }
 }
 
+/// The fewest output tokens OpenAI Responses accepts: a smaller
+/// `max_output_tokens` is refused.
+pub const RESPONSES_MIN_OUTPUT: u64 = 16;
+
+/// Whether an OpenAI request body is a Responses one (an `input`, no
+/// `messages`): its warm goes to `/v1/responses`.
+#[must_use]
+pub fn is_responses(request: &Map<String, Value>) -> bool {
+    request.contains_key("input") && !request.contains_key("messages")
+}
+
+/// Rewrites an OpenAI Responses request into its warm: the fewest output
+/// tokens it accepts, not streamed, run now (not in the background), and
+/// not stored as a response of the conversation. `prompt_cache_key`,
+/// `previous_response_id` and the rest of the prefix are kept, so the warm
+/// reads the entries the next turn will.
+pub fn openai_responses(request: &mut Map<String, Value>) -> WarmKind {
+    request.insert("stream".into(), Value::Bool(false));
+    request.remove("stream_options");
+    request.remove("background");
+    request.insert("store".into(), Value::Bool(false));
+    request.insert("max_output_tokens".into(), json!(RESPONSES_MIN_OUTPUT));
+    WarmKind::MinimumOutput
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +206,27 @@ mod tests {
         let mut chat = object(json!({"model": "gpt-4o-mini", "max_tokens": 500, "messages": []}));
         openai(&mut chat, false);
         assert_eq!(chat["max_tokens"], 1);
+    }
+
+    #[test]
+    fn a_responses_warm_asks_for_the_least_output_and_stores_nothing() {
+        let mut request = object(json!({"model": "gpt-5", "instructions": "be brief",
+            "input": [{"role": "user", "content": "hi"}], "stream": true,
+            "max_output_tokens": 4_000, "background": true, "store": true,
+            "prompt_cache_key": "tenant-7/s-1", "previous_response_id": "resp_1"}));
+        assert!(is_responses(&request));
+        assert_eq!(openai_responses(&mut request), WarmKind::MinimumOutput);
+        assert_eq!(request["max_output_tokens"], 16);
+        assert_eq!(
+            (&request["stream"], &request["store"]),
+            (&json!(false), &json!(false))
+        );
+        assert!(!request.contains_key("background"));
+        assert_eq!(request["prompt_cache_key"], "tenant-7/s-1");
+        assert_eq!(request["previous_response_id"], "resp_1");
+        assert!(!is_responses(&object(
+            json!({"model": "m", "messages": []})
+        )));
     }
 
     #[test]

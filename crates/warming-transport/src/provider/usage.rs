@@ -20,6 +20,15 @@ pub fn parse_usage(usage: &Value) -> Option<Usage> {
         let output = count(usage, "completion_tokens").unwrap_or(0);
         return Some(Usage::openai(prompt, cached).with_output(output));
     }
+    // OpenAI Responses: `input_tokens` counts every prompt token, the
+    // cached ones among them (Anthropic's `input_tokens` are the uncached
+    // ones, and it has no `input_tokens_details`).
+    if let Some(details) = usage.get("input_tokens_details") {
+        let prompt = count(usage, "input_tokens").unwrap_or(0);
+        let cached = count(details, "cached_tokens").unwrap_or(0);
+        let output = count(usage, "output_tokens").unwrap_or(0);
+        return Some(Usage::openai(prompt, cached).with_output(output));
+    }
     let input = count(usage, "input_tokens");
     let read = count(usage, "cache_read_input_tokens");
     let write = count(usage, "cache_creation_input_tokens");
@@ -44,6 +53,12 @@ mod tests {
         let thought =
             json!({"input_tokens": 5, "cache_read_input_tokens": 100, "output_tokens": 1025});
         assert_eq!(parse_usage(&thought).unwrap().output_tokens, 1025);
+        let responses = json!({"input_tokens": 2000, "input_tokens_details": {"cached_tokens": 1920},
+            "output_tokens": 16, "output_tokens_details": {"reasoning_tokens": 0}});
+        assert_eq!(
+            parse_usage(&responses),
+            Some(Usage::openai(2000, 1920).with_output(16))
+        );
         let o = json!({"prompt_tokens": 2000, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 1920}});
         assert_eq!(
             parse_usage(&o),

@@ -110,9 +110,19 @@ fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> b
     method == axum::http::Method::POST
         && match provider {
             ProviderKind::Anthropic => path == "v1/messages",
-            ProviderKind::OpenAi => path == "v1/chat/completions",
+            ProviderKind::OpenAi => path == "v1/chat/completions" || path == "v1/responses",
             ProviderKind::Webhook => false,
         }
+}
+
+/// Whether a turn's body carries the conversation a warm replays: a
+/// `messages` list (Anthropic Messages, OpenAI Chat) or an `input` (OpenAI
+/// Responses: a list of items, or one string).
+fn carries_a_conversation(body: &Value) -> bool {
+    body.get("messages").is_some_and(Value::is_array)
+        || body
+            .get("input")
+            .is_some_and(|i| i.is_array() || i.is_string())
 }
 
 /// `ANY /proxy/{provider}/{*rest}`.
@@ -177,7 +187,7 @@ async fn forward_inner(
     let turn = is_turn(route.kind, &parts.method, rest)
         .then(|| serde_json::from_slice::<Value>(&body).ok())
         .flatten()
-        .filter(|v| v.get("messages").is_some_and(Value::is_array));
+        .filter(carries_a_conversation);
     // Several instances: a turn of a conversation another one holds is
     // that instance's to relay (its lifecycle, its client's key).
     if let Some(request_json) = &turn {

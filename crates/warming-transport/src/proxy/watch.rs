@@ -60,11 +60,18 @@ impl UsageWatch {
         let Ok(event) = serde_json::from_str::<Value>(data.trim_start()) else {
             return;
         };
-        // Anthropic: message_start carries the prompt usage; OpenAI: the last
-        // chunk carries `usage` when `stream_options.include_usage` is set.
+        // Anthropic: message_start carries the prompt usage; OpenAI Chat:
+        // the last chunk carries `usage` when `stream_options.include_usage`
+        // is set; OpenAI Responses: `response.completed` carries the
+        // response with its usage.
         let usage = event
             .pointer("/message/usage")
             .filter(|_| event["type"] == "message_start")
+            .or_else(|| {
+                event
+                    .pointer("/response/usage")
+                    .filter(|_| event["type"] == "response.completed")
+            })
             .or_else(|| {
                 event
                     .get("usage")
@@ -113,6 +120,18 @@ mod tests {
         assert_eq!(
             watch.finish(),
             Some(Usage::openai(2000, 1024).with_output(5))
+        );
+    }
+
+    #[test]
+    fn openai_responses_stream_usage_comes_from_response_completed() {
+        let mut watch = UsageWatch::new("text/event-stream");
+        watch.feed(b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n");
+        watch.feed(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n");
+        watch.feed(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":2000,\"input_tokens_details\":{\"cached_tokens\":1536},\"output_tokens\":7}}}\n\n");
+        assert_eq!(
+            watch.finish(),
+            Some(Usage::openai(2000, 1536).with_output(7))
         );
     }
 
