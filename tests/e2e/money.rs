@@ -70,6 +70,30 @@ async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
         .call("GET", "/v1/conversations/capped/history?limit=10", None)
         .await;
     assert_eq!(history["history"][0]["outcome"], "stopped", "{history}");
+    // A restart the same day keeps the day's spend: the conversation is
+    // restored, armed again, and its next timed warm stopped by the cap.
+    service.terminate();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--max-spend-per-day", "0.0001"],
+    )
+    .await;
+    let restarted = service.state("capped").await;
+    assert!(
+        restarted["ledger"]["spentTodayDollars"].as_f64() > Some(0.0001),
+        "{restarted}"
+    );
+    crate::support::eventually(5, "the cap to hold after a restart", || async {
+        let s = service.state("capped").await;
+        (s["stop"]["code"] == "spendCap").then_some(())
+    })
+    .await;
+    assert_eq!(
+        standin.warms().len(),
+        1,
+        "a warm was sent after the restart"
+    );
 }
 
 #[tokio::test]

@@ -34,6 +34,11 @@ pub struct Ledger {
     /// Seconds of prefill those turns did not wait for (the prefix at the
     /// configured prefill speed).
     pub saved_prefill_seconds: f64,
+    /// Dollars its warms cost on `spent_day`: what the daily spend caps
+    /// count, kept with the rest so a restart does not forget it.
+    pub spent_today_dollars: f64,
+    /// The UTC day of `spent_today_dollars`, in days since 1970-01-01.
+    pub spent_day: u64,
 }
 
 impl Ledger {
@@ -43,8 +48,12 @@ impl Ledger {
         self.saved_dollars - self.spent_dollars
     }
 
-    /// Adds `other`'s figures to these (a total over conversations).
+    /// Adds `other`'s figures to these (a total over conversations; the
+    /// day's figures are added when both are of the same day).
     pub fn add(&mut self, other: &Self) {
+        if self.spent_day == other.spent_day {
+            self.spent_today_dollars += other.spent_today_dollars;
+        }
         self.spent_dollars += other.spent_dollars;
         self.warm_seconds += other.warm_seconds;
         self.misses_avoided += other.misses_avoided;

@@ -282,6 +282,8 @@ impl Warmer {
             c.own_gaps.truncate(OWN_GAPS);
             // Stored before the idle cap existed: the cap counts from now.
             c.idle_since = Some(restored.idle_since.unwrap_or(now).min(now));
+            self.restored_spend(slot);
+            let c = self.conv(slot);
             if c.may_schedule() {
                 let at = restored
                     .next_warm_at

@@ -120,12 +120,6 @@ pub(crate) struct Conversation {
     /// Deleted: no longer in the engine's index; kept only so stale slot
     /// numbers in pending writes land somewhere harmless.
     pub deleted: bool,
-    /// Dollars its warms cost in the engine's current day (see
-    /// `spend.rs`), for the per-conversation cap; `spent_day` says which
-    /// day the figure is for.
-    pub spent_today: f64,
-    /// The day of `spent_today`.
-    pub spent_day: u64,
 }
 
 impl Conversation {
@@ -161,8 +155,6 @@ impl Conversation {
             last_warm_output: 0,
             last_input_at: Timestamp::default(),
             deleted: false,
-            spent_today: 0.0,
-            spent_day: 0,
         }
     }
 

@@ -144,9 +144,7 @@ impl Warmer {
             .economics(&self.config)
             .usage_cost(&usage);
         self.conv(slot).stats.ledger.spent_dollars += cost;
-        if self.spend_capped() {
-            self.spent(slot, cost);
-        }
+        self.spent(slot, cost);
         self.reconcile(slot, now, true);
         if let Some(backend) = backend {
             let _ = self.backend_resolved(now, id, backend);

@@ -20,22 +20,27 @@ pub(super) struct DailySpend {
 }
 
 impl Warmer {
-    /// Whether a spend cap is set: only then are warms priced and counted.
-    pub(super) fn spend_capped(&self) -> bool {
-        self.config.max_spend_per_day > 0.0 || self.config.max_spend_per_conversation_day > 0.0
-    }
-
-    /// Counts a warm's cost in today's spend, the server's and `slot`'s.
+    /// Counts a warm's cost in today's spend, the server's and `slot`'s
+    /// (in its ledger, which the stores keep).
     pub(super) fn spent(&mut self, slot: u32, dollars: f64) {
         let dollars = dollars.max(0.0);
         self.spend.dollars += dollars;
         let day = self.spend.day;
-        let c = self.conv(slot);
-        if c.spent_day != day {
-            c.spent_day = day;
-            c.spent_today = 0.0;
+        let ledger = &mut self.conv(slot).stats.ledger;
+        if ledger.spent_day != day {
+            ledger.spent_day = day;
+            ledger.spent_today_dollars = 0.0;
         }
-        c.spent_today += dollars;
+        ledger.spent_today_dollars += dollars;
+    }
+
+    /// A restored conversation's spend of today counts in the server's
+    /// (a restart, or conversations adopted from another instance).
+    pub(super) fn restored_spend(&mut self, slot: u32) {
+        let ledger = &self.conversations[slot as usize].stats.ledger;
+        if ledger.spent_day == self.spend.day {
+            self.spend.dollars += ledger.spent_today_dollars.max(0.0);
+        }
     }
 
     /// The caps, if one is reached: a timed warm of `slot` is not sent.
@@ -46,7 +51,8 @@ impl Warmer {
         }
         let cap = self.config.max_spend_per_conversation_day;
         let c = &self.conversations[slot as usize];
-        if cap > 0.0 && c.spent_day == self.spend.day && c.spent_today >= cap {
+        let ledger = &c.stats.ledger;
+        if cap > 0.0 && ledger.spent_day == self.spend.day && ledger.spent_today_dollars >= cap {
             return Err(StopReason::ConversationSpendCap { max_per_day: cap });
         }
         Ok(())

@@ -690,3 +690,54 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
     h.warmer.warm_failed(h.now, &id("l"), token, failure);
     assert!(close(h.state("l").ledger.spent_dollars, 3.0 * 0.002_109));
 }
+
+#[test]
+fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
+    let config = || Config {
+        policy: warming_core::Policy::Fixed,
+        max_spend_per_day: 0.50,
+        max_idle_ms: 0,
+        ..Config::default()
+    };
+    let mut before = Harness::with_config(config());
+    before.enable("a");
+    before.settle("a", "sys");
+    // Two warms of 1M tokens at the estimated $3/M: $0.60, over the cap.
+    let mut sent = 0;
+    while sent < 2 {
+        sent += answer_due_warms(&mut before, |_| 1_000_000);
+    }
+    let stored = before.state("a").ledger;
+    assert!(
+        (stored.spent_today_dollars - 0.60).abs() < 1e-9,
+        "{stored:?}"
+    );
+
+    // The same day, a new engine restores the conversation as stored.
+    let mut after = Harness::with_config(config());
+    after.now = before.now;
+    let restored = Restored {
+        conversation: id("a"),
+        settings: Some(Settings {
+            enabled: true,
+            interval_ms: 240_000,
+            interval_chosen: true,
+            ..Settings::defaults(&IntervalLimits::default())
+        }),
+        template: Some((*template("sys")).clone()),
+        stats: WarmStats {
+            ledger: stored,
+            ..WarmStats::default()
+        },
+        ..Restored::new(id("a"))
+    };
+    after.warmer.restore(after.now, [restored]);
+    // Its next timed warm is not sent: today's spend is over the cap.
+    assert!(warms(&after.run_to_deadline()).is_empty());
+    let s = after.state("a");
+    assert_eq!(
+        s.stopped,
+        Some(warming_core::StopReason::SpendCap { max_per_day: 0.5 }),
+        "{s:?}"
+    );
+}
