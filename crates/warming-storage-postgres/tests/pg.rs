@@ -53,6 +53,8 @@ fn ledger() -> Ledger {
         misses_avoided: 1,
         saved_dollars: 0.024_15,
         saved_prefill_seconds: 1.4,
+        spent_today_dollars: 0.0021,
+        spent_day: 20_428,
     }
 }
 
