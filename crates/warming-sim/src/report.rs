@@ -18,6 +18,7 @@ pub fn scenarios() -> Vec<Scenario> {
     all.extend([
         Scenario::Policy(Policy::Breakeven),
         Scenario::Policy(Policy::Adaptive),
+        Scenario::TtlChoice,
         Scenario::Oracle,
     ]);
     all

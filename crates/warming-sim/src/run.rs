@@ -24,6 +24,11 @@ pub enum Scenario {
     /// Knows when each user returns: per gap, the cheaper of warming through
     /// it or taking the miss; nothing for users who never return.
     Oracle,
+    /// The cache chosen per conversation: warmed on the 5-minute cache under
+    /// `adaptive` while its gaps are short, moved to the 1-hour cache (one
+    /// dearer write, no warms) once the median of its own gaps outlives
+    /// the 5-minute TTL.
+    TtlChoice,
 }
 
 impl Scenario {
@@ -35,6 +40,7 @@ impl Scenario {
             Self::Policy(p) => p.to_string(),
             Self::OneHourCache => "1h-cache".into(),
             Self::Oracle => "oracle".into(),
+            Self::TtlChoice => "adaptive+1h".into(),
         }
     }
 }
@@ -111,6 +117,9 @@ impl Outcome {
 struct Ledger {
     /// The economics of the scenario's cache (its write price).
     economics: Economics,
+    /// The 1-hour cache's write price relative to input, for conversations
+    /// a scenario moves to it.
+    long_write_multiplier: f64,
     /// Gaps starting before this time (ms into the trace) are not counted.
     counted_from_ms: u64,
     tokens: f64,
@@ -127,6 +136,7 @@ impl Ledger {
                 write_multiplier,
                 ..*economics
             },
+            long_write_multiplier: write_multiplier,
             counted_from_ms,
             tokens: 0.0,
             latency_s: 0.0,
@@ -143,6 +153,15 @@ impl Ledger {
             cache_write_tokens: written,
             ..Usage::default()
         });
+    }
+
+    /// A turn of a conversation on the 1-hour cache: as [`turn`](Self::turn),
+    /// its writes at that cache's price.
+    fn long_turn(&mut self, previous: Option<u64>, prefix: u64, hit: bool, since_ms: u64) {
+        let short = self.economics.write_multiplier;
+        self.economics.write_multiplier = self.long_write_multiplier;
+        self.turn(previous, prefix, hit, since_ms);
+        self.economics.write_multiplier = short;
     }
 
     /// A turn whose request carries `prefix` cacheable tokens, after a turn
@@ -213,7 +232,14 @@ pub fn simulate(trace: &Trace, scenario: Scenario, config: &SimConfig) -> Outcom
             config.one_hour_ttl_ms,
         ),
         Scenario::Oracle => oracle(trace, &scenario, config, ledger),
-        Scenario::Policy(policy) => with_engine(trace, policy, config, ledger),
+        Scenario::Policy(policy) => with_engine(trace, scenario, policy, config, ledger),
+        Scenario::TtlChoice => {
+            let ledger = Ledger {
+                long_write_multiplier: config.one_hour_write_multiplier,
+                ..ledger
+            };
+            with_engine(trace, scenario, Policy::Adaptive, config, ledger)
+        }
     }
 }
 
@@ -283,11 +309,33 @@ struct Sim {
     prefix: u64,
     /// When the conversation's latest turn arrived: its idle gap began.
     last_turn: u64,
+    /// Its gaps so far, ms.
+    gaps: Vec<u64>,
+    /// On the 1-hour cache (`Scenario::TtlChoice`): no warms.
+    long: bool,
 }
 
-fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig, mut ledger: Ledger) -> Outcome {
+/// Whether a conversation with these gaps is better on the 1-hour cache: at
+/// least two gaps seen, and their median outlives the 5-minute TTL (so
+/// most returns would need warms, or miss).
+fn wants_long_ttl(gaps: &[u64], ttl_ms: u64) -> bool {
+    if gaps.len() < 2 {
+        return false;
+    }
+    let mut sorted = gaps.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2] > ttl_ms
+}
+
+fn with_engine(
+    trace: &Trace,
+    scenario: Scenario,
+    policy: Policy,
+    config: &SimConfig,
+    mut ledger: Ledger,
+) -> Outcome {
     let e = &config.economics;
-    let scenario = Scenario::Policy(policy);
+    let choose_ttl = scenario == Scenario::TtlChoice;
     let mut warmer = Warmer::new(Config {
         limits: IntervalLimits::new(1, u64::MAX / 4),
         policy,
@@ -308,6 +356,8 @@ fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig, mut ledger: Le
             touched: None,
             prefix: 0,
             last_turn: 0,
+            gaps: Vec::new(),
+            long: false,
         })
         .collect();
     let mut events: Vec<(u64, usize, usize)> = trace
@@ -349,9 +399,32 @@ fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig, mut ledger: Le
         let turn = trace.conversations[c][i];
         let sim = &mut sims[c];
         let previous = (i > 0).then_some(sim.prefix);
-        let hit = previous.is_some() && sim.touched.is_some_and(|t| at <= t + e.ttl_ms);
+        let ttl = if sim.long {
+            config.one_hour_ttl_ms
+        } else {
+            e.ttl_ms
+        };
+        let hit = previous.is_some() && sim.touched.is_some_and(|t| at <= t + ttl);
         let since = if i == 0 { at } else { sim.last_turn };
-        ledger.turn(previous, turn.prefix_tokens, hit, since);
+        if i > 0 {
+            sim.gaps.push(at - sim.last_turn);
+        }
+        // Moved to the 1-hour cache at this turn: it asks for that cache, so
+        // its writes are at that cache's price, and a prefix it read from
+        // the 5-minute cache is written again into the 1-hour one; warming
+        // stops for it.
+        let moved = choose_ttl && !sim.long && wants_long_ttl(&sim.gaps, e.ttl_ms);
+        if sim.long || moved {
+            ledger.long_turn(previous, turn.prefix_tokens, hit, since);
+        } else {
+            ledger.turn(previous, turn.prefix_tokens, hit, since);
+        }
+        if moved {
+            sim.long = true;
+            if let Some(read) = previous.filter(|_| hit) {
+                ledger.long_turn(None, read, false, since);
+            }
+        }
         sim.touched = Some(at);
         sim.last_turn = at;
         sim.prefix = turn.prefix_tokens.max(previous.unwrap_or(0));
@@ -374,6 +447,15 @@ fn with_engine(trace: &Trace, policy: Policy, config: &SimConfig, mut ledger: Le
         let first_template = (i == 0).then(|| template.clone());
         warmer.turn_settled(now, &id, first_template, Some(now));
         warmer.record_turn(now, &id, now, usage);
+        if moved {
+            let off = SettingsChange {
+                enabled: Some(false),
+                interval_ms: None,
+                policy: None,
+            };
+            let op = warmer.update_settings(now, &id, off);
+            warmer.persisted(now, op, true);
+        }
         while warmer.poll_effect().is_some() {}
     }
     pump(&mut warmer, &mut sims, &mut ledger, end);

@@ -213,3 +213,42 @@ fn the_warm_up_leaves_out_gaps_that_begin_in_it_for_every_scenario() {
     let shifted = simulate(&epoch, Scenario::Policy(Policy::Pings(1)), &warm_up);
     assert_eq!(shifted, one);
 }
+
+#[test]
+fn choosing_the_cache_per_conversation_moves_long_gaps_to_the_one_hour_cache() {
+    // "slow" returns every 20 minutes, "quick" every 2: the 5-minute
+    // cache needs five warms per gap for the first, none for the second.
+    let every = |gap_ms: u64| -> Vec<Turn> {
+        (0..8)
+            .map(|i| Turn {
+                at_ms: i * gap_ms,
+                prefix_tokens: P,
+            })
+            .collect()
+    };
+    let trace = |turns: Vec<Turn>| Trace {
+        conversations: vec![turns],
+    };
+    let (slow, quick) = (trace(every(1_200_000)), trace(every(120_000)));
+    let cost = |t: &Trace, s: Scenario| simulate(t, s, &config(0.01));
+    let chosen = cost(&slow, Scenario::TtlChoice);
+    let adaptive = cost(&slow, Scenario::Policy(Policy::Adaptive));
+    let one_hour = cost(&slow, Scenario::OneHourCache);
+    // After two gaps it moves: from then on its returns hit without warms
+    // (adaptive alone, with one conversation to learn from, takes misses).
+    assert_eq!((chosen.hits, chosen.warms), (5, 0), "{chosen:?}");
+    assert!(
+        chosen.total_cost < adaptive.total_cost,
+        "{chosen:?} vs {adaptive:?}"
+    );
+    assert!(
+        chosen.total_cost >= one_hour.total_cost,
+        "hindsight is cheaper still"
+    );
+    // A conversation with short gaps stays where it was: the same figures.
+    let quick_chosen = cost(&quick, Scenario::TtlChoice);
+    let quick_adaptive = cost(&quick, Scenario::Policy(Policy::Adaptive));
+    assert_eq!(quick_chosen.warms, quick_adaptive.warms);
+    assert!(close(quick_chosen.total_cost, quick_adaptive.total_cost));
+    assert_eq!(quick_chosen.scenario, "adaptive+1h");
+}
