@@ -301,6 +301,14 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
         .eval("document.getElementById('price-note').textContent")
         .await;
     assert!(note.as_str().unwrap().contains("estimate"), "{note}");
+    // The sticky backend that served its warms is on the row.
+    let backend = service.state("dash").await["backend"].clone();
+    assert!(backend.is_string(), "the stand-in names its backend");
+    page.wait_for(
+        "the sticky backend",
+        &format!("{row}.querySelector('.backend').textContent === 'backend ' + {backend}"),
+    )
+    .await;
 
     // An interval below the server's minimum shows the applied value and says so.
     page.eval(&format!(
