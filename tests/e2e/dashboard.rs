@@ -588,3 +588,46 @@ async fn the_dashboard_finds_one_conversation_among_many_and_shows_its_cost_cap_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_self_hosted_engines_dashboard_counts_seconds_not_dollars() {
+    if chromium_missing() {
+        return;
+    }
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &["--self-hosted"]).await;
+    let request = anthropic_request("eng");
+    crate::support::provider_turn(&standin.url(), &request).await;
+    service.turn_settled("eng", &request).await;
+    service.enable("eng", 250).await;
+    let (_browser, mut page) = open_dashboard(&service).await;
+    let strip = "document.getElementById('summary')";
+    let spent = page
+        .wait_for(
+            "engine time in the strip",
+            &format!("(t => t.endsWith(' s') && t !== '0.0 s' && t)({strip}.querySelector('.spent b').textContent)"),
+        )
+        .await;
+    assert!(spent.as_str().unwrap().ends_with(" s"), "{spent}");
+    assert_eq!(
+        page.eval(&format!("{strip}.querySelector('.spent span').textContent"))
+            .await,
+        "engine time on warms"
+    );
+    let note = page
+        .eval("document.getElementById('price-note').textContent")
+        .await;
+    assert!(note.as_str().unwrap().contains("self-hosted"), "{note}");
+    let row = r#"document.querySelector('tr[data-id="eng"]')"#;
+    let net = page
+        .wait_for(
+            "the row's net in seconds",
+            &format!("(t => t.endsWith(' s') && t)({row}.querySelector('.net').textContent)"),
+        )
+        .await;
+    assert!(
+        net.as_str().unwrap().starts_with('-'),
+        "warms took time, nothing saved yet: {net}"
+    );
+}

@@ -219,3 +219,61 @@ async fn the_api_docs_examples_have_the_live_fields() {
     assert_eq!(keys(entry_doc), keys(&live));
     assert_eq!(keys(&entry_doc["usage"]), keys(&live["usage"]));
 }
+
+#[tokio::test]
+async fn a_self_hosted_engines_money_is_shown_in_engine_seconds() {
+    let standin = Standin::start(StandinOptions {
+        ttl: std::time::Duration::from_millis(600),
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--cache-ttl-ms", "600", "--self-hosted"],
+    )
+    .await;
+    let mut request = anthropic_request("engine");
+    let system = request["system"][0]["text"].as_str().unwrap().repeat(4);
+    request["system"][0]["text"] = json!(system);
+    provider_turn(&standin.url(), &request).await;
+    service.turn_settled("e", &request).await;
+    service.enable("e", 250).await;
+    eventually(5, "three warms", || async {
+        (service.state("e").await["warmCount"].as_u64() >= Some(3)).then_some(())
+    })
+    .await;
+    service.turn_started("e").await;
+    let state = service.state("e").await;
+    assert_eq!(state["priced"], "engine", "{state}");
+    let ledger = &state["ledger"];
+    assert_eq!(ledger["missesAvoided"], 1, "{state}");
+    let net =
+        ledger["savedPrefillSeconds"].as_f64().unwrap() - ledger["warmSeconds"].as_f64().unwrap();
+    // `warming list` and `status` speak in seconds of engine time.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_warming"))
+            .args(args)
+            .env("WARMING_SERVER", format!("http://{}", service.addr))
+            .env_remove("WARMING_TOKEN")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let list = cli(&["list"]);
+    let shown = format!("{}{:.1}s", if net < 0.0 { "-" } else { "+" }, net.abs());
+    assert!(list.contains(&shown), "{shown} in {list}");
+    let status = cli(&["status", "e"]);
+    assert!(status.contains("of engine time"), "{status}");
+    // `/metrics` labels the figures as an engine's and counts the prefill saved.
+    let text = reqwest::get(service.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("price=\"engine\""), "{text}");
+    assert!(metric(&text, "warming_prefill_seconds_avoided_total").unwrap() > 0.0);
+}

@@ -202,11 +202,48 @@ fn signed_dollars(dollars: f64) -> String {
     format!("{sign}${:.4}", dollars.abs())
 }
 
+/// Whether the conversation's money is an engine's time (`--self-hosted`).
+fn engine_priced(state: &Value) -> bool {
+    state["priced"] == "engine"
+}
+
+/// Seconds of engine time saved minus spent, with a sign.
+fn engine_net(state: &Value) -> f64 {
+    let ledger = &state["ledger"];
+    let figure = |key: &str| ledger[key].as_f64().unwrap_or(0.0);
+    figure("savedPrefillSeconds") - figure("warmSeconds")
+}
+
+/// Seconds with a sign, to the tenth.
+fn signed_seconds(seconds: f64) -> String {
+    let sign = if seconds < 0.0 { "-" } else { "+" };
+    format!("{sign}{:.1}s", seconds.abs())
+}
+
+/// The net a row shows: dollars, or an engine's seconds.
+fn net_text(state: &Value) -> String {
+    if engine_priced(state) {
+        signed_seconds(engine_net(state))
+    } else {
+        signed_dollars(state["netDollars"].as_f64().unwrap_or(0.0))
+    }
+}
+
 /// What warming spent and saved on a conversation, in one line.
 fn money_text(state: &Value) -> String {
     let ledger = &state["ledger"];
     let figure = |key: &str| ledger[key].as_f64().unwrap_or(0.0);
     let avoided = ledger["missesAvoided"].as_u64().unwrap_or(0);
+    if engine_priced(state) {
+        return format!(
+            "net {} of engine time (warms took {:.1}s; {avoided} miss{} avoided saved {:.1}s \
+             of prefill)",
+            signed_seconds(engine_net(state)),
+            figure("warmSeconds"),
+            if avoided == 1 { "" } else { "es" },
+            figure("savedPrefillSeconds"),
+        );
+    }
     format!(
         "net {} (spent ${:.4}, {:.1}s of upstream time; saved ${:.4} and {:.1}s of prefill \
          on {avoided} miss{} avoided)",
@@ -240,7 +277,7 @@ fn list_text(list: &Value) -> String {
             countdown(&s["nextWarmAt"]),
             pct(&s["lastPct"]),
             s["warmCount"],
-            signed_dollars(s["netDollars"].as_f64().unwrap_or(0.0)),
+            net_text(&s),
             s["lastError"].as_str().unwrap_or(""),
         ));
     }

@@ -87,6 +87,11 @@ pub struct ServeArgs {
     /// Serve /metrics and the dashboard without the token.
     #[arg(long, env = "WARMING_PUBLIC_METRICS")]
     pub public_metrics: bool,
+    /// The upstream is your own engine (llama.cpp, vLLM, SGLang): its
+    /// tokens bill nobody, so money is shown as engine seconds (the time
+    /// warms took, the prefill they saved) instead of dollars.
+    #[arg(long, env = "WARMING_SELF_HOSTED")]
+    pub self_hosted: bool,
     /// Response header naming the backend that served a request [default: x-backend-id].
     #[arg(long, env = "WARMING_BACKEND_HEADER")]
     pub backend_header: Option<String>,
@@ -197,6 +202,8 @@ struct FileConfig {
     token: Option<String>,
     #[serde(alias = "public_metrics")]
     public_metrics: Option<bool>,
+    #[serde(alias = "self_hosted")]
+    self_hosted: Option<bool>,
     #[serde(alias = "backend_header")]
     backend_header: Option<String>,
     #[serde(alias = "preferred_backend_header")]
@@ -428,6 +435,7 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     config.limits = IntervalLimits::new(min, max);
     config.token = args.token.or(file.token).map(Secret::new);
     config.public_metrics = args.public_metrics || file.public_metrics.unwrap_or(false);
+    config.pricing.self_hosted = args.self_hosted || file.self_hosted.unwrap_or(false);
     config.anthropic_key = env_secret("ANTHROPIC_API_KEY");
     config.openai_key = env_secret("OPENAI_API_KEY");
     if let Some(header) = args.backend_header.or(file.backend_header) {

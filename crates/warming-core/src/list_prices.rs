@@ -121,7 +121,10 @@ pub const LIST_PRICES: &[(&str, ModelPrices)] = &[
 ];
 
 /// Where a model's prices came from.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Hash, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum PriceSource {
     /// The deployment's own prices (overrides).
     Config,
@@ -129,7 +132,12 @@ pub enum PriceSource {
     List,
     /// Neither knows the model (or none is known yet): the base input price
     /// with the default multipliers.
+    #[default]
     Estimate,
+    /// The deployment's own engine (`Config::self_hosted`): its tokens are
+    /// not billed, so what counts is engine time; the dollar figures are
+    /// the estimate's, for the policies.
+    Engine,
 }
 
 impl PriceSource {
@@ -140,6 +148,7 @@ impl PriceSource {
             Self::Config => "config",
             Self::List => "list",
             Self::Estimate => "estimate",
+            Self::Engine => "engine",
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct ConversationState {
     /// countdown (an extension).
     #[serde(default)]
     pub net_dollars: f64,
+    /// Where its prices come from (an extension): `list`, `config`,
+    /// `estimate` (a model no price list knows), or `engine` (a
+    /// self-hosted upstream: show the ledger's seconds, not dollars).
+    #[serde(default)]
+    pub priced: crate::PriceSource,
     /// The warming policy in force (an extension of the contract).
     pub policy: crate::Policy,
     /// Why warming stopped for this idle gap, if the policy stopped it (an

@@ -29,6 +29,9 @@ pub struct Pricing {
     /// Prices set in the configuration, by model-name prefix (the longest
     /// matching prefix wins), over the list prices.
     pub overrides: HashMap<String, ModelPrices>,
+    /// The upstream is the deployment's own engine: dollar figures are
+    /// labelled `price="engine"` (estimates that bill nobody).
+    pub self_hosted: bool,
 }
 
 impl Pricing {
@@ -65,6 +68,9 @@ pub struct Metrics {
     storage_write: Histogram,
     warm_cost: Family<PriceLabel, DollarCounter>,
     miss_cost_avoided: Family<PriceLabel, DollarCounter>,
+    prefill_avoided: DollarCounter,
+    /// Dollar figures are an engine's (`price="engine"`).
+    self_hosted: bool,
     /// Prices set in the configuration, over the list prices.
     price_overrides: Vec<(String, ModelPrices)>,
     /// Cache multipliers and TTL.
@@ -144,6 +150,12 @@ impl Metrics {
             "Estimated cache re-writes avoided: turns after an idle gap longer than the TTL that found the cache warm, by the source of the price; savings = this minus the warm cost",
             miss_cost_avoided.clone(),
         );
+        let prefill_avoided = DollarCounter::default();
+        registry.register(
+            "prefill_seconds_avoided",
+            "Seconds of prefill the misses avoided did not wait for (their prefix at the prefill speed)",
+            prefill_avoided.clone(),
+        );
         Self {
             registry,
             warms,
@@ -158,6 +170,8 @@ impl Metrics {
             storage_write,
             warm_cost,
             miss_cost_avoided,
+            prefill_avoided,
+            self_hosted: pricing.self_hosted,
             price_overrides: pricing.overrides(),
             economics,
         }
@@ -208,8 +222,7 @@ impl Metrics {
         };
         self.tokens_read.inc_by(usage.cache_read_tokens);
         self.tokens_written.inc_by(usage.cache_write_tokens);
-        let (economics, price) =
-            economics_for(model, long_ttl, &self.price_overrides, &self.economics);
+        let (economics, price) = self.economics_for(model, long_ttl);
         self.warm_cost
             .get_or_create(&PriceLabel {
                 price: price.as_str(),
@@ -220,13 +233,30 @@ impl Metrics {
     /// A turn came back to a warm cache after a gap longer than the TTL
     /// (the core's judgement): it read `tokens` instead of re-writing them.
     pub fn miss_avoided(&self, tokens: u64, model: Option<&str>, long_ttl: bool) {
-        let (economics, price) =
-            economics_for(model, long_ttl, &self.price_overrides, &self.economics);
+        let (economics, price) = self.economics_for(model, long_ttl);
         self.miss_cost_avoided
             .get_or_create(&PriceLabel {
                 price: price.as_str(),
             })
             .inc_by(economics.miss_avoided_cost(tokens));
+        self.prefill_avoided
+            .inc_by(tokens as f64 / economics.prefill_tokens_per_sec.max(1.0));
+    }
+
+    /// The core's pricing rule, with the engine's label when self-hosted.
+    fn economics_for(
+        &self,
+        model: Option<&str>,
+        long_ttl: bool,
+    ) -> (Economics, warming_core::PriceSource) {
+        let (economics, price) =
+            economics_for(model, long_ttl, &self.price_overrides, &self.economics);
+        let price = if self.self_hosted {
+            warming_core::PriceSource::Engine
+        } else {
+            price
+        };
+        (economics, price)
     }
 
     /// How many conversations are armed now.
@@ -282,7 +312,13 @@ mod tests {
             "claude-test".to_owned(),
             ModelPrices::from_input(3.0, &Economics::default()),
         );
-        let metrics = Metrics::new(Pricing { overrides }, Economics::default());
+        let metrics = Metrics::new(
+            Pricing {
+                overrides,
+                self_hosted: false,
+            },
+            Economics::default(),
+        );
         metrics.warm(
             &record(Usage::anthropic(0, 1_000_000, 0)),
             Some("claude-test"),

@@ -208,6 +208,7 @@ impl ServerConfig {
             economics: self.economics,
             min_cacheable_overrides: self.min_cacheable_overrides.clone(),
             price_overrides: self.pricing.overrides(),
+            self_hosted: self.pricing.self_hosted,
             min_saving: self.min_saving,
             max_spend_per_day: self.max_spend_per_day,
             max_spend_per_conversation_day: self.max_spend_per_conversation_day,

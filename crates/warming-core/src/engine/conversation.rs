@@ -193,6 +193,16 @@ impl Conversation {
         .0
     }
 
+    /// Where its prices come from: the deployment's engine, else its
+    /// model's ([`crate::economics_for`]).
+    pub fn price_source(&self, config: &Config) -> crate::PriceSource {
+        if config.self_hosted {
+            return crate::PriceSource::Engine;
+        }
+        let model = self.template.as_deref().and_then(Template::model);
+        crate::economics_for(model, false, &config.price_overrides, &config.economics).1
+    }
+
     /// Whether a timed warm may be scheduled now.
     pub fn may_schedule(&self) -> bool {
         self.settings.enabled
@@ -219,6 +229,7 @@ impl Conversation {
             warm_count: self.stats.warm_count,
             ledger: self.stats.ledger,
             net_dollars: self.stats.ledger.net_dollars(),
+            priced: self.price_source(config),
             policy: self.policy(config),
             // A stop matters only while warming is on: off says it all.
             stopped_reason: self

@@ -60,6 +60,10 @@ pub struct Config {
     /// Prices by model-name prefix, before the built-in list
     /// ([`crate::LIST_PRICES`]). Default none.
     pub price_overrides: Vec<(String, crate::ModelPrices)>,
+    /// The upstream is the deployment's own engine (llama.cpp, vLLM, ...):
+    /// its tokens are not billed, so states say their money is engine time
+    /// ([`crate::PriceSource::Engine`]). Default false.
+    pub self_hosted: bool,
     /// The least a hit must save, in dollars, for a conversation to be
     /// warmed: a prefix whose miss costs less is not warmed
     /// ([`crate::StopReason::SmallSaving`]). `0` warms any prefix. Default 0.
@@ -95,6 +99,7 @@ impl Default for Config {
             economics: Economics::default(),
             min_cacheable_overrides: Vec::new(),
             price_overrides: Vec::new(),
+            self_hosted: false,
             min_saving: 0.0,
             max_spend_per_day: 0.0,
             max_spend_per_conversation_day: 0.0,

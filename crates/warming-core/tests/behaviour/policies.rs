@@ -741,3 +741,27 @@ fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
         "{s:?}"
     );
 }
+
+#[test]
+fn a_self_hosted_engines_money_is_its_time_and_a_listed_models_its_list_price() {
+    let mut engine = Harness::with_config(Config {
+        self_hosted: true,
+        ..Config::default()
+    });
+    engine.settle("e", "sys");
+    assert_eq!(engine.state("e").priced, warming_core::PriceSource::Engine);
+    let mut paid = Harness::new();
+    paid.settle("unknown", "sys");
+    assert_eq!(
+        paid.state("unknown").priced,
+        warming_core::PriceSource::Estimate
+    );
+    let sonnet = Arc::new(warming_core::Template::new(
+        serde_json::json!({"model": "claude-sonnet-4-5", "messages": []}),
+        None,
+        None,
+    ));
+    paid.warmer
+        .turn_settled(paid.now, &id("sonnet"), Some(sonnet), None);
+    assert_eq!(paid.state("sonnet").priced, warming_core::PriceSource::List);
+}
