@@ -21,7 +21,7 @@ async fn warming_is_off_until_the_user_opts_in() {
                "policy": "fixed", "stoppedReason": null, "stop": null,
                "ledger": {"spentDollars": 0.0, "warmSeconds": 0.0, "missesAvoided": 0,
                           "savedDollars": 0.0, "savedPrefillSeconds": 0.0,
-                          "spentTodayDollars": 0.0, "spentDay": 0},
+                          "spentTodayDollars": 0.0, "savedTodayDollars": 0.0, "day": 0},
                "netDollars": 0.0, "priced": "estimate"})
     );
 

@@ -113,6 +113,21 @@ async fn metrics_count_warms_tokens_subscribers_and_cost_at_list_prices() {
     assert!(figure("warmSeconds") > 0.0, "{state}");
     let net = state["netDollars"].as_f64().unwrap();
     assert!((net - (avoided - spent)).abs() < 1e-9, "{state}");
+    // Today's figures (what the dashboard's strip shows) are the same: all
+    // of it happened today.
+    eventually(5, "today's figures in /metrics", || async {
+        let text = reqwest::get(service.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let today = |name| metric(&text, name).unwrap_or(0.0);
+        ((today("warming_spent_today_dollars") - spent).abs() < 1e-9
+            && (today("warming_saved_today_dollars") - avoided).abs() < 1e-9)
+            .then_some(())
+    })
+    .await;
     assert!(net > 0.0, "warming paid for itself here: {state}");
     // `warming list` shows the net, and a restart keeps every figure.
     let list = std::process::Command::new(env!("CARGO_BIN_EXE_warming"))

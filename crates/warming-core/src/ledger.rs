@@ -34,11 +34,14 @@ pub struct Ledger {
     /// Seconds of prefill those turns did not wait for (the prefix at the
     /// configured prefill speed).
     pub saved_prefill_seconds: f64,
-    /// Dollars its warms cost on `spent_day`: what the daily spend caps
-    /// count, kept with the rest so a restart does not forget it.
+    /// Dollars its warms cost on `day`: what the daily spend caps count,
+    /// kept with the rest so a restart does not forget it.
     pub spent_today_dollars: f64,
-    /// The UTC day of `spent_today_dollars`, in days since 1970-01-01.
-    pub spent_day: u64,
+    /// Dollars its returns saved on `day`.
+    pub saved_today_dollars: f64,
+    /// The UTC day of the `*_today_dollars` figures, in days since
+    /// 1970-01-01.
+    pub day: u64,
 }
 
 impl Ledger {
@@ -51,8 +54,9 @@ impl Ledger {
     /// Adds `other`'s figures to these (a total over conversations; the
     /// day's figures are added when both are of the same day).
     pub fn add(&mut self, other: &Self) {
-        if self.spent_day == other.spent_day {
+        if self.day == other.day {
             self.spent_today_dollars += other.spent_today_dollars;
+            self.saved_today_dollars += other.saved_today_dollars;
         }
         self.spent_dollars += other.spent_dollars;
         self.warm_seconds += other.warm_seconds;

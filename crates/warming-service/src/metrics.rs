@@ -69,6 +69,8 @@ pub struct Metrics {
     warm_cost: Family<PriceLabel, DollarCounter>,
     miss_cost_avoided: Family<PriceLabel, DollarCounter>,
     prefill_avoided: DollarCounter,
+    spent_today: Gauge<f64, AtomicU64>,
+    saved_today: Gauge<f64, AtomicU64>,
     /// Dollar figures are an engine's (`price="engine"`).
     self_hosted: bool,
     /// Prices set in the configuration, over the list prices.
@@ -156,6 +158,18 @@ impl Metrics {
             "Seconds of prefill the misses avoided did not wait for (their prefix at the prefill speed)",
             prefill_avoided.clone(),
         );
+        let spent_today = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "spent_today_dollars",
+            "What warms cost today (UTC), at each model's prices: the count the daily caps use, kept across restarts",
+            spent_today.clone(),
+        );
+        let saved_today = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "saved_today_dollars",
+            "Cache re-writes returning turns avoided today (UTC), net of the read they paid instead",
+            saved_today.clone(),
+        );
         Self {
             registry,
             warms,
@@ -171,6 +185,8 @@ impl Metrics {
             warm_cost,
             miss_cost_avoided,
             prefill_avoided,
+            spent_today,
+            saved_today,
             self_hosted: pricing.self_hosted,
             price_overrides: pricing.overrides(),
             economics,
@@ -257,6 +273,12 @@ impl Metrics {
             price
         };
         (economics, price)
+    }
+
+    /// What warms spent and returns saved today, from the engine.
+    pub fn set_today(&self, (spent, saved): (f64, f64)) {
+        self.spent_today.set(spent);
+        self.saved_today.set(saved);
     }
 
     /// How many conversations are armed now.

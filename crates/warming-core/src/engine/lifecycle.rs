@@ -117,12 +117,15 @@ impl Warmer {
             let outlived_ttl = gap > ttl_ms;
             let last_hit_read = c.gap_last_hit_read.take();
             let miss_avoided_tokens = last_hit_read.filter(|_| outlived_ttl);
+            let mut saved = None;
             if let Some(tokens) = miss_avoided_tokens {
                 let ledger = &mut c.stats.ledger;
+                let dollars = economics.miss_avoided_cost(tokens);
                 ledger.misses_avoided += 1;
-                ledger.saved_dollars += economics.miss_avoided_cost(tokens);
+                ledger.saved_dollars += dollars;
                 ledger.saved_prefill_seconds +=
                     tokens as f64 / economics.prefill_tokens_per_sec.max(1.0);
+                saved = Some(dollars);
             }
             let returned = Effect::TurnReturned {
                 conversation: c.id.clone(),
@@ -131,6 +134,9 @@ impl Warmer {
                 miss_avoided_tokens,
             };
             self.effects.push_back(returned);
+            if let Some(dollars) = saved {
+                self.saved(slot, dollars);
+            }
             let c = self.conv(slot);
             if c.own_gaps.len() == OWN_GAPS {
                 c.own_gaps.remove(0);

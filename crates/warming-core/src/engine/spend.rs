@@ -8,13 +8,15 @@ use crate::{StopReason, Timestamp};
 /// Milliseconds in a day: days are UTC days of the input clock.
 const DAY_MS: u64 = 86_400_000;
 
-/// Dollars spent on warms in the current day.
+/// Dollars spent on warms, and saved by returns, in the current day.
 #[derive(Debug, Default)]
 pub(super) struct DailySpend {
     /// The day (`ms / DAY_MS`) the figure is for.
     day: u64,
     /// Dollars spent that day.
     dollars: f64,
+    /// Dollars returns saved that day.
+    saved: f64,
     /// Slots the cap stopped that day.
     capped: Vec<u32>,
 }
@@ -26,20 +28,34 @@ impl Warmer {
         let dollars = dollars.max(0.0);
         self.spend.dollars += dollars;
         let day = self.spend.day;
-        let ledger = &mut self.conv(slot).stats.ledger;
-        if ledger.spent_day != day {
-            ledger.spent_day = day;
-            ledger.spent_today_dollars = 0.0;
-        }
+        let ledger = today(&mut self.conv(slot).stats.ledger, day);
         ledger.spent_today_dollars += dollars;
+    }
+
+    /// Counts what a return saved in today's figures, the server's and
+    /// `slot`'s.
+    pub(super) fn saved(&mut self, slot: u32, dollars: f64) {
+        let dollars = dollars.max(0.0);
+        self.spend.saved += dollars;
+        let day = self.spend.day;
+        today(&mut self.conv(slot).stats.ledger, day).saved_today_dollars += dollars;
+    }
+
+    /// What warms spent and returns saved today (UTC), server-wide, in
+    /// dollars: the counts of the engine's day, restored with the
+    /// conversations after a restart.
+    #[must_use]
+    pub fn money_today(&self) -> (f64, f64) {
+        (self.spend.dollars, self.spend.saved)
     }
 
     /// A restored conversation's spend of today counts in the server's
     /// (a restart, or conversations adopted from another instance).
     pub(super) fn restored_spend(&mut self, slot: u32) {
         let ledger = &self.conversations[slot as usize].stats.ledger;
-        if ledger.spent_day == self.spend.day {
+        if ledger.day == self.spend.day {
             self.spend.dollars += ledger.spent_today_dollars.max(0.0);
+            self.spend.saved += ledger.saved_today_dollars.max(0.0);
         }
     }
 
@@ -52,7 +68,7 @@ impl Warmer {
         let cap = self.config.max_spend_per_conversation_day;
         let c = &self.conversations[slot as usize];
         let ledger = &c.stats.ledger;
-        if cap > 0.0 && ledger.spent_day == self.spend.day && ledger.spent_today_dollars >= cap {
+        if cap > 0.0 && ledger.day == self.spend.day && ledger.spent_today_dollars >= cap {
             return Err(StopReason::ConversationSpendCap { max_per_day: cap });
         }
         Ok(())
@@ -72,6 +88,7 @@ impl Warmer {
         }
         self.spend.day = day;
         self.spend.dollars = 0.0;
+        self.spend.saved = 0.0;
         for slot in std::mem::take(&mut self.spend.capped) {
             let c = self.conv(slot);
             if c.stopped.is_some_and(|r| r.is_spend_cap()) && !c.deleted {
@@ -87,4 +104,14 @@ impl Warmer {
         (!self.spend.capped.is_empty())
             .then(|| Timestamp::from_millis((self.spend.day + 1) * DAY_MS))
     }
+}
+
+/// `ledger`'s figures of `day`: reset first when they are of an earlier day.
+fn today(ledger: &mut crate::Ledger, day: u64) -> &mut crate::Ledger {
+    if ledger.day != day {
+        ledger.day = day;
+        ledger.spent_today_dollars = 0.0;
+        ledger.saved_today_dollars = 0.0;
+    }
+    ledger
 }

@@ -664,6 +664,11 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
     assert!(close(s.ledger.saved_dollars, 0.024_15), "{:?}", s.ledger);
     assert!(close(s.ledger.saved_prefill_seconds, 1.4), "{:?}", s.ledger);
     assert!(close(s.net_dollars, 0.024_15 - 2.0 * 0.002_109), "{s:?}");
+    // The same, as today's figures of the conversation and of the server.
+    assert!(close(s.ledger.spent_today_dollars, 2.0 * 0.002_109));
+    assert!(close(s.ledger.saved_today_dollars, 0.024_15));
+    let (spent, saved) = h.warmer.money_today();
+    assert!(close(spent, 2.0 * 0.002_109) && close(saved, 0.024_15));
     // Back within the TTL: the cache would have lived anyway, so the warm
     // is spent and nothing more is saved.
     h.settle("l", "sys");

@@ -224,6 +224,7 @@ impl Driver {
             self.warmer.handle_timeout(self.clock.now());
             self.execute_effects();
             self.metrics.set_armed(self.warmer.armed_count());
+            self.metrics.set_today(self.warmer.money_today());
             let sleep = match self.warmer.poll_timeout() {
                 Some(at) => Duration::from_millis(at.millis_since(self.clock.now())),
                 None => Duration::from_secs(3600),

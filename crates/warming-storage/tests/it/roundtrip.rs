@@ -39,7 +39,8 @@ fn ledger() -> Ledger {
         saved_dollars: 0.024_15,
         saved_prefill_seconds: 1.4,
         spent_today_dollars: 0.0021,
-        spent_day: 20_428,
+        saved_today_dollars: 0.024_15,
+        day: 20_428,
     }
 }
 
