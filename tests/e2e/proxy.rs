@@ -768,6 +768,22 @@ async fn an_openai_responses_conversation_is_warmed_and_its_next_turn_reads_the_
         next["usage"]["input_tokens_details"]["cached_tokens"].as_u64() > Some(0),
         "{next}"
     );
+    // Counted as a returning turn that hit: the share the dashboard shows.
+    let text = eventually(5, "the returning turn counted", || async {
+        let text = reqwest::get(service.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("warming_returning_turns_total{outcome=\"hit\"} 1")
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        !text.contains("warming_returning_turns_total{outcome=\"miss\"}"),
+        "{text}"
+    );
     // The warms' output is paid for, and shows in what they spent.
     let state = service.state("resp").await;
     assert!(

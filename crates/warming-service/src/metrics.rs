@@ -58,6 +58,7 @@ pub struct Metrics {
     registry: Registry,
     warms: Family<OutcomeLabel, Counter>,
     turns: Family<OutcomeLabel, Counter>,
+    returning_turns: Family<OutcomeLabel, Counter>,
     warm_latency: Histogram,
     warm_lateness: Histogram,
     cache_hit_pct: Histogram,
@@ -91,6 +92,12 @@ impl Metrics {
             "proxied_turns",
             "Turns seen by the proxy, by cache outcome",
             turns.clone(),
+        );
+        let returning_turns = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "returning_turns",
+            "Proxied turns of a conversation that had a turn before, by cache outcome: the hit share is what warming is for",
+            returning_turns.clone(),
         );
         let warm_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         registry.register(
@@ -174,6 +181,7 @@ impl Metrics {
             registry,
             warms,
             turns,
+            returning_turns,
             warm_latency,
             warm_lateness,
             cache_hit_pct,
@@ -273,6 +281,16 @@ impl Metrics {
             price
         };
         (economics, price)
+    }
+
+    /// A proxied turn of a conversation that had one before, by how it
+    /// found the cache.
+    pub fn returning_turn(&self, record: &WarmRecord) {
+        self.returning_turns
+            .get_or_create(&OutcomeLabel {
+                outcome: record.outcome.as_str(),
+            })
+            .inc();
     }
 
     /// What warms spent and returns saved today, from the engine.

@@ -422,10 +422,16 @@ impl Driver {
             }
             Command::ProxySettled(turn) => {
                 let id = turn.id;
+                // A conversation with a template settled a turn before:
+                // this one came back to whatever the cache kept.
+                let returning = self.warmer.template(&id).is_some();
                 self.warmer
                     .turn_settled(t, &id, turn.template, Some(turn.started_at));
                 if let Some(usage) = turn.usage {
                     if let Some(record) = self.warmer.record_turn(t, &id, turn.started_at, usage) {
+                        if returning {
+                            self.metrics.returning_turn(&record);
+                        }
                         self.record(record);
                     }
                 }
