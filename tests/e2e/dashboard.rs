@@ -329,6 +329,16 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     );
 
     // A failed manual warm shows its error on the row; the next one clears it.
+    // A long interval first, so no timed warm takes the injected failure.
+    page.eval(&format!(
+        "(() => {{ const i = {row}.querySelector('.interval'); i.value = '600'; i.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    page.wait_for(
+        "the long interval",
+        &format!("{row}.querySelector('.interval').value === '600'"),
+    )
+    .await;
     standin.fail_next(1, 500, None);
     page.eval(&format!("{row}.querySelector('.warm').click()"))
         .await;
@@ -344,6 +354,15 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     page.wait_for(
         "the error to clear",
         &format!("{row}.querySelector('.error').textContent === ''"),
+    )
+    .await;
+    page.eval(&format!(
+        "(() => {{ const i = {row}.querySelector('.interval'); i.value = '0.2'; i.dispatchEvent(new Event('change')); }})()"
+    ))
+    .await;
+    page.wait_for(
+        "the short interval again",
+        &format!("{row}.querySelector('.interval').value === '0.2'"),
     )
     .await;
 
