@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use postgres::types::ToSql;
 use postgres::{Client, Statement, Transaction};
 use warming_core::{ConversationId, Timestamp, WarmOutcome, WarmRecord, WarmTrigger};
+use warming_service::Write;
 
 /// Conversations whose appended-rows count is remembered before the memory
 /// is cleared: a bound, not a policy (a forgotten count only delays a trim).
@@ -149,18 +150,36 @@ impl<'a> WarmRun<'a> {
     }
 
     /// Adds a ledger; a later one for the same conversation replaces it.
-    pub(crate) fn ledger(&mut self, id: &'a ConversationId, ledger: &warming_core::Ledger) {
+    fn ledger(&mut self, id: &'a ConversationId, ledger: &warming_core::Ledger) {
         let json = serde_json::to_string(ledger).unwrap_or_default();
         self.ledgers.insert(id.as_str(), json);
     }
 
+    /// Adds `write` if it is one a run takes (a warm, a schedule, a
+    /// ledger); false for any other, which the caller applies itself.
+    pub(crate) fn add(&mut self, write: &'a Write) -> bool {
+        match write {
+            Write::Warm(record) => self.warm(record),
+            Write::Schedule {
+                conversation,
+                next_warm_at,
+            } => self.schedule(conversation, *next_warm_at),
+            Write::Ledger {
+                conversation,
+                ledger,
+            } => self.ledger(conversation, ledger),
+            _ => return false,
+        }
+        true
+    }
+
     /// Adds a warm's record.
-    pub(crate) fn warm(&mut self, record: &'a WarmRecord) {
+    fn warm(&mut self, record: &'a WarmRecord) {
         self.records.push(record);
     }
 
     /// Adds a schedule; a later one for the same conversation replaces it.
-    pub(crate) fn schedule(&mut self, id: &'a ConversationId, at: Option<Timestamp>) {
+    fn schedule(&mut self, id: &'a ConversationId, at: Option<Timestamp>) {
         let at = at.map(|t| ms(t.as_millis()));
         match self.scheduled.get(id.as_str()) {
             Some(&i) => self.schedules[i].1 = at,

@@ -5,7 +5,7 @@ use std::sync::mpsc::Receiver;
 
 use postgres::{Client, Statement, Transaction};
 use tokio::sync::oneshot;
-use warming_core::{Template, WarmOutcome, WarmRecord, WarmTrigger};
+use warming_core::Template;
 use warming_service::blocks::{BlockHash, Layout, TemplateWrite};
 use warming_service::{StoreError, Write};
 
@@ -34,23 +34,16 @@ pub(crate) struct WriterConfig {
 struct Statements {
     settings: Statement,
     backend: Statement,
-    schedule: Statement,
     rhythm: Statement,
     layout_of: Statement,
     add_block: Statement,
     release_block: Statement,
     drop_unused_block: Statement,
     template: Statement,
-    touch: Statement,
-    history: Statement,
-    failed: Statement,
-    warmed: Statement,
-    trim: Statement,
     delete_history: Statement,
     delete: Statement,
     meta: Statement,
     notify: Statement,
-    ledger: Statement,
     run: RunStatements,
 }
 
@@ -65,7 +58,6 @@ impl Statements {
         Ok(Self {
             settings: client.prepare(&upsert("settings"))?,
             backend: client.prepare(&upsert("backend"))?,
-            schedule: client.prepare(&upsert("next_warm_at"))?,
             rhythm: client.prepare(
                 "INSERT INTO conversations (id, depth, gaps, idle_since) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO UPDATE SET depth = EXCLUDED.depth, gaps = EXCLUDED.gaps,
@@ -88,26 +80,6 @@ impl Statements {
                    cwd = EXCLUDED.cwd, cacheable_tokens = EXCLUDED.cacheable_tokens,
                    long_ttl = EXCLUDED.long_ttl, template_bytes = EXCLUDED.template_bytes",
             )?,
-            touch: client.prepare(
-                "INSERT INTO conversations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
-            )?,
-            history: client.prepare(
-                "INSERT INTO warm_history (conversation, started_at, finished_at, trigger, outcome,
-                   expired, input_tokens, cache_read_tokens, cache_write_tokens, pct, expected_pct,
-                   backend, error, due_at, kind, output_tokens)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )?,
-            failed: client.prepare("UPDATE conversations SET last_error = $2 WHERE id = $1")?,
-            warmed: client.prepare(
-                "UPDATE conversations SET last_pct = $2, last_expected_pct = $3,
-                   last_warm_at = $4, warm_count = warm_count + 1, last_error = NULL
-                 WHERE id = $1",
-            )?,
-            trim: client.prepare(
-                "DELETE FROM warm_history WHERE conversation = $1 AND seq <= (
-                   SELECT seq FROM warm_history WHERE conversation = $1
-                   ORDER BY seq DESC LIMIT 1 OFFSET $2)",
-            )?,
             delete_history: client.prepare("DELETE FROM warm_history WHERE conversation = $1")?,
             delete: client.prepare("DELETE FROM conversations WHERE id = $1")?,
             meta: client.prepare(
@@ -117,7 +89,6 @@ impl Statements {
             notify: client.prepare(&format!(
                 "SELECT pg_notify('{UPDATES_CHANNEL}', id) FROM unnest($1::text[]) AS id"
             ))?,
-            ledger: client.prepare("UPDATE conversations SET ledger = $2 WHERE id = $1")?,
             run: RunStatements::prepare(client)?,
         })
     }
@@ -199,29 +170,12 @@ fn commit_batch(
         let mut tx = client.transaction()?;
         let mut run = WarmRun::default();
         for job in batch {
-            match job {
-                Job::Write(Write::Warm(record), _) => run.warm(record),
-                Job::Write(
-                    Write::Schedule {
-                        conversation,
-                        next_warm_at,
-                    },
-                    _,
-                ) => run.schedule(conversation, *next_warm_at),
-                Job::Write(
-                    Write::Ledger {
-                        conversation,
-                        ledger,
-                    },
-                    _,
-                ) => run.ledger(conversation, ledger),
-                Job::Write(write, _) => {
-                    if !run.is_empty() {
-                        run.apply(&mut tx, &statements.run, trims, history_cap)?;
-                    }
-                    apply(&mut tx, statements, write, history_cap)?;
+            let Job::Write(write, _) = job else { continue };
+            if !run.add(write) {
+                if !run.is_empty() {
+                    run.apply(&mut tx, &statements.run, trims, history_cap)?;
                 }
-                Job::Flush(_) | Job::Stop => {}
+                apply(&mut tx, statements, write, trims, history_cap)?;
             }
         }
         if !run.is_empty() {
@@ -242,7 +196,7 @@ fn commit_batch(
         let result = match job {
             Job::Write(write, _) => (|| {
                 let mut savepoint = tx.savepoint("write")?;
-                apply(&mut savepoint, statements, write, history_cap)?;
+                apply(&mut savepoint, statements, write, trims, history_cap)?;
                 savepoint.commit()
             })()
             .map_err(failed),
@@ -282,13 +236,21 @@ fn notify(tx: &mut Transaction<'_>, s: &Statements, batch: &[Job]) -> Result<(),
     Ok(())
 }
 
+/// Applies one write: warms, schedules and ledgers as a run of one (the
+/// one way they are written), the rest statement by statement.
 fn apply(
     tx: &mut Transaction<'_>,
     s: &Statements,
     write: &Write,
+    trims: &mut TrimClock,
     history_cap: i64,
 ) -> Result<(), postgres::Error> {
     match write {
+        Write::Warm(_) | Write::Schedule { .. } | Write::Ledger { .. } => {
+            let mut one = WarmRun::default();
+            one.add(write);
+            one.apply(tx, &s.run, trims, history_cap)?;
+        }
         Write::Settings {
             conversation,
             settings,
@@ -305,14 +267,6 @@ fn apply(
             conversation,
             template,
         } => store_template(tx, s, conversation.as_str(), template)?,
-        Write::Schedule {
-            conversation,
-            next_warm_at,
-        } => {
-            let at = next_warm_at.map(|t| ms(t.as_millis()));
-            tx.execute(&s.schedule, &[&conversation.as_str(), &at])?;
-        }
-        Write::Warm(record) => append_warm(tx, s, record, history_cap)?,
         Write::Rhythm {
             conversation,
             depth,
@@ -330,13 +284,6 @@ fn apply(
                     &ms(idle_since.as_millis()),
                 ],
             )?;
-        }
-        Write::Ledger {
-            conversation,
-            ledger,
-        } => {
-            let ledger = serde_json::to_string(ledger).unwrap_or_default();
-            tx.execute(&s.ledger, &[&conversation.as_str(), &ledger])?;
         }
         Write::Delete { conversation } => {
             let id = conversation.as_str();
@@ -411,50 +358,5 @@ fn store_template(
             &ms(summary.bytes),
         ],
     )?;
-    Ok(())
-}
-
-fn append_warm(
-    tx: &mut Transaction<'_>,
-    s: &Statements,
-    r: &WarmRecord,
-    history_cap: i64,
-) -> Result<(), postgres::Error> {
-    let id = r.conversation_id.as_str();
-    tx.execute(&s.touch, &[&id])?;
-    let usage = r.usage.unwrap_or_default();
-    let tokens = |n: u64| r.usage.map(|_| ms(n));
-    tx.execute(
-        &s.history,
-        &[
-            &id,
-            &ms(r.started_at.as_millis()),
-            &ms(r.finished_at.as_millis()),
-            &r.trigger.as_str(),
-            &r.outcome.as_str(),
-            &r.expired,
-            &tokens(usage.input_tokens),
-            &tokens(usage.cache_read_tokens),
-            &tokens(usage.cache_write_tokens),
-            &r.pct,
-            &r.expected_pct,
-            &r.backend.as_deref(),
-            &r.error.as_deref(),
-            &ms(r.due_at.as_millis()),
-            &r.kind.map(warming_core::WarmKind::as_str),
-            &tokens(usage.output_tokens),
-        ],
-    )?;
-    if r.trigger == WarmTrigger::Turn || r.outcome == WarmOutcome::Stopped {
-        // A turn's usage, or a policy's stop, is history only.
-    } else if r.outcome == WarmOutcome::Failed {
-        tx.execute(&s.failed, &[&id, &r.error.as_deref()])?;
-    } else {
-        tx.execute(
-            &s.warmed,
-            &[&id, &r.pct, &r.expected_pct, &ms(r.finished_at.as_millis())],
-        )?;
-    }
-    tx.execute(&s.trim, &[&id, &history_cap])?;
     Ok(())
 }
