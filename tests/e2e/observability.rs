@@ -42,12 +42,7 @@ async fn metrics_count_warms_tokens_subscribers_and_cost_at_list_prices() {
     // The user comes back after more than the TTL: the turn found the cache.
     service.turn_started("m").await;
 
-    let text = reqwest::get(service.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = service.metrics().await;
     assert!(
         metric(&text, "warming_warms_total{outcome=\"hit\"}").unwrap() >= 3.0,
         "{text}"
@@ -116,12 +111,7 @@ async fn metrics_count_warms_tokens_subscribers_and_cost_at_list_prices() {
     // Today's figures (what the dashboard's strip shows) are the same: all
     // of it happened today.
     eventually(5, "today's figures in /metrics", || async {
-        let text = reqwest::get(service.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = service.metrics().await;
         let today = |name| metric(&text, name).unwrap_or(0.0);
         ((today("warming_spent_today_dollars") - spent).abs() < 1e-9
             && (today("warming_saved_today_dollars") - avoided).abs() < 1e-9)
@@ -283,12 +273,7 @@ async fn a_self_hosted_engines_money_is_shown_in_engine_seconds() {
     let status = cli(&["status", "e"]);
     assert!(status.contains("of engine time"), "{status}");
     // `/metrics` labels the figures as an engine's and counts the prefill saved.
-    let text = reqwest::get(service.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = service.metrics().await;
     assert!(text.contains("price=\"engine\""), "{text}");
     assert!(metric(&text, "warming_prefill_seconds_avoided_total").unwrap() > 0.0);
 }

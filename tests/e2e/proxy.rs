@@ -770,12 +770,7 @@ async fn an_openai_responses_conversation_is_warmed_and_its_next_turn_reads_the_
     );
     // Counted as a returning turn that hit: the share the dashboard shows.
     let text = eventually(5, "the returning turn counted", || async {
-        let text = reqwest::get(service.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = service.metrics().await;
         text.contains("warming_returning_turns_total{outcome=\"hit\"} 1")
             .then_some(text)
     })

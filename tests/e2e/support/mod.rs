@@ -173,6 +173,12 @@ impl Service {
         self.child.wait().unwrap()
     }
 
+    /// The `/metrics` exposition, as Prometheus reads it.
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// Any request; answers the status and the JSON body (Null if none).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
