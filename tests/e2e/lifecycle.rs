@@ -22,7 +22,8 @@ async fn warming_is_off_until_the_user_opts_in() {
                "ledger": {"spentDollars": 0.0, "warmSeconds": 0.0, "missesAvoided": 0,
                           "savedDollars": 0.0, "savedPrefillSeconds": 0.0,
                           "spentTodayDollars": 0.0, "savedTodayDollars": 0.0, "day": 0},
-               "netDollars": 0.0, "priced": "estimate"})
+               "netDollars": 0.0, "priced": "estimate",
+               "turns": {"returning": 0, "hits": 0, "lastPct": null}})
     );
 
     // Reading it created nothing.

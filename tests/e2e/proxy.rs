@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use warming_testkit::{Standin, StandinOptions};
 
-use crate::support::{eventually, post_oversized, Service, TEST_KEY};
+use crate::support::{eventually, post_sized, Service, TEST_KEY};
 
 /// The key the SDK clients send; the daemon must keep it in memory only.
 const PROXY_KEY: &str = "sk-proxy-client-KEY-must-stay-in-memory";
@@ -331,8 +331,14 @@ async fn proxy_errors_are_clear_and_provider_errors_pass_through_unchanged() {
         "not_found"
     );
 
+    // Over Anthropic's documented 32 MB.
     assert_eq!(
-        post_oversized(service.addr, "/proxy/anthropic/v1/messages").await,
+        post_sized(
+            service.addr,
+            "/proxy/anthropic/v1/messages",
+            33 * 1024 * 1024
+        )
+        .await,
         413
     );
 
@@ -721,7 +727,8 @@ async fn an_openai_responses_conversation_is_warmed_and_its_next_turn_reads_the_
     let base = service.url("/proxy/openai/v1");
     let on = json!({"x-warming": "on", "x-warming-interval": "0.3"});
     let first = sdk_with_headers(&python, "openai", "responses", &base, Some("resp"), &on);
-    assert_eq!(first["stop"], "incomplete", "{first}");
+    // The model answered in full, under the SDK's 20-token bound.
+    assert_eq!(first["stop"], "completed", "{first}");
     eventually(5, "two warms", || async {
         (service.state("resp").await["warmCount"].as_u64() >= Some(2)).then_some(())
     })
@@ -784,5 +791,69 @@ async fn an_openai_responses_conversation_is_warmed_and_its_next_turn_reads_the_
     assert!(
         state["ledger"]["spentDollars"].as_f64() > Some(0.0),
         "{state}"
+    );
+}
+
+/// Posts `mb` megabytes through the proxy with Python's `urllib`.
+fn post_large(python: &PathBuf, url: &str, mb: f64, conversation: &str) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/large_body.py");
+    let output = Command::new(python)
+        .arg(script)
+        .args([url, &mb.to_string(), conversation])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "urllib: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+// Python blocks a worker while the stand-in answers on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_as_large_as_the_provider_takes_reach_it_and_larger_ones_get_a_readable_413() {
+    let Some(python) = python() else { return };
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // At the defaults: Anthropic's documented 32 MB.
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    let url = service.url("/proxy/anthropic/v1/messages");
+    let big = post_large(&python, &url, 20.0, "big");
+    assert_eq!(big["status"], 200, "{big}");
+    let seen = standin.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].body.len() > 20 * 1024 * 1024,
+        "the whole body arrived"
+    );
+    // The turn's template is kept like any other.
+    assert_eq!(service.state("big").await["known"], true);
+
+    // Over a configured limit: a 413 the client reads (not a reset).
+    let dir = tempfile::tempdir().unwrap();
+    let small = Service::start(dir.path(), &standin.url(), &["--proxy-max-body-mb", "8"]).await;
+    let refused = post_large(
+        &python,
+        &small.url("/proxy/anthropic/v1/messages"),
+        20.0,
+        "refused",
+    );
+    assert_eq!(refused["status"], 413, "{refused}");
+    assert_eq!(refused["body"]["error"]["code"], "payload_too_large");
+    let message = refused["body"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("8 MiB") && message.contains("--proxy-max-body-mb"),
+        "{message}"
+    );
+    assert_eq!(
+        standin.requests().len(),
+        1,
+        "nothing more reached the upstream"
+    );
+    assert_eq!(
+        small.state("refused").await["known"],
+        false,
+        "nothing changed"
     );
 }

@@ -126,6 +126,18 @@ fn countdown(v: &Value) -> String {
     }
 }
 
+/// How the returning turns found the cache: "3/4 hit" (hits of returning
+/// turns), or "-" before the first.
+fn turns_text(state: &Value) -> String {
+    let turns = &state["turns"];
+    match turns["returning"].as_u64() {
+        Some(returning) if returning > 0 => {
+            format!("{}/{returning} hit", turns["hits"].as_u64().unwrap_or(0))
+        }
+        _ => "-".into(),
+    }
+}
+
 fn on_off(state: &Value) -> &'static str {
     if state["enabled"] == true {
         "on"
@@ -161,6 +173,11 @@ fn status_text(state: &Value) -> String {
             pct(&state["lastExpectedPct"])
         ),
         format!("warms         {}", state["warmCount"]),
+        format!(
+            "turns         {} (last returning turn read {})",
+            turns_text(state),
+            pct(&state["turns"]["lastPct"])
+        ),
         format!("money         {}", money_text(state)),
         format!("policy        {}", state["policy"].as_str().unwrap_or("-")),
     ];
@@ -265,18 +282,19 @@ fn list_text(list: &Value) -> String {
         return "no conversations yet".into();
     }
     let mut out = format!(
-        "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>10}  {}\n",
-        "CONVERSATION", "WARM", "INTERVAL", "NEXT", "LAST HIT", "WARMS", "$ NET", "ERROR"
+        "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>9} {:>10}  {}\n",
+        "CONVERSATION", "WARM", "INTERVAL", "NEXT", "LAST HIT", "WARMS", "TURNS", "$ NET", "ERROR"
     );
     for s in rows {
         out.push_str(&format!(
-            "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>10}  {}\n",
+            "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>9} {:>10}  {}\n",
             s["conversationId"].as_str().unwrap_or("?"),
             on_off(&s),
             s["intervalMs"].as_u64().map_or("-".into(), format_duration),
             countdown(&s["nextWarmAt"]),
             pct(&s["lastPct"]),
             s["warmCount"],
+            turns_text(&s),
             net_text(&s),
             s["lastError"].as_str().unwrap_or(""),
         ));
@@ -290,16 +308,17 @@ fn history_text(history: &Value) -> String {
         return "no warms yet".into();
     }
     let mut out = format!(
-        "{:>12} {:<9} {:<8} {:>9} {:>8}  {}\n",
-        "WHEN", "TRIGGER", "OUTCOME", "HIT", "LATENCY", "ERROR"
+        "{:>12} {:<9} {:<8} {:>9} {:<16} {:>8}  {}\n",
+        "WHEN", "TRIGGER", "OUTCOME", "HIT", "REFRESHES", "LATENCY", "ERROR"
     );
     for h in rows {
         out.push_str(&format!(
-            "{:>12} {:<9} {:<8} {:>9} {:>8}  {}\n",
+            "{:>12} {:<9} {:<8} {:>9} {:<16} {:>8}  {}\n",
             ago(&h["finishedAt"]),
             h["trigger"].as_str().unwrap_or("?"),
             h["outcome"].as_str().unwrap_or("?"),
             pct(&h["pct"]),
+            h["refreshes"].as_str().unwrap_or("-"),
             h["latencyMs"]
                 .as_u64()
                 .map_or("-".into(), |ms| format!("{ms}ms")),

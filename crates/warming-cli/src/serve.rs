@@ -112,7 +112,8 @@ pub struct ServeArgs {
     #[arg(long, env = "WARMING_MAX_SPEND_PER_CONVERSATION_DAY")]
     pub max_spend_per_conversation_day: Option<f64>,
     /// Request headers naming a proxied conversation when x-conversation-id
-    /// is absent, first present wins (comma-separated) [default: x-session-id].
+    /// is absent, first present wins (comma-separated); replaces the default
+    /// list [default: x-session-id,x-claude-code-session-id,session-id].
     #[arg(long, env = "WARMING_SESSION_HEADERS", value_delimiter = ',')]
     pub session_headers: Option<Vec<String>>,
     /// Longest a warm may take, ms [default: 30000].
@@ -137,6 +138,10 @@ pub struct ServeArgs {
     /// a JSON 504 [default: 300000].
     #[arg(long, env = "WARMING_PROXY_FIRST_BYTE_TIMEOUT_MS")]
     pub proxy_first_byte_timeout_ms: Option<u64>,
+    /// Largest request body the proxy forwards, MiB [default: each
+    /// provider's documented limit: Anthropic 32, OpenAI 50].
+    #[arg(long, env = "WARMING_PROXY_MAX_BODY_MB")]
+    pub proxy_max_body_mb: Option<usize>,
     /// A conversation with warming off and no input for this long leaves
     /// memory; it stays on disk and comes back on its next call (4m30s,
     /// 1h, plain seconds; 0 = never) [default: 1h].
@@ -228,6 +233,8 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     #[serde(alias = "proxy_first_byte_timeout_ms")]
     proxy_first_byte_timeout_ms: Option<u64>,
+    #[serde(alias = "proxy_max_body_mb")]
+    proxy_max_body_mb: Option<usize>,
     #[serde(alias = "max_connections")]
     max_connections: Option<usize>,
     #[serde(alias = "lease_ms")]
@@ -465,6 +472,12 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(ms) = args.shutdown_grace_ms.or(file.shutdown_grace_ms) {
         config.shutdown_grace = Duration::from_millis(ms);
+    }
+    if let Some(mb) = args.proxy_max_body_mb.or(file.proxy_max_body_mb) {
+        if mb == 0 || mb > 1024 {
+            return Err("proxy-max-body-mb must be between 1 and 1024".into());
+        }
+        config.proxy_max_body_bytes = Some(mb * 1024 * 1024);
     }
     if let Some(ms) = args
         .proxy_first_byte_timeout_ms

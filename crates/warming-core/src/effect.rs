@@ -101,8 +101,10 @@ pub enum WarmKind {
     /// bounded just above the thinking budget: everything stays cached, at
     /// the price of the thinking tokens.
     ThinkingKept,
-    /// Tools and system only, without the thinking parameters: the messages'
-    /// cache entries (keyed by those parameters) are left to expire.
+    /// Tools and system only, without the thinking parameters and the
+    /// messages' breakpoints: the messages' cache entries (keyed by those
+    /// parameters) are left to expire, and no entry a turn never reads is
+    /// written.
     PrefixOnly,
     /// The prefix with the fewest output tokens the API accepts (OpenAI
     /// Responses: 16).
@@ -110,6 +112,23 @@ pub enum WarmKind {
 }
 
 impl WarmKind {
+    /// What of the next turn's prefix a warm of this kind keeps cached.
+    ///
+    /// ```
+    /// use warming_core::{Refreshes, WarmKind};
+    /// assert_eq!(WarmKind::ThinkingKept.refreshes(), Refreshes::WholePrefix);
+    /// assert_eq!(WarmKind::PrefixOnly.refreshes(), Refreshes::SystemAndTools);
+    /// ```
+    #[must_use]
+    pub const fn refreshes(self) -> Refreshes {
+        match self {
+            Self::PrefixOnly => Refreshes::SystemAndTools,
+            Self::ZeroOutput | Self::OneToken | Self::ThinkingKept | Self::MinimumOutput => {
+                Refreshes::WholePrefix
+            }
+        }
+    }
+
     /// The kind's stable name.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -135,6 +154,20 @@ impl WarmKind {
         .into_iter()
         .find(|k| k.as_str() == name)
     }
+}
+
+/// What of the next turn's prefix a warm keeps cached: a warm whose request
+/// differs from the turn's in something that keys the cache reads and
+/// refreshes only the entries both share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Refreshes {
+    /// Everything the next turn reads (its request, output bounded).
+    WholePrefix,
+    /// Tools and system only: the messages' entries expire, and the next
+    /// turn after a long gap re-writes them.
+    SystemAndTools,
 }
 
 /// How a warm ended.
@@ -212,9 +245,22 @@ pub struct WarmRecord {
     pub error: Option<Arc<str>>,
     /// Which request was sent, when it answered.
     pub kind: Option<WarmKind>,
+    /// What of the next turn's prefix it kept cached (from `kind`): its
+    /// `pct` is of what it read, which for `system-and-tools` is all the
+    /// next turn will find.
+    #[serde(default)]
+    pub refreshes: Option<Refreshes>,
 }
 
 impl WarmRecord {
+    /// The same record, naming the request that was sent.
+    #[must_use]
+    pub fn with_kind(mut self, kind: Option<WarmKind>) -> Self {
+        self.kind = kind;
+        self.refreshes = kind.map(WarmKind::refreshes);
+        self
+    }
+
     /// The record of a request that answered with `usage`: its outcome and
     /// figures all follow from the usage.
     #[must_use]
@@ -247,6 +293,7 @@ impl WarmRecord {
             backend,
             error: None,
             kind: None,
+            refreshes: None,
         }
     }
 
@@ -275,6 +322,7 @@ impl WarmRecord {
             backend,
             error: Some(error),
             kind: None,
+            refreshes: None,
         }
     }
 

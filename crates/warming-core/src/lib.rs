@@ -47,7 +47,8 @@ mod usage;
 
 pub use cache_minimum::{minimum_cacheable_tokens, MINIMUM_CACHEABLE_TOKENS};
 pub use effect::{
-    Effect, PersistId, WarmKind, WarmOutcome, WarmRecord, WarmRequest, WarmToken, WarmTrigger,
+    Effect, PersistId, Refreshes, WarmKind, WarmOutcome, WarmRecord, WarmRequest, WarmToken,
+    WarmTrigger,
 };
 pub use engine::{
     Config, ListFilter, Restored, WarmFailure, WarmNowError, WarmReply, WarmStats, Warmer,
@@ -62,7 +63,7 @@ pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{
     IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,
 };
-pub use state::ConversationState;
+pub use state::{ConversationState, TurnReads};
 pub use template::{rough_tokens, strip_credentials, PromptParts, Template, TemplateSummary};
 pub use time::Timestamp;
 pub use usage::Usage;

@@ -61,9 +61,43 @@ pub struct ConversationState {
     /// programs branch on it instead of parsing the words.
     #[serde(rename = "stop", default)]
     pub stopped: Option<crate::StopReason>,
+    /// How its returning turns found the cache (an extension).
+    #[serde(default)]
+    pub turns: TurnReads,
 }
 
 /// A state from before `known` existed described a known conversation.
 const fn known_by_default() -> bool {
     true
+}
+
+/// How a conversation's returning turns found the cache: its real turns
+/// after the first, as seen through the proxy since the service started.
+/// Beside the warms' own hit %, it shows whether warms that "hit" kept what
+/// the turns read.
+///
+/// ```
+/// use warming_core::TurnReads;
+/// let reads = TurnReads { returning: 4, hits: 3, last_pct: Some(97.5) };
+/// assert_eq!(reads.hit_share_pct(), Some(75.0));
+/// assert_eq!(TurnReads::default().hit_share_pct(), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TurnReads {
+    /// Returning turns seen.
+    pub returning: u64,
+    /// Those that read the cache (outcome `hit`).
+    pub hits: u64,
+    /// Cache-read share of the last returning turn's prompt, in percent.
+    pub last_pct: Option<f64>,
+}
+
+impl TurnReads {
+    /// The share of returning turns that read the cache, in percent; `None`
+    /// before the first.
+    #[must_use]
+    pub fn hit_share_pct(&self) -> Option<f64> {
+        (self.returning > 0).then(|| self.hits as f64 * 100.0 / self.returning as f64)
+    }
 }

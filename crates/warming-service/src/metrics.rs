@@ -336,6 +336,7 @@ mod tests {
             backend: Some(Arc::from("b")),
             error: None,
             kind: None,
+            refreshes: None,
         }
     }
 

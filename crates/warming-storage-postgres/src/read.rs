@@ -198,6 +198,10 @@ fn history(
                 backend: row.get::<_, Option<String>>(10).map(Arc::from),
                 error: row.get::<_, Option<String>>(11).map(Arc::from),
                 kind: row.get::<_, Option<&str>>(13).and_then(WarmKind::parse),
+                refreshes: row
+                    .get::<_, Option<&str>>(13)
+                    .and_then(WarmKind::parse)
+                    .map(WarmKind::refreshes),
             }
         })
         .collect())

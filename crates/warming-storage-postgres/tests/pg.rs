@@ -223,6 +223,7 @@ fn history_is_capped_newest_first_and_goes_with_its_conversation() {
             backend: Some(Arc::from("b")),
             error: None,
             kind: None,
+            refreshes: None,
         };
         store.submit_behind(Write::Warm(record));
     }
@@ -264,6 +265,7 @@ fn record(conversation: &str, at: u64, trigger: WarmTrigger, outcome: WarmOutcom
         backend: Some(Arc::from("b")),
         error: failed.then(|| Arc::from(format!("failure at {at}").as_str())),
         kind: None,
+        refreshes: None,
     }
 }
 

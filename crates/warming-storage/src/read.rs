@@ -152,6 +152,10 @@ pub(crate) fn history(
             backend: row.get::<_, Option<String>>(10)?.map(Arc::from),
             error: row.get::<_, Option<String>>(11)?.map(Arc::from),
             kind: kind.as_deref().and_then(WarmKind::parse),
+            refreshes: kind
+                .as_deref()
+                .and_then(WarmKind::parse)
+                .map(WarmKind::refreshes),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

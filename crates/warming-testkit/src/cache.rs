@@ -1,24 +1,45 @@
 //! The stand-in's prefix cache: what a provider really has cached, with a TTL
 //! that restarts on every read.
+//!
+//! A prompt is cut into blocks, and a cache entry is the hash of every block
+//! up to one of them. Which entries a request writes and where it looks for
+//! them follow each provider's documentation:
+//! - Anthropic "Prompt caching": the prefix is `tools`, `system`, then
+//!   `messages`, in that order; an entry is written at each `cache_control`
+//!   breakpoint (or at the last block, for a request-level `cache_control`);
+//!   a lookup at a breakpoint also checks the block boundaries before it, up
+//!   to 20 blocks back, and the longest match is read; every use refreshes
+//!   the entry's TTL. Changing the thinking parameters invalidates the
+//!   entries of messages, while tools and system stay cached ("Prompt
+//!   caching", what invalidates the cache), so message entries are keyed by
+//!   them. The cache sees the prompt, not the JSON: a string `content` is
+//!   one text block, and `cache_control` marks where to write without being
+//!   part of what is written.
+//! - OpenAI "Prompt caching": every prefix is cached automatically, so every
+//!   block boundary is an entry.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
-/// One prompt cut into cacheable segments (tools, system, each message).
+/// How many blocks before a breakpoint Anthropic's lookup checks.
+pub const ANTHROPIC_LOOKBACK_BLOCKS: usize = 20;
+
+/// One prompt cut into cacheable blocks.
 #[derive(Debug)]
 pub struct Prompt {
-    /// Hash of the prefix ending with each segment.
+    /// Hash of the prefix ending with each block.
     prefix_hashes: Vec<u64>,
-    /// Tokens of the prefix ending with each segment.
+    /// Tokens of the prefix ending with each block.
     prefix_tokens: Vec<u64>,
-    /// Number of segments a cache may store (up to the last breakpoint for
-    /// Anthropic, everything for OpenAI).
-    cacheable: usize,
+    /// The blocks where the request writes an entry, ascending.
+    breakpoints: Vec<usize>,
+    /// How many blocks before a breakpoint a lookup also checks.
+    lookback: usize,
 }
 
 /// Rough token count of a JSON fragment: 4 bytes a token.
@@ -26,106 +47,166 @@ fn tokens(v: &Value) -> u64 {
     (v.to_string().len() as u64).div_ceil(4).max(1)
 }
 
-impl Prompt {
-    /// Cuts a prompt; `keyed_from` is the first segment whose cache entry
-    /// (and every later one) is also keyed by `key`.
-    fn from_segments(
-        model: &str,
-        segments: &[Value],
-        cacheable: usize,
-        (keyed_from, key): (usize, &str),
-    ) -> Self {
+/// One block as the model sees it: `cache_control` removed, a string as
+/// one text block.
+fn normalized(block: &Value) -> Value {
+    match block {
+        Value::String(text) => json!({"type": "text", "text": text}),
+        Value::Object(map) => {
+            let mut map = map.clone();
+            map.remove("cache_control");
+            Value::Object(map)
+        }
+        other => other.clone(),
+    }
+}
+
+/// The blocks of a `system` or `content` value: a string is one block.
+fn blocks(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    }
+}
+
+fn marked(block: &Value) -> bool {
+    block.get("cache_control").is_some()
+}
+
+/// Blocks cut from a prompt, before hashing.
+#[derive(Default)]
+struct Cutter {
+    hasher: Option<DefaultHasher>,
+    hashes: Vec<u64>,
+    tokens: Vec<u64>,
+    total: u64,
+    breakpoints: Vec<usize>,
+}
+
+impl Cutter {
+    fn new(model: &str) -> Self {
         let mut hasher = DefaultHasher::new();
         model.hash(&mut hasher);
-        let mut total = 0;
-        let mut prefix_hashes = Vec::with_capacity(segments.len());
-        let mut prefix_tokens = Vec::with_capacity(segments.len());
-        for (i, segment) in segments.iter().enumerate() {
-            if i == keyed_from {
-                key.hash(&mut hasher);
-            }
-            segment.to_string().hash(&mut hasher);
-            total += tokens(segment);
-            prefix_hashes.push(hasher.finish());
-            prefix_tokens.push(total);
-        }
         Self {
-            prefix_hashes,
-            prefix_tokens,
-            cacheable,
+            hasher: Some(hasher),
+            ..Self::default()
         }
     }
 
-    /// An Anthropic Messages body: cacheable up to its last `cache_control`;
-    /// the entries of messages are keyed by the thinking parameters too.
+    /// Mixes something into every later prefix without adding a block (a
+    /// role boundary, the thinking parameters).
+    fn key(&mut self, key: &str) {
+        if let Some(h) = self.hasher.as_mut() {
+            key.hash(h);
+        }
+    }
+
+    fn push(&mut self, block: &Value, breakpoint: bool) {
+        let block = normalized(block);
+        if let Some(h) = self.hasher.as_mut() {
+            block.to_string().hash(h);
+            self.hashes.push(h.finish());
+        }
+        self.total += tokens(&block);
+        self.tokens.push(self.total);
+        if breakpoint {
+            self.breakpoints.push(self.hashes.len() - 1);
+        }
+    }
+
+    fn finish(self, lookback: usize) -> Prompt {
+        Prompt {
+            prefix_hashes: self.hashes,
+            prefix_tokens: self.tokens,
+            breakpoints: self.breakpoints,
+            lookback,
+        }
+    }
+}
+
+impl Prompt {
+    /// An Anthropic Messages body (see the module's rules).
     #[must_use]
     pub fn anthropic(body: &Value) -> Self {
         let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-        let mut segments = Vec::new();
-        for key in ["tools", "system"] {
-            if let Some(v) = body.get(key) {
-                segments.push(v.clone());
+        let mut cut = Cutter::new(model);
+        if let Some(Value::Array(tools)) = body.get("tools") {
+            for tool in tools {
+                cut.push(tool, marked(tool));
             }
         }
-        let first_message = segments.len();
-        if let Some(Value::Array(messages)) = body.get("messages") {
-            segments.extend(messages.iter().cloned());
+        if let Some(system) = body.get("system") {
+            cut.key("system");
+            for block in blocks(system) {
+                cut.push(block, marked(block));
+            }
         }
-        let cacheable = segments
-            .iter()
-            .rposition(|s| s.to_string().contains("\"cache_control\""))
-            .map_or(0, |i| i + 1);
-        let thinking = crate::rules::thinking_key(body);
-        Self::from_segments(model, &segments, cacheable, (first_message, &thinking))
+        cut.key(&crate::rules::thinking_key(body));
+        if let Some(Value::Array(messages)) = body.get("messages") {
+            for message in messages {
+                cut.key(message.get("role").and_then(Value::as_str).unwrap_or(""));
+                if let Some(content) = message.get("content") {
+                    for block in blocks(content) {
+                        cut.push(block, marked(block));
+                    }
+                }
+            }
+        }
+        // A request-level `cache_control` writes at the last block.
+        if body.get("cache_control").is_some() && !cut.hashes.is_empty() {
+            let last = cut.hashes.len() - 1;
+            if cut.breakpoints.last() != Some(&last) {
+                cut.breakpoints.push(last);
+            }
+        }
+        cut.finish(ANTHROPIC_LOOKBACK_BLOCKS)
     }
 
-    /// An OpenAI Chat body: every prefix is cached automatically.
+    /// Every block of `items` a cached prefix (OpenAI).
+    fn every_prefix(model: &str, items: &[&Value]) -> Self {
+        let mut cut = Cutter::new(model);
+        for item in items {
+            cut.push(item, true);
+        }
+        cut.finish(0)
+    }
+
+    /// An OpenAI Chat body: `tools`, then each message; every prefix is
+    /// cached automatically.
     #[must_use]
     pub fn openai(body: &Value) -> Self {
         let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-        let mut segments = Vec::new();
-        if let Some(v) = body.get("tools") {
-            segments.push(v.clone());
-        }
+        let mut items: Vec<&Value> = body.get("tools").into_iter().collect();
         if let Some(Value::Array(messages)) = body.get("messages") {
-            segments.extend(messages.iter().cloned());
+            items.extend(messages);
         }
-        let cacheable = segments.len();
-        Self::from_segments(model, &segments, cacheable, (usize::MAX, ""))
+        Self::every_prefix(model, &items)
     }
 
-    /// An OpenAI Responses body: `tools`, `instructions`, then each item
-    /// of `input` (one string is one item), every prefix cached.
+    /// An OpenAI Responses body: `tools`, `instructions`, then each item of
+    /// `input` (one string is one item), every prefix cached.
     #[must_use]
     pub fn responses(body: &Value) -> Self {
         let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-        let mut segments = Vec::new();
-        for key in ["tools", "instructions"] {
-            if let Some(v) = body.get(key) {
-                segments.push(v.clone());
-            }
-        }
+        let mut items: Vec<&Value> = ["tools", "instructions"]
+            .iter()
+            .filter_map(|k| body.get(*k))
+            .collect();
         match body.get("input") {
-            Some(Value::Array(items)) => segments.extend(items.iter().cloned()),
-            Some(text @ Value::String(_)) => segments.push(text.clone()),
+            Some(Value::Array(input)) => items.extend(input),
+            Some(text @ Value::String(_)) => items.push(text),
             _ => {}
         }
-        let cacheable = segments.len();
-        Self::from_segments(model, &segments, cacheable, (usize::MAX, ""))
+        Self::every_prefix(model, &items)
     }
 
-    /// The same prompt, cached only if its cacheable prefix reaches
-    /// `minimum` tokens (the providers' minimum cacheable length: shorter
-    /// prefixes are answered but never cached).
+    /// The same prompt with no entry shorter than `minimum` tokens (the
+    /// providers' minimum cacheable length: shorter prefixes are answered
+    /// but never cached).
     #[must_use]
     pub fn with_minimum(mut self, minimum: u64) -> Self {
-        let cacheable_tokens = self
-            .cacheable
-            .checked_sub(1)
-            .map_or(0, |i| self.prefix_tokens[i]);
-        if cacheable_tokens < minimum {
-            self.cacheable = 0;
-        }
+        let tokens = &self.prefix_tokens;
+        self.breakpoints.retain(|&b| tokens[b] >= minimum);
         self
     }
 
@@ -133,6 +214,13 @@ impl Prompt {
     #[must_use]
     pub fn total_tokens(&self) -> u64 {
         self.prefix_tokens.last().copied().unwrap_or(0)
+    }
+
+    /// Tokens up to the last entry the request writes.
+    fn cacheable_tokens(&self) -> u64 {
+        self.breakpoints
+            .last()
+            .map_or(0, |&b| self.prefix_tokens[b])
     }
 }
 
@@ -164,26 +252,30 @@ impl PrefixCache {
         }
     }
 
-    /// Serves one request at `now`: reads the longest live cached prefix,
-    /// refreshes what it read, writes the rest of the cacheable part.
+    /// Serves one request at `now`: reads the longest live entry any of its
+    /// lookups finds, refreshes it, and writes an entry at each breakpoint.
     pub fn serve(&mut self, prompt: &Prompt, now: Instant) -> CacheOutcome {
         self.entries.retain(|_, expiry| *expiry > now);
-        let hit = (0..prompt.cacheable)
-            .rev()
-            .find(|&i| self.entries.contains_key(&prompt.prefix_hashes[i]));
+        let hit = prompt
+            .breakpoints
+            .iter()
+            .filter_map(|&b| {
+                (b.saturating_sub(prompt.lookback)..=b)
+                    .rev()
+                    .find(|&i| self.entries.contains_key(&prompt.prefix_hashes[i]))
+            })
+            .max();
         let read = hit.map_or(0, |i| prompt.prefix_tokens[i]);
-        let cacheable_tokens = prompt
-            .cacheable
-            .checked_sub(1)
-            .map_or(0, |i| prompt.prefix_tokens[i]);
         let expiry = now + self.ttl;
-        for hash in &prompt.prefix_hashes[..prompt.cacheable] {
-            self.entries.insert(*hash, expiry);
+        let written_at = prompt.breakpoints.iter().copied();
+        for i in hit.into_iter().chain(written_at) {
+            self.entries.insert(prompt.prefix_hashes[i], expiry);
         }
+        let cacheable = prompt.cacheable_tokens().max(read);
         CacheOutcome {
             read,
-            written: cacheable_tokens - read,
-            uncached: prompt.total_tokens() - cacheable_tokens,
+            written: cacheable - read,
+            uncached: prompt.total_tokens() - cacheable,
         }
     }
 }
@@ -204,6 +296,16 @@ mod tests {
         json!({"model": "m", "system": "You are terse.", "messages": messages})
     }
 
+    fn next_turn(mut body: Value) -> Value {
+        let messages = body["messages"].as_array_mut().unwrap();
+        // The client moves its breakpoint to the new last message.
+        let last = messages.last_mut().unwrap();
+        last["content"] = json!("last");
+        messages.push(json!({"role": "assistant", "content": "x"}));
+        messages.push(json!({"role": "user", "content": [{"type": "text", "text": "y", "cache_control": {"type": "ephemeral"}}]}));
+        body
+    }
+
     #[test]
     fn hits_within_the_ttl_and_misses_after() {
         let mut cache = PrefixCache::new(Duration::from_secs(2));
@@ -222,20 +324,61 @@ mod tests {
     }
 
     #[test]
-    fn a_longer_conversation_reads_its_cached_prefix() {
+    fn the_next_turn_reads_the_entry_written_at_the_moved_breakpoint() {
+        // Anthropic "Prompt caching": the lookup at the new breakpoint
+        // checks earlier block boundaries; `cache_control` moving off a
+        // block and a string standing for one text block change nothing.
         let mut cache = PrefixCache::new(Duration::from_secs(60));
         let now = Instant::now();
         let short = Prompt::anthropic(&body(3));
         cache.serve(&short, now);
-        let mut longer = body(3);
-        longer["messages"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"role": "assistant", "content": "x"}));
-        longer["messages"].as_array_mut().unwrap().push(json!({"role": "user", "content": [{"type": "text", "text": "y", "cache_control": {"type": "ephemeral"}}]}));
-        let outcome = cache.serve(&Prompt::anthropic(&longer), now);
+        let outcome = cache.serve(&Prompt::anthropic(&next_turn(body(3))), now);
         assert_eq!(outcome.read, short.total_tokens());
         assert!(outcome.written > 0);
+    }
+
+    #[test]
+    fn a_lookup_reaches_back_twenty_blocks_and_no_further() {
+        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let first = body(1);
+        cache.serve(&Prompt::anthropic(&first), now);
+        let grown = |extra: usize| {
+            let mut b = first.clone();
+            b["messages"][0]["content"] = json!("last");
+            let content: Vec<Value> = (0..extra)
+                .map(|i| json!({"type": "text", "text": format!("block {i}")}))
+                .chain([
+                    json!({"type": "text", "text": "end", "cache_control": {"type": "ephemeral"}}),
+                ])
+                .collect();
+            b["messages"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"role": "assistant", "content": content}));
+            b
+        };
+        // The old entry is 20 blocks before the new breakpoint: found.
+        assert!(cache.serve(&Prompt::anthropic(&grown(19)), now).read > 0);
+        // 21 blocks before it: not found.
+        assert_eq!(cache.serve(&Prompt::anthropic(&grown(20)), now).read, 0);
+    }
+
+    #[test]
+    fn message_entries_are_keyed_by_the_thinking_parameters() {
+        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let mut thinking = body(3);
+        thinking["system"] = json!([{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]);
+        thinking["thinking"] = json!({"type": "adaptive"});
+        let system_only = Prompt::anthropic(&thinking).prefix_tokens[0];
+        cache.serve(&Prompt::anthropic(&thinking), now);
+        let mut plain = thinking.clone();
+        plain.as_object_mut().unwrap().remove("thinking");
+        let other = cache.serve(&Prompt::anthropic(&plain), now);
+        assert_eq!(other.read, system_only, "only the system entry is shared");
+        let same = cache.serve(&Prompt::anthropic(&thinking), now);
+        assert_eq!(same.read, Prompt::anthropic(&thinking).total_tokens());
     }
 
     #[test]
@@ -248,5 +391,22 @@ mod tests {
         let again = cache.serve(&prompt, now);
         assert_eq!((again.read, again.written), (0, 0));
         assert_eq!(again.uncached, prompt.total_tokens());
+        // A request-level `cache_control` caches the whole prompt.
+        let mut auto = plain.clone();
+        auto["cache_control"] = json!({"type": "ephemeral"});
+        cache.serve(&Prompt::anthropic(&auto), now);
+        let hit = cache.serve(&Prompt::anthropic(&auto), now);
+        assert_eq!(hit.read, prompt.total_tokens());
+    }
+
+    #[test]
+    fn openai_reads_the_longest_shared_prefix() {
+        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let a = json!({"model": "g", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}]});
+        let b = json!({"model": "g", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "b"}]});
+        cache.serve(&Prompt::openai(&a), now);
+        let outcome = cache.serve(&Prompt::openai(&b), now);
+        assert_eq!(outcome.read, Prompt::openai(&a).prefix_tokens[0]);
     }
 }

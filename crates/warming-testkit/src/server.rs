@@ -34,9 +34,14 @@ pub struct StandinOptions {
     /// 401 in the provider's error shape, as the real APIs do.
     pub require_key: bool,
     /// The shortest prefix cached, in tokens; `None` for each model's own
-    /// (`warming_core::MINIMUM_CACHEABLE_TOKENS`: 1 024 to 4 096 for real
-    /// model names, none for test names like `claude-test`).
+    /// as the providers document it ([`crate::rules::MINIMUM_CACHEABLE`]:
+    /// 1 024 to 4 096 for real model names, none for test names like
+    /// `claude-test`).
     pub min_cacheable_tokens: Option<u64>,
+    /// How many words the model's reply has when its output bound does not
+    /// cut it short: it then ends its turn (`end_turn`, `stop`,
+    /// `completed`), as a real model answering an agent does.
+    pub reply_words: u64,
 }
 
 impl Default for StandinOptions {
@@ -48,6 +53,7 @@ impl Default for StandinOptions {
             chunk_delay: Duration::ZERO,
             require_key: false,
             min_cacheable_tokens: None,
+            reply_words: 6,
         }
     }
 }
@@ -143,6 +149,11 @@ impl Standin {
             .route("/v1/responses", post(responses))
             .route("/_standin/requests", get(requests))
             .route("/_standin/fail", post(fail))
+            // Room for the largest body any API takes, so the handler
+            // answers an oversized one as its provider does.
+            .layer(axum::extract::DefaultBodyLimit::max(
+                crate::rules::OPENAI_MAX_REQUEST_BYTES + 1024 * 1024,
+            ))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -291,6 +302,18 @@ enum Rejection {
 }
 
 async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Response {
+    let limit = match api {
+        Api::Anthropic => crate::rules::ANTHROPIC_MAX_REQUEST_BYTES,
+        Api::OpenAi | Api::Responses => crate::rules::OPENAI_MAX_REQUEST_BYTES,
+    };
+    if raw.len() > limit {
+        return error(
+            api,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        );
+    }
     let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
     let mut seen = SeenRequest::new(api, &headers, &body, &raw);
     let max_tokens = match admit(&s, api, &body, &seen) {
@@ -310,7 +333,7 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
     let minimum = s
         .options
         .min_cacheable_tokens
-        .unwrap_or_else(|| warming_core::minimum_cacheable_tokens(model_name, &[]));
+        .unwrap_or_else(|| crate::rules::minimum_cacheable_tokens(model_name));
     let prompt = match api {
         Api::Anthropic => Prompt::anthropic(&body),
         Api::OpenAi => Prompt::openai(&body),
@@ -423,6 +446,45 @@ fn injected(api: Api, fault: Fault) -> Rejection {
     }
 }
 
+/// The model's reply: its words, and whether the output bound cut it short.
+struct Reply {
+    words: Vec<String>,
+    truncated: bool,
+}
+
+impl Reply {
+    /// `natural` words, cut at `max_tokens` (one word a token).
+    fn new(natural: u64, max_tokens: u64) -> Self {
+        let n = natural.min(max_tokens).min(10_000);
+        Self {
+            words: (0..n).map(|i| format!("w{i} ")).collect(),
+            truncated: max_tokens < natural,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.words.concat()
+    }
+
+    /// Anthropic's `stop_reason`.
+    fn stop_reason(&self) -> &'static str {
+        if self.truncated {
+            "max_tokens"
+        } else {
+            "end_turn"
+        }
+    }
+
+    /// OpenAI Chat's `finish_reason`.
+    fn finish_reason(&self) -> &'static str {
+        if self.truncated {
+            "length"
+        } else {
+            "stop"
+        }
+    }
+}
+
 /// The model's answer, whole or streamed, with the cache's usage.
 fn answer(s: &Shared, api: Api, body: &Value, outcome: CacheOutcome, max_tokens: u64) -> Response {
     let model = body
@@ -430,7 +492,7 @@ fn answer(s: &Shared, api: Api, body: &Value, outcome: CacheOutcome, max_tokens:
         .and_then(Value::as_str)
         .unwrap_or("standin")
         .to_owned();
-    let words = reply_words(max_tokens);
+    let reply = Reply::new(s.options.reply_words, max_tokens);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body
         .pointer("/stream_options/include_usage")
@@ -441,24 +503,17 @@ fn answer(s: &Shared, api: Api, body: &Value, outcome: CacheOutcome, max_tokens:
             api,
             model,
             outcome,
-            words,
+            reply,
             include_usage,
             s.options.chunk_delay,
         )
     } else {
-        Json(whole(api, &model, outcome, &words)).into_response()
+        Json(whole(api, &model, outcome, &reply)).into_response()
     };
     if let Ok(v) = HeaderValue::from_str(&s.options.backend_id) {
         response.headers_mut().insert("x-backend-id", v);
     }
     response
-}
-
-/// The reply: one word per output token, at most 1000.
-fn reply_words(max_tokens: u64) -> Vec<String> {
-    (0..max_tokens.min(1000))
-        .map(|i| format!("w{i} "))
-        .collect()
 }
 
 fn anthropic_usage(outcome: CacheOutcome, output: usize) -> Value {
@@ -491,38 +546,61 @@ fn responses_usage(outcome: CacheOutcome, output: usize) -> Value {
     })
 }
 
-fn whole(api: Api, model: &str, outcome: CacheOutcome, words: &[String]) -> Value {
-    let text: String = words.concat();
+/// OpenAI Responses' message item, `done` or still being written.
+fn responses_item(reply: &Reply, done: bool) -> Value {
+    let status = match (done, reply.truncated) {
+        (false, _) => "in_progress",
+        (true, true) => "incomplete",
+        (true, false) => "completed",
+    };
+    let content = if done {
+        json!([{"type": "output_text", "text": reply.text(), "annotations": []}])
+    } else {
+        json!([])
+    };
+    json!({"type": "message", "id": "msg_standin", "status": status, "role": "assistant",
+        "content": content})
+}
+
+fn whole(api: Api, model: &str, outcome: CacheOutcome, reply: &Reply) -> Value {
+    let text = reply.text();
+    let output = reply.words.len();
     match api {
-        Api::Responses => json!({
-            "id": "resp_standin",
-            "object": "response",
-            "created_at": 1_700_000_000,
-            "status": "incomplete",
-            "incomplete_details": {"reason": "max_output_tokens"},
-            "model": model,
-            "output": [{"type": "message", "id": "msg_standin", "status": "incomplete",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}]}],
-            "usage": responses_usage(outcome, words.len()),
-        }),
+        Api::Responses => {
+            let (status, details) = if reply.truncated {
+                ("incomplete", json!({"reason": "max_output_tokens"}))
+            } else {
+                ("completed", Value::Null)
+            };
+            json!({
+                "id": "resp_standin",
+                "object": "response",
+                "created_at": 1_700_000_000,
+                "status": status,
+                "incomplete_details": details,
+                "model": model,
+                "output": [responses_item(reply, true)],
+                "usage": responses_usage(outcome, output),
+            })
+        }
         Api::Anthropic => json!({
             "id": "msg_standin",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": if words.is_empty() { json!([]) } else { json!([{"type": "text", "text": text}]) },
-            "stop_reason": "max_tokens",
+            "content": if text.is_empty() { json!([]) } else { json!([{"type": "text", "text": text}]) },
+            "stop_reason": reply.stop_reason(),
             "stop_sequence": null,
-            "usage": anthropic_usage(outcome, words.len()),
+            "usage": anthropic_usage(outcome, output),
         }),
         Api::OpenAi => json!({
             "id": "chatcmpl-standin",
             "object": "chat.completion",
             "created": 1_700_000_000,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
-            "usage": openai_usage(outcome, words.len()),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                "finish_reason": reply.finish_reason()}],
+            "usage": openai_usage(outcome, output),
         }),
     }
 }
@@ -534,18 +612,87 @@ fn event(name: Option<&str>, data: &Value) -> String {
     }
 }
 
+/// The events of a Responses stream, in the order the API sends them
+/// (OpenAI "Streaming API responses"): the response created, the message
+/// item and its text part added, the text deltas, the part and item done,
+/// and the response completed with its usage.
+fn responses_events(model: &str, outcome: CacheOutcome, reply: &Reply) -> [Vec<String>; 3] {
+    let mut seq = 0_u64;
+    let mut next = |name: &str, mut data: Value| {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(seq);
+        seq += 1;
+        event(Some(name), &data)
+    };
+    let text_part = |text: String| json!({"type": "output_text", "text": text, "annotations": []});
+    let at = json!({"item_id": "msg_standin", "output_index": 0, "content_index": 0});
+    let with = |mut base: Value, extra: Value| {
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        base
+    };
+    let created = json!({"id": "resp_standin", "object": "response", "status": "in_progress",
+        "model": model, "output": []});
+    let head = vec![
+        next("response.created", json!({"response": created})),
+        next("response.in_progress", json!({"response": created})),
+        next(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": responses_item(reply, false)}),
+        ),
+        next(
+            "response.content_part.added",
+            with(at.clone(), json!({"part": text_part(String::new())})),
+        ),
+    ];
+    let deltas = reply
+        .words
+        .iter()
+        .map(|w| {
+            next(
+                "response.output_text.delta",
+                with(at.clone(), json!({"delta": w})),
+            )
+        })
+        .collect();
+    let whole = whole(Api::Responses, model, outcome, reply);
+    let finished = if reply.truncated {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    let tail = vec![
+        next(
+            "response.output_text.done",
+            with(at.clone(), json!({"text": reply.text()})),
+        ),
+        next(
+            "response.content_part.done",
+            with(at, json!({"part": text_part(reply.text())})),
+        ),
+        next(
+            "response.output_item.done",
+            json!({"output_index": 0, "item": responses_item(reply, true)}),
+        ),
+        next(finished, json!({"response": whole})),
+    ];
+    [head, deltas, tail]
+}
+
 /// A streamed answer, one chunk per word, `delay` apart.
 fn sse(
     api: Api,
     model: String,
     outcome: CacheOutcome,
-    words: Vec<String>,
+    reply: Reply,
     include_usage: bool,
     delay: Duration,
 ) -> Response {
     let mut head = Vec::new();
     let mut chunks = Vec::new();
     let mut tail = Vec::new();
+    let output = reply.words.len();
     match api {
         Api::Anthropic => {
             let mut start_usage = anthropic_usage(outcome, 1);
@@ -557,32 +704,21 @@ fn sse(
                 "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
             ));
             head.push(event(Some("content_block_start"), &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
-            for w in &words {
+            for w in &reply.words {
                 chunks.push(event(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
             }
             tail.push(event(
                 Some("content_block_stop"),
                 &json!({"type": "content_block_stop", "index": 0}),
             ));
-            tail.push(event(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null}, "usage": {"output_tokens": words.len()}})));
+            tail.push(event(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": reply.stop_reason(), "stop_sequence": null}, "usage": {"output_tokens": output}})));
             tail.push(event(
                 Some("message_stop"),
                 &json!({"type": "message_stop"}),
             ));
         }
         Api::Responses => {
-            let created = json!({"type": "response.created", "sequence_number": 0,
-                "response": {"id": "resp_standin", "object": "response", "status": "in_progress",
-                    "model": model, "output": []}});
-            head.push(event(Some("response.created"), &created));
-            for (i, w) in words.iter().enumerate() {
-                let delta = json!({"type": "response.output_text.delta", "sequence_number": i + 1,
-                    "item_id": "msg_standin", "output_index": 0, "content_index": 0, "delta": w});
-                chunks.push(event(Some("response.output_text.delta"), &delta));
-            }
-            let done = json!({"type": "response.completed", "sequence_number": words.len() + 1,
-                "response": whole(api, &model, outcome, &words)});
-            tail.push(event(Some("response.completed"), &done));
+            [head, chunks, tail] = responses_events(&model, outcome, &reply);
         }
         Api::OpenAi => {
             let chunk = |delta: Value, finish: Value| json!({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
@@ -590,12 +726,12 @@ fn sse(
                 None,
                 &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
             ));
-            for w in &words {
+            for w in &reply.words {
                 chunks.push(event(None, &chunk(json!({"content": w}), Value::Null)));
             }
-            tail.push(event(None, &chunk(json!({}), json!("length"))));
+            tail.push(event(None, &chunk(json!({}), json!(reply.finish_reason()))));
             if include_usage {
-                tail.push(event(None, &json!({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [], "usage": openai_usage(outcome, words.len())})));
+                tail.push(event(None, &json!({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [], "usage": openai_usage(outcome, output)})));
             }
             tail.push("data: [DONE]\n\n".to_owned());
         }

@@ -5,6 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use warming_core::IntervalLimits;
+
+/// The session headers recognised by default, first present wins: the
+/// common gateway header, then the ones coding agents send on every call
+/// of a session (Claude Code's `x-claude-code-session-id`, Codex CLI's
+/// `session-id`), so a session is one conversation and a new session a new
+/// one. Claude Code's session is also read from its body
+/// (`metadata.user_id`) when no header names it.
+pub const SESSION_HEADERS: &[&str] = &["x-session-id", "x-claude-code-session-id", "session-id"];
 pub use warming_service::{ProviderKind, Secret};
 
 /// Everything `warming serve` needs, already validated.
@@ -43,8 +51,8 @@ pub struct ServerConfig {
     /// Request header carrying the preferred backend on a warm.
     pub preferred_backend_header: String,
     /// Request headers naming a proxied conversation when
-    /// `x-conversation-id` is absent (gateways' session headers); the first
-    /// present wins.
+    /// `x-conversation-id` is absent (gateways' and agents' session
+    /// headers); the first present wins. Default [`SESSION_HEADERS`].
     pub session_headers: Vec<String>,
     /// Longest a warm may take before it counts as failed.
     pub warm_timeout: Duration,
@@ -74,6 +82,9 @@ pub struct ServerConfig {
     /// Longest the proxy waits for an upstream's answer to begin (its
     /// status and headers), default 5 min; a stream may then run longer.
     pub proxy_first_byte_timeout: Duration,
+    /// Largest request body the proxy forwards, bytes; `None` for each
+    /// upstream's documented limit (`proxy::documented_body_limit`).
+    pub proxy_max_body_bytes: Option<usize>,
     /// Most client connections open at once (default 1024).
     pub max_connections: usize,
     /// Longest a client may take to send a request's headers (default 10 s).
@@ -136,7 +147,7 @@ impl ServerConfig {
             openai_key: None,
             backend_header: "x-backend-id".into(),
             preferred_backend_header: "x-preferred-backend".into(),
-            session_headers: vec!["x-session-id".into()],
+            session_headers: SESSION_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
             warm_timeout: Duration::from_secs(30),
             warm_concurrency: 64,
             history_cap: 1_000,
@@ -148,6 +159,7 @@ impl ServerConfig {
             max_idle: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
             proxy_first_byte_timeout: Duration::from_secs(300),
+            proxy_max_body_bytes: None,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),

@@ -368,10 +368,14 @@ pub fn timer(message: &Value) -> &Value {
 /// client library then reports a broken connection instead of the answer, so
 /// this writes and reads at the same time, as a careful client does.
 pub async fn post_oversized(addr: SocketAddr, path: &str) -> u16 {
+    post_sized(addr, path, 5 * 1024 * 1024).await
+}
+
+/// Posts `size` bytes to `path` by hand and answers the status line's code.
+pub async fn post_sized(addr: SocketAddr, path: &str, size: usize) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    let size = 5 * 1024 * 1024;
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n"
     );

@@ -89,6 +89,8 @@ pub(crate) struct Conversation {
     pub backend_applied: u64,
     /// What the warms so far showed.
     pub stats: WarmStats,
+    /// How its returning turns found the cache.
+    pub turns: crate::TurnReads,
     /// Turns settled so far.
     pub depth: u32,
     /// When the current idle gap began (the last settle), if idle.
@@ -142,6 +144,7 @@ impl Conversation {
             backend: None,
             backend_applied: 0,
             stats: WarmStats::default(),
+            turns: crate::TurnReads::default(),
             depth: 0,
             gap_start: None,
             warms_in_gap: 0,
@@ -237,6 +240,7 @@ impl Conversation {
                 .filter(|_| self.settings.enabled)
                 .map(|r| r.to_string()),
             stopped: self.stopped.filter(|_| self.settings.enabled),
+            turns: self.turns,
         }
     }
 }

@@ -119,14 +119,14 @@ impl Warmer {
         c.failures = 0;
         c.last_touch = c.last_touch.max(Some(flight.started_at));
         let answered_by = backend.map(Arc::from).or_else(|| c.backend.clone());
-        let mut record = WarmRecord::answered(
+        let record = WarmRecord::answered(
             c.id.clone(),
             flight.trigger,
             (flight.due_at, flight.started_at, now),
             usage,
             answered_by,
-        );
-        record.kind = kind;
+        )
+        .with_kind(kind);
         c.last_warm_output = usage.output_tokens;
         c.gap_last_hit_read =
             (record.outcome == WarmOutcome::Hit).then_some(usage.cache_read_tokens);
@@ -196,9 +196,10 @@ impl Warmer {
     }
 
     /// Records the usage of a real turn (seen by a proxy) in history, with
-    /// trigger [`WarmTrigger::Turn`]. Warm stats are not touched: `lastPct`
-    /// stays the last warm's. Returns the record, or `None` for a conversation
-    /// never seen.
+    /// trigger [`WarmTrigger::Turn`], and counts a returning one (any but
+    /// the conversation's first) in its [`TurnReads`](crate::TurnReads).
+    /// Warm stats are not touched: `lastPct` stays the last warm's. Returns
+    /// the record, or `None` for a conversation never seen.
     pub fn record_turn(
         &mut self,
         now: Timestamp,
@@ -217,6 +218,11 @@ impl Warmer {
             usage,
             c.backend.clone(),
         );
+        if c.depth > 1 {
+            c.turns.returning += 1;
+            c.turns.hits += u64::from(record.outcome == WarmOutcome::Hit);
+            c.turns.last_pct = record.pct;
+        }
         Some(record)
     }
 

@@ -91,6 +91,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
             backend: None,
             error: Some(Arc::from("boom")),
             kind: None,
+            refreshes: None,
         };
         storage.write_blocking(Write::Warm(record)).unwrap();
     }

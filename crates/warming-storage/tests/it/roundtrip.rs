@@ -28,6 +28,7 @@ fn record(conv: &str, at: u64, usage: Option<Usage>, error: Option<&str>) -> War
         backend: Some(Arc::from("replica-2")),
         error: error.map(Arc::from),
         kind: None,
+        refreshes: None,
     }
 }
 

@@ -41,7 +41,7 @@ impl<S: Send + Sync> FromRequest<S> for BodyBytes {
             .map(BodyBytes)
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::payload_too_large()
+                    ApiError::payload_too_large(super::MAX_BODY_BYTES, LIFECYCLE_LIMIT)
                 } else {
                     ApiError::bad_request(format!("cannot read the body: {rejection}"))
                 }
@@ -55,21 +55,107 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-/// Refuses a request whose declared `content-length` is over the limit with
-/// the JSON 413 before its body is read, so a client sending
-/// `Expect: 100-continue` gets the 413 instead of `100 Continue`.
+/// What sets the lifecycle API's body limit, for its 413.
+const LIFECYCLE_LIMIT: &str = "the lifecycle API's limit";
+
+/// Most bytes of a refused body read and dropped before the 413 is sent.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Longest time spent reading a refused body before the 413 is sent.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The body length a request declares, if any.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The answer to a body over its limit. A client that sent
+/// `Expect: 100-continue` is waiting for leave to send it and reads the
+/// 413 at once. Any other client is writing the body: it is read and
+/// dropped first (within [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`]), so the
+/// client finishes sending and reads the 413 instead of a connection reset
+/// mid-write (Python's `urllib`/`httpx` report "Broken pipe" then).
+pub async fn refuse_oversize(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    error: ApiError,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    let waits_for_continue = headers
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits_for_continue {
+        let mut stream = body.into_data_stream();
+        let mut drained = 0_usize;
+        let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                drained += chunk.len();
+                if drained > DRAIN_MAX_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let mut response = error.into_response();
+    if !waits_for_continue {
+        return response;
+    }
+    // The body was never read: the connection cannot carry another request.
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// Refuses a request to the lifecycle API whose declared `content-length`
+/// is over its limit with the JSON 413 before its body is parsed (see
+/// [`refuse_oversize`]).
 pub async fn refuse_declared_oversize(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > super::MAX_BODY_BYTES as u64) {
-        return ApiError::payload_too_large().into_response();
+    if declared_length(req.headers()).is_some_and(|n| n > super::MAX_BODY_BYTES as u64) {
+        let (parts, body) = req.into_parts();
+        let error = ApiError::payload_too_large(super::MAX_BODY_BYTES, LIFECYCLE_LIMIT);
+        return refuse_oversize(&parts.headers, body, error).await;
     }
     next.run(req).await
+}
+
+/// A request body read whole, at most `limit` bytes; over it, the answer
+/// to send instead (the 413 of [`refuse_oversize`], after draining).
+///
+/// # Errors
+/// The 413 response for a body over `limit`, or a 400 for a body that
+/// could not be read.
+pub async fn read_limited(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    error: impl Fn() -> ApiError,
+) -> Result<Bytes, axum::response::Response> {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
+        return Err(refuse_oversize(headers, body, error()).await);
+    }
+    let mut stream = body.into_data_stream();
+    let mut buffer = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("cannot read the body: {e}")).into_response()
+        })?;
+        if buffer.len() + chunk.len() > limit {
+            let rest = axum::body::Body::from_stream(stream);
+            return Err(refuse_oversize(headers, rest, error()).await);
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
 }

@@ -77,12 +77,16 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    /// 413 `payload_too_large`.
-    pub fn payload_too_large() -> Self {
+    /// 413 `payload_too_large`: the body is over `limit` bytes, which
+    /// `setting` (a flag, or the API's own limit) sets.
+    pub fn payload_too_large(limit: usize, setting: &str) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            "request body is larger than 4 MiB",
+            format!(
+                "request body is larger than {} MiB ({setting})",
+                limit / (1024 * 1024)
+            ),
         )
     }
 

@@ -37,8 +37,13 @@ pub async fn to_holder(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::payload_too_large().into_response();
+    let body = match super::body::read_limited(&parts.headers, body, MAX_BODY_BYTES, || {
+        ApiError::payload_too_large(MAX_BODY_BYTES, "the lifecycle API's limit")
+    })
+    .await
+    {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let error = match forward(&state.peers, &peer, &parts, body.clone()).await {
         Ok(response) => return response,

@@ -1,7 +1,7 @@
 //! The HTTP API: routes, JSON errors, auth.
 
 pub(crate) mod auth;
-mod body;
+pub(crate) mod body;
 mod error;
 mod events;
 pub mod forward;
@@ -21,7 +21,8 @@ pub use error::ApiError;
 use crate::config::Secret;
 use warming_service::DriverHandle;
 
-/// Largest request body accepted: 4 MiB.
+/// Largest request body the lifecycle API accepts: 4 MiB. The proxy has
+/// its own limits, its upstreams' (`ServerConfig::proxy_max_body_bytes`).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What every handler shares.
@@ -85,20 +86,23 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token_unless_public,
         ));
+    // The proxy reads bodies itself, up to its upstream's limit.
     let proxy = Router::new()
         .route("/proxy/{provider}/{*rest}", any(crate::proxy::forward))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_proxy_token,
         ));
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(routes::healthz))
         .merge(observed)
         .nest("/v1", v1)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body::refuse_declared_oversize));
+    Router::new()
+        .merge(api)
         .merge(proxy)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(body::refuse_declared_oversize))
         .with_state(state)
 }

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use warming_core::{WarmFailure, WarmKind, WarmRequest};
 
+pub use plan::is_reasoning_model;
 pub use usage::parse_usage;
 
 use warming_service::{BoxFuture, Credentials, Provider, ProviderKind, Secret, WarmAnswer};

@@ -1,27 +1,40 @@
 //! Which request a warm sends for a template: the cheapest one the provider
 //! accepts that reads the cache entries the next turn will read.
 //!
-//! The rules, from the providers' documentation:
-//! - Anthropic "Prompt caching": `max_tokens: 0` pre-warms a prefix without
-//!   generating, but is refused with streaming, extended thinking and
-//!   structured outputs. Changing the thinking parameters invalidates the
-//!   cache entries of messages; tools and system stay cached.
-//! - Anthropic "Extended thinking": `max_tokens` must exceed
-//!   `thinking.budget_tokens`, and thinking tokens are billed as output.
+//! A warm keeps every parameter that keys the cache as the turn sent it
+//! (`tools`, `tool_choice`, `system`, the messages, `thinking`,
+//! `output_config`, `context_management`) and bounds only the output. The
+//! rules, from the providers' documentation:
+//! - Anthropic "Prompt caching" (pre-warming): `max_tokens: 0` reads and
+//!   writes the prefix without generating, but is refused with streaming,
+//!   with thinking on (extended or adaptive), with structured outputs and
+//!   with a forced `tool_choice`. Changing the thinking parameters
+//!   invalidates the cache entries of messages; tools and system stay
+//!   cached.
+//! - Anthropic "Adaptive thinking": no `budget_tokens`; `max_tokens` bounds
+//!   the whole output, thinking included, so `max_tokens: 1` keeps the
+//!   thinking parameters at the price of one output token.
+//! - Anthropic "Extended thinking": `budget_tokens` is at least 1 024 and
+//!   `max_tokens` must exceed it; thinking tokens are billed as output.
+//! - Anthropic "Context editing": `clear_thinking_20251015` manages thinking
+//!   blocks when thinking is on, so a warm without thinking drops that edit.
 //! - OpenAI "Reasoning models": they refuse `max_tokens` and take
 //!   `max_completion_tokens`.
 //! - OpenAI Responses (`/v1/responses`): `max_output_tokens` must be at
 //!   least 16; `store: false` keeps a warm out of the conversation's stored
 //!   responses.
 //!
-//! For a thinking conversation two warms are possible. Keeping the thinking
-//! parameters with `max_tokens = budget + 1` keeps every entry (the
-//! messages too) but may generate up to that many tokens at the output
-//! price; dropping them with `max_tokens: 0` keeps only tools and system.
-//! The first is chosen when the messages' entries are worth more than the
-//! output it may cost: re-writing them on a miss costs
+//! A budgeted (extended) thinking conversation has two possible warms.
+//! Keeping the thinking parameters with `max_tokens = budget + 1` keeps
+//! every entry (the messages too) but may generate up to that many tokens
+//! at the output price; dropping them with `max_tokens: 0` keeps only tools
+//! and system. The first is chosen when the messages' entries are worth more
+//! than the output it may cost: re-writing them on a miss costs
 //! `(write - read) x input` per token, the output `output x input` per
-//! token, so it pays when `messages x 1.15 > (budget + 1) x 5`.
+//! token, so it pays when `messages x 1.15 > (budget + 1) x 5`. The second
+//! also drops the messages' breakpoints: it would otherwise write message
+//! entries without the thinking key that no turn ever reads, and report
+//! reading them as hits.
 
 use serde_json::{json, Map, Value};
 use warming_core::{rough_tokens, WarmKind};
@@ -34,10 +47,11 @@ const MISS_PER_TOKEN: f64 = 1.25 - 0.1;
 /// list prices).
 const OUTPUT_PER_TOKEN: f64 = 5.0;
 
-/// Model-name prefixes of OpenAI's reasoning models.
-const OPENAI_REASONING: &[&str] = &["o1", "o3", "o4", "gpt-5"];
+/// Model-name prefixes of OpenAI's reasoning models ("Reasoning models").
+pub const OPENAI_REASONING: &[&str] = &["o1", "o3", "o4", "gpt-5"];
 
-/// Anthropic's thinking budget, when extended thinking is enabled with one.
+/// Anthropic's thinking, when on: `Some(budget)`, `None` inside for
+/// adaptive thinking (no budget).
 fn thinking_budget(request: &Map<String, Value>) -> Option<Option<u64>> {
     let thinking = request.get("thinking")?;
     match thinking.get("type").and_then(Value::as_str) {
@@ -46,48 +60,90 @@ fn thinking_budget(request: &Map<String, Value>) -> Option<Option<u64>> {
     }
 }
 
-/// Whether the request asks for a structured output (Anthropic's
-/// `output_format` or `output_config.format`).
-fn structured_output(request: &Map<String, Value>) -> bool {
-    request.contains_key("output_format")
+/// Whether `max_tokens: 0` is refused for a request without thinking: a
+/// structured output (`output_format` or `output_config.format`) or a
+/// forced tool (`tool_choice` of type `any` or `tool`).
+fn needs_output(request: &Map<String, Value>) -> bool {
+    let structured = request.contains_key("output_format")
         || request
             .get("output_config")
-            .is_some_and(|c| c.get("format").is_some())
+            .is_some_and(|c| c.get("format").is_some());
+    let forced = matches!(
+        request
+            .get("tool_choice")
+            .and_then(|c| c.get("type"))
+            .and_then(Value::as_str),
+        Some("any" | "tool")
+    );
+    structured || forced
+}
+
+/// Sets the smallest output the request takes: 0, or 1 where 0 is refused
+/// (`one`).
+fn smallest(request: &mut Map<String, Value>, one: bool) -> WarmKind {
+    request.insert("max_tokens".into(), json!(u8::from(one)));
+    if one {
+        WarmKind::OneToken
+    } else {
+        WarmKind::ZeroOutput
+    }
+}
+
+/// Drops the thinking parameters and what only they allow: the thinking
+/// clearing edit, and the messages' breakpoints (their entries would be
+/// keyed without thinking, which no turn reads).
+fn without_thinking(request: &mut Map<String, Value>) {
+    request.remove("thinking");
+    if let Some(Value::Object(management)) = request.get_mut("context_management") {
+        if let Some(Value::Array(edits)) = management.get_mut("edits") {
+            edits.retain(|e| {
+                !e.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("clear_thinking"))
+            });
+            if edits.is_empty() {
+                request.remove("context_management");
+            }
+        }
+    }
+    if let Some(Value::Array(messages)) = request.get_mut("messages") {
+        for message in messages {
+            if let Some(Value::Array(blocks)) = message.get_mut("content") {
+                for block in blocks {
+                    if let Some(block) = block.as_object_mut() {
+                        block.remove("cache_control");
+                    }
+                }
+            }
+        }
+    }
+    request.remove("cache_control");
 }
 
 /// Rewrites an Anthropic Messages request into its warm; `one_token` when
 /// the model is known to refuse `max_tokens: 0`.
 pub fn anthropic(request: &mut Map<String, Value>, one_token: bool) -> WarmKind {
     request.insert("stream".into(), Value::Bool(false));
-    let smallest = |request: &mut Map<String, Value>, forced_one: bool| {
-        let one = one_token || forced_one;
-        request.insert("max_tokens".into(), json!(u8::from(one)));
-        if one {
-            WarmKind::OneToken
-        } else {
-            WarmKind::ZeroOutput
-        }
-    };
     match thinking_budget(request) {
         None => {
-            let structured = structured_output(request);
-            smallest(request, structured)
+            let one = one_token || needs_output(request);
+            smallest(request, one)
         }
-        Some(budget) => {
+        // Adaptive: one output token bounds thinking and text alike.
+        Some(None) => {
+            request.insert("max_tokens".into(), json!(1));
+            WarmKind::ThinkingKept
+        }
+        Some(Some(budget)) => {
             let messages = request.get("messages").map_or(0, rough_tokens);
-            let keep = budget
-                .filter(|&b| messages as f64 * MISS_PER_TOKEN > (b + 1) as f64 * OUTPUT_PER_TOKEN);
-            match keep {
-                Some(budget) => {
-                    request.insert("max_tokens".into(), json!(budget + 1));
-                    WarmKind::ThinkingKept
-                }
-                None => {
-                    request.remove("thinking");
-                    let structured = structured_output(request);
-                    smallest(request, structured);
-                    WarmKind::PrefixOnly
-                }
+            if messages as f64 * MISS_PER_TOKEN > (budget + 1) as f64 * OUTPUT_PER_TOKEN {
+                request.insert("max_tokens".into(), json!(budget + 1));
+                WarmKind::ThinkingKept
+            } else {
+                without_thinking(request);
+                let one = one_token || needs_output(request);
+                smallest(request, one);
+                WarmKind::PrefixOnly
             }
         }
     }
@@ -104,7 +160,7 @@ pub fn openai(request: &mut Map<String, Value>, zero: bool) -> WarmKind {
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let reasoning = OPENAI_REASONING.iter().any(|p| model.starts_with(p));
+    let reasoning = is_reasoning_model(model);
     let limit = json!(u8::from(!zero));
     if reasoning || request.contains_key("max_completion_tokens") {
         request.insert("max_completion_tokens".into(), limit);
@@ -117,6 +173,13 @@ pub fn openai(request: &mut Map<String, Value>, zero: bool) -> WarmKind {
     } else {
         WarmKind::OneToken
     }
+}
+
+/// Whether `model` is one of OpenAI's reasoning models, which take
+/// `max_completion_tokens`.
+#[must_use]
+pub fn is_reasoning_model(model: &str) -> bool {
+    OPENAI_REASONING.iter().any(|p| model.starts_with(p))
 }
 
 /// The fewest output tokens OpenAI Responses accepts: a smaller
@@ -166,6 +229,10 @@ mod tests {
             "output_format": {"type": "json_schema", "schema": {}}}));
         assert_eq!(anthropic(&mut shaped, false), WarmKind::OneToken);
         assert_eq!(shaped["max_tokens"], 1);
+        let mut forced = object(json!({"model": "m", "max_tokens": 900, "messages": [],
+            "tool_choice": {"type": "tool", "name": "lookup"}}));
+        assert_eq!(anthropic(&mut forced, false), WarmKind::OneToken);
+        assert_eq!(forced["tool_choice"]["name"], "lookup");
     }
 
     #[test]
@@ -180,15 +247,37 @@ mod tests {
 
         let mut short = object(json!({"model": "m", "max_tokens": 8_000,
             "thinking": {"type": "enabled", "budget_tokens": 1_024},
-            "messages": [{"role": "user", "content": "hi"}]}));
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+                "cache_control": {"type": "ephemeral"}}]}]}));
         assert_eq!(anthropic(&mut short, false), WarmKind::PrefixOnly);
         assert_eq!(short["max_tokens"], 0);
         assert!(!short.contains_key("thinking"));
+        // The thinking edit needs thinking; the messages' breakpoint would
+        // write an entry no turn reads.
+        assert!(!short.contains_key("context_management"));
+        assert!(short["messages"][0]["content"][0]
+            .get("cache_control")
+            .is_none());
 
-        // Thinking without a budget to bound it: only the prefix.
-        let mut adaptive = object(json!({"model": "m", "max_tokens": 8_000,
-            "thinking": {"type": "adaptive"}, "messages": [{"role": "user", "content": long}]}));
-        assert_eq!(anthropic(&mut adaptive, false), WarmKind::PrefixOnly);
+        // Adaptive thinking (Claude Code's turns): everything kept, the
+        // output bounded at one token.
+        let mut adaptive = object(json!({"model": "m", "max_tokens": 32_000, "stream": true,
+            "thinking": {"type": "adaptive", "display": "omitted"},
+            "output_config": {"effort": "medium"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "messages": [{"role": "user", "content": "hi"}]}));
+        let before = adaptive.clone();
+        assert_eq!(anthropic(&mut adaptive, false), WarmKind::ThinkingKept);
+        assert_eq!(adaptive["max_tokens"], 1);
+        for key in [
+            "thinking",
+            "output_config",
+            "context_management",
+            "messages",
+        ] {
+            assert_eq!(adaptive[key], before[key], "{key} changed");
+        }
         let mut off = object(json!({"model": "m", "max_tokens": 10,
             "thinking": {"type": "disabled"}, "messages": []}));
         assert_eq!(anthropic(&mut off, false), WarmKind::ZeroOutput);

@@ -48,6 +48,19 @@ pub fn conversation_id(request: &Value) -> ConversationId {
     ConversationId::new(&format!("px-{hash:016x}")).expect("px- and hex digits are a valid id")
 }
 
+/// The session a request's body names, for clients that name it there only:
+/// Claude Code's `metadata.user_id`, a JSON object with a `session_id`
+/// (older versions: `user_<hash>_account_<uuid>_session_<uuid>`).
+#[must_use]
+pub fn session_in_body(request: &Value) -> Option<String> {
+    let user_id = request.pointer("/metadata/user_id")?.as_str()?;
+    let session = match serde_json::from_str::<Value>(user_id) {
+        Ok(Value::Object(fields)) => fields.get("session_id")?.as_str()?.to_owned(),
+        _ => user_id.rsplit_once("_session_")?.1.to_owned(),
+    };
+    (!session.is_empty()).then_some(session)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +85,21 @@ mod tests {
         let b = json!({"model": "g", "messages": [{"role": "system", "content": "B"}, {"role": "user", "content": "q"}]});
         assert_ne!(conversation_id(&a), conversation_id(&b));
         assert!(conversation_id(&a).as_str().starts_with("px-"));
+    }
+
+    #[test]
+    fn claude_code_names_its_session_in_metadata() {
+        let user_id = r#"{"device_id":"9c1f","account_uuid":"","session_id":"ceeb91ca-02b9"}"#;
+        let request = json!({"model": "m", "metadata": {"user_id": user_id}, "messages": []});
+        assert_eq!(session_in_body(&request).as_deref(), Some("ceeb91ca-02b9"));
+        let legacy = json!({"metadata": {"user_id": "user_ab12_account_ff_session_0a-1b"}});
+        assert_eq!(session_in_body(&legacy).as_deref(), Some("0a-1b"));
+        for other in [
+            json!({"metadata": {"user_id": "u-42"}}),
+            json!({"messages": []}),
+        ] {
+            assert_eq!(session_in_body(&other), None);
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ use relay::{Lifecycle, Relay};
 use crate::config::{ProviderKind, ServerConfig};
 use warming_service::generations::Generations;
 
-use crate::http::{ApiError, AppState, MAX_BODY_BYTES};
+use crate::http::{ApiError, AppState};
 use crate::provider::root_cause;
 
 /// Request header that names a conversation instead of the derived id.
@@ -61,6 +61,9 @@ pub struct Proxy {
     enroll_all: bool,
     /// Longest wait for an upstream's answer to begin.
     first_byte_timeout: std::time::Duration,
+    /// Largest body forwarded, when configured (`--proxy-max-body-mb`);
+    /// else each upstream's documented limit.
+    max_body_bytes: Option<usize>,
     /// Response header naming the serving backend.
     backend_header: HeaderName,
     /// Request header carrying the preferred backend.
@@ -93,6 +96,7 @@ impl Proxy {
             openai_flag: config.upstream_flag(ProviderKind::OpenAi),
             enroll_all: config.proxy_warming,
             first_byte_timeout: config.proxy_first_byte_timeout,
+            max_body_bytes: config.proxy_max_body_bytes,
             backend_header: header(&config.backend_header)?,
             preferred_backend_header: header(&config.preferred_backend_header)?,
             conversation_headers: std::iter::once(CONVERSATION_HEADER)
@@ -101,6 +105,30 @@ impl Proxy {
                 .collect::<Result<_, _>>()?,
             generations,
         })
+    }
+}
+
+/// The largest request body an upstream documents taking:
+/// - Anthropic "Errors" (request size limits): 32 MB for the Messages API.
+/// - OpenAI "Images and vision": up to 50 MB of payload per request.
+#[must_use]
+pub const fn documented_body_limit(kind: ProviderKind) -> usize {
+    match kind {
+        ProviderKind::Anthropic | ProviderKind::Webhook => 32 * 1024 * 1024,
+        ProviderKind::OpenAi => 50 * 1024 * 1024,
+    }
+}
+
+impl Proxy {
+    /// The largest body forwarded to `kind`, and what sets it (for the 413).
+    fn body_limit(&self, kind: ProviderKind) -> (usize, &'static str) {
+        match self.max_body_bytes {
+            Some(limit) => (limit, "--proxy-max-body-mb"),
+            None => (
+                documented_body_limit(kind),
+                "the upstream's documented limit; --proxy-max-body-mb changes it",
+            ),
+        }
     }
 }
 
@@ -174,9 +202,20 @@ async fn forward_inner(
     let route = proxy.route(provider)?;
     let (parts, body) = request.into_parts();
     let rest = forwarded_path(parts.uri.path(), provider)?;
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::payload_too_large())?;
+    let (limit, setting) = proxy.body_limit(route.kind);
+    let too_large = || ApiError::payload_too_large(limit, setting);
+    if !is_turn(route.kind, &parts.method, rest) {
+        // Not a model turn: nothing to learn from the body, which streams
+        // through as it arrives.
+        if crate::http::body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
+            return Ok(crate::http::body::refuse_oversize(&parts.headers, body, too_large()).await);
+        }
+        return pass_through(state, &route, &parts, rest, body).await;
+    }
+    let body = match crate::http::body::read_limited(&parts.headers, body, limit, too_large).await {
+        Ok(body) => body,
+        Err(refused) => return Ok(refused),
+    };
     let mut url = format!("{}/{rest}", route.base);
     if let Some(query) = parts.uri.query() {
         url.push('?');
@@ -184,9 +223,8 @@ async fn forward_inner(
     }
     let (mut headers, carries_our_token) = outgoing_headers(state, &parts.headers);
     let enrolment = Enrolment::from_headers(&parts.headers)?;
-    let turn = is_turn(route.kind, &parts.method, rest)
-        .then(|| serde_json::from_slice::<Value>(&body).ok())
-        .flatten()
+    let turn = serde_json::from_slice::<Value>(&body)
+        .ok()
         .filter(carries_a_conversation);
     // Several instances: a turn of a conversation another one holds is
     // that instance's to relay (its lifecycle, its client's key).
@@ -248,6 +286,52 @@ async fn forward_inner(
     Ok(response)
 }
 
+/// Forwards a call that is not a model turn, its body streamed as it
+/// arrives, and relays the answer.
+async fn pass_through(
+    state: &AppState,
+    route: &Route<'_>,
+    parts: &Parts,
+    rest: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let proxy = &state.proxy;
+    let mut url = format!("{}/{rest}", route.base);
+    if let Some(query) = parts.uri.query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let (mut headers, _) = outgoing_headers(state, &parts.headers);
+    let declared = crate::http::body::declared_length(&parts.headers);
+    let chunked = parts
+        .headers
+        .contains_key(axum::http::header::TRANSFER_ENCODING);
+    let mut request = proxy.http.request(parts.method.clone(), &url);
+    if let Some(length) = declared.filter(|&n| n > 0) {
+        // Streamed with its declared length, not re-chunked.
+        headers.insert(
+            axum::http::header::CONTENT_LENGTH,
+            HeaderValue::from(length),
+        );
+        request = request.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    } else if chunked {
+        request = request.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let send = request.headers(headers).send();
+    let upstream = match tokio::time::timeout(proxy.first_byte_timeout, send).await {
+        Ok(Ok(upstream)) => upstream,
+        failed => return Err(upstream_error(proxy, route, failed.ok())),
+    };
+    let status = upstream.status();
+    let response_headers = end_to_end(upstream.headers(), &[]);
+    let relay = Relay::new(upstream, None, None);
+    let mut response = Response::new(Body::from_stream(relay.into_stream()));
+    *response.status_mut() =
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = response_headers;
+    Ok(response)
+}
+
 /// The headers sent upstream, and whether the client sent warming's own
 /// token as `authorization` (removed: it never reaches a provider, even
 /// sent by mistake as the provider key). Identity encoding, so usage can be
@@ -275,8 +359,9 @@ fn outgoing_headers(state: &AppState, incoming: &HeaderMap) -> (HeaderMap, bool)
 }
 
 /// The conversation a proxied turn belongs to: the first header of
-/// `x-conversation-id` and the session headers that is present, else the one
-/// its request names by content.
+/// `x-conversation-id` and the session headers that is present, else the
+/// session its body names (Claude Code's metadata), else the one its
+/// request names by content.
 fn turn_conversation(
     proxy: &Proxy,
     parts: &Parts,
@@ -289,7 +374,9 @@ fn turn_conversation(
     match named {
         Some((name, raw)) => ConversationId::new(raw.to_str().unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
-        None => Ok(conversation_id(request)),
+        None => Ok(identity::session_in_body(request)
+            .and_then(|session| ConversationId::new(&session).ok())
+            .unwrap_or_else(|| conversation_id(request))),
     }
 }
 

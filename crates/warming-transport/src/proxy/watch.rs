@@ -62,15 +62,16 @@ impl UsageWatch {
         };
         // Anthropic: message_start carries the prompt usage; OpenAI Chat:
         // the last chunk carries `usage` when `stream_options.include_usage`
-        // is set; OpenAI Responses: `response.completed` carries the
-        // response with its usage.
+        // is set; OpenAI Responses: the last event (`response.completed`,
+        // or `response.incomplete` when the output bound cut it short)
+        // carries the response with its usage.
         let usage = event
             .pointer("/message/usage")
             .filter(|_| event["type"] == "message_start")
             .or_else(|| {
-                event
-                    .pointer("/response/usage")
-                    .filter(|_| event["type"] == "response.completed")
+                event.pointer("/response/usage").filter(|_| {
+                    event["type"] == "response.completed" || event["type"] == "response.incomplete"
+                })
             })
             .or_else(|| {
                 event
