@@ -1,20 +1,55 @@
 #!/usr/bin/env python3
-"""Warm-fire lateness: for a sample of conversations, actual fire time minus
-the scheduled time, from the service's own history (dueAt, startedAt)."""
+"""Warm lateness: for a sample of conversations, when the provider received
+each scheduled warm minus when it was due. The due time is the service's
+(history `dueAt`); the arrival is the stand-in's (`receivedAtMs`, the same
+machine's wall clock), so the figure includes everything between the timer
+and the wire: the concurrency permit, the template read back from the store,
+building and sending the request.
+
+Usage: lateness.py SERVER STANDIN CONVERSATIONS SAMPLE"""
 import json
 import random
 import sys
+import urllib.parse
 import urllib.request
 
-server, conversations, sample = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-late = []
-for i in random.sample(range(conversations), min(sample, conversations)):
-    url = f"{server}/v1/conversations/lat-{i}/history?limit=20"
+server, standin = sys.argv[1], sys.argv[2]
+conversations, sample = int(sys.argv[3]), int(sys.argv[4])
+
+
+def get(url):
     with urllib.request.urlopen(url) as response:
-        history = json.load(response)["history"]
-    late += [h["startedAt"] - h["dueAt"] for h in history if h["trigger"] == "scheduled"]
+        return json.load(response)
+
+
+late, fired = [], []
+for i in random.sample(range(conversations), min(sample, conversations)):
+    history = get(f"{server}/v1/conversations/lat-{i}/history?limit=20")["history"]
+    # Every settle of lat-i carries "hi from lat-i" (bench/body.lua); the
+    # closing quote or the next word keeps lat-1 from matching lat-10.
+    tag = urllib.parse.quote(f'"hi from lat-{i}')
+    arrivals = sorted(
+        r["receivedAtMs"]
+        for r in get(f"{standin}/_standin/requests?bodies=false&contains={tag}")
+        if (r.get("userAgent") or "").startswith("warming/")
+    )
+    for h in history:
+        if h["trigger"] != "scheduled":
+            continue
+        fired.append(h["startedAt"] - h["dueAt"])
+        # The warm's request arrived between its start and its answer.
+        arrived = [a for a in arrivals if h["startedAt"] <= a <= h["finishedAt"]]
+        if arrived:
+            late.append(arrived[0] - h["dueAt"])
 if not late:
     sys.exit("no scheduled warms found: wait longer than one interval")
-late.sort()
-pick = lambda q: late[min(len(late) - 1, int(q * len(late)))]
-print(f"warm-fire lateness over {len(late)} warms: p50 {pick(0.5)} ms, p99 {pick(0.99)} ms, max {late[-1]} ms")
+
+
+def line(name, values):
+    values.sort()
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]
+    return f"{name} over {len(values)} warms: p50 {pick(0.5)} ms, p99 {pick(0.99)} ms, max {values[-1]} ms"
+
+
+print(line("warm lateness at the provider (received - due)", late))
+print(line("timer lateness (fired - due, before the permit, the template read and the send)", fired))

@@ -20,7 +20,7 @@ def connection(url):
 def body(stream):
     return json.dumps({
         "model": "claude-bench", "max_tokens": 16, "stream": stream,
-        "system": [{"type": "text", "text": "You are a benchmark. " * 50, "cache_control": {"type": "ephemeral"}}],
+        "system": [{"type": "text", "text": "You are a benchmark. " * 200, "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": "hello"}],
     })
 

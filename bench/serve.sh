@@ -2,8 +2,8 @@
 # Load benchmark of `warming serve` (not a test):
 #  1. lifecycle calls/s with wrk against warming and against a bare axum handler
 #     with the same routes, same machine, same run; reports the ratio;
-#  2. warm-fire lateness (fire time minus scheduled time) p50/p99 with N armed
-#     conversations on a short interval against the provider stand-in.
+#  2. warm lateness (when the provider received the warm minus when it was
+#     due) p50/p99 with N armed conversations against the provider stand-in.
 # Usage: [SYSTEM_KB=48] bench/serve.sh [CONVERSATIONS=100000] [INTERVAL_MS=60000]
 # SYSTEM_KB: every settle carries a shared system prompt of that size and ~2 KB
 # of its own (templates as the issue measures them); unset, a tiny request.
@@ -18,19 +18,23 @@ out=bench/out; rm -rf "$out"; mkdir -p "$out"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
-start() { # name, command...: starts it, waits for "listening on URL", prints URL
+start() { # name, command...: starts it in this shell (so its pid is kept
+  # for the EXIT trap; a $(...) subshell would lose it), waits for
+  # "listening on URL" and sets url_<name>
   local name=$1; shift
   "$@" > "$out/$name.out" 2> "$out/$name.err" & pids+=($!)
   for _ in $(seq 200); do
+    local url
     url=$(grep -o 'http://[0-9.:]*' "$out/$name.out" 2>/dev/null | head -1 || true)
-    [ -n "$url" ] && { echo "$url"; return; }
+    [ -n "$url" ] && { printf -v "url_$name" '%s' "$url"; return; }
     sleep 0.05
   done
   echo "$name did not start" >&2; exit 1
 }
 
-standin=$(start standin target/release/warming-standin --listen 127.0.0.1:0 --ttl-ms 600000)
-bare=$(start bare target/release/warming-bare)
+start standin target/release/warming-standin --listen 127.0.0.1:0 --ttl-ms 600000
+start bare target/release/warming-bare
+standin=$url_standin bare=$url_bare
 target/release/warming serve --listen 127.0.0.1:18600 --db "$out/bench.db" \
   --upstream "$standin" --min-interval-ms 1000 > /dev/null 2> "$out/serve.err" & pids+=($!)
 serve_pid=$!
@@ -50,4 +54,4 @@ armed=$(curl -s "$warming/metrics" | awk '/^warming_armed_conversations / {print
 echo "armed: $armed"
 echo "resident bytes per armed conversation (the lifecycle run's 10 000 included): $(( ($(rss_kb) - rss_before) * 1024 / armed )); database bytes per conversation: $(( ($(stat -c %s "$out/bench.db") + $(stat -c %s "$out/bench.db-wal" 2>/dev/null || echo 0)) / (armed + 10000) ))"
 sleep $(( INTERVAL_MS * 2 / 1000 + 5 ))
-python3 bench/lateness.py "$warming" "$CONVERSATIONS" 2000
+python3 bench/lateness.py "$warming" "$standin" "$CONVERSATIONS" 2000

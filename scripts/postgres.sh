@@ -12,6 +12,8 @@ set -euo pipefail
 state=${WARMING_POSTGRES_DIR:-/tmp/warming-postgres}
 port=${WARMING_POSTGRES_PORT:-55432}
 run_as=${WARMING_POSTGRES_USER:-nobody}
+# The throwaway cluster's password: it guards nothing but the tests.
+password=${WARMING_POSTGRES_PASSWORD:-warming-test-only}
 
 bin_dir() {
   local dir
@@ -37,10 +39,16 @@ start() {
   stop >/dev/null 2>&1 || true
   mkdir -p "$state"
   [ "$(id -u)" = 0 ] && chown "$run_as" "$state"
-  as_user "'$bin/initdb' -D '$state/data' -U warming --auth=trust -E UTF8 >'$state/initdb.log' 2>&1"
+  # Connections over TCP must give the password, as a real server's do:
+  # the tests connect with it, and a wrong one is refused.
+  printf '%s\n' "$password" > "$state/pwfile"
+  [ "$(id -u)" = 0 ] && chown "$run_as" "$state/pwfile"
+  as_user "'$bin/initdb' -D '$state/data' -U warming --auth-local=trust \
+    --auth-host=scram-sha-256 --pwfile='$state/pwfile' -E UTF8 >'$state/initdb.log' 2>&1"
+  rm -f "$state/pwfile"
   as_user "'$bin/pg_ctl' -D '$state/data' -l '$state/server.log' -w \
     -o \"-k '$state' -p $port -c listen_addresses=127.0.0.1 -c fsync=on\" start >/dev/null"
-  echo "export WARMING_POSTGRES_URL=postgres://warming@127.0.0.1:$port/postgres"
+  echo "export WARMING_POSTGRES_URL=postgres://warming:$password@127.0.0.1:$port/postgres"
 }
 
 stop() {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use warming_testkit::{Standin, StandinOptions};
 
-use crate::support::{anthropic_request, Service};
+use crate::support::{anthropic_request, eventually, Service};
 
 mod base64_decode {
     /// Standard base64 (what `Page.captureScreenshot` returns).
@@ -257,14 +257,29 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
             ),
         )
         .await;
-    assert!(countdown.as_str().unwrap().starts_with("in "));
-    let dots = page
-        .wait_for(
-            "two warms in the chart",
-            &format!("(n => n >= 2 && n)({row}.querySelectorAll('svg.chart circle').length)"),
-        )
+    // The countdown is the server's: its seconds never exceed the interval.
+    let secs: f64 = countdown.as_str().unwrap()["in ".len()..]
+        .trim_end_matches('s')
+        .parse()
+        .unwrap_or_else(|_| panic!("{countdown}"));
+    assert!(secs <= 1.0, "{countdown} for a 0.5 s interval");
+    page.wait_for(
+        "two warms in the chart",
+        &format!("(n => n >= 2 && n)({row}.querySelectorAll('svg.chart circle').length)"),
+    )
+    .await;
+    // Each dot names its warm's hit % and outcome, from the history.
+    let title = page
+        .eval(&format!(
+            "{row}.querySelector('svg.chart circle title').textContent"
+        ))
         .await;
-    assert!(dots.as_u64().unwrap() >= 2);
+    let title = title.as_str().unwrap();
+    assert!(
+        title.ends_with("(hit)") || title.ends_with("(expired)") || title.ends_with("(uncached)"),
+        "{title}"
+    );
+    assert!(title.contains(" % ("), "{title}");
     let state = service.state("dash").await;
     assert_eq!(state["enabled"], true);
     assert_eq!(state["intervalMs"], 500);
@@ -334,11 +349,17 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
         "(() => {{ const i = {row}.querySelector('.interval'); i.value = '600'; i.dispatchEvent(new Event('change')); }})()"
     ))
     .await;
-    page.wait_for(
-        "the long interval",
-        &format!("{row}.querySelector('.interval').value === '600'"),
-    )
+    // Applied by the server, with no timed warm in flight: the next one
+    // is ten minutes away (nextWarmAt is null while a warm is in flight).
+    eventually(10, "the long interval applied", || async {
+        let s = service.state("dash").await;
+        let armed_far = s["nextWarmAt"]
+            .as_u64()
+            .is_some_and(|t| t > crate::support::now_ms() + 500_000);
+        (s["intervalMs"] == 600_000 && armed_far).then_some(())
+    })
     .await;
+    let sent_before = standin.warms().len();
     standin.fail_next(1, 500, None);
     page.eval(&format!("{row}.querySelector('.warm').click()"))
         .await;
@@ -349,6 +370,17 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
         )
         .await;
     assert!(error.as_str().unwrap().contains("upstream 500"), "{error}");
+    // It was the manual warm that failed, the only warm sent meanwhile.
+    assert_eq!(standin.warms().len(), sent_before + 1);
+    let (_, history) = service
+        .call("GET", "/v1/conversations/dash/history?limit=1", None)
+        .await;
+    let newest = &history["history"][0];
+    assert_eq!(
+        (&newest["trigger"], &newest["outcome"]),
+        (&json!("manual"), &json!("failed")),
+        "{newest}"
+    );
     page.eval(&format!("{row}.querySelector('.warm').click()"))
         .await;
     page.wait_for(

@@ -80,12 +80,35 @@ async fn an_unreachable_upstream_is_a_readable_error_and_warming_keeps_trying() 
         let (_, h) = service
             .call("GET", "/v1/conversations/u/history", None)
             .await;
-        let n = h["history"].as_array().map_or(0, Vec::len);
-        (n >= 3).then_some(n)
+        let entries = h["history"].as_array().cloned().unwrap_or_default();
+        (entries.len() >= 3).then_some(entries)
     })
     .await;
-    assert!(attempts >= 3);
-    assert!(service.state("u").await["lastError"].is_string());
+    // Each attempt failed with the reason, and warming kept trying: the
+    // later ones are retries, not one warm recorded several times.
+    for attempt in &attempts {
+        assert_eq!(attempt["outcome"], "failed", "{attempt}");
+        assert!(
+            attempt["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot connect"),
+            "{attempt}"
+        );
+    }
+    assert!(
+        attempts.iter().any(|a| a["trigger"] == "retry"),
+        "{attempts:?}"
+    );
+    let state = service.state("u").await;
+    assert!(
+        state["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{state}"
+    );
+    assert_eq!(state["enabled"], true, "warming stays on: {state}");
 }
 
 #[tokio::test]

@@ -517,7 +517,6 @@ async fn clients_that_never_finish_their_headers_cannot_starve_the_server() {
         slow.push(stream);
     }
     // Each is dropped at the header timeout, so a real client gets in.
-    let started = Instant::now();
     let response = reqwest::Client::new()
         .get(service.url("/healthz"))
         .timeout(Duration::from_secs(10))
@@ -525,7 +524,6 @@ async fn clients_that_never_finish_their_headers_cannot_starve_the_server() {
         .await
         .expect("healthz answered while slow clients held connections");
     assert_eq!(response.status().as_u16(), 200);
-    assert!(started.elapsed() < Duration::from_secs(10));
     // The server closed the slow ones.
     let mut buf = [0u8; 64];
     let closed = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buf)).await;

@@ -36,13 +36,20 @@ async fn warming_is_off_until_the_user_opts_in() {
     assert_eq!(settled["enabled"], false);
     assert_eq!(settled["nextWarmAt"], json!(null));
 
+    // A short interval while off: five intervals pass and nothing is sent,
+    // nothing scheduled.
+    let off = service.disable_with_interval("c1", 200).await;
+    assert_eq!(off["nextWarmAt"], json!(null));
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    assert!(standin.warms().is_empty(), "a warm was sent before opt-in");
+    assert_eq!(service.state("c1").await["nextWarmAt"], json!(null));
+
     // Opting in arms a warm in the future.
     let before = now_ms();
     let enabled = service.enable("c1", 60_000).await;
     assert_eq!(enabled["enabled"], true);
     let next = enabled["nextWarmAt"].as_u64().unwrap();
     assert!(next > before, "nextWarmAt {next} not in the future");
-    assert!(standin.warms().is_empty(), "a warm was sent before opt-in");
 }
 
 #[tokio::test]

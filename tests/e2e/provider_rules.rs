@@ -122,10 +122,13 @@ async fn a_prefix_below_the_models_minimum_is_not_warmed_and_says_why() {
     );
     assert_eq!(stopped["stop"]["code"], "belowMinimum");
     assert_eq!(stopped["stop"]["minimum"], 1024);
+    // Five intervals later: still nothing sent, nothing scheduled.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
     assert!(
         standin.warms().is_empty(),
         "a warm was sent for an uncacheable prefix"
     );
+    assert_eq!(service.state("short").await["nextWarmAt"], json!(null));
 }
 
 #[tokio::test]
@@ -153,4 +156,42 @@ async fn a_warm_the_provider_refuses_stops_with_a_reason_instead_of_retrying() {
     );
     assert!(state["stoppedReason"].as_str().unwrap().contains("refused"));
     assert_eq!(state["lastError"], json!(message));
+}
+
+/// Production's rule tables against the stand-in's, which are written from
+/// the providers' documentation on their own: a wrong entry in production
+/// disagrees here, and the stand-in caches as the provider would.
+#[test]
+fn production_rule_tables_agree_with_the_documented_ones() {
+    use warming_testkit::rules;
+    let production = |model: &str| warming_core::minimum_cacheable_tokens(model, &[]);
+    for (prefix, _) in rules::MINIMUM_CACHEABLE
+        .iter()
+        .chain(warming_core::MINIMUM_CACHEABLE_TOKENS)
+    {
+        for model in [prefix.to_string(), format!("{prefix}-20251001")] {
+            assert_eq!(
+                production(&model),
+                rules::minimum_cacheable_tokens(&model),
+                "minimum cacheable tokens of {model}"
+            );
+        }
+    }
+    let reasoning = warming_transport::provider::is_reasoning_model;
+    for prefix in rules::OPENAI_REASONING_MODELS {
+        assert!(reasoning(&format!("{prefix}-mini")), "{prefix}");
+    }
+    for model in [
+        "gpt-4o",
+        "gpt-4.1-mini",
+        "gpt-5.1-codex",
+        "o4-mini",
+        "claude-sonnet-4-6",
+    ] {
+        assert_eq!(
+            reasoning(model),
+            rules::is_openai_reasoning(model),
+            "{model}"
+        );
+    }
 }

@@ -30,6 +30,9 @@ async fn an_idle_conversation_keeps_its_cache_only_with_warming_on() {
         service.turn_settled(id, request).await;
     }
     service.enable("on", 400).await;
+    // Off with the same interval: seven warms would be due while the user
+    // reads, so warming it would show.
+    service.disable_with_interval("off", 400).await;
 
     // The user reads for 3x the TTL.
     tokio::time::sleep(TTL * 3).await;
@@ -131,12 +134,20 @@ async fn warms_are_routed_to_the_backend_that_holds_the_cache() {
     let service = Service::start(dir.path(), &standin.url(), &[]).await;
     service.turn_settled("b", &anthropic_request("b")).await;
     service.enable("b", 300).await;
-    let state = eventually(5, "the backend to be recorded", || async {
+    eventually(5, "the backend to be recorded", || async {
         let state = service.state("b").await;
         (state["backend"] == "replica-7").then_some(state)
     })
     .await;
-    assert_eq!(state["backend"], json!("replica-7"));
+    // Recorded means stored: the history says which backend served it.
+    let (_, history) = service
+        .call("GET", "/v1/conversations/b/history?limit=1", None)
+        .await;
+    assert_eq!(
+        history["history"][0]["backend"],
+        json!("replica-7"),
+        "{history}"
+    );
     eventually(5, "a warm with the preferred-backend hint", || async {
         standin
             .warms()

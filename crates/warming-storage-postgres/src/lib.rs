@@ -161,8 +161,8 @@ pub(crate) fn connect(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
     std::thread::Builder::new()
         .name("warming-pg-connect".into())
         .spawn(move || {
-            let mut client =
-                Client::connect(&url, NoTls).map_err(|e| PgOpenError::Connect(e.to_string()))?;
+            let mut client = Client::connect(&url, NoTls)
+                .map_err(|e| PgOpenError::Connect(connect_error(&e)))?;
             if migrate {
                 schema::migrate(&mut client).map_err(PgOpenError::Schema)?;
             }
@@ -174,6 +174,16 @@ pub(crate) fn connect(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
                 "the connecting thread panicked".into(),
             ))
         })
+}
+
+/// Why a connection failed, in the server's words when it answered ("db
+/// error" alone tells an operator nothing): `password authentication failed
+/// for user "warming"`, `database "x" does not exist`.
+fn connect_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => std::error::Error::source(e).map_or_else(|| e.to_string(), |s| format!("{e}: {s}")),
+    }
 }
 
 impl Drop for PgStorage {

@@ -228,8 +228,29 @@ async fn responses(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Strin
     handle(s, Api::Responses, headers, body).await
 }
 
-async fn requests(State(s): State<Arc<Shared>>) -> Json<Vec<SeenRequest>> {
-    Json(lock(&s.seen).clone())
+/// `GET /_standin/requests?contains=TEXT&bodies=false`: the requests
+/// received, only those whose body contains `TEXT` when given, without their
+/// bodies when `bodies=false` (a benchmark pairs arrivals with warms
+/// without copying every template).
+async fn requests(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Query(filter): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Json<Vec<SeenRequest>> {
+    let contains = filter.get("contains");
+    let bodies = filter.get("bodies").is_none_or(|b| b != "false");
+    let seen = lock(&s.seen);
+    Json(
+        seen.iter()
+            .filter(|r| contains.is_none_or(|text| r.body.contains(text.as_str())))
+            .map(|r| {
+                let mut r = r.clone();
+                if !bodies {
+                    r.body.clear();
+                }
+                r
+            })
+            .collect(),
+    )
 }
 
 async fn fail(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> StatusCode {

@@ -212,6 +212,20 @@ impl Service {
         body
     }
 
+    /// Turns warming off with a short interval, so a check that nothing is
+    /// warmed can wait past the moment a warm would be due.
+    pub async fn disable_with_interval(&self, id: &str, interval_ms: u64) -> Value {
+        let (status, body) = self
+            .call(
+                "PUT",
+                &format!("/v1/conversations/{id}/settings"),
+                Some(json!({"enabled": false, "intervalMs": interval_ms})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     pub async fn turn_started(&self, id: &str) -> Value {
         let (status, body) = self
             .call(
