@@ -378,3 +378,97 @@ async fn close(http: &reqwest::Client, base: &str, id: &str) -> u64 {
     assert_eq!(body["enabled"], false, "{body}");
     now_ms()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_forwarding_header_makes_no_second_holder() {
+    let Some(db) = TestDatabase::create("e2e_forged") else {
+        return;
+    };
+    let standin = Standin::start(StandinOptions {
+        ttl: Duration::from_secs(600),
+        ..StandinOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--lease-ms", "3000", "--max-idle", "0"];
+    let mut services = Vec::new();
+    for _ in 0..2 {
+        services.push(
+            Service::start_with(
+                dir.path(),
+                Path::new(&db.url),
+                &standin.url(),
+                &flags,
+                Some(TEST_KEY),
+            )
+            .await,
+        );
+    }
+    let http = reqwest::Client::new();
+    let (holder, other) = (services[0].url(""), services[1].url(""));
+    let settle = json!({"request": request("forged")});
+    let (s, _) = call(
+        &http,
+        &holder,
+        "POST",
+        "/v1/conversations/forged/turn-settled",
+        settle.clone(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let on = json!({"enabled": true, "intervalMs": 1000});
+    let (s, _) = call(
+        &http,
+        &holder,
+        "PUT",
+        "/v1/conversations/forged/settings",
+        on,
+    )
+    .await;
+    assert_eq!(s, 200);
+    // A client claiming to be a peer, on the instance that does not hold
+    // the conversation: the calls go to the holder all the same.
+    let forged = |method: &str, path: &str, body: Value| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        http.request(method, format!("{other}{path}"))
+            .header("x-warming-forwarded", "1")
+            .json(&body)
+            .send()
+    };
+    let answer = forged("POST", "/v1/conversations/forged/turn-settled", settle)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // Four intervals: one holder warms once an interval, never in pairs.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let times = warms_by_conversation(&standin)
+        .remove("forged")
+        .unwrap_or_default();
+    assert!(times.len() >= 3, "{times:?}");
+    let closest = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    assert!(
+        closest >= 500,
+        "two holders warmed it {closest} ms apart: {times:?}"
+    );
+    // Turned off through the forged header: nothing warms it any more.
+    let answer = forged(
+        "PUT",
+        "/v1/conversations/forged/settings",
+        json!({"enabled": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let count = warms_by_conversation(&standin)
+        .remove("forged")
+        .map_or(0, |t| t.len());
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let after = warms_by_conversation(&standin)
+        .remove("forged")
+        .map_or(0, |t| t.len());
+    assert!(
+        after <= count + 1,
+        "still warmed after disable: {count} -> {after}"
+    );
+}

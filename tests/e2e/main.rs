@@ -12,6 +12,7 @@ mod fuzz;
 mod hardening;
 mod input;
 mod lifecycle;
+mod log_failures;
 mod money;
 mod observability;
 mod opt_in;

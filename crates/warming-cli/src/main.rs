@@ -1,6 +1,7 @@
 //! The `warming` binary: parses arguments and wires the crates together.
 
 mod commands;
+mod log;
 mod serve;
 mod simulate;
 mod wire;
@@ -128,22 +129,35 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("warming: {message}");
+    say(message);
     ExitCode::FAILURE
 }
 
+/// Prints `warming: message` to stderr; a closed or full stderr loses the
+/// line instead of panicking (`eprintln!` would).
+fn say(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "warming: {message}");
+}
+
 fn run_serve(args: serve::ServeArgs) -> ExitCode {
+    // Logging never stops the service: lines go through a bounded queue to
+    // a writer thread, and are dropped (and counted in /metrics) when
+    // stderr is slow, full or closed; a failed write is not reported on
+    // stderr again (which would panic on a closed one).
+    let (writer, _flush_on_exit) = log::writer();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match serve::resolve(args) {
         Ok(config) => config,
         Err(message) => {
-            eprintln!("warming: {message}");
+            say(&message);
             return ExitCode::from(2);
         }
     };

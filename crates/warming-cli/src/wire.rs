@@ -170,6 +170,7 @@ pub async fn serve(
     } = restore(&config, clock.as_ref(), advertise).await?;
     let generations = Arc::new(Generations::new(config.proxy_credentials_ttl));
     let metrics = Arc::new(Metrics::new(config.pricing.clone(), config.economics));
+    metrics.count_dropped_log_lines(Box::new(crate::log::dropped_lines));
     let stop = CancellationToken::new();
     let (mut driver, driver_task) = warming_service::spawn(
         warmer,
@@ -204,11 +205,25 @@ pub async fn serve(
         generations,
         metrics,
     };
-    let stopping = lost.clone();
+    // The driver ending before it is asked to (a panic) stops the server:
+    // an instance that answers but never warms looks alive to a supervisor.
+    let driver_died = CancellationToken::new();
+    let driver_task = {
+        let (died, stop) = (driver_died.clone(), stop.clone());
+        tokio::spawn(async move {
+            let ended = driver_task.await;
+            if !stop.is_cancelled() {
+                died.cancel();
+            }
+            ended
+        })
+    };
+    let (stopping, died) = (lost.clone(), driver_died.clone());
     let shutdown = async move {
         tokio::select! {
             () = shutdown => {}
             () = stopping.cancelled() => {}
+            () = died.cancelled() => {}
         }
     };
     let served = warming_transport::serve(listener, &config, parts, shutdown).await;
@@ -229,6 +244,12 @@ pub async fn serve(
     if let Err(lost) = lease {
         tracing::error!("{lost}");
         return Err(lost.to_string());
+    }
+    if driver_died.is_cancelled() {
+        let message = "the driver stopped unexpectedly (see the log above); exiting so a \
+                       supervisor restarts warming";
+        tracing::error!("{message}");
+        return Err(message.into());
     }
     tracing::info!("stopped");
     served.map_err(|e| e.to_string())

@@ -52,10 +52,23 @@ struct PriceLabel {
     price: &'static str,
 }
 
+/// Where the count of dropped log lines is read.
+struct DroppedLines(Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for DroppedLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DroppedLines")
+    }
+}
+
 /// Every metric the service exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Log lines the writer dropped, as last read from `log_drops`.
+    log_lines_dropped: Counter,
+    log_lines_dropped_seen: AtomicU64,
+    log_drops: std::sync::OnceLock<DroppedLines>,
     warms: Family<OutcomeLabel, Counter>,
     turns: Family<OutcomeLabel, Counter>,
     returning_turns: Family<OutcomeLabel, Counter>,
@@ -177,7 +190,16 @@ impl Metrics {
             "Cache re-writes returning turns avoided today (UTC), net of the read they paid instead",
             saved_today.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was slow, full or closed (logging never blocks or stops the service)",
+            log_lines_dropped.clone(),
+        );
         Self {
+            log_lines_dropped,
+            log_lines_dropped_seen: AtomicU64::new(0),
+            log_drops: std::sync::OnceLock::new(),
             registry,
             warms,
             turns,
@@ -204,9 +226,22 @@ impl Metrics {
     /// The Prometheus text exposition.
     #[must_use]
     pub fn render(&self) -> String {
+        if let Some(DroppedLines(dropped)) = self.log_drops.get() {
+            let now = dropped();
+            let before = self
+                .log_lines_dropped_seen
+                .swap(now, std::sync::atomic::Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(now.saturating_sub(before));
+        }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Reads the count of dropped log lines from `dropped` at every render
+    /// (`warming_log_lines_dropped_total`); the first call wins.
+    pub fn count_dropped_log_lines(&self, dropped: Box<dyn Fn() -> u64 + Send + Sync>) {
+        let _ = self.log_drops.set(DroppedLines(dropped));
     }
 
     /// A warm (or a proxied turn) finished; `model` and `long_ttl` are its

@@ -277,6 +277,11 @@ pub enum Route {
 /// Every method may block on the database: the service calls them off its
 /// async threads.
 pub trait Cluster: Send + Sync + 'static {
+    /// The secret instances present to each other on a forwarded call
+    /// (`x-warming-forwarded`): shared by the cluster's instances only, so
+    /// no client can pass for a peer.
+    fn peer_secret(&self) -> &str;
+
     /// Who handles `conversation`: [`Route::Here`] if this instance holds
     /// it or just claimed it (nobody held it, or its holder's lease
     /// lapsed), else the holder's URL.

@@ -42,6 +42,8 @@ pub struct PgCluster {
     changes: Mutex<mpsc::Receiver<ConversationId>>,
     /// Tells the listening thread to stop.
     left: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What instances present to each other when one forwards a call.
+    secret: String,
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -71,6 +73,7 @@ impl PgCluster {
         let lease_ms = i64::try_from(lease_ms).unwrap_or(i64::MAX);
         let sql = |e: postgres::Error| PgOpenError::Schema(format!("cannot join: {e}"));
         let mut tx = client.transaction().map_err(sql)?;
+        let secret = cluster_secret(&mut tx).map_err(sql)?;
         tx.execute("DELETE FROM instances WHERE url = $1", &[&advertise])
             .map_err(sql)?;
         tx.execute(
@@ -95,6 +98,7 @@ impl PgCluster {
             .name("warming-pg-listen".into())
             .spawn(move || listen(&url, &heard, &stop))?;
         Ok(Self {
+            secret,
             jobs: Mutex::new(jobs),
             me,
             lease_ms,
@@ -285,7 +289,32 @@ fn adopt(client: &mut Client, me: &str, limit: i64) -> Result<Vec<String>, postg
     Ok(ids)
 }
 
+/// The secret every instance of the cluster shares, made by the first to
+/// join (PostgreSQL's `gen_random_uuid`, cryptographically random) and
+/// read by the others; serialised with migrations by their lock.
+fn cluster_secret(tx: &mut postgres::Transaction<'_>) -> Result<String, postgres::Error> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&crate::schema::MIGRATION_LOCK],
+    )?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS cluster_secret (
+             one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+             secret TEXT NOT NULL);
+         INSERT INTO cluster_secret (secret)
+             VALUES (replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''))
+             ON CONFLICT DO NOTHING",
+    )?;
+    Ok(tx
+        .query_one("SELECT secret FROM cluster_secret", &[])?
+        .get(0))
+}
+
 impl Cluster for PgCluster {
+    fn peer_secret(&self) -> &str {
+        &self.secret
+    }
+
     fn route(&self, conversation: &ConversationId) -> Result<Route, StoreError> {
         if self.mine.lock().is_ok_and(|m| m.contains(conversation)) {
             return Ok(Route::Here);

@@ -72,7 +72,7 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Lock id that serialises migrations of instances starting together.
-const MIGRATION_LOCK: i64 = 0x0077_6172_6d69_6e67; // "warming"
+pub(crate) const MIGRATION_LOCK: i64 = 0x0077_6172_6d69_6e67; // "warming"
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(client: &mut Client) -> Result<(), String> {

@@ -34,7 +34,7 @@ async fn call<T: DeserializeOwned>(
     let mut request = state
         .peers
         .request(method, format!("{peer}{path}"))
-        .header(FORWARDED, "1");
+        .header(FORWARDED, crate::http::forward::peer_header(state));
     if let Some(token) = &state.token {
         request = request.bearer_auth(token.expose());
     }

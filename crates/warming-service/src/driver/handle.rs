@@ -155,6 +155,13 @@ impl std::fmt::Debug for DriverHandle {
 }
 
 impl DriverHandle {
+    /// Whether the driver task still runs: a stopped driver answers no
+    /// command, so `/healthz` must not say the service is fine.
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
     /// The service's current time.
     #[must_use]
     pub fn now(&self) -> Timestamp {
@@ -439,6 +446,13 @@ impl DriverHandle {
     #[must_use]
     pub fn clustered(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// The secret a forwarded call between instances carries; `None`
+    /// without a cluster.
+    #[must_use]
+    pub fn peer_secret(&self) -> Option<&str> {
+        self.cluster.as_deref().map(Cluster::peer_secret)
     }
 
     /// A stream of the conversations changed on any instance of the

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 
 /// Compares without an early exit, so timing does not reveal the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -111,7 +111,7 @@ pub async fn ingest(
         .map(|(i, e)| parse_event(i, e))
         .collect::<Result<Vec<_>, _>>()?;
     // A batch forwarded by another instance is applied here, never sent on.
-    if !state.driver.clustered() || headers.contains_key(&super::forward::FORWARDED) {
+    if !state.driver.clustered() || super::forward::from_peer(&state, &headers) {
         let (applied, ignored) = state.driver.events(events).await?;
         return Ok(Json(json!({"applied": applied, "ignored": ignored})));
     }

@@ -14,12 +14,42 @@ use super::routes::ConversationPath;
 use super::{ApiError, AppState, MAX_BODY_BYTES};
 
 /// Marks a forwarded call: its receiver handles it, never forwards again
-/// (no loops while ownership moves).
+/// (no loops while ownership moves). It carries the cluster's secret
+/// ([`from_peer`]): a client sending it is still a client.
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-warming-forwarded");
+
+/// Whether a call comes from another instance of the cluster: its
+/// [`FORWARDED`] header carries the cluster's secret (compared in constant
+/// time). Without a cluster, no call does.
+pub fn from_peer(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    match (state.driver.peer_secret(), headers.get(&FORWARDED)) {
+        (Some(secret), Some(given)) => super::auth::same(given.as_bytes(), secret.as_bytes()),
+        _ => false,
+    }
+}
+
+/// The [`FORWARDED`] header's value this instance sends its peers.
+pub fn peer_header(state: &AppState) -> HeaderValue {
+    state
+        .driver
+        .peer_secret()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+        .map(|mut v| {
+            v.set_sensitive(true);
+            v
+        })
+        .unwrap_or_else(|| HeaderValue::from_static("1"))
+}
 
 /// Headers not to copy to the peer: hop-by-hop ones, and those the client
 /// library sets from the request it sends.
-const NOT_COPIED: &[&str] = &["host", "connection", "content-length", "transfer-encoding"];
+const NOT_COPIED: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "x-warming-forwarded",
+];
 
 /// Route layer of the conversation routes.
 pub async fn to_holder(
@@ -28,7 +58,7 @@ pub async fn to_holder(
     req: Request,
     next: Next,
 ) -> Response {
-    if !state.driver.clustered() || req.headers().contains_key(&FORWARDED) {
+    if !state.driver.clustered() || from_peer(&state, req.headers()) {
         return next.run(req).await;
     }
     let peer = match state.driver.route(&id).await {
@@ -45,7 +75,15 @@ pub async fn to_holder(
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    let error = match forward(&state.peers, &peer, &parts, body.clone()).await {
+    let error = match forward(
+        &state.peers,
+        peer_header(&state),
+        &peer,
+        &parts,
+        body.clone(),
+    )
+    .await
+    {
         Ok(response) => return response,
         Err(Unanswered::Unreached(e)) => e,
         // It may have acted on the call: sending it elsewhere could act twice.
@@ -61,7 +99,7 @@ pub async fn to_holder(
     match state.driver.route(&id).await {
         Ok(Route::Here) => next.run(Request::from_parts(parts, Body::from(body))).await,
         Ok(Route::Peer(other)) if other != peer => {
-            match forward(&state.peers, &other, &parts, body).await {
+            match forward(&state.peers, peer_header(&state), &other, &parts, body).await {
                 Ok(response) => response,
                 Err(Unanswered::Unreached(e) | Unanswered::Lost(e)) => {
                     state.driver.forget_holder(&id);
@@ -94,10 +132,11 @@ enum Unanswered {
     Lost(String),
 }
 
-/// Sends the call (`parts` and `body`) to the same path on `peer` and
-/// answers what it answered.
+/// Sends the call (`parts` and `body`) to the same path on `peer`, marked
+/// with `mark` (the [`FORWARDED`] value), and answers what it answered.
 async fn forward(
     http: &reqwest::Client,
+    mark: HeaderValue,
     peer: &str,
     parts: &axum::http::request::Parts,
     body: axum::body::Bytes,
@@ -116,17 +155,13 @@ async fn forward(
             outgoing = outgoing.header(name, value);
         }
     }
-    let answer = outgoing
-        .header(FORWARDED, HeaderValue::from_static("1"))
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_connect() {
-                Unanswered::Unreached(e.to_string())
-            } else {
-                Unanswered::Lost(e.to_string())
-            }
-        })?;
+    let answer = outgoing.header(FORWARDED, mark).send().await.map_err(|e| {
+        if e.is_connect() {
+            Unanswered::Unreached(e.to_string())
+        } else {
+            Unanswered::Lost(e.to_string())
+        }
+    })?;
     let mut response = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
         if !NOT_COPIED.contains(&name.as_str()) {
@@ -153,12 +188,14 @@ pub async fn proxied_turn_to(
     parts: &axum::http::request::Parts,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    forward(&state.peers, peer, parts, body).await.map_err(|e| {
-        state.driver.forget_holder(id);
-        let (Unanswered::Unreached(e) | Unanswered::Lost(e)) = e;
-        ApiError::holder_unreachable(format!(
-            "the instance holding conversation {id} ({peer}) did not answer ({e}); its \
+    forward(&state.peers, peer_header(state), peer, parts, body)
+        .await
+        .map_err(|e| {
+            state.driver.forget_holder(id);
+            let (Unanswered::Unreached(e) | Unanswered::Lost(e)) = e;
+            ApiError::holder_unreachable(format!(
+                "the instance holding conversation {id} ({peer}) did not answer ({e}); its \
              conversations move to another instance once its lease lapses: retry"
-        ))
-    })
+            ))
+        })
 }

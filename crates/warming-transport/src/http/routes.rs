@@ -44,8 +44,19 @@ pub async fn dashboard() -> axum::response::Html<&'static str> {
 }
 
 /// `GET /healthz`.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if state.driver.is_alive() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        // Nothing is warmed and no command is answered: say so, so a
+        // supervisor restarts the service (which exits non-zero too).
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "down", "driver": "stopped"})),
+        )
+            .into_response()
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -229,8 +229,7 @@ async fn forward_inner(
     // Several instances: a turn of a conversation another one holds is
     // that instance's to relay (its lifecycle, its client's key).
     if let Some(request_json) = &turn {
-        if state.driver.clustered() && !parts.headers.contains_key(&crate::http::forward::FORWARDED)
-        {
+        if state.driver.clustered() && !crate::http::forward::from_peer(state, &parts.headers) {
             let id = turn_conversation(&state.proxy, &parts, request_json)?;
             if let Some(peer) = crate::peer::holder(state, &id)
                 .await
@@ -347,6 +346,8 @@ fn outgoing_headers(state: &AppState, incoming: &HeaderMap) -> (HeaderMap, bool)
             WARMING_HEADER,
             WARMING_INTERVAL_HEADER,
             crate::http::auth::PROXY_TOKEN_HEADER,
+            // The cluster's secret never reaches a provider.
+            "x-warming-forwarded",
         ],
     );
     let carries_our_token = state.token.is_some()
