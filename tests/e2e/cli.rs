@@ -153,7 +153,8 @@ fn every_command_has_an_example_in_its_help() {
 async fn the_cli_says_what_changed_and_what_to_do() {
     let standin = Standin::start(StandinOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(dir.path(), &standin.url(), &["--token", "sesame"]).await;
+    let service =
+        Service::start(dir.path(), &standin.url(), &["--token", "open-sesame-2026"]).await;
     // No scheme: taken as http://.
     let bare = service.addr.to_string();
 
@@ -163,7 +164,7 @@ async fn the_cli_says_what_changed_and_what_to_do() {
     assert!(err.contains("set WARMING_TOKEN"), "{err}");
 
     let with_token = |args: &[&str]| {
-        let mut all = vec!["--token", "sesame"];
+        let mut all = vec!["--token", "open-sesame-2026"];
         all.extend_from_slice(args);
         warming(&bare, &all)
     };

@@ -118,13 +118,30 @@ async fn every_route_honours_the_token_and_the_proxy_never_forwards_it() {
         .await
         .unwrap();
     assert_eq!(leaked.status().as_u16(), 200);
+    // As the provider key, or in the query (where a browser puts it).
+    let as_key = client
+        .post(service.url("/proxy/anthropic/v1/messages?token=") + TOKEN)
+        .header("x-warming-token", TOKEN)
+        .header("x-api-key", TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_key.status().as_u16(), 200);
     let seen = standin.requests();
-    assert_eq!(seen.len(), 2);
+    assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].credential.as_deref(), Some("provider-key"));
-    assert_eq!(
-        seen[1].credential, None,
-        "warming's token reached the provider"
-    );
+    for request in &seen[1..] {
+        assert_eq!(
+            request.credential, None,
+            "warming's token reached the provider"
+        );
+        assert!(!request.body.contains(TOKEN));
+        assert!(
+            !request.query.as_deref().unwrap_or("").contains(TOKEN),
+            "{request:?}"
+        );
+    }
     for request in &seen {
         assert!(!request.header_names.iter().any(|h| h == "x-warming-token"));
     }
@@ -307,6 +324,7 @@ fn settings_that_cannot_work_are_refused_at_start() {
     for (flags, needle) in [
         (&["--warm-timeout-ms", "0"][..], "warm-timeout-ms"),
         (&["--token", "   "][..], "token"),
+        (&["--token", "x"][..], "at least 12"),
         (&["--listen", "nowhere-at-all"][..], "listen"),
     ] {
         let log = dir.path().join("refused.log");

@@ -69,6 +69,27 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         post_oversized(service.addr, "/v1/conversations/c/turn-settled").await,
         413
     );
+    // A template nested deeper than a warm could parse back is refused.
+    let deep = format!(
+        r#"{{"request": {{"model": "m", "messages": [], "x": {}{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (status, answer) = raw(
+        &service,
+        "POST",
+        "/v1/conversations/c/turn-settled",
+        deep.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("levels deep"),
+        "{answer}"
+    );
     let (_, list) = service.call("GET", "/v1/conversations", None).await;
     assert_eq!(
         list,
@@ -124,7 +145,8 @@ async fn runtime_events_follow_the_lifecycle_guard() {
 async fn a_token_guards_v1_but_not_health() {
     let standin = Standin::start(StandinOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(dir.path(), &standin.url(), &["--token", "let-me-in"]).await;
+    let service =
+        Service::start(dir.path(), &standin.url(), &["--token", "let-me-in-please"]).await;
     let (status, body) = service.call("GET", "/v1/conversations", None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -140,7 +162,7 @@ async fn a_token_guards_v1_but_not_health() {
     assert_eq!(wrong.status().as_u16(), 401);
     let right = client
         .get(service.url("/v1/conversations"))
-        .bearer_auth("let-me-in")
+        .bearer_auth("let-me-in-please")
         .send()
         .await
         .unwrap();

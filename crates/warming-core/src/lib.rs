@@ -64,6 +64,9 @@ pub use settings::{
     IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,
 };
 pub use state::{ConversationState, TurnReads};
-pub use template::{rough_tokens, strip_credentials, PromptParts, Template, TemplateSummary};
+pub use template::{
+    json_depth, rough_tokens, strip_credentials, PromptParts, Template, TemplateSummary,
+    MAX_TEMPLATE_DEPTH,
+};
 pub use time::Timestamp;
 pub use usage::Usage;

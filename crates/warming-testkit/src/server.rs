@@ -64,6 +64,8 @@ impl Default for StandinOptions {
 pub struct SeenRequest {
     /// The path.
     pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
     /// The body's `model`.
     pub model: Option<String>,
     /// The body's `max_tokens` (or `max_completion_tokens`).
@@ -216,16 +218,31 @@ const RESPONSES_MIN_OUTPUT: u64 = 16;
 /// Output when a Responses request sets no limit.
 const RESPONSES_DEFAULT_OUTPUT: u64 = 20;
 
-async fn anthropic(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
-    handle(s, Api::Anthropic, headers, body).await
+async fn anthropic(
+    State(s): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    handle(s, Api::Anthropic, (uri, headers), body).await
 }
 
-async fn openai(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
-    handle(s, Api::OpenAi, headers, body).await
+async fn openai(
+    State(s): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    handle(s, Api::OpenAi, (uri, headers), body).await
 }
 
-async fn responses(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
-    handle(s, Api::Responses, headers, body).await
+async fn responses(
+    State(s): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    handle(s, Api::Responses, (uri, headers), body).await
 }
 
 /// `GET /_standin/requests?contains=TEXT&bodies=false`: the requests
@@ -288,6 +305,7 @@ impl SeenRequest {
                 Api::OpenAi => "/v1/chat/completions".into(),
                 Api::Responses => "/v1/responses".into(),
             },
+            query: None,
             model: body.get("model").and_then(Value::as_str).map(str::to_owned),
             max_tokens: max_tokens(body),
             stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
@@ -322,7 +340,12 @@ enum Rejection {
     Hang,
 }
 
-async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Response {
+async fn handle(
+    s: Arc<Shared>,
+    api: Api,
+    (uri, headers): (axum::http::Uri, HeaderMap),
+    raw: String,
+) -> Response {
     let limit = match api {
         Api::Anthropic => crate::rules::ANTHROPIC_MAX_REQUEST_BYTES,
         Api::OpenAi | Api::Responses => crate::rules::OPENAI_MAX_REQUEST_BYTES,
@@ -337,6 +360,7 @@ async fn handle(s: Arc<Shared>, api: Api, headers: HeaderMap, raw: String) -> Re
     }
     let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
     let mut seen = SeenRequest::new(api, &headers, &body, &raw);
+    seen.query = uri.query().map(str::to_owned);
     let max_tokens = match admit(&s, api, &body, &seen) {
         Ok(max_tokens) => max_tokens,
         Err(rejection) => {

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use warming_core::IntervalLimits;
 
+/// The fewest characters a `--token` may have.
+pub const MIN_TOKEN_CHARS: usize = 12;
+
 /// The session headers recognised by default, first present wins: the
 /// common gateway header, then the ones coding agents send on every call
 /// of a session (Claude Code's `x-claude-code-session-id`, Codex CLI's
@@ -262,6 +265,15 @@ impl ServerConfig {
             .is_some_and(|t| t.expose().trim().is_empty())
         {
             return Err("the token is blank".into());
+        }
+        if let Some(token) = &self.token {
+            let length = token.expose().chars().count();
+            if length < MIN_TOKEN_CHARS {
+                return Err(format!(
+                    "the token has {length} characters: use at least {MIN_TOKEN_CHARS} (for \
+                     example `openssl rand -hex 16`), a short one is guessed"
+                ));
+            }
         }
         if self.max_connections == 0 {
             return Err("max-connections must be at least 1".into());

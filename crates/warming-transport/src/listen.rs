@@ -42,7 +42,11 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // A client that sends its whole request and then closes its side
+        // still reads the answer (hyper would otherwise drop the
+        // connection at the client's EOF, the answer unsent).
+        .half_close(true);
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {

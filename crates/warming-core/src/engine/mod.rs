@@ -668,14 +668,17 @@ impl Warmer {
     }
 
     /// Delay before retrying after `failures` consecutive failures: doubling
-    /// from the configured base, at least what the provider asked for, never
-    /// more than the interval (a retry later than a regular warm is useless).
+    /// from the configured base up to the interval (a retry later than a
+    /// regular warm is useless), and never sooner than the provider asked.
     fn retry_delay(&self, failures: u32, retry_after_ms: Option<u64>, interval_ms: u64) -> u64 {
         let doublings = failures.saturating_sub(1).min(20);
         let backoff = self.config.retry_base_ms.saturating_mul(1 << doublings);
+        // The backoff never waits longer than an interval; the provider's
+        // `retry-after` is honoured whatever its length: sooner would only
+        // be refused again.
         backoff
-            .max(retry_after_ms.unwrap_or(0))
             .min(interval_ms)
+            .max(retry_after_ms.unwrap_or(0))
             .max(1)
     }
 }

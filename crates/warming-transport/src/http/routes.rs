@@ -288,6 +288,15 @@ pub async fn turn_settled(
     BodyBytes(bytes): BodyBytes,
 ) -> Result<Json<ConversationState>, ApiError> {
     let body: TurnSettledBody<'_> = parse_json(&bytes)?;
+    // Refused at the door: a template no warm could parse back would make
+    // every warm fail later.
+    let depth = warming_core::json_depth(body.request.get());
+    if depth > warming_core::MAX_TEMPLATE_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "request nests {depth} levels deep; at most {} are accepted",
+            warming_core::MAX_TEMPLATE_DEPTH
+        )));
+    }
     let template =
         Template::from_raw_json(body.request, body.model, body.cwd).ok_or_else(|| {
             ApiError::bad_request("request must be the provider request body (a JSON object)")

@@ -217,9 +217,9 @@ async fn forward_inner(
         Err(refused) => return Ok(refused),
     };
     let mut url = format!("{}/{rest}", route.base);
-    if let Some(query) = parts.uri.query() {
+    if let Some(query) = parts.uri.query().and_then(forwarded_query) {
         url.push('?');
-        url.push_str(query);
+        url.push_str(&query);
     }
     let (mut headers, carries_our_token) = outgoing_headers(state, &parts.headers);
     let enrolment = Enrolment::from_headers(&parts.headers)?;
@@ -296,9 +296,9 @@ async fn pass_through(
 ) -> Result<Response, ApiError> {
     let proxy = &state.proxy;
     let mut url = format!("{}/{rest}", route.base);
-    if let Some(query) = parts.uri.query() {
+    if let Some(query) = parts.uri.query().and_then(forwarded_query) {
         url.push('?');
-        url.push_str(query);
+        url.push_str(&query);
     }
     let (mut headers, _) = outgoing_headers(state, &parts.headers);
     let declared = crate::http::body::declared_length(&parts.headers);
@@ -350,13 +350,41 @@ fn outgoing_headers(state: &AppState, incoming: &HeaderMap) -> (HeaderMap, bool)
             "x-warming-forwarded",
         ],
     );
-    let carries_our_token = state.token.is_some()
-        && crate::http::auth::bearer(&headers)
-            .is_some_and(|given| crate::http::auth::token_matches(state, Some(given)));
-    if carries_our_token {
-        headers.remove(axum::http::header::AUTHORIZATION);
+    // Warming's token never leaves: not as a bearer, not as a provider key
+    // (`x-api-key: TOKEN`), not in any other header.
+    let mut carries_our_token = false;
+    if let Some(token) = &state.token {
+        let token = token.expose().as_bytes();
+        let ours = |value: &HeaderValue| {
+            let value = value.as_bytes();
+            let bare = value
+                .strip_prefix(b"Bearer ")
+                .or_else(|| value.strip_prefix(b"bearer "))
+                .unwrap_or(value);
+            crate::http::auth::same(bare, token)
+        };
+        let leaked: Vec<HeaderName> = headers
+            .iter()
+            .filter(|(_, value)| ours(value))
+            .map(|(name, _)| name.clone())
+            .collect();
+        carries_our_token = !leaked.is_empty();
+        for name in leaked {
+            headers.remove(name);
+        }
     }
     (headers, carries_our_token)
+}
+
+/// The query forwarded upstream: the client's, without warming's token
+/// (`?token=...`, which the dashboard's WebSocket may use) whatever its
+/// value.
+fn forwarded_query(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("token"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 /// The conversation a proxied turn belongs to: the first header of
@@ -395,7 +423,8 @@ async fn begin_turn(
 ) -> Result<Lifecycle, ApiError> {
     let proxy = &state.proxy;
     let id = turn_conversation(proxy, parts, &request)?;
-    let credentials = headers::credentials(route.kind, &parts.headers, carries_our_token);
+    // From the headers that go upstream: warming's token is not among them.
+    let credentials = headers::credentials(route.kind, headers, carries_our_token);
     // Before the turn starts, so a refused write leaves no turn open.
     enrolment
         .apply(&state.driver, &id, proxy.enroll_all)
