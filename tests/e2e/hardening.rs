@@ -524,7 +524,8 @@ async fn clients_that_never_finish_their_headers_cannot_starve_the_server() {
         &["--max-connections", "8", "--header-read-timeout-ms", "300"],
     )
     .await;
-    // Three times the cap of connections that send half a request line.
+    // Three times the cap of connections that send half a request line,
+    // and as many that send nothing at all.
     let mut slow = Vec::new();
     for _ in 0..24 {
         let mut stream = TcpStream::connect(service.addr).await.unwrap();
@@ -533,6 +534,9 @@ async fn clients_that_never_finish_their_headers_cannot_starve_the_server() {
             .await
             .unwrap();
         slow.push(stream);
+    }
+    for _ in 0..24 {
+        slow.push(TcpStream::connect(service.addr).await.unwrap());
     }
     // Each is dropped at the header timeout, so a real client gets in.
     let response = reqwest::Client::new()
@@ -544,11 +548,62 @@ async fn clients_that_never_finish_their_headers_cannot_starve_the_server() {
     assert_eq!(response.status().as_u16(), 200);
     // The server closed the slow ones.
     let mut buf = [0u8; 64];
-    let closed = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buf)).await;
-    assert!(
-        matches!(closed, Ok(Ok(_) | Err(_))),
-        "a slow client was never dropped"
-    );
+    for (which, stream) in [("half a head", 0), ("nothing", 47)] {
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), slow[stream].read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(_) | Err(_))),
+            "a client that sent {which} was never dropped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_trickled_past_its_deadline_is_cut() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &["--body-read-timeout-ms", "1000"],
+    )
+    .await;
+    let stream = TcpStream::connect(service.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(
+            b"POST /v1/conversations/t/turn-settled HTTP/1.1\r\nhost: x\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // A byte every 300 ms: each well within any per-chunk timeout, the
+    // whole far past the 1 s deadline.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&answer).contains("did not arrive") {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(read.is_ok(), "the trickled body was not cut within 5 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("did not arrive within 1000 ms"), "{text}");
+    assert_eq!(service.state("t").await["known"], false, "nothing changed");
 }
 
 #[test]

@@ -67,12 +67,21 @@ pub async fn serve(
             () = stop.cancelled() => break,
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let (builder, first_byte_within) = (builder.clone(), limits.header_read_timeout);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // hyper's header timeout starts with the first byte (the HTTP
+            // version is sniffed before it): a client that sends nothing
+            // would hold its slot forever.
+            let mut first = [0_u8; 1];
+            match tokio::time::timeout(first_byte_within, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return drop(permit),
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -86,8 +86,11 @@ pub async fn serve(
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
     };
-    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        config.body_read_timeout,
+    let body_within = config.body_read_timeout;
+    let app = router(state).layer(axum::middleware::map_request(
+        move |request: axum::extract::Request| async move {
+            crate::http::body::with_total_deadline(request, body_within)
+        },
     ));
     let served = crate::listen::serve(listener, app, limits, signalled.clone());
     let grace = config.shutdown_grace;

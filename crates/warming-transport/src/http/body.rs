@@ -159,3 +159,37 @@ pub async fn read_limited(
     }
     Ok(Bytes::from(buffer))
 }
+
+/// Gives every request body one deadline for all of it: tower-http's body
+/// timeout (and hyper's) restarts at each frame, so a body trickled a byte
+/// every few seconds would never be cut. Past the deadline the body ends
+/// in an error, which the extractors and the proxy answer as a bad request.
+pub fn with_total_deadline(
+    mut request: axum::extract::Request,
+    within: std::time::Duration,
+) -> axum::extract::Request {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let body = std::mem::take(request.body_mut());
+    let stream = futures_util::stream::unfold(
+        (body.into_data_stream(), false),
+        move |(mut data, expired)| async move {
+            if expired {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, data.next()).await {
+                Ok(Some(chunk)) => Some((chunk, (data, false))),
+                Ok(None) => None,
+                Err(_) => {
+                    let late = axum::Error::new(format!(
+                        "the request body did not arrive within {} ms (--body-read-timeout-ms)",
+                        within.as_millis()
+                    ));
+                    Some((Err(late), (data, true)))
+                }
+            }
+        },
+    );
+    *request.body_mut() = axum::body::Body::from_stream(stream);
+    request
+}
