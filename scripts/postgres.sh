@@ -6,6 +6,7 @@
 #                                         # starts a cluster, exports WARMING_POSTGRES_URL
 #   cargo test --workspace                # the PostgreSQL tests now run
 #   scripts/postgres.sh stop              # stops it and removes its files
+#   scripts/postgres.sh restart [SECONDS] # drops every connection, down that long
 #
 # Or in one go: scripts/postgres.sh test [cargo test args...]
 set -euo pipefail
@@ -51,6 +52,17 @@ start() {
   echo "export WARMING_POSTGRES_URL=postgres://warming:$password@127.0.0.1:$port/postgres"
 }
 
+# Restarts the running cluster as a managed database's upgrade or failover
+# does: a fast shutdown (every connection dropped), then up again after
+# $1 seconds (default 0).
+restart() {
+  local bin; bin=$(bin_dir)
+  as_user "'$bin/pg_ctl' -D '$state/data' -m fast -w stop" >/dev/null
+  sleep "${1:-0}"
+  as_user "'$bin/pg_ctl' -D '$state/data' -l '$state/server.log' -w \
+    -o \"-k '$state' -p $port -c listen_addresses=127.0.0.1 -c fsync=on\" start >/dev/null"
+}
+
 stop() {
   local bin; bin=$(bin_dir)
   if [ -d "$state/data" ]; then
@@ -62,11 +74,12 @@ stop() {
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
+  restart) restart "${2:-0}" ;;
   test)
     shift
     eval "$(start)"
     trap stop EXIT
     WARMING_REQUIRE_POSTGRES=1 cargo test --workspace "$@"
     ;;
-  *) echo "usage: $0 start|stop|test [cargo test args]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart [SECONDS]|test [cargo test args]" >&2; exit 2 ;;
 esac

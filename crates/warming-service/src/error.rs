@@ -20,4 +20,17 @@ pub enum ServiceError {
     /// The service is shutting down.
     #[error("the service is shutting down")]
     Unavailable,
+    /// The database cannot be reached right now; nothing changed and the
+    /// call may be retried.
+    #[error("{0}")]
+    StorageUnavailable(String),
+}
+
+impl From<crate::ports::StoreError> for ServiceError {
+    fn from(e: crate::ports::StoreError) -> Self {
+        match e {
+            crate::ports::StoreError::Unavailable(_) => Self::StorageUnavailable(e.to_string()),
+            other => Self::Storage(other.to_string()),
+        }
+    }
 }

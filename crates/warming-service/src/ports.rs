@@ -24,6 +24,10 @@ pub enum StoreError {
     /// The store is closed: the service is stopping.
     #[error("storage is closed")]
     Closed,
+    /// The database cannot be reached right now (restarting, failing
+    /// over); the same call may succeed in a moment. Nothing was written.
+    #[error("the database is unreachable ({0}); nothing was written, retry shortly")]
+    Unavailable(String),
 }
 
 /// A write's acknowledgement: resolves once the write is committed.

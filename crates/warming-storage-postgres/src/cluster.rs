@@ -84,11 +84,18 @@ impl PgCluster {
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
         let (jobs, queue) = mpsc::channel::<Job>();
+        let mut connection = crate::Connection::new(url, client);
         std::thread::Builder::new()
             .name("warming-pg-cluster".into())
             .spawn(move || {
                 while let Ok(job) = queue.recv() {
-                    job(&mut client);
+                    // Connected again if the database dropped the last
+                    // connection; if it is still away, the job's own call
+                    // fails on the closed client and says so.
+                    if let Err(e) = connection.get() {
+                        tracing::warn!(error = %e, "the cluster's connection is down; retrying");
+                    }
+                    job(connection.client());
                 }
             })?;
         let (heard, changes) = mpsc::channel();

@@ -109,14 +109,16 @@ impl PgStorage {
             max_batch: options.max_batch,
             history_cap: i64::try_from(options.history_cap).unwrap_or(i64::MAX),
         };
+        let writer_connection = Connection::new(url, writer_client);
         let writer = std::thread::Builder::new()
             .name("warming-pg-writer".into())
-            .spawn(move || writer::run(writer_client, queue, config))?;
+            .spawn(move || writer::run(writer_connection, queue, config))?;
         let (reads, requests) = mpsc::channel();
         let blocks = BlockCache::with_bytes(options.template_cache_bytes);
+        let reader_connection = Connection::new(url, reader_client);
         std::thread::Builder::new()
             .name("warming-pg-reader".into())
-            .spawn(move || read::run(reader_client, requests, blocks))?;
+            .spawn(move || read::run(reader_connection, requests, blocks))?;
         Ok(Self {
             jobs,
             reads: Mutex::new(reads),
@@ -154,6 +156,70 @@ impl PgStorage {
     }
 }
 
+/// Longest wait for the database to accept a connection: a server that
+/// is down answers at once; one failing over may not answer at all.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects from the calling thread (one of the store's own, never an
+/// async runtime's), waiting at most [`CONNECT_TIMEOUT`].
+pub(crate) fn connect_here(url: &str) -> Result<Client, postgres::Error> {
+    let mut config: postgres::Config = url.parse()?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config.connect(NoTls)
+}
+
+/// A connection the store's threads keep: when the database drops it (a
+/// restart, a failover), the next use connects again, so an instance rides
+/// through an outage instead of failing every later call.
+pub(crate) struct Connection {
+    url: String,
+    client: Client,
+    /// Whether the client is new since the last call (prepared statements
+    /// must be prepared again).
+    fresh: bool,
+}
+
+impl Connection {
+    pub(crate) fn new(url: &str, client: Client) -> Self {
+        Self {
+            url: url.to_owned(),
+            client,
+            fresh: false,
+        }
+    }
+
+    /// The client, connected again first if the last one was lost.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] while the database cannot be reached.
+    pub(crate) fn get(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.is_closed() {
+            let client =
+                connect_here(&self.url).map_err(|e| StoreError::Unavailable(connect_error(&e)))?;
+            tracing::info!("reconnected to PostgreSQL");
+            self.client = client;
+            self.fresh = true;
+        }
+        Ok(&mut self.client)
+    }
+
+    /// The client as it is, connected or not (its calls fail when not).
+    pub(crate) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Whether the client was replaced since the last call of this.
+    pub(crate) fn take_fresh(&mut self) -> bool {
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// Whether the connection is lost (a failed call's error is then the
+    /// database's absence, not the call's).
+    pub(crate) fn is_lost(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
 /// Connects (and migrates, for the writer's connection) on a thread of its
 /// own, outside any async runtime the caller may be on.
 pub(crate) fn connect(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
@@ -161,8 +227,8 @@ pub(crate) fn connect(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
     std::thread::Builder::new()
         .name("warming-pg-connect".into())
         .spawn(move || {
-            let mut client = Client::connect(&url, NoTls)
-                .map_err(|e| PgOpenError::Connect(connect_error(&e)))?;
+            let mut client =
+                connect_here(&url).map_err(|e| PgOpenError::Connect(connect_error(&e)))?;
             if migrate {
                 schema::migrate(&mut client).map_err(PgOpenError::Schema)?;
             }

@@ -50,62 +50,108 @@ const TEMPLATES_PER_QUERY: usize = 256;
 
 /// Answers reads until every sender is gone. Template reads waiting
 /// together (warms firing together) are answered by one query.
-pub(crate) fn run(mut client: Client, reads: Receiver<Read>, blocks: BlockCache) {
-    let failed = |e: postgres::Error| StoreError::Failed(e.to_string());
+impl Read {
+    /// Answers the read with `error`.
+    fn fail(self, error: StoreError) {
+        // A reader that went away needs no answer.
+        match self {
+            Self::All(_, reply) => drop(reply.send(Err(error))),
+            Self::One(_, _, reply) => drop(reply.send(Err(error))),
+            Self::History(_, _, reply) => drop(reply.send(Err(error))),
+            Self::Template(_, reply) => drop(reply.send(Err(error))),
+            Self::Meta(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// Answers reads until every sender is gone; while the database is away
+/// each read is answered [`StoreError::Unavailable`] and the next one
+/// connects again.
+pub(crate) fn run(mut connection: crate::Connection, reads: Receiver<Read>, blocks: BlockCache) {
     let mut waiting = std::collections::VecDeque::new();
     while let Some(read) = waiting.pop_front().or_else(|| reads.recv().ok()) {
-        match read {
-            Read::All(limits, reply) => {
-                let sql = format!("SELECT {RESTORED_COLUMNS} FROM conversations");
-                let answer = client.query(&sql, &[]).map_err(failed).map(|rows| {
-                    rows.iter()
-                        .filter_map(|row| restored(row, &limits))
-                        .collect()
-                });
-                let _ = reply.send(answer);
+        let client = match connection.get() {
+            Ok(client) => client,
+            Err(unavailable) => {
+                read.fail(unavailable);
+                continue;
             }
-            Read::One(id, limits, reply) => {
-                let sql = format!("SELECT {RESTORED_COLUMNS} FROM conversations WHERE id = $1");
-                let answer = client
-                    .query_opt(&sql, &[&id.as_str()])
-                    .map_err(failed)
-                    .map(|row| row.and_then(|row| restored(&row, &limits)));
-                let _ = reply.send(answer);
+        };
+        answer(client, &reads, &blocks, &mut waiting, read);
+    }
+}
+
+/// Answers one read (and the template reads waiting with it).
+fn answer(
+    client: &mut Client,
+    reads: &Receiver<Read>,
+    blocks: &BlockCache,
+    waiting: &mut std::collections::VecDeque<Read>,
+    read: Read,
+) {
+    // A call that failed because the connection went is the database's
+    // absence (retry shortly), not the call's fault.
+    let failed = |client: &Client, e: postgres::Error| {
+        if client.is_closed() {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Failed(e.to_string())
+        }
+    };
+    match read {
+        Read::All(limits, reply) => {
+            let sql = format!("SELECT {RESTORED_COLUMNS} FROM conversations");
+            let answer = match client.query(&sql, &[]) {
+                Ok(rows) => Ok(rows
+                    .iter()
+                    .filter_map(|row| restored(row, &limits))
+                    .collect()),
+                Err(e) => Err(failed(client, e)),
+            };
+            let _ = reply.send(answer);
+        }
+        Read::One(id, limits, reply) => {
+            let sql = format!("SELECT {RESTORED_COLUMNS} FROM conversations WHERE id = $1");
+            let answer = match client.query_opt(&sql, &[&id.as_str()]) {
+                Ok(row) => Ok(row.and_then(|row| restored(&row, &limits))),
+                Err(e) => Err(failed(client, e)),
+            };
+            let _ = reply.send(answer);
+        }
+        Read::History(id, limit, reply) => {
+            let answer = history(client, &id, limit).map_err(|e| failed(client, e));
+            let _ = reply.send(answer);
+        }
+        Read::Template(id, reply) => {
+            let mut asked = vec![(id, reply)];
+            while asked.len() < TEMPLATES_PER_QUERY {
+                match reads.try_recv() {
+                    Ok(Read::Template(id, reply)) => asked.push((id, reply)),
+                    Ok(other) => waiting.push_back(other),
+                    Err(_) => break,
+                }
             }
-            Read::History(id, limit, reply) => {
-                let _ = reply.send(history(&mut client, &id, limit).map_err(failed));
-            }
-            Read::Template(id, reply) => {
-                let mut asked = vec![(id, reply)];
-                while asked.len() < TEMPLATES_PER_QUERY {
-                    match reads.try_recv() {
-                        Ok(Read::Template(id, reply)) => asked.push((id, reply)),
-                        Ok(other) => waiting.push_back(other),
-                        Err(_) => break,
+            let ids: Vec<&str> = asked.iter().map(|(id, _)| id.as_str()).collect();
+            match templates(client, blocks, &ids) {
+                Ok(mut found) => {
+                    for (id, reply) in asked {
+                        let _ = reply.send(Ok(found.remove(id.as_str())));
                     }
                 }
-                let ids: Vec<&str> = asked.iter().map(|(id, _)| id.as_str()).collect();
-                match templates(&mut client, &blocks, &ids) {
-                    Ok(mut found) => {
-                        for (id, reply) in asked {
-                            let _ = reply.send(Ok(found.remove(id.as_str())));
-                        }
-                    }
-                    Err(e) => {
-                        let e = failed(e);
-                        for (_, reply) in asked {
-                            let _ = reply.send(Err(e.clone()));
-                        }
+                Err(e) => {
+                    let e = failed(client, e);
+                    for (_, reply) in asked {
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
-            Read::Meta(key, reply) => {
-                let answer = client
-                    .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
-                    .map(|row| row.map(|r| r.get(0)))
-                    .map_err(failed);
-                let _ = reply.send(answer);
-            }
+        }
+        Read::Meta(key, reply) => {
+            let answer = match client.query_opt("SELECT value FROM meta WHERE key = $1", &[&key]) {
+                Ok(row) => Ok(row.map(|r| r.get(0))),
+                Err(e) => Err(failed(client, e)),
+            };
+            let _ = reply.send(answer);
         }
     }
 }

@@ -94,9 +94,15 @@ impl Statements {
     }
 }
 
-/// Runs until a `Stop` job or until every sender is gone.
-pub(crate) fn run(mut client: Client, jobs: Receiver<Job>, config: WriterConfig) {
-    let statements = match Statements::prepare(&mut client) {
+/// Runs until a `Stop` job or until every sender is gone. While the
+/// database is away, each batch is answered [`StoreError::Unavailable`]
+/// (nothing written) and the next one connects again.
+pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config: WriterConfig) {
+    let mut statements = match connection
+        .get()
+        .map_err(|e| e.to_string())
+        .and_then(|client| Statements::prepare(client).map_err(|e| e.to_string()))
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot prepare the storage statements");
@@ -114,13 +120,22 @@ pub(crate) fn run(mut client: Client, jobs: Receiver<Job>, config: WriterConfig)
             }
         }
         let stop = batch.iter().any(|job| matches!(job, Job::Stop));
-        let results = commit_batch(
-            &mut client,
-            &statements,
-            &batch,
-            &mut trims,
-            config.history_cap,
-        );
+        let results = match prepared(&mut connection, &mut statements) {
+            Ok(client) => {
+                let results =
+                    commit_batch(client, &statements, &batch, &mut trims, config.history_cap);
+                if connection.is_lost() {
+                    // Lost mid-batch: say so, nothing of it was committed.
+                    results
+                        .into_iter()
+                        .map(|r| r.map_err(|e| StoreError::Unavailable(e.to_string())))
+                        .collect()
+                } else {
+                    results
+                }
+            }
+            Err(unavailable) => vec![Err(unavailable); batch.len()],
+        };
         for (job, result) in batch.into_iter().zip(results) {
             match job {
                 Job::Write(_, Some(ack)) | Job::Flush(ack) => {
@@ -138,6 +153,21 @@ pub(crate) fn run(mut client: Client, jobs: Receiver<Job>, config: WriterConfig)
             break;
         }
     }
+}
+
+/// The writer's client, connected again and its statements prepared again
+/// if the database dropped the last connection.
+fn prepared<'a>(
+    connection: &'a mut crate::Connection,
+    statements: &mut Statements,
+) -> Result<&'a mut Client, StoreError> {
+    connection.get()?;
+    if connection.take_fresh() {
+        let client = connection.get()?;
+        *statements =
+            Statements::prepare(client).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    }
+    connection.get()
 }
 
 /// Answers every queued job with a failure (the writer cannot start).

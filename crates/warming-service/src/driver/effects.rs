@@ -150,7 +150,7 @@ impl Driver {
         if let Some(PersistWaiter::Settings(id, reply)) = self.persist_waiters.remove(&op) {
             let answer = match result {
                 Ok(()) => Ok(self.warmer.state(&id)),
-                Err(e) => Err(ServiceError::Storage(e.to_string())),
+                Err(e) => Err(ServiceError::from(e)),
             };
             let _ = reply.send(answer);
         }

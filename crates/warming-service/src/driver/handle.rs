@@ -368,7 +368,7 @@ impl DriverHandle {
         })
         .await
         .map_err(|e| ServiceError::Storage(e.to_string()))?
-        .map_err(|e| ServiceError::Storage(e.to_string()))?;
+        .map_err(ServiceError::from)?;
         let next = (rows.len() == limit)
             .then(|| rows.last().map(|(r, _)| r.conversation.clone()))
             .flatten();
@@ -432,7 +432,7 @@ impl DriverHandle {
         tokio::task::spawn_blocking(move || cluster.route(&id))
             .await
             .map_err(|e| ServiceError::Storage(e.to_string()))?
-            .map_err(|e| ServiceError::Storage(e.to_string()))
+            .map_err(ServiceError::from)
     }
 
     /// A peer that holds `id` did not answer: ask the database next time.

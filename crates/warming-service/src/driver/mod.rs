@@ -117,11 +117,11 @@ struct Driver {
 }
 
 /// Waits for every write in `acks`; the first failure's message.
-async fn all_stored(acks: Vec<Ack>) -> Result<(), String> {
+async fn all_stored(acks: Vec<Ack>) -> Result<(), ServiceError> {
     for ack in acks {
         if let Err(e) = ack.await {
             tracing::warn!(error = %e, "write failed; answering with a storage error");
-            return Err(e.to_string());
+            return Err(ServiceError::from(e));
         }
     }
     Ok(())
@@ -141,7 +141,7 @@ fn reply_when_stored<T: Send + 'static>(
     }
     tokio::spawn(async move {
         let answer = all_stored(acks).await.map(|()| value);
-        let _ = reply.send(answer.map_err(ServiceError::Storage));
+        let _ = reply.send(answer);
     });
 }
 
@@ -150,7 +150,7 @@ struct Refused {
     id: ConversationId,
     template: Arc<Template>,
     previous: Option<Arc<Template>>,
-    error: String,
+    error: ServiceError,
     reply: Reply<Result<ConversationState, ServiceError>>,
 }
 
@@ -272,7 +272,7 @@ impl Driver {
         self.warmer
             .template_not_stored(self.clock.now(), &id, &template, previous);
         self.execute_effects();
-        let _ = reply.send(Err(ServiceError::Storage(error)));
+        let _ = reply.send(Err(error));
     }
 
     /// Lets conversations nobody needs in memory go (see [`DriverOptions`]).
@@ -446,13 +446,11 @@ impl Driver {
                 let flushed = store.flush();
                 tokio::spawn(async move {
                     let answer = match flushed.await {
-                        Err(e) => Err(ServiceError::Storage(e.to_string())),
+                        Err(e) => Err(ServiceError::from(e)),
                         Ok(()) => tokio::task::spawn_blocking(move || store.history(&id, limit))
                             .await
                             .map_err(|e| ServiceError::Storage(e.to_string()))
-                            .and_then(|read| {
-                                read.map_err(|e| ServiceError::Storage(e.to_string()))
-                            }),
+                            .and_then(|read| read.map_err(ServiceError::from)),
                     };
                     let _ = reply.send(answer);
                 });

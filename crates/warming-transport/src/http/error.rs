@@ -95,6 +95,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_GATEWAY, "upstream", message)
     }
 
+    /// 503 `storage_unavailable`: the database cannot be reached now;
+    /// answered with `Retry-After` (see [`IntoResponse`]).
+    pub fn storage_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            message,
+        )
+    }
+
     /// 500 `storage`.
     pub fn storage(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
@@ -119,7 +129,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.code == "storage_unavailable" {
+            // A database restart or failover takes seconds.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
+        response
     }
 }
 
@@ -132,6 +150,7 @@ impl From<warming_service::ServiceError> for ApiError {
             ServiceError::Storage(m) => Self::storage(m),
             ServiceError::Upstream(m) => Self::upstream(m),
             ServiceError::Unavailable => Self::unavailable(),
+            ServiceError::StorageUnavailable(m) => Self::storage_unavailable(m),
         }
     }
 }

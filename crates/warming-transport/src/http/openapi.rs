@@ -220,7 +220,8 @@ fn schemas() -> Value {
             "applied": {"type": "integer"}, "ignored": {"type": "integer"}}},
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
             "code": {"enum": ["bad_request", "not_found", "unauthorized", "conflict",
-                              "payload_too_large", "upstream", "storage"]},
+                              "payload_too_large", "upstream", "storage",
+                              "storage_unavailable"]},
             "message": {"type": "string"}}}}}
     })
 }
