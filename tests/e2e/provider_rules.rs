@@ -41,12 +41,18 @@ async fn a_thinking_conversation_is_warmed_as_the_provider_allows() {
     service.turn_settled("short", &short).await;
     let record = last_warm(&service, "short").await;
     assert_eq!(record["kind"], "prefix-only", "{record}");
+    assert_eq!(record["refreshes"], "system-and-tools", "{record}");
     assert_eq!(standin.warms().last().unwrap().max_tokens, Some(0));
+    // A second warm claims no more than the next turn will read: it wrote
+    // no message entry of its own (keyed without thinking) to read back.
+    let again = last_warm(&service, "short").await;
     // The next turn, thinking on, reads the system prompt the warm kept.
     let next = provider_turn(&standin.url(), &short).await;
+    let turn_read = next["cache_read_input_tokens"].as_u64().unwrap();
+    assert!(turn_read > 0, "{next}");
     assert!(
-        next["cache_read_input_tokens"].as_u64().unwrap() > 0,
-        "{next}"
+        again["usage"]["cacheReadTokens"].as_u64().unwrap() <= turn_read,
+        "the warm read {again} but the turn only {next}"
     );
 
     // Long messages: the thinking parameters are kept, the output bounded
