@@ -207,26 +207,30 @@ pub async fn serve(
     };
     // The driver ending before it is asked to (a panic) stops the server:
     // an instance that answers but never warms looks alive to a supervisor.
-    let driver_died = CancellationToken::new();
+    // Once shutting down, the driver ends as the server lets go of its
+    // handles: expected, not a death.
+    let (driver_died, shutting_down) = (CancellationToken::new(), CancellationToken::new());
     let driver_task = {
-        let (died, stop) = (driver_died.clone(), stop.clone());
+        let (died, shutting) = (driver_died.clone(), shutting_down.clone());
         tokio::spawn(async move {
             let ended = driver_task.await;
-            if !stop.is_cancelled() {
+            if !shutting.is_cancelled() {
                 died.cancel();
             }
             ended
         })
     };
-    let (stopping, died) = (lost.clone(), driver_died.clone());
+    let (stopping, died, shutting) = (lost.clone(), driver_died.clone(), shutting_down.clone());
     let shutdown = async move {
         tokio::select! {
             () = shutdown => {}
             () = stopping.cancelled() => {}
             () = died.cancelled() => {}
         }
+        shutting.cancel();
     };
     let served = warming_transport::serve(listener, &config, parts, shutdown).await;
+    shutting_down.cancel();
     stop.cancel();
     let _ = driver_task.await;
     let lease = match membership {
