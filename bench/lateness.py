@@ -8,6 +8,7 @@ building and sending the request.
 
 Usage: lateness.py SERVER STANDIN CONVERSATIONS SAMPLE"""
 import json
+import os
 import random
 import sys
 import time
@@ -29,9 +30,11 @@ started_ms = int(time.time() * 1000)
 late, fired = [], []
 for i in random.sample(range(conversations), min(sample, conversations)):
     history = get(f"{server}/v1/conversations/lat-{i}/history?limit=20")["history"]
-    # Every settle of lat-i carries "hi from lat-i" (bench/body.lua); the
-    # closing quote or the next word keeps lat-1 from matching lat-10.
-    tag = urllib.parse.quote(f'"hi from lat-{i}')
+    # Every settle of lat-i carries "hi from lat-i" then a closing quote, or
+    # a space when SYSTEM_KB adds its own words (bench/body.lua): that end
+    # keeps lat-1 from matching lat-10.
+    end = " " if os.environ.get("SYSTEM_KB") else '"'
+    tag = urllib.parse.quote(f"hi from lat-{i}{end}")
     arrivals = sorted(
         r["receivedAtMs"]
         for r in get(f"{standin}/_standin/requests?bodies=false&contains={tag}")
