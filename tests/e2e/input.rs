@@ -167,6 +167,14 @@ async fn a_token_guards_v1_but_not_health() {
         .await
         .unwrap();
     assert_eq!(right.status().as_u16(), 200);
+    // In the URL, as a browser's WebSocket or link must: the list reads it
+    // as the token, not as an unknown filter.
+    let in_url = client
+        .get(service.url("/v1/conversations?limit=5&token=let-me-in-please"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_url.status().as_u16(), 200);
     let (status, _) = service.call("GET", "/healthz", None).await;
     assert_eq!(status, 200);
 }

@@ -255,6 +255,8 @@ async fn gateway_session_headers_name_the_conversation() {
 async fn close_aborts_a_long_stream_mid_way() {
     let standin = Standin::start(StandinOptions {
         chunk_delay: Duration::from_millis(50),
+        // A long answer: 300 words.
+        reply_words: 300,
         ..StandinOptions::default()
     })
     .await
@@ -286,16 +288,23 @@ async fn close_aborts_a_long_stream_mid_way() {
         .await;
     assert_eq!(status, 200, "{closed}");
     let mut received = String::new();
+    let mut cut = false;
     let ended = tokio::time::timeout(Duration::from_secs(3), async {
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) => received.push_str(&String::from_utf8_lossy(&bytes)),
-                Err(_) => break,
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
             }
         }
     })
     .await;
     assert!(ended.is_ok(), "the stream went on after close");
+    // Ended as an error, as a dropped provider stream: the client cannot
+    // take the cut answer for a whole one.
+    assert!(cut, "the cut stream ended cleanly");
     assert!(
         !received.contains("message_stop"),
         "the whole answer was sent"

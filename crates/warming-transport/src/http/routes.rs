@@ -148,6 +148,9 @@ fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
                     })?;
             }
             "after" => parsed.after = Some(value.to_owned()),
+            // The token, for clients that can only put it in the URL:
+            // checked by the auth layer, not a filter.
+            "token" => {}
             "enabled" => parsed.filter.enabled = Some(bool_of(key, value)?),
             "armed" => parsed.filter.armed = bool_of(key, value)?,
             "stopped" => parsed.filter.stopped = bool_of(key, value)?,

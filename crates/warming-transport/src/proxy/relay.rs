@@ -107,7 +107,17 @@ impl Relay {
         let cancel = self.cancel.clone().unwrap_or_default();
         let chunk = tokio::select! {
             biased;
-            () = cancel.cancelled() => None,
+            () = cancel.cancelled() => {
+                // `close` or shutdown cut the answer: end it as an error,
+                // as a provider's dropped stream would, so the client
+                // cannot take a cut answer for a whole one.
+                self.done = true;
+                self.finish();
+                return Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the answer was cut: the conversation was closed or warming is stopping",
+                )));
+            }
             chunk = self.upstream.next() => chunk,
         };
         match chunk {
@@ -121,8 +131,7 @@ impl Relay {
                 Some(Err(std::io::Error::other(e)))
             }
             None => {
-                // The end of the answer, or `close` aborted it: either way the
-                // client sees the stream end here.
+                // The end of the answer.
                 self.done = true;
                 self.finish();
                 None
