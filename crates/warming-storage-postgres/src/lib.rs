@@ -174,9 +174,9 @@ pub(crate) fn connect_here(url: &str) -> Result<Client, postgres::Error> {
 pub(crate) struct Connection {
     url: String,
     client: Client,
-    /// Whether the client is new since the last call (prepared statements
-    /// must be prepared again).
-    fresh: bool,
+    /// How many times it connected again: statements prepared on an
+    /// earlier client must be prepared again.
+    generation: u64,
 }
 
 impl Connection {
@@ -184,7 +184,7 @@ impl Connection {
         Self {
             url: url.to_owned(),
             client,
-            fresh: false,
+            generation: 0,
         }
     }
 
@@ -193,24 +193,28 @@ impl Connection {
     /// # Errors
     /// [`StoreError::Unavailable`] while the database cannot be reached.
     pub(crate) fn get(&mut self) -> Result<&mut Client, StoreError> {
+        self.connected().map(|(client, _)| client)
+    }
+
+    /// The client, connected again first if the last one was lost, and its
+    /// generation (see [`Connection::generation`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] while the database cannot be reached.
+    pub(crate) fn connected(&mut self) -> Result<(&mut Client, u64), StoreError> {
         if self.client.is_closed() {
             let client =
                 connect_here(&self.url).map_err(|e| StoreError::Unavailable(connect_error(&e)))?;
             tracing::info!("reconnected to PostgreSQL");
             self.client = client;
-            self.fresh = true;
+            self.generation += 1;
         }
-        Ok(&mut self.client)
+        Ok((&mut self.client, self.generation))
     }
 
     /// The client as it is, connected or not (its calls fail when not).
     pub(crate) fn client(&mut self) -> &mut Client {
         &mut self.client
-    }
-
-    /// Whether the client was replaced since the last call of this.
-    pub(crate) fn take_fresh(&mut self) -> bool {
-        std::mem::take(&mut self.fresh)
     }
 
     /// Whether the connection is lost (a failed call's error is then the

@@ -243,12 +243,10 @@ fn history(
                 expected_pct: row.get(9),
                 backend: row.get::<_, Option<String>>(10).map(Arc::from),
                 error: row.get::<_, Option<String>>(11).map(Arc::from),
-                kind: row.get::<_, Option<&str>>(13).and_then(WarmKind::parse),
-                refreshes: row
-                    .get::<_, Option<&str>>(13)
-                    .and_then(WarmKind::parse)
-                    .map(WarmKind::refreshes),
+                kind: None,
+                refreshes: None,
             }
+            .with_kind(row.get::<_, Option<&str>>(13).and_then(WarmKind::parse))
         })
         .collect())
 }

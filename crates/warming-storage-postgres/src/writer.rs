@@ -110,6 +110,8 @@ pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config
             return;
         }
     };
+    // The connection generation the statements were prepared on.
+    let mut prepared_on = 0;
     let mut trims = TrimClock::new(config.history_cap);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -120,7 +122,7 @@ pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config
             }
         }
         let stop = batch.iter().any(|job| matches!(job, Job::Stop));
-        let results = match prepared(&mut connection, &mut statements) {
+        let results = match prepared(&mut connection, &mut statements, &mut prepared_on) {
             Ok(client) => {
                 let results =
                     commit_batch(client, &statements, &batch, &mut trims, config.history_cap);
@@ -156,18 +158,20 @@ pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config
 }
 
 /// The writer's client, connected again and its statements prepared again
-/// if the database dropped the last connection.
+/// if the database dropped the connection they were prepared on (until
+/// they are, every batch tries again).
 fn prepared<'a>(
     connection: &'a mut crate::Connection,
     statements: &mut Statements,
+    prepared_on: &mut u64,
 ) -> Result<&'a mut Client, StoreError> {
-    connection.get()?;
-    if connection.take_fresh() {
-        let client = connection.get()?;
+    let (client, generation) = connection.connected()?;
+    if generation != *prepared_on {
         *statements =
             Statements::prepare(client).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        *prepared_on = generation;
     }
-    connection.get()
+    Ok(client)
 }
 
 /// Answers every queued job with a failure (the writer cannot start).

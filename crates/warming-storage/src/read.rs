@@ -151,12 +151,10 @@ pub(crate) fn history(
             expected_pct: row.get(9)?,
             backend: row.get::<_, Option<String>>(10)?.map(Arc::from),
             error: row.get::<_, Option<String>>(11)?.map(Arc::from),
-            kind: kind.as_deref().and_then(WarmKind::parse),
-            refreshes: kind
-                .as_deref()
-                .and_then(WarmKind::parse)
-                .map(WarmKind::refreshes),
-        })
+            kind: None,
+            refreshes: None,
+        }
+        .with_kind(kind.as_deref().and_then(WarmKind::parse)))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

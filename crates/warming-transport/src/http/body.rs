@@ -41,7 +41,7 @@ impl<S: Send + Sync> FromRequest<S> for BodyBytes {
             .map(BodyBytes)
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::payload_too_large(super::MAX_BODY_BYTES, LIFECYCLE_LIMIT)
+                    lifecycle_too_large()
                 } else {
                     ApiError::bad_request(format!("cannot read the body: {rejection}"))
                 }
@@ -55,8 +55,10 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-/// What sets the lifecycle API's body limit, for its 413.
-const LIFECYCLE_LIMIT: &str = "the lifecycle API's limit";
+/// The lifecycle API's 413: a body over [`super::MAX_BODY_BYTES`].
+pub fn lifecycle_too_large() -> ApiError {
+    ApiError::payload_too_large(super::MAX_BODY_BYTES, "the lifecycle API's limit")
+}
 
 /// Most bytes of a refused body read and dropped before the 413 is sent.
 const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -122,7 +124,7 @@ pub async fn refuse_declared_oversize(
 ) -> axum::response::Response {
     if declared_length(req.headers()).is_some_and(|n| n > super::MAX_BODY_BYTES as u64) {
         let (parts, body) = req.into_parts();
-        let error = ApiError::payload_too_large(super::MAX_BODY_BYTES, LIFECYCLE_LIMIT);
+        let error = lifecycle_too_large();
         return refuse_oversize(&parts.headers, body, error).await;
     }
     next.run(req).await

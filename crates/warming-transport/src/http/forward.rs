@@ -67,14 +67,12 @@ pub async fn to_holder(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let (parts, body) = req.into_parts();
-    let body = match super::body::read_limited(&parts.headers, body, MAX_BODY_BYTES, || {
-        ApiError::payload_too_large(MAX_BODY_BYTES, "the lifecycle API's limit")
-    })
-    .await
-    {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
+    let too_large = super::body::lifecycle_too_large;
+    let body =
+        match super::body::read_limited(&parts.headers, body, MAX_BODY_BYTES, too_large).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
     let error = match forward(
         &state.peers,
         peer_header(&state),

@@ -216,11 +216,7 @@ async fn forward_inner(
         Ok(body) => body,
         Err(refused) => return Ok(refused),
     };
-    let mut url = format!("{}/{rest}", route.base);
-    if let Some(query) = parts.uri.query().and_then(forwarded_query) {
-        url.push('?');
-        url.push_str(&query);
-    }
+    let url = upstream_url(&route, rest, &parts);
     let (mut headers, carries_our_token) = outgoing_headers(state, &parts.headers);
     let enrolment = Enrolment::from_headers(&parts.headers)?;
     let turn = serde_json::from_slice::<Value>(&body)
@@ -270,19 +266,40 @@ async fn forward_inner(
             return Err(upstream_error(proxy, &route, failed.ok()));
         }
     };
-    let status = upstream.status();
-    let response_headers = end_to_end(upstream.headers(), &[]);
     let backend = upstream
         .headers()
         .get(&proxy.backend_header)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    Ok(relayed(upstream, lifecycle, backend))
+}
+
+/// The upstream URL of a proxied call: the path kept below the upstream's
+/// base, the client's query without warming's token.
+fn upstream_url(route: &Route<'_>, rest: &str, parts: &Parts) -> String {
+    let mut url = format!("{}/{rest}", route.base);
+    if let Some(query) = parts.uri.query().and_then(forwarded_query) {
+        url.push('?');
+        url.push_str(&query);
+    }
+    url
+}
+
+/// The upstream's answer relayed to the client: its status and end-to-end
+/// headers, the body chunk by chunk through a [`Relay`].
+fn relayed(
+    upstream: reqwest::Response,
+    lifecycle: Option<Lifecycle>,
+    backend: Option<String>,
+) -> Response {
+    let status = upstream.status();
+    let response_headers = end_to_end(upstream.headers(), &[]);
     let relay = Relay::new(upstream, lifecycle, backend);
     let mut response = Response::new(Body::from_stream(relay.into_stream()));
     *response.status_mut() =
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = response_headers;
-    Ok(response)
+    response
 }
 
 /// Forwards a call that is not a model turn, its body streamed as it
@@ -295,11 +312,7 @@ async fn pass_through(
     body: Body,
 ) -> Result<Response, ApiError> {
     let proxy = &state.proxy;
-    let mut url = format!("{}/{rest}", route.base);
-    if let Some(query) = parts.uri.query().and_then(forwarded_query) {
-        url.push('?');
-        url.push_str(&query);
-    }
+    let url = upstream_url(route, rest, parts);
     let (mut headers, _) = outgoing_headers(state, &parts.headers);
     let declared = crate::http::body::declared_length(&parts.headers);
     let chunked = parts
@@ -321,14 +334,7 @@ async fn pass_through(
         Ok(Ok(upstream)) => upstream,
         failed => return Err(upstream_error(proxy, route, failed.ok())),
     };
-    let status = upstream.status();
-    let response_headers = end_to_end(upstream.headers(), &[]);
-    let relay = Relay::new(upstream, None, None);
-    let mut response = Response::new(Body::from_stream(relay.into_stream()));
-    *response.status_mut() =
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    *response.headers_mut() = response_headers;
-    Ok(response)
+    Ok(relayed(upstream, None, None))
 }
 
 /// The headers sent upstream, and whether the client sent warming's own
