@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use warming_testkit::{Standin, StandinOptions};
 
-use crate::support::{anthropic_request, eventually, run_to_exit, Service};
+use crate::support::{anthropic_request, eventually, run_to_exit, Service, TEST_KEY};
 
 const TOKEN: &str = "a-long-random-test-token";
 
@@ -671,4 +671,206 @@ async fn running_out_of_file_descriptors_does_not_stop_accepting() {
     .await;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Where the full-disk test keeps its database, and how it fills it.
+enum Disk {
+    /// A small filesystem of its own (`scripts/small_disk.sh`): filled to
+    /// the last byte, so every commit meets a real ENOSPC.
+    Small { dir: std::path::PathBuf },
+    /// Anywhere else: every statement of every table refused by triggers
+    /// (commits still succeed, so this proves less).
+    Triggers,
+}
+
+impl Disk {
+    /// The small disk when `WARMING_SMALL_DISK` names one (required when
+    /// `WARMING_REQUIRE_SMALL_DISK` is set), else triggers.
+    fn pick(test: &str) -> Self {
+        match std::env::var_os("WARMING_SMALL_DISK") {
+            Some(root) => {
+                let dir =
+                    std::path::Path::new(&root).join(format!("{test}-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                Self::Small { dir }
+            }
+            None if std::env::var_os("WARMING_REQUIRE_SMALL_DISK").is_some() => {
+                panic!(
+                    "WARMING_SMALL_DISK is not set: run `eval \"$(scripts/small_disk.sh start)\"`"
+                )
+            }
+            None => Self::Triggers,
+        }
+    }
+
+    fn db(&self, fallback: &std::path::Path) -> std::path::PathBuf {
+        match self {
+            Self::Small { dir } => dir.join("warming.db"),
+            Self::Triggers => fallback.join("warming.db"),
+        }
+    }
+
+    /// Leaves no room for any write.
+    fn fill(&self, db: &std::path::Path) {
+        match self {
+            Self::Small { dir } => {
+                use std::io::Write;
+                let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+                let chunk = vec![0u8; 64 * 1024];
+                while filler.write_all(&chunk).is_ok() {}
+                while filler.write_all(&chunk[..512]).is_ok() {}
+                let _ = filler.sync_all();
+            }
+            Self::Triggers => {
+                let conn = rusqlite::Connection::open(db).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                let tables: Vec<String> = conn
+                    .prepare(
+                        "SELECT name FROM sqlite_master
+                         WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                    )
+                    .unwrap()
+                    .query_map([], |row| row.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                for table in tables {
+                    for op in ["INSERT", "UPDATE", "DELETE"] {
+                        conn.execute_batch(&format!(
+                            "CREATE TRIGGER full_{op}_{table} BEFORE {op} ON {table}
+                               BEGIN SELECT RAISE(ABORT, 'injected: disk full'); END;"
+                        ))
+                        .unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes room again.
+    fn free(&self, db: &std::path::Path) {
+        match self {
+            Self::Small { dir } => std::fs::remove_file(dir.join("filler")).unwrap(),
+            Self::Triggers => {
+                let conn = rusqlite::Connection::open(db).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                let triggers: Vec<String> = conn
+                    .prepare(
+                        "SELECT name FROM sqlite_master
+                         WHERE type = 'trigger' AND name LIKE 'full_%'",
+                    )
+                    .unwrap()
+                    .query_map([], |row| row.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                for trigger in triggers {
+                    conn.execute_batch(&format!("DROP TRIGGER {trigger}"))
+                        .unwrap();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        if let Self::Small { dir } = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_keeps_warming_and_a_close_it_refuses_still_stops_warms() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::pick("full-disk");
+    let db = disk.db(dir.path());
+    let upstream = standin.url();
+    let start = || Service::start_with(dir.path(), &db, &upstream, &[], Some(TEST_KEY));
+    let service = start().await;
+    // Many conversations, so that warm records and the flushes before
+    // warms share the writer's batches (and its failures).
+    let ids: Vec<String> = (0..12).map(|n| format!("disk-{n}")).collect();
+    for id in &ids {
+        service.turn_settled(id, &anthropic_request(id)).await;
+        service.enable(id, 300).await;
+    }
+    disk.fill(&db);
+    let sent = |standin: &Standin, id: &str| {
+        let tag = format!("[{id}]");
+        standin
+            .warms()
+            .iter()
+            .filter(|w| w.body.contains(&tag))
+            .count()
+    };
+
+    // Warms read the template the store holds, though nothing can be
+    // written: the history of these warms is lost, the warms are not.
+    let before: Vec<usize> = ids.iter().map(|id| sent(&standin, id)).collect();
+    eventually(10, "warms while the disk is full", || async {
+        ids.iter()
+            .zip(&before)
+            .all(|(id, n)| sent(&standin, id) >= n + 4)
+            .then_some(())
+    })
+    .await;
+    for id in &ids {
+        let state = service.state(id).await;
+        assert_eq!(state["lastError"], json!(null), "{state}");
+    }
+    let sent = |standin: &Standin| sent(standin, "disk-0");
+
+    // A close the store refuses: not acknowledged as stored, but warming
+    // stops all the same, and the state says so.
+    let (status, answer) = service
+        .call("POST", "/v1/conversations/disk-0/close", None)
+        .await;
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(answer["error"]["code"], "storage", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("close could not be stored"), "{message}");
+    let state = service.state("disk-0").await;
+    assert_eq!(
+        state["enabled"], true,
+        "memory says what the disk says: {state}"
+    );
+    assert_eq!(state["nextWarmAt"], json!(null), "{state}");
+    assert_eq!(state["stop"]["code"], "closeNotStored", "{state}");
+    let stopped_at = sent(&standin);
+    // Three intervals of nothing: a timed warm would have gone out.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(sent(&standin), stopped_at, "a warm after the refused close");
+
+    // Space again: the close is stored, and a restart keeps it.
+    disk.free(&db);
+    let (status, closed) = service
+        .call("POST", "/v1/conversations/disk-0/close", None)
+        .await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["enabled"], false);
+    service.kill();
+    let restarted = start().await;
+    let state = restarted.state("disk-0").await;
+    assert_eq!(state["enabled"], false, "{state}");
+    assert_eq!(state["nextWarmAt"], json!(null), "{state}");
+}
+
+#[tokio::test]
+async fn a_new_conversations_turn_start_survives_kill_9_once_answered() {
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &standin.url(), &[]).await;
+    for n in 0..20 {
+        let state = service.turn_started(&format!("born-{n}")).await;
+        assert_eq!(state["known"], true, "{state}");
+    }
+    service.kill();
+    let restarted = Service::start(dir.path(), &standin.url(), &[]).await;
+    for n in 0..20 {
+        let state = restarted.state(&format!("born-{n}")).await;
+        assert_eq!(state["known"], true, "born-{n} was lost: {state}");
+    }
 }

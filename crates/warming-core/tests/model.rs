@@ -80,6 +80,11 @@ struct Model {
     tokens: Vec<(ConversationId, WarmToken)>,
     /// Pending writes that are deletes.
     deletes: std::collections::HashSet<PersistId>,
+    /// Settings as last committed (storage is FIFO): what a refused close
+    /// goes back to.
+    stored: HashMap<ConversationId, Settings>,
+    /// The newest settings write issued per conversation.
+    last_issued: HashMap<ConversationId, PersistId>,
 }
 
 fn check_effects(
@@ -115,6 +120,7 @@ fn check_effects(
                 settings,
             } => {
                 let eager = Some(op) == close_op;
+                model.last_issued.insert(conversation.clone(), op);
                 if eager {
                     model
                         .expected
@@ -278,6 +284,8 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                         // deleted record and change nothing.
                         model.expected.remove(&conv);
                         model.closed.remove(&conv);
+                        model.stored.remove(&conv);
+                        model.last_issued.remove(&conv);
                         model.in_flight.remove(&conv);
                         model.pending.retain(|(_, c, _, _)| *c != conv);
                         assert!(!h.warmer.state(&conv).known);
@@ -286,6 +294,22 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                     check_effects(&h, &mut model, effects, close_op);
                     check_state(&h, &model);
                     continue;
+                }
+                if let (true, Some(settings)) = (ok, settings) {
+                    model.stored.insert(conv.clone(), settings);
+                }
+                if let (false, true) = (ok, eager) {
+                    // A refused close: memory shows the stored settings
+                    // again, with timed warms stopped until the next turn.
+                    if model.last_issued.get(&conv) == Some(&op) {
+                        let stored = model
+                            .stored
+                            .get(&conv)
+                            .copied()
+                            .unwrap_or_else(|| Settings::defaults(&IntervalLimits::default()));
+                        model.expected.insert(conv.clone(), (op.get(), stored));
+                        model.closed.insert(conv.clone(), false);
+                    }
                 }
                 if let (true, Some(settings), false) = (ok, settings, eager) {
                     let newer = model

@@ -26,6 +26,23 @@ pub enum ServiceError {
     StorageUnavailable(String),
 }
 
+impl ServiceError {
+    /// The same error, its message followed by `note` (what happened
+    /// anyway, what to do).
+    #[must_use]
+    pub fn explained(self, note: &str) -> Self {
+        let with = |message: String| format!("{message}; {note}");
+        match self {
+            Self::Conflict(m) => Self::Conflict(with(m)),
+            Self::NotFound(m) => Self::NotFound(with(m)),
+            Self::Storage(m) => Self::Storage(with(m)),
+            Self::Upstream(m) => Self::Upstream(with(m)),
+            Self::StorageUnavailable(m) => Self::StorageUnavailable(with(m)),
+            Self::Unavailable => Self::Unavailable,
+        }
+    }
+}
+
 impl From<crate::ports::StoreError> for ServiceError {
     fn from(e: crate::ports::StoreError) -> Self {
         match e {

@@ -106,14 +106,7 @@ impl Warmer {
         self.effects.push_back(Effect::AbortGeneration {
             conversation: conversation.clone(),
         });
-        self.pending.insert(
-            op,
-            Pending::Settings {
-                slot,
-                settings,
-                eager: true,
-            },
-        );
+        self.pending.insert(op, Pending::Close { slot, settings });
         self.effects.push_back(Effect::PersistSettings {
             op: PersistId(op),
             conversation,
@@ -166,14 +159,8 @@ impl Warmer {
         c.projected = settings;
         c.settings_issued = op;
         let conversation = c.id.clone();
-        self.pending.insert(
-            op,
-            Pending::Settings {
-                slot,
-                settings,
-                eager: false,
-            },
-        );
+        self.pending
+            .insert(op, Pending::Settings { slot, settings });
         self.effects.push_back(Effect::PersistSettings {
             op: PersistId(op),
             conversation,
@@ -272,6 +259,7 @@ impl Warmer {
             };
             c.settings = settings;
             c.projected = settings;
+            c.stored = settings;
             c.template = restored
                 .template
                 .map(|t| Arc::new(if detach { t.detach() } else { t }));

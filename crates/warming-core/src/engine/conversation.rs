@@ -61,6 +61,9 @@ pub(crate) struct Conversation {
     /// Settings as of the newest write issued, confirmed or not: the base
     /// for the next change, so two quick changes do not undo each other.
     pub projected: Settings,
+    /// Settings as the store last committed them (writes are committed in
+    /// order): what memory goes back to when a close is refused.
+    pub stored: Settings,
     /// Sequence of the write that produced `settings`; an older write
     /// confirmed late must not overwrite a newer one.
     pub settings_applied: u64,
@@ -131,6 +134,7 @@ impl Conversation {
             id,
             settings,
             projected: settings,
+            stored: settings,
             settings_applied: 0,
             settings_issued: 0,
             active: false,

@@ -13,12 +13,21 @@ use crate::{
 
 impl Warmer {
     /// A turn started: the conversation is active, its timer is cancelled
-    /// and an in-flight warm is invalidated.
+    /// and an in-flight warm is invalidated. A conversation first seen here
+    /// is written ([`Effect::SaveSchedule`], nothing scheduled), so that a
+    /// caller who waits for the write knows it survives a crash.
     #[doc(alias = "invalidate")]
     #[doc(alias = "pause")]
     pub fn turn_started(&mut self, now: Timestamp, id: &ConversationId) {
         let now = self.tick(now);
+        let first_seen = self.slot_of(id).is_none();
         let slot = self.ensure(id);
+        if first_seen {
+            self.effects.push_back(Effect::SaveSchedule {
+                conversation: id.clone(),
+                next_warm_at: None,
+            });
+        }
         self.start_turn(slot, None, now);
     }
 

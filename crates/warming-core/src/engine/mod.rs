@@ -168,13 +168,12 @@ impl Restored {
 /// A write the engine is waiting to hear about.
 #[derive(Debug)]
 enum Pending {
-    /// Settings to apply once written. `eager` writes (a close) were applied
-    /// before the write, so their result changes nothing in memory.
-    Settings {
-        slot: u32,
-        settings: Settings,
-        eager: bool,
-    },
+    /// Settings to apply once written.
+    Settings { slot: u32, settings: Settings },
+    /// A close, applied before its write (so a racing settle cannot re-arm):
+    /// if the write fails, the settings go back to the stored ones and
+    /// warming stays stopped ([`StopReason::CloseNotStored`](crate::StopReason::CloseNotStored)).
+    Close { slot: u32, settings: Settings },
     /// A sticky backend to adopt once written.
     Backend { slot: u32, backend: Arc<str> },
     /// A conversation to forget once its rows are deleted.
@@ -493,6 +492,7 @@ impl Warmer {
             .values()
             .map(|p| match p {
                 Pending::Settings { slot, .. }
+                | Pending::Close { slot, .. }
                 | Pending::Backend { slot, .. }
                 | Pending::Delete { slot } => *slot,
             })

@@ -236,6 +236,7 @@ impl Warmer {
         };
         let slot = match pending {
             Pending::Settings { slot, .. }
+            | Pending::Close { slot, .. }
             | Pending::Backend { slot, .. }
             | Pending::Delete { slot } => slot,
         };
@@ -243,12 +244,23 @@ impl Warmer {
             return;
         }
         match pending {
-            Pending::Settings { eager: true, .. } => {}
-            Pending::Settings {
-                slot,
-                settings,
-                eager: false,
-            } => {
+            Pending::Close { slot, settings } if committed => self.conv(slot).stored = settings,
+            Pending::Close { slot, .. } => {
+                // Memory goes back to what is stored, but the timer stays
+                // off: the person asked for warming to stop, and a warm
+                // they did not want costs more than one they must re-ask.
+                let c = self.conv(slot);
+                if c.settings_issued == op.seq() {
+                    let stored = c.stored;
+                    c.settings = stored;
+                    c.projected = stored;
+                    if stored.enabled {
+                        c.stopped = Some(StopReason::CloseNotStored);
+                    }
+                    self.notify(slot);
+                }
+            }
+            Pending::Settings { slot, settings } => {
                 let limits = self.config.limits;
                 let c = self.conv(slot);
                 if !committed {
@@ -257,6 +269,7 @@ impl Warmer {
                     }
                     return;
                 }
+                c.stored = settings;
                 if op.seq() < c.settings_applied {
                     return;
                 }

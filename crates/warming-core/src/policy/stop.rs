@@ -63,6 +63,10 @@ pub enum StopReason {
         /// The cap, dollars per conversation per day.
         max_per_day: f64,
     },
+    /// A close whose write the store refused: the stored settings still say
+    /// warming is on, but timed warms stop here all the same (a restart,
+    /// which reads the store, would warm again until a close is stored).
+    CloseNotStored,
     /// `adaptive`: a return in the next window is too unlikely to pay.
     UnlikelyReturn {
         /// The estimated chance of a return in the window.
@@ -156,6 +160,11 @@ impl StopReason {
                  (--max-spend-per-conversation-day); warming resumes when the day turns (UTC)",
                 dollars(*max_per_day)
             ),
+            Self::CloseNotStored => f.write_str(
+                "closed, but the close could not be stored: warming is stopped on this \
+                 instance, while the stored settings still say on (a restart would warm again); \
+                 close again once storage works",
+            ),
             Self::BreakevenReached => {
                 f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")
             }
@@ -194,6 +203,7 @@ mod tests {
             },
             StopReason::SpendCap { max_per_day: 5.0 },
             StopReason::ConversationSpendCap { max_per_day: 0.5 },
+            StopReason::CloseNotStored,
         ];
         for stop in stops {
             let json = serde_json::to_value(stop).unwrap();

@@ -253,3 +253,60 @@ fn an_older_enable_confirmed_after_a_close_does_not_resurrect_warming() {
     assert!(!h.state("c").enabled);
     assert_eq!(h.warmer.poll_timeout(), None);
 }
+
+#[test]
+fn a_close_the_store_refused_leaves_the_stored_settings_but_no_timer() {
+    let mut h = Harness::new();
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(30_000.0),
+            policy: None,
+        },
+    );
+    h.settle("c", "sys");
+    let close = h.warmer.close(h.now, &id("c"));
+    h.drain();
+    h.warmer.persisted(h.now, close, false);
+    let effects = h.drain();
+    let state = h.state("c");
+    // Memory says what the store says: on, at 30 s...
+    assert!(state.enabled);
+    assert_eq!(state.interval_ms, 30_000);
+    // ...but nothing is warmed, and the state says why.
+    assert_eq!(state.next_warm_at, None);
+    assert_eq!(h.warmer.poll_timeout(), None);
+    assert_eq!(
+        state.stopped,
+        Some(warming_core::StopReason::CloseNotStored)
+    );
+    assert!(notifications(&effects)
+        .last()
+        .is_some_and(|s| s.stopped == Some(warming_core::StopReason::CloseNotStored)));
+    h.advance(120_000);
+    h.warmer.handle_timeout(h.now);
+    assert!(warms(&h.drain()).is_empty(), "a warm after a refused close");
+    // The next turn is the person back: warming goes on.
+    h.warmer.turn_started(h.now, &id("c"));
+    h.settle("c", "sys");
+    assert!(h.state("c").next_warm_at.is_some());
+}
+
+#[test]
+fn a_turn_started_for_a_new_conversation_is_written_before_it_is_answered() {
+    let mut h = Harness::new();
+    h.warmer.turn_started(h.now, &id("new"));
+    assert!(h.drain().contains(&Effect::SaveSchedule {
+        conversation: id("new"),
+        next_warm_at: None,
+    }));
+    // A known one's turn writes nothing: there is nothing new to keep.
+    h.settle("new", "sys");
+    h.drain();
+    h.warmer.turn_started(h.now, &id("new"));
+    assert!(!h
+        .drain()
+        .iter()
+        .any(|e| matches!(e, Effect::SaveSchedule { .. })));
+}

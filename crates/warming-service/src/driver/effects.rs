@@ -150,7 +150,13 @@ impl Driver {
         if let Some(PersistWaiter::Settings(id, reply)) = self.persist_waiters.remove(&op) {
             let answer = match result {
                 Ok(()) => Ok(self.warmer.state(&id)),
-                Err(e) => Err(ServiceError::from(e)),
+                Err(e) => {
+                    let stop = self.warmer.state(&id).stopped;
+                    match stop.filter(|s| *s == warming_core::StopReason::CloseNotStored) {
+                        Some(stop) => Err(ServiceError::from(e).explained(&stop.to_string())),
+                        None => Err(ServiceError::from(e)),
+                    }
+                }
             };
             let _ = reply.send(answer);
         }
@@ -245,7 +251,9 @@ impl Driver {
 /// engine keeps templates detached. The flush first: the template write was
 /// queued before this warm (a proxied turn's settle answers nobody, so it
 /// may still be in flight), and the store's writes are FIFO, so after it
-/// the store holds the body the engine last saved.
+/// the store holds the body the engine last saved. A flush that reports a
+/// failed write (a full disk) does not stop the read: a refused template
+/// was taken back in memory, so the stored one is the one to send.
 async fn with_body(
     store: Arc<dyn Store>,
     mut warm: WarmRequest,
@@ -258,10 +266,9 @@ async fn with_body(
         retry_after_ms: None,
         refused: false,
     };
-    store
-        .flush()
-        .await
-        .map_err(|e| failure(format!("cannot read the warm template: {e}")))?;
+    if let Err(e) = store.flush().await {
+        tracing::debug!(error = %e, "a write before this warm failed; reading the stored template");
+    }
     let conversation = warm.conversation.clone();
     let read = tokio::task::spawn_blocking(move || store.template(&conversation)).await;
     match read {
