@@ -38,7 +38,7 @@ async fn every_route_honours_the_token_and_the_proxy_never_forwards_it() {
     let service = Service::start(dir.path(), &standin.url(), &["--token", TOKEN]).await;
     let client = reqwest::Client::new();
 
-    // Every documented operation but /healthz refuses a call without it.
+    // Every documented operation but the probes refuses a call without it.
     let document: Value = client
         .get(service.url("/v1/openapi.json"))
         .bearer_auth(TOKEN)
@@ -60,8 +60,8 @@ async fn every_route_honours_the_token_and_the_proxy_never_forwards_it() {
                 .await
                 .unwrap();
             let status = response.status().as_u16();
-            if path == "/healthz" {
-                assert_eq!(status, 200);
+            if path == "/healthz" || path == "/readyz" {
+                assert_eq!(status, 200, "{path}");
                 continue;
             }
             let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -873,4 +873,61 @@ async fn a_new_conversations_turn_start_survives_kill_9_once_answered() {
         let state = restarted.state(&format!("born-{n}")).await;
         assert_eq!(state["known"], true, "born-{n} was lost: {state}");
     }
+}
+
+#[tokio::test]
+async fn past_its_places_the_server_serves_probes_and_token_holders_only() {
+    const TOKEN: &str = "reserve-test-token-0123";
+    let standin = Standin::start(StandinOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &standin.url(),
+        &[
+            "--token",
+            TOKEN,
+            "--max-connections",
+            "1",
+            "--max-connections-per-client",
+            "1",
+        ],
+    )
+    .await;
+    // The one place, busy: an authenticated request whose body is still
+    // coming.
+    let mut busy = TcpStream::connect(service.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/conversations/held/turn-settled HTTP/1.1\r\nhost: x\r\n\
+         authorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\n\
+         content-length: 1000\r\n\r\n{{"
+    );
+    busy.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let anonymous = http
+        .get(service.url("/v1/conversations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 503);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--max-connections"));
+    let probe = http.get(service.url("/healthz")).send().await.unwrap();
+    assert_eq!(probe.status().as_u16(), 200);
+    let holder = http
+        .get(service.url("/v1/conversations"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(holder.status().as_u16(), 200);
+    drop(busy);
 }

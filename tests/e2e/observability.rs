@@ -165,6 +165,7 @@ async fn the_openapi_document_matches_the_routes() {
     for route in [
         "/",
         "/healthz",
+        "/readyz",
         "/metrics",
         "/v1/conversations",
         "/v1/conversations/{id}",
@@ -183,7 +184,7 @@ async fn the_openapi_document_matches_the_routes() {
             "{route} is served but not documented"
         );
     }
-    assert_eq!(operations, 18);
+    assert_eq!(operations, 19);
 }
 
 /// The JSON objects of docs/API.md's ```json blocks that parse as one value.

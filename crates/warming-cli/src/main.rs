@@ -166,8 +166,7 @@ fn run_serve(args: serve::ServeArgs) -> ExitCode {
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = warming_transport::bind(config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         wire::serve(listener, config, shutdown_signal()).await
     });

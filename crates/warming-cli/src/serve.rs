@@ -165,9 +165,14 @@ pub struct ServeArgs {
     /// reach this one at [default: http:// and the listening address].
     #[arg(long, env = "WARMING_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
-    /// Most client connections open at once [default: 1024].
+    /// Most client connections open at once [default: 1024]; an eighth
+    /// more are reserved for /healthz, /readyz and callers with the token.
     #[arg(long, env = "WARMING_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections one client address may hold [default: 256]; past
+    /// it, its own idlest connection is closed to make room.
+    #[arg(long, env = "WARMING_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
     /// Longest a client may take to send a request's headers, ms [default: 10000].
     #[arg(long, env = "WARMING_HEADER_READ_TIMEOUT_MS")]
     pub header_read_timeout_ms: Option<u64>,
@@ -237,6 +242,8 @@ struct FileConfig {
     proxy_max_body_mb: Option<usize>,
     #[serde(alias = "max_connections")]
     max_connections: Option<usize>,
+    #[serde(alias = "max_connections_per_client")]
+    max_connections_per_client: Option<usize>,
     #[serde(alias = "lease_ms")]
     lease_ms: Option<u64>,
     #[serde(alias = "anthropic_warm_max_tokens")]
@@ -490,6 +497,12 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(n) = args.max_connections.or(file.max_connections) {
         config.max_connections = n;
+    }
+    if let Some(n) = args
+        .max_connections_per_client
+        .or(file.max_connections_per_client)
+    {
+        config.max_connections_per_client = n;
     }
     for (key, value, slot) in [
         (

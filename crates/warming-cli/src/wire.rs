@@ -187,6 +187,11 @@ pub async fn serve(
         },
         stop.clone(),
     );
+    tokio::spawn(warming_service::health::watch_database(
+        storage.clone(),
+        driver.health().clone(),
+        stop.clone(),
+    ));
     let lost = CancellationToken::new();
     let membership = cluster.clone().map(|cluster| {
         driver = driver.clone().with_cluster(cluster.clone());

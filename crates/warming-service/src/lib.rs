@@ -13,12 +13,14 @@
 //! - `write`: the durable changes a store applies.
 //! - `driver`: the task and its handle.
 //! - `generations`: proxied generations and their in-memory credentials.
+//! - `health`: whether the database answers and warms are paused.
 //! - `metrics`: what `/metrics` exports.
 
 pub mod blocks;
 mod driver;
 mod error;
 pub mod generations;
+pub mod health;
 pub mod metrics;
 pub mod ports;
 mod write;

@@ -101,6 +101,16 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError`] when the read failed.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
 
+    /// Asks the database something cheap, to tell whether it answers
+    /// (`/healthz`, `/readyz`). Blocking. By default a [`meta`](Self::meta)
+    /// read.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    fn ping(&self) -> Result<(), StoreError> {
+        self.meta("ping").map(drop)
+    }
+
     /// Commits everything queued, then stops; later writes fail with
     /// [`StoreError::Closed`]. Blocking; safe to call twice.
     fn close(&self);
@@ -299,11 +309,19 @@ pub trait Cluster: Send + Sync + 'static {
     fn forget(&self, conversation: &ConversationId);
 
     /// Extends this instance's lease; `Ok(false)` if it had lapsed (others
-    /// may have adopted its conversations: this instance must stop).
+    /// may have adopted its conversations: see [`rejoin`](Self::rejoin)).
     ///
     /// # Errors
     /// [`StoreError`] when the database could not be reached.
     fn renew(&self) -> Result<bool, StoreError>;
+
+    /// Takes a new lease after this one lapsed, under the same identity,
+    /// and answers the conversations this instance still holds: those no
+    /// other instance adopted meanwhile. The rest are others' now.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database could not be reached.
+    fn rejoin(&self) -> Result<Vec<ConversationId>, StoreError>;
 
     /// Claims up to `limit` conversations whose holder's lease lapsed (or
     /// that nobody holds) and reads them, to restore into memory.

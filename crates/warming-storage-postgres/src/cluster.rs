@@ -32,6 +32,8 @@ type Job = Box<dyn FnOnce(&mut Client) + Send>;
 pub struct PgCluster {
     jobs: Mutex<mpsc::Sender<Job>>,
     me: String,
+    /// The URL peers reach this instance at.
+    advertise: String,
     lease_ms: i64,
     /// Conversations this instance holds: nobody takes them while its
     /// lease lives, so they need no database read.
@@ -108,6 +110,7 @@ impl PgCluster {
             secret,
             jobs: Mutex::new(jobs),
             me,
+            advertise: advertise.to_owned(),
             lease_ms,
             mine: Mutex::new(HashSet::new()),
             peers: Mutex::new(HashMap::new()),
@@ -141,13 +144,25 @@ impl PgCluster {
         answer
             .recv()
             .map_err(|_| StoreError::Closed)?
-            .map_err(|e| StoreError::Failed(e.to_string()))
+            .map_err(|e| cluster_error(&e))
     }
 
     fn remember_mine(&self, ids: impl IntoIterator<Item = ConversationId>) {
         if let Ok(mut mine) = self.mine.lock() {
             mine.extend(ids);
         }
+    }
+}
+
+/// A failed cluster call: [`StoreError::Unavailable`] when the database
+/// was away (the connection closed, or no answer at the socket), so the
+/// lease loop can tell an outage from a refusal.
+fn cluster_error(e: &postgres::Error) -> StoreError {
+    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Failed(e.to_string())
     }
 }
 
@@ -366,6 +381,45 @@ impl Cluster for PgCluster {
             )
         })
         .map(|renewed| renewed == 1)
+    }
+
+    fn rejoin(&self) -> Result<Vec<ConversationId>, StoreError> {
+        let (me, url, lease) = (
+            self.me.clone(),
+            self.advertise.clone(),
+            self.lease_ms as f64,
+        );
+        let held: Vec<String> = self.call(move |client| {
+            let mut tx = client.transaction()?;
+            tx.execute(
+                "INSERT INTO instances (id, url, lease_until)
+                 VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+                 ON CONFLICT (id) DO UPDATE SET url = excluded.url, lease_until = excluded.lease_until",
+                &[&me, &url, &lease],
+            )?;
+            let held = tx
+                .query("SELECT conversation FROM owners WHERE owner = $1", &[&me])?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            tx.commit()?;
+            Ok(held)
+        })?;
+        let held: Vec<ConversationId> = held
+            .iter()
+            .filter_map(|id| ConversationId::new(id).ok())
+            .collect();
+        if let Ok(mut mine) = self.mine.lock() {
+            *mine = held.iter().cloned().collect();
+        }
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.clear();
+        }
+        tracing::info!(
+            still_held = held.len(),
+            "took a new lease after the last one lapsed"
+        );
+        Ok(held)
     }
 
     fn adopt(&self, limit: usize, limits: &IntervalLimits) -> Result<Vec<Restored>, StoreError> {

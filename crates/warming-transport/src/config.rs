@@ -88,8 +88,11 @@ pub struct ServerConfig {
     /// Largest request body the proxy forwards, bytes; `None` for each
     /// upstream's documented limit (`proxy::documented_body_limit`).
     pub proxy_max_body_bytes: Option<usize>,
-    /// Most client connections open at once (default 1024).
+    /// Most client connections open at once (default 1024); an eighth
+    /// more (at least 8) are reserved for probes and token holders.
     pub max_connections: usize,
+    /// Most connections one client address may hold (default 256).
+    pub max_connections_per_client: usize,
     /// Longest a client may take to send a request's headers (default 10 s).
     pub header_read_timeout: Duration,
     /// Longest a client may take to send a request's body (default 30 s).
@@ -164,6 +167,7 @@ impl ServerConfig {
             proxy_first_byte_timeout: Duration::from_secs(300),
             proxy_max_body_bytes: None,
             max_connections: 1024,
+            max_connections_per_client: 256,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             min_cacheable_overrides: Vec::new(),
@@ -277,6 +281,9 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err("max-connections must be at least 1".into());
+        }
+        if self.max_connections_per_client == 0 {
+            return Err("max-connections-per-client must be at least 1".into());
         }
         if self.warm_concurrency == 0 {
             return Err("warm concurrency must be at least 1".into());

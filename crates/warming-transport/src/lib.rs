@@ -11,10 +11,12 @@
 //! - `config`: the validated service configuration.
 //! - `client`: a client of a running server (the CLI's), human durations.
 
+pub mod admission;
 pub mod client;
 pub mod config;
 pub mod http;
 mod listen;
+pub use listen::bind;
 mod peer;
 pub mod provider;
 pub mod proxy;

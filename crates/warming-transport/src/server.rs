@@ -83,16 +83,21 @@ pub async fn serve(
         }
     });
     let limits = crate::listen::ConnectionLimits {
-        max_connections: config.max_connections,
+        admission: crate::admission::AdmissionLimits {
+            max_connections: config.max_connections,
+            max_per_client: config.max_connections_per_client,
+            reserved: (config.max_connections / 8).max(8),
+        },
         header_read_timeout: config.header_read_timeout,
     };
+    let trusted = crate::http::trusted_on_reserve(&state);
     let body_within = config.body_read_timeout;
     let app = router(state).layer(axum::middleware::map_request(
         move |request: axum::extract::Request| async move {
             crate::http::body::with_total_deadline(request, body_within)
         },
     ));
-    let served = crate::listen::serve(listener, app, limits, signalled.clone());
+    let served = crate::listen::serve(listener, app, limits, trusted, signalled.clone());
     let grace = config.shutdown_grace;
     tokio::select! {
         () = served => {}

@@ -200,6 +200,33 @@ impl Warmer {
         self.effects.push_back(Effect::Notify(state));
     }
 
+    /// Another holder has the conversation now (a cluster member adopted it
+    /// while this one's lease had lapsed): it leaves memory at once, its
+    /// timer and in-flight warm dropped and nothing written, so only the
+    /// new holder warms it. Writes for it still pending are forgotten.
+    /// Returns whether it was held here.
+    pub fn release(&mut self, now: Timestamp, id: &ConversationId) -> bool {
+        self.tick(now);
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
+        self.invalidate_in_flight(slot);
+        self.disarm_quietly(slot);
+        self.pending.retain(|_, pending| {
+            let held = match pending {
+                Pending::Settings { slot, .. }
+                | Pending::Close { slot, .. }
+                | Pending::Backend { slot, .. }
+                | Pending::Delete { slot } => *slot,
+            };
+            held != slot
+        });
+        // The slot is not reused (as after a delete): outcomes still on
+        // their way may name it.
+        self.retire(slot);
+        true
+    }
+
     /// The upstream named the backend that served the conversation. A new id
     /// is persisted first ([`Effect::PersistBackend`]) and adopted only once
     /// the write is confirmed; a failed write keeps the old id, so the next

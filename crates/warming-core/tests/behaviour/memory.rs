@@ -179,3 +179,28 @@ fn detached_templates_leave_the_body_to_the_store_and_warms_alike() {
     );
     assert!(restored.warmer.template(&id("r")).unwrap().is_detached());
 }
+
+#[test]
+fn a_released_conversation_leaves_without_a_write_and_its_warm_is_ignored() {
+    let mut h = Harness::new();
+    h.enable("c");
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    assert!(h.warmer.release(h.now, &id("c")));
+    let effects = h.drain();
+    assert!(effects.contains(&Effect::AbortWarm {
+        conversation: id("c"),
+        token
+    }));
+    assert!(
+        !effects.iter().any(|e| matches!(
+            e,
+            Effect::PersistSettings { .. } | Effect::SaveSchedule { .. }
+        )),
+        "{effects:?}"
+    );
+    assert!(!h.state("c").known);
+    assert_eq!(h.warmer.poll_timeout(), None);
+    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert!(!h.warmer.release(h.now, &id("c")), "released twice");
+}

@@ -16,7 +16,7 @@ impl Driver {
             match effect {
                 Effect::Warm(warm) => self.start_warm(warm),
                 Effect::AbortWarm { token, .. } => {
-                    if let Some(task) = self.in_flight.remove(&token) {
+                    if let Some((_, task)) = self.in_flight.remove(&token) {
                         task.abort();
                     }
                     if let Some(reply) = self.manual.remove(&token) {
@@ -162,12 +162,39 @@ impl Driver {
         }
     }
 
+    /// Stops sending warms for `reason`; those in flight are abandoned and
+    /// reported failed, so their conversations retry once warms resume.
+    pub(super) fn pause(&mut self, reason: String) {
+        if self.paused.is_none() {
+            tracing::warn!(reason = %reason, "warms paused");
+        }
+        let failure = paused_failure(&reason);
+        self.paused = Some(reason);
+        for (token, (conversation, task)) in std::mem::take(&mut self.in_flight) {
+            task.abort();
+            let _ = self.warm_done.send(WarmDone {
+                conversation,
+                token,
+                result: Err(failure.clone()),
+            });
+        }
+    }
+
     pub(super) fn start_warm(&mut self, warm: WarmRequest) {
+        if let Some(reason) = &self.paused {
+            let _ = self.warm_done.send(WarmDone {
+                conversation: warm.conversation,
+                token: warm.token,
+                result: Err(paused_failure(reason)),
+            });
+            return;
+        }
         let provider = self.provider.clone();
         let permits = self.permits.clone();
         let done = self.warm_done.clone();
         let credentials = self.generations.credentials(&warm.conversation);
         let token = warm.token;
+        let conversation = warm.conversation.clone();
         tracing::debug!(conversation = %warm.conversation, token = token.get(), trigger = warm.trigger.as_str(), "warming");
         let store = self.storage.clone();
         let task = tokio::spawn(async move {
@@ -184,7 +211,8 @@ impl Driver {
                 result,
             });
         });
-        self.in_flight.insert(token, task.abort_handle());
+        self.in_flight
+            .insert(token, (conversation, task.abort_handle()));
     }
 
     pub(super) fn warm_finished(&mut self, done: WarmDone) {
@@ -244,6 +272,16 @@ impl Driver {
             key: PRIOR_KEY,
             value: self.warmer.prior().to_json(),
         });
+    }
+}
+
+/// A warm not sent because warms are paused: a failure the conversation
+/// retries, its message the reason.
+fn paused_failure(reason: &str) -> WarmFailure {
+    WarmFailure {
+        message: format!("warms are paused on this instance: {reason}"),
+        retry_after_ms: None,
+        refused: false,
     }
 }
 

@@ -78,6 +78,13 @@ pub(crate) enum Command {
         Reply<Vec<ConversationState>>,
     ),
     Adopt(Vec<warming_core::Restored>, Reply<usize>),
+    /// Stop sending warms (the lease may lapse), for the reason given.
+    Pause(String),
+    /// Send warms again.
+    Resume,
+    /// Let go of every conversation held in memory but not in the set
+    /// (others adopted them); answers how many were let go.
+    KeepOnly(std::collections::HashSet<ConversationId>, Reply<usize>),
     PriorLearned(Reply<warming_core::ReturnPrior>),
     PriorShared(Box<warming_core::ReturnPrior>),
 }
@@ -113,6 +120,8 @@ pub struct DriverHandle {
     pub(super) cluster: Option<Arc<dyn Cluster>>,
     /// Conversations changed on any instance of the cluster.
     pub(super) changes: broadcast::Sender<ConversationId>,
+    /// Whether the database answers and warms are paused.
+    pub(super) health: Arc<crate::health::Health>,
 }
 
 impl Command {
@@ -136,6 +145,9 @@ impl Command {
             Self::List { .. }
             | Self::StoredStates(..)
             | Self::Adopt(..)
+            | Self::Pause(_)
+            | Self::Resume
+            | Self::KeepOnly(..)
             | Self::PriorLearned(_)
             | Self::PriorShared(_) => Vec::new(),
         }
@@ -160,6 +172,40 @@ impl DriverHandle {
     #[must_use]
     pub fn is_alive(&self) -> bool {
         !self.commands.is_closed()
+    }
+
+    /// Whether the database answers and warms are paused, for `/healthz`
+    /// and `/readyz`.
+    #[must_use]
+    pub fn health(&self) -> &Arc<crate::health::Health> {
+        &self.health
+    }
+
+    /// Stops sending warms on this instance, for `reason` (shown as the
+    /// failed warms' `lastError` and in `/healthz`): its lease may lapse.
+    /// Warms in flight are abandoned.
+    pub async fn pause(&self, reason: String) {
+        self.health.pause(&reason);
+        let _ = self.commands.send(Command::Pause(reason)).await;
+    }
+
+    /// Sends warms again after [`pause`](Self::pause); those that failed
+    /// meanwhile are retried on their schedule.
+    pub async fn resume(&self) {
+        let _ = self.commands.send(Command::Resume).await;
+        self.health.resume();
+    }
+
+    /// Lets go of every conversation in memory that is not in `held` (other
+    /// instances hold them now), without writing; answers how many.
+    ///
+    /// # Errors
+    /// Only when the service is shutting down.
+    pub async fn keep_only(
+        &self,
+        held: std::collections::HashSet<ConversationId>,
+    ) -> Result<usize, ServiceError> {
+        self.call(|r| Command::KeepOnly(held, r)).await
     }
 
     /// The service's current time.

@@ -14,9 +14,8 @@ use crate::ports::Cluster;
 /// Conversations adopted per database round trip.
 const ADOPT_BATCH: usize = 1_000;
 
-/// This instance's lease lapsed (it could not renew it in time, or found
-/// it taken): others may hold its conversations now, so it must stop
-/// rather than warm them twice.
+/// This instance could not hold a lease at all (the thread listening for
+/// the cluster's changes could not start, or the renewal task panicked).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("this instance lost its lease on the cluster ({0}); stopping so that no conversation is warmed by two instances")]
 pub struct LeaseLost(pub String);
@@ -24,9 +23,17 @@ pub struct LeaseLost(pub String);
 /// Holds this instance's lease until `stop`: renews it three times a lease
 /// and, as often, adopts what lapsed instances held (everything that
 /// lapsed at once on the first round, so a restart resumes every warm).
-/// Returns when stopped, or with [`LeaseLost`] when the lease could not
-/// be kept. The lease is not given back here: the caller does that after
-/// the driver and store stopped, so the adopters read the final state.
+///
+/// The database going away does not stop the instance. Once renewals have
+/// failed for two thirds of a lease, warms pause (before the lease could
+/// lapse and another instance adopt them: no conversation is warmed by
+/// two). When the database answers again, the lease is renewed and warms
+/// resume; if it lapsed meanwhile, a new lease is taken under the same
+/// identity, the conversations others adopted are let go, and the rest
+/// resume. Returns when stopped, or with [`LeaseLost`] when the lease
+/// could not be held at all. The lease is not given back here: the caller
+/// does that after the driver and store stopped, so the adopters read the
+/// final state.
 ///
 /// # Errors
 /// [`LeaseLost`].
@@ -51,29 +58,95 @@ pub async fn hold_leases(
         })
         .map_err(|e| LeaseLost(format!("cannot start listening for changes: {e}")))?;
     let mut renewed_at = Instant::now();
+    let mut paused = false;
     loop {
-        adopt_lapsed(&cluster, &driver, limits).await;
+        if !paused {
+            adopt_lapsed(&cluster, &driver, limits).await;
+        }
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(every) => {}
         }
-        if merged_at.elapsed() >= PRIOR_MERGE_EVERY {
+        if !paused && merged_at.elapsed() >= PRIOR_MERGE_EVERY {
             merged_at = Instant::now();
             merge_prior(&cluster, &driver).await;
         }
         let asked = Instant::now();
         let renew = cluster.clone();
-        match tokio::task::spawn_blocking(move || renew.renew()).await {
-            Ok(Ok(true)) => renewed_at = asked,
-            Ok(Ok(false)) => return Err(LeaseLost("it lapsed before it was renewed".into())),
+        let mut renewal = tokio::task::spawn_blocking(move || renew.renew());
+        // Warms pause at two thirds of the lease after the last renewal,
+        // whether the renewal failed or is still waiting for an answer.
+        let pause_at = tokio::time::Instant::from_std(renewed_at + lease * 2 / 3);
+        let renewed = loop {
+            tokio::select! {
+                answer = &mut renewal => break answer,
+                () = tokio::time::sleep_until(pause_at), if !paused => {
+                    paused = true;
+                    driver.pause(unreachable_reason(renewed_at)).await;
+                }
+            }
+        };
+        match renewed {
+            Ok(Ok(true)) => {
+                renewed_at = asked;
+                driver.health().database_answered();
+                if paused {
+                    paused = false;
+                    tracing::info!("the lease is renewed again");
+                    driver.resume().await;
+                }
+            }
+            Ok(Ok(false)) => {
+                driver.health().database_answered();
+                if !paused {
+                    paused = true;
+                    driver
+                        .pause("this instance's lease lapsed; taking a new one".into())
+                        .await;
+                }
+                if rejoin(&cluster, &driver).await {
+                    renewed_at = asked;
+                    paused = false;
+                    driver.resume().await;
+                }
+            }
             Ok(Err(e)) => {
+                driver.health().database_failed(&e);
                 tracing::warn!(error = %e, "could not renew the lease; retrying");
-                if renewed_at.elapsed() >= lease {
-                    return Err(LeaseLost(e.to_string()));
+                if !paused && renewed_at.elapsed() >= lease * 2 / 3 {
+                    paused = true;
+                    driver.pause(unreachable_reason(renewed_at)).await;
                 }
             }
             Err(e) => return Err(LeaseLost(e.to_string())),
         }
+    }
+}
+
+/// Why warms pause while the lease cannot be renewed.
+fn unreachable_reason(renewed_at: Instant) -> String {
+    format!(
+        "this instance could not renew its lease on the cluster's database for {} s; \
+         warms resume when it answers",
+        renewed_at.elapsed().as_secs()
+    )
+}
+
+/// Takes a new lease after the last one lapsed and lets go of what other
+/// instances adopted meanwhile; whether it worked.
+async fn rejoin(cluster: &Arc<dyn Cluster>, driver: &DriverHandle) -> bool {
+    let again = cluster.clone();
+    match tokio::task::spawn_blocking(move || again.rejoin()).await {
+        Ok(Ok(held)) => {
+            let _ = driver.keep_only(held.into_iter().collect()).await;
+            true
+        }
+        Ok(Err(e)) => {
+            driver.health().database_failed(&e);
+            tracing::warn!(error = %e, "could not take a new lease; retrying");
+            false
+        }
+        Err(_) => false,
     }
 }
 

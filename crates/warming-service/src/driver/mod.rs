@@ -89,7 +89,9 @@ struct Driver {
     /// Bounds the warms in flight.
     permits: Arc<Semaphore>,
     /// Warm tasks by token, to abort superseded ones.
-    in_flight: HashMap<WarmToken, AbortHandle>,
+    in_flight: HashMap<WarmToken, (ConversationId, AbortHandle)>,
+    /// Why warms are not sent, while this instance's lease is in doubt.
+    paused: Option<String>,
     /// Manual warms waiting for their result.
     manual: HashMap<WarmToken, Reply<Result<WarmRecord, ServiceError>>>,
     /// Calls waiting for a write.
@@ -173,6 +175,7 @@ pub fn spawn(
     let (warm_done, warm_queue) = mpsc::unbounded_channel();
     let (refused, refused_queue) = mpsc::unbounded_channel();
     let prior_base = warmer.prior().clone();
+    let health = Arc::new(crate::health::Health::new(clock.clone()));
     let driver = Driver {
         prior_base,
         prior_sent: None,
@@ -186,6 +189,7 @@ pub fn spawn(
         evicted: HashSet::new(),
         options,
         in_flight: HashMap::new(),
+        paused: None,
         manual: HashMap::new(),
         persist_waiters: HashMap::new(),
         persists: FuturesOrdered::new(),
@@ -203,6 +207,7 @@ pub fn spawn(
             limits: options.limits,
             cluster: None,
             changes: broadcast::channel(4096).0,
+            health,
         },
         task,
     )
@@ -476,6 +481,31 @@ impl Driver {
                 self.warmer.set_prior(merged);
                 self.prior_base = *total;
             }
+            Command::Pause(reason) => self.pause(reason),
+            Command::Resume => {
+                if self.paused.take().is_some() {
+                    tracing::info!("warms resume");
+                }
+            }
+            Command::KeepOnly(held, reply) => {
+                let gone: Vec<ConversationId> = self
+                    .warmer
+                    .conversations()
+                    .map(|s| s.conversation_id)
+                    .filter(|id| !held.contains(id))
+                    .collect();
+                for id in &gone {
+                    self.warmer.release(t, id);
+                }
+                self.execute_effects();
+                if !gone.is_empty() {
+                    tracing::warn!(
+                        conversations = gone.len(),
+                        "let go of conversations other instances adopted while the lease had lapsed"
+                    );
+                }
+                let _ = reply.send(gone.len());
+            }
             Command::Adopt(restored, reply) => {
                 let new: Vec<_> = restored
                     .into_iter()
@@ -516,7 +546,7 @@ impl Driver {
     async fn stop(mut self) {
         self.save_prior();
         self.warmer.shutdown();
-        for (_, task) in self.in_flight.drain() {
+        for (_, (_, task)) in self.in_flight.drain() {
             task.abort();
         }
         for (_, reply) in self.manual.drain() {

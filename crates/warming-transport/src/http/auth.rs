@@ -77,3 +77,29 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
 }
+
+/// Whether a request may be served on a connection admitted on the
+/// reserve (see [`crate::admission`]): a probe (`/healthz`, `/readyz`),
+/// or a caller with the token in any of the places routes take it. With
+/// no token configured, everyone holds it.
+pub fn trusted_on_reserve(state: &AppState) -> crate::listen::Trusted {
+    let state = state.clone();
+    std::sync::Arc::new(move |parts: &http::request::Parts| {
+        if matches!(parts.uri.path(), "/healthz" | "/readyz") {
+            return true;
+        }
+        let query = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+        let proxy = parts
+            .headers
+            .get(PROXY_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok());
+        [bearer(&parts.headers), proxy, query]
+            .into_iter()
+            .flatten()
+            .any(|given| token_matches(&state, Some(given)))
+            || state.token.is_none()
+    })
+}

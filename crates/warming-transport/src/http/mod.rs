@@ -1,6 +1,7 @@
 //! The HTTP API: routes, JSON errors, auth.
 
 pub(crate) mod auth;
+pub(crate) use auth::trusted_on_reserve;
 pub(crate) mod body;
 mod error;
 mod events;
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let api = Router::new()
         .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
         .merge(observed)
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -43,7 +43,14 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/healthz",
-        summary: "Liveness",
+        summary: "Liveness: 503 only when the driver stopped; `degraded` while the database does not answer or warms are paused",
+        body: None,
+        answer: "Health",
+    },
+    Operation {
+        method: "get",
+        path: "/readyz",
+        summary: "Readiness: 503 while the driver is stopped, the database does not answer or warms are paused",
         body: None,
         answer: "Health",
     },

@@ -10,6 +10,8 @@ use warming_core::{
     ConversationId, ConversationState, SettingsChange, Template, Timestamp, WarmRecord,
 };
 
+use warming_service::health::{DatabaseState, Paused};
+
 use super::body::{parse_json, BodyBytes};
 use super::{ApiError, AppState, JsonBody};
 
@@ -43,20 +45,75 @@ pub async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(DASHBOARD)
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: whether the process should be restarted. 503 only when
+/// the driver stopped (nothing is warmed, no command answered; the process
+/// exits too); a database that does not answer, or warms paused while the
+/// lease is in doubt, is `degraded`, still 200: a restart would not help.
 pub async fn healthz(State(state): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if state.driver.is_alive() {
-        Json(json!({"status": "ok"})).into_response()
-    } else {
-        // Nothing is warmed and no command is answered: say so, so a
-        // supervisor restarts the service (which exits non-zero too).
-        (
+    if !state.driver.is_alive() {
+        return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "down", "driver": "stopped"})),
         )
-            .into_response()
+            .into_response();
     }
+    let (database, paused) = state.driver.health().report();
+    let mut body = health_body(&database, paused.as_ref());
+    let fine = database == DatabaseState::Reachable && paused.is_none();
+    body["status"] = json!(if fine { "ok" } else { "degraded" });
+    Json(body).into_response()
+}
+
+/// `GET /readyz`: whether to send this instance traffic (an orchestrator's
+/// readiness probe). 503 while the driver is stopped, the database does
+/// not answer or warms are paused, saying which.
+pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (database, paused) = state.driver.health().report();
+    let alive = state.driver.is_alive();
+    let mut body = health_body(&database, paused.as_ref());
+    if alive && database == DatabaseState::Reachable && paused.is_none() {
+        body["status"] = json!("ready");
+        return Json(body).into_response();
+    }
+    body["status"] = json!("not ready");
+    if !alive {
+        body["driver"] = json!("stopped");
+    }
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// The database's state and the pause, in words, as both probes report
+/// them: `{"database": "unreachable since 2026-12-07T05:40:00Z: connection
+/// refused", "warms": "paused since ...: why"}`.
+fn health_body(database: &DatabaseState, paused: Option<&Paused>) -> Value {
+    let mut body = json!({"database": "reachable", "warms": "running"});
+    if let DatabaseState::Unreachable { since, error } = database {
+        body["database"] = json!(format!("unreachable since {}: {error}", utc(*since)));
+        body["databaseUnreachableSinceMs"] = json!(since.as_millis());
+    }
+    if let Some(paused) = paused {
+        body["warms"] = json!(format!(
+            "paused since {}: {}",
+            utc(paused.since),
+            paused.reason
+        ));
+    }
+    body
+}
+
+/// `t` as RFC 3339 in UTC, to the second.
+fn utc(t: warming_core::Timestamp) -> String {
+    let nanos = i128::from(t.as_millis()) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.replace_nanosecond(0).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{} ms after the epoch", t.as_millis()))
 }
 
 /// `GET /metrics`: Prometheus text format.
