@@ -144,25 +144,13 @@ impl PgCluster {
         answer
             .recv()
             .map_err(|_| StoreError::Closed)?
-            .map_err(|e| cluster_error(&e))
+            .map_err(|e| crate::store_error(&e))
     }
 
     fn remember_mine(&self, ids: impl IntoIterator<Item = ConversationId>) {
         if let Ok(mut mine) = self.mine.lock() {
             mine.extend(ids);
         }
-    }
-}
-
-/// A failed cluster call: [`StoreError::Unavailable`] when the database
-/// was away (the connection closed, or no answer at the socket), so the
-/// lease loop can tell an outage from a refusal.
-fn cluster_error(e: &postgres::Error) -> StoreError {
-    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
-    if e.is_closed() || io {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Failed(e.to_string())
     }
 }
 
@@ -397,8 +385,14 @@ impl Cluster for PgCluster {
                  ON CONFLICT (id) DO UPDATE SET url = excluded.url, lease_until = excluded.lease_until",
                 &[&me, &url, &lease],
             )?;
+            // Locked, so an adoption of these rows still in flight (it
+            // began while the old lease had lapsed) commits first and the
+            // rows it took no longer match: they are the adopter's.
             let held = tx
-                .query("SELECT conversation FROM owners WHERE owner = $1", &[&me])?
+                .query(
+                    "SELECT conversation FROM owners WHERE owner = $1 FOR UPDATE",
+                    &[&me],
+                )?
                 .iter()
                 .map(|row| row.get(0))
                 .collect();

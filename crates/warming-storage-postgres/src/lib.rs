@@ -246,6 +246,29 @@ pub(crate) fn connect(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
         })
 }
 
+/// A failed call as the store reports it: [`StoreError::Unavailable`]
+/// (retry shortly) when the database is away, not the call at fault: the
+/// connection closed or failed at the socket, or the server said it is
+/// shutting down, starting up or lost the connection (SQLSTATE classes 57P
+/// "operator intervention" and 08 "connection exception", PostgreSQL's
+/// "Errcodes" appendix).
+pub(crate) fn store_error(e: &postgres::Error) -> StoreError {
+    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    let away = e.code().is_some_and(|code| {
+        let code = code.code();
+        code.starts_with("57P") || code.starts_with("08")
+    });
+    // "db error" alone says nothing: the server's own words instead.
+    let message = e
+        .as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_owned());
+    if e.is_closed() || io || away {
+        StoreError::Unavailable(message)
+    } else {
+        StoreError::Failed(message)
+    }
+}
+
 /// Why a connection failed, in the server's words when it answered ("db
 /// error" alone tells an operator nothing): `password authentication failed
 /// for user "warming"`, `database "x" does not exist`.

@@ -95,7 +95,7 @@ fn answer(
         if client.is_closed() {
             StoreError::Unavailable(e.to_string())
         } else {
-            StoreError::Failed(e.to_string())
+            crate::store_error(&e)
         }
     };
     match read {

@@ -198,7 +198,7 @@ fn commit_batch(
     trims: &mut TrimClock,
     history_cap: i64,
 ) -> Vec<Result<(), StoreError>> {
-    let failed = |e: postgres::Error| StoreError::Failed(e.to_string());
+    let failed = |e: postgres::Error| crate::store_error(&e);
     let all_failed = |e: postgres::Error| vec![Err(failed(e)); batch.len()];
     let fast = (|| {
         let mut tx = client.transaction()?;

@@ -310,3 +310,39 @@ fn a_turn_started_for_a_new_conversation_is_written_before_it_is_answered() {
         .iter()
         .any(|e| matches!(e, Effect::SaveSchedule { .. })));
 }
+
+#[test]
+fn an_interval_change_while_a_warm_is_in_flight_sends_no_second_warm() {
+    let mut h = Harness::new();
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(30_000.0),
+            policy: None,
+        },
+    );
+    h.settle("c", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    let sent_at = h.now;
+    // The warm is slow (a paused instance holds it): by now a 20 s
+    // interval from it is past.
+    h.advance(25_000);
+    h.set(
+        "c",
+        SettingsChange {
+            interval_ms: Some(20_000.0),
+            ..Default::default()
+        },
+    );
+    assert!(
+        warms(&h.drain()).is_empty(),
+        "a second warm beside the first"
+    );
+    assert_eq!(h.state("c").next_warm_at, None, "one is in flight");
+    // It answers: the next is due at once (20 s after it was sent), and
+    // only now.
+    h.warmer.warm_completed(h.now, &id("c"), token, HIT);
+    assert!(h.now >= sent_at.plus_millis(20_000));
+    assert_eq!(warms(&h.drain()).len(), 1);
+}

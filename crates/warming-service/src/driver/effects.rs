@@ -15,9 +15,19 @@ impl Driver {
         while let Some(effect) = self.warmer.poll_effect() {
             match effect {
                 Effect::Warm(warm) => self.start_warm(warm),
-                Effect::AbortWarm { token, .. } => {
+                Effect::AbortWarm {
+                    token,
+                    conversation,
+                } => {
                     if let Some((_, task)) = self.in_flight.remove(&token) {
                         task.abort();
+                    }
+                    if self
+                        .held
+                        .get(&conversation)
+                        .is_some_and(|w| w.token == token)
+                    {
+                        self.held.remove(&conversation);
                     }
                     if let Some(reply) = self.manual.remove(&token) {
                         let _ = reply.send(Err(ServiceError::Conflict(
@@ -162,13 +172,18 @@ impl Driver {
         }
     }
 
-    /// Stops sending warms for `reason`; those in flight are abandoned and
-    /// reported failed, so their conversations retry once warms resume.
+    /// Stops sending warms for `reason`. Warms in flight are abandoned and
+    /// reported failed (retried on their backoff); those coming due from
+    /// now on are held until [`resume`](Self::resume).
     pub(super) fn pause(&mut self, reason: String) {
         if self.paused.is_none() {
             tracing::warn!(reason = %reason, "warms paused");
         }
-        let failure = paused_failure(&reason);
+        let failure = WarmFailure {
+            message: format!("warms are paused on this instance: {reason}"),
+            retry_after_ms: None,
+            refused: false,
+        };
         self.paused = Some(reason);
         for (token, (conversation, task)) in std::mem::take(&mut self.in_flight) {
             task.abort();
@@ -180,13 +195,47 @@ impl Driver {
         }
     }
 
+    /// Sends warms again. Those held while paused are reported failed, not
+    /// sent: the engine anchors a conversation's next warm at the time it
+    /// issued the last, so a warm sent now, long after, would be followed
+    /// by another at once; failed, each is retried on its backoff (at most
+    /// an interval) and its conversation's history shows the pause.
+    pub(super) fn resume(&mut self) {
+        let Some(reason) = self.paused.take() else {
+            return;
+        };
+        tracing::info!(held = self.held.len(), "warms resume");
+        let failure = WarmFailure {
+            message: format!("held while warms were paused on this instance ({reason}); retried"),
+            retry_after_ms: None,
+            refused: false,
+        };
+        for (conversation, warm) in std::mem::take(&mut self.held) {
+            let _ = self.warm_done.send(WarmDone {
+                conversation,
+                token: warm.token,
+                result: Err(failure.clone()),
+            });
+        }
+    }
+
     pub(super) fn start_warm(&mut self, warm: WarmRequest) {
         if let Some(reason) = &self.paused {
-            let _ = self.warm_done.send(WarmDone {
-                conversation: warm.conversation,
-                token: warm.token,
-                result: Err(paused_failure(reason)),
-            });
+            // A person asking for a warm hears why at once; a timed one
+            // waits for the resume.
+            if warm.trigger == warming_core::WarmTrigger::Manual {
+                let _ = self.warm_done.send(WarmDone {
+                    conversation: warm.conversation,
+                    token: warm.token,
+                    result: Err(WarmFailure {
+                        message: format!("warms are paused on this instance: {reason}"),
+                        retry_after_ms: None,
+                        refused: false,
+                    }),
+                });
+            } else {
+                self.held.insert(warm.conversation.clone(), warm);
+            }
             return;
         }
         let provider = self.provider.clone();
@@ -272,16 +321,6 @@ impl Driver {
             key: PRIOR_KEY,
             value: self.warmer.prior().to_json(),
         });
-    }
-}
-
-/// A warm not sent because warms are paused: a failure the conversation
-/// retries, its message the reason.
-fn paused_failure(reason: &str) -> WarmFailure {
-    WarmFailure {
-        message: format!("warms are paused on this instance: {reason}"),
-        retry_after_ms: None,
-        refused: false,
     }
 }
 

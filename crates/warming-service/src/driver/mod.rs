@@ -92,6 +92,9 @@ struct Driver {
     in_flight: HashMap<WarmToken, (ConversationId, AbortHandle)>,
     /// Why warms are not sent, while this instance's lease is in doubt.
     paused: Option<String>,
+    /// Warms that came due while paused, the newest of each conversation:
+    /// retried on resume.
+    held: HashMap<ConversationId, warming_core::WarmRequest>,
     /// Manual warms waiting for their result.
     manual: HashMap<WarmToken, Reply<Result<WarmRecord, ServiceError>>>,
     /// Calls waiting for a write.
@@ -190,6 +193,7 @@ pub fn spawn(
         options,
         in_flight: HashMap::new(),
         paused: None,
+        held: HashMap::new(),
         manual: HashMap::new(),
         persist_waiters: HashMap::new(),
         persists: FuturesOrdered::new(),
@@ -482,11 +486,7 @@ impl Driver {
                 self.prior_base = *total;
             }
             Command::Pause(reason) => self.pause(reason),
-            Command::Resume => {
-                if self.paused.take().is_some() {
-                    tracing::info!("warms resume");
-                }
-            }
+            Command::Resume => self.resume(),
             Command::KeepOnly(held, reply) => {
                 let gone: Vec<ConversationId> = self
                     .warmer
