@@ -425,11 +425,11 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     let min = args
         .min_interval_ms
         .or(file.min_interval_ms)
-        .unwrap_or(defaults.min_ms);
+        .unwrap_or(defaults.min_ms());
     let max = args
         .max_interval_ms
         .or(file.max_interval_ms)
-        .unwrap_or(defaults.max_ms);
+        .unwrap_or(defaults.max_ms());
     if min == 0 || min > max {
         return Err(format!(
             "min-interval-ms ({min}) must be at least 1 and at most max-interval-ms ({max})"
@@ -678,7 +678,7 @@ mod tests {
                 .map(|p| p.input),
             Some(3.0)
         );
-        assert_eq!(config.limits.min_ms, 10_000);
+        assert_eq!(config.limits.min_ms(), 10_000);
         let each = &config.pricing.overrides["my-gateway-model"];
         assert_eq!((each.input, each.cache_read, each.output), (2.0, 0.5, 8.0));
         // A price left out takes the default multiplier of the input price.
@@ -699,8 +699,8 @@ mod tests {
             .contains("listen"));
         let config = resolve_with(file, &["--listen", "127.0.0.1:9100"]).unwrap();
         assert_eq!(config.listen.port(), 9100);
-        assert_eq!(config.limits.min_ms, 5_000);
-        assert_eq!(config.limits.max_ms, 3_540_000);
+        assert_eq!(config.limits.min_ms(), 5_000);
+        assert_eq!(config.limits.max_ms(), 3_540_000);
     }
 
     #[test]

@@ -103,7 +103,7 @@ async fn restore(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let mut warmer = Warmer::new(config.core_config());
+    let mut warmer = Warmer::new(config.core_config().map_err(|e| e.to_string())?);
     if let Some(prior) = prior {
         warmer.set_prior(ReturnPrior::from_json(&prior));
     }

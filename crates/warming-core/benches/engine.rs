@@ -44,10 +44,12 @@ fn armed_engine(ids: &[ConversationId], t0: Timestamp) -> Warmer {
     ));
     // `fixed`: the engine's own cost, every deadline firing; the policies'
     // decisions are measured by `warming simulate`.
-    let mut warmer = Warmer::new(Config {
-        policy: Policy::Fixed,
-        ..Config::default()
-    });
+    let mut warmer = Warmer::new(
+        Config::builder()
+            .policy(Policy::Fixed)
+            .build()
+            .expect("a valid config"),
+    );
     for id in ids {
         let op = warmer.update_settings(
             t0,

@@ -27,11 +27,13 @@ fn resident_bytes() -> u64 {
 fn per_conversation(n: usize, detach: bool, template: impl Fn(usize) -> Template) -> u64 {
     let t0 = Timestamp::from_millis(1_800_000_000_000);
     let before = resident_bytes();
-    let mut warmer = Warmer::new(Config {
-        policy: Policy::Fixed,
-        detach_templates: detach,
-        ..Config::default()
-    });
+    let mut warmer = Warmer::new(
+        Config::builder()
+            .policy(Policy::Fixed)
+            .detach_templates(detach)
+            .build()
+            .expect("a valid config"),
+    );
     for i in 0..n {
         let id = ConversationId::new(&format!("conv-{i:08}")).unwrap();
         let op = warmer.update_settings(

@@ -77,7 +77,21 @@ fn main() {
                     warmer.persisted(now, op, true);
                 }
                 Effect::Notify(state) => println!("{now} next warm at {:?}", state.next_warm_at),
-                _ => {}
+                // Nothing here runs concurrently: no warm is in flight when
+                // another input comes, and the app's own generation has
+                // ended before the next input.
+                Effect::AbortWarm { .. } | Effect::AbortGeneration { .. } => {}
+                // This app keeps nothing on disk: a restart starts afresh.
+                Effect::SaveTemplate { .. }
+                | Effect::SaveSchedule { .. }
+                | Effect::SaveRhythm { .. } => {}
+                // Records also come back from `warm_completed`, printed above.
+                Effect::RecordWarm(_) => {}
+                Effect::TurnReturned {
+                    idle_ms, warms, ..
+                } => println!("{now} back after {idle_ms} ms, {warms} warms in the gap"),
+                // A later release's effect: say so rather than drop it.
+                other => eprintln!("{now} an effect this example does not know: {other:?}"),
             }
         }
         match warmer.poll_timeout().filter(|&due| due < back_at) {

@@ -28,10 +28,10 @@ async fn send_warm() -> Usage {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let config = Config {
-        limits: IntervalLimits::new(100, 60_000),
-        ..Config::default()
-    };
+    let config = Config::builder()
+        .limits(IntervalLimits::new(100, 60_000))
+        .build()
+        .expect("a valid config");
     let mut warmer = Warmer::new(config);
     let chat = ConversationId::new("chat-1").expect("a valid id");
     let change = SettingsChange {
@@ -72,7 +72,20 @@ async fn main() {
                 | Effect::PersistDelete { op, .. } => {
                     warmer.persisted(now(), op, true);
                 }
-                _ => {}
+                // The warm task's answer is sent all the same; the engine
+                // ignores an aborted warm's outcome by its token.
+                Effect::AbortWarm { .. } => {}
+                // No generation of the app's own runs here.
+                Effect::AbortGeneration { .. } => {}
+                // Nothing is kept on disk in this example.
+                Effect::SaveTemplate { .. }
+                | Effect::SaveSchedule { .. }
+                | Effect::SaveRhythm { .. } => {}
+                Effect::RecordWarm(record) => {
+                    println!("warm recorded: {:?}", record.outcome);
+                }
+                Effect::TurnReturned { .. } | Effect::Notify(_) => {}
+                other => eprintln!("an effect this example does not know: {other:?}"),
             }
         }
         let sleep = warmer.poll_timeout().map_or(Duration::from_secs(60), |at| {

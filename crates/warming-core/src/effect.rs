@@ -36,6 +36,7 @@ impl PersistId {
 /// Why a warm was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum WarmTrigger {
     /// The interval ran out.
     Scheduled,
@@ -91,6 +92,7 @@ pub struct WarmRequest {
 /// it and it reads what the next turn will read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum WarmKind {
     /// The prefix with no output (`max_tokens: 0`).
     ZeroOutput,
@@ -173,6 +175,7 @@ pub enum Refreshes {
 /// How a warm ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum WarmOutcome {
     /// The prefix was read from the cache.
     Hit,
@@ -336,6 +339,7 @@ impl WarmRecord {
 /// An action the caller must carry out, drained with
 /// [`Warmer::poll_effect`](crate::Warmer::poll_effect) in order.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Effect {
     /// Send a warm; report it with `warm_completed` or `warm_failed`.
     Warm(WarmRequest),

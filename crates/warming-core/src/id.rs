@@ -25,6 +25,7 @@ pub struct ConversationId(Arc<str>);
 
 /// Why a string is not a [`ConversationId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InvalidConversationId {
     /// The string is empty.
     Empty,

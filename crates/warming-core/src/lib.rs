@@ -51,7 +51,8 @@ pub use effect::{
     WarmTrigger,
 };
 pub use engine::{
-    Config, ListFilter, Restored, WarmFailure, WarmNowError, WarmReply, WarmStats, Warmer,
+    Config, ConfigBuilder, ConfigError, ListFilter, MoneyToday, Restored, WarmFailure,
+    WarmNowError, WarmReply, WarmStats, Warmer,
 };
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use ledger::Ledger;
@@ -61,7 +62,8 @@ pub use list_prices::{
 };
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{
-    IntervalLimits, Settings, SettingsChange, DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,
+    IntervalLimits, PolicyChange, Settings, SettingsChange, DEFAULT_INTERVAL_MS,
+    LONG_TTL_INTERVAL_MS,
 };
 pub use state::{ConversationState, TurnReads};
 pub use template::{

@@ -11,6 +11,7 @@ use crate::{ConversationId, Template};
 
 /// The lifecycle meaning of a runtime event.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RuntimeEventKind {
     /// `turn.started`.
     TurnStarted,
@@ -34,6 +35,7 @@ pub enum RuntimeEventKind {
 
 /// The states of `session.state.changed`, and what each means here.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionState {
     /// Starting up: nothing changes.
     Starting,
@@ -65,6 +67,7 @@ pub struct RuntimeEvent {
 
 /// Whether an event changed the conversation's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EventDisposition {
     /// The event moved the lifecycle.
     Applied,

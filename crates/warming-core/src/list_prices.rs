@@ -125,6 +125,7 @@ pub const LIST_PRICES: &[(&str, ModelPrices)] = &[
     Debug, Clone, Copy, Default, Hash, PartialEq, Eq, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum PriceSource {
     /// The deployment's own prices (overrides).
     Config,

@@ -12,13 +12,12 @@ pub const DEFAULT_INTERVAL_MS: u64 = 240_000;
 /// interval: 55 minutes, just inside the hour with the same kind of margin.
 pub const LONG_TTL_INTERVAL_MS: u64 = 3_300_000;
 
-/// The bounds every interval is clamped into.
+/// The bounds every interval is clamped into: `1 <= min <= max`, kept by
+/// [`new`](Self::new) (the only way to build one), so clamping never panics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntervalLimits {
-    /// Shortest interval accepted, in ms.
-    pub min_ms: u64,
-    /// Longest interval accepted, in ms.
-    pub max_ms: u64,
+    min_ms: u64,
+    max_ms: u64,
 }
 
 impl Default for IntervalLimits {
@@ -48,6 +47,24 @@ impl IntervalLimits {
         }
     }
 
+    /// Shortest interval accepted, ms.
+    #[must_use]
+    pub const fn min_ms(&self) -> u64 {
+        self.min_ms
+    }
+
+    /// Longest interval accepted, ms.
+    #[must_use]
+    pub const fn max_ms(&self) -> u64 {
+        self.max_ms
+    }
+
+    /// A whole number of ms brought within the bounds.
+    #[must_use]
+    pub fn clamp_ms(&self, ms: u64) -> u64 {
+        ms.max(self.min_ms).min(self.max_ms)
+    }
+
     /// Turns a requested interval into a usable one: non-finite or `<= 0`
     /// becomes the minimum; anything else is rounded and clamped.
     ///
@@ -66,7 +83,7 @@ impl IntervalLimits {
         }
         let rounded = requested_ms.round();
         // Casting a float above u64::MAX saturates, so the clamp below is exact.
-        (rounded as u64).clamp(self.min_ms, self.max_ms)
+        self.clamp_ms(rounded as u64)
     }
 
     /// Says how [`clamp`](Self::clamp) changed a requested interval, in words
@@ -126,7 +143,7 @@ impl Settings {
     pub fn defaults(limits: &IntervalLimits) -> Self {
         Self {
             enabled: false,
-            interval_ms: DEFAULT_INTERVAL_MS.clamp(limits.min_ms, limits.max_ms),
+            interval_ms: limits.clamp_ms(DEFAULT_INTERVAL_MS),
             interval_chosen: false,
             policy: None,
             enrolled: false,
@@ -138,7 +155,7 @@ impl Settings {
     #[must_use]
     pub fn effective_interval_ms(&self, long_ttl: bool, limits: &IntervalLimits) -> u64 {
         if long_ttl && !self.interval_chosen {
-            LONG_TTL_INTERVAL_MS.clamp(limits.min_ms, limits.max_ms)
+            limits.clamp_ms(LONG_TTL_INTERVAL_MS)
         } else {
             self.interval_ms
         }
@@ -216,6 +233,19 @@ impl Settings {
     }
 }
 
+/// A requested change of a conversation's policy.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PolicyChange {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Follow the server's policy again.
+    ServerDefault,
+    /// Use this one.
+    Set(Policy),
+}
+
 /// A requested change of settings; `None` leaves a field as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SettingsChange {
@@ -223,8 +253,8 @@ pub struct SettingsChange {
     pub enabled: Option<bool>,
     /// New interval in ms, clamped by [`IntervalLimits::clamp`].
     pub interval_ms: Option<f64>,
-    /// New policy; `Some(None)` returns to the server's.
-    pub policy: Option<Option<Policy>>,
+    /// New policy, or back to the server's.
+    pub policy: PolicyChange,
 }
 
 impl SettingsChange {
@@ -238,7 +268,11 @@ impl SettingsChange {
                 .interval_ms
                 .map_or(base.interval_ms, |ms| limits.clamp(ms)),
             interval_chosen: base.interval_chosen || self.interval_ms.is_some(),
-            policy: self.policy.unwrap_or(base.policy),
+            policy: match self.policy {
+                PolicyChange::Keep => base.policy,
+                PolicyChange::ServerDefault => None,
+                PolicyChange::Set(policy) => Some(policy),
+            },
             enrolled: base.enrolled && self.enabled.is_none(),
         }
     }
@@ -368,7 +402,7 @@ mod tests {
     #[test]
     fn limits_given_backwards_are_swapped() {
         let limits = IntervalLimits::new(50_000, 20_000);
-        assert_eq!((limits.min_ms, limits.max_ms), (20_000, 50_000));
+        assert_eq!((limits.min_ms(), limits.max_ms()), (20_000, 50_000));
         assert_eq!(Settings::defaults(&limits).interval_ms, 50_000);
     }
 }

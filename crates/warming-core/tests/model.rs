@@ -148,7 +148,7 @@ fn check_effects(
             } => {
                 // The one source of "misses avoided": only a gap that
                 // outlived the TTL and had a warm in it counts.
-                let ttl = h.warmer.config().economics.ttl_ms;
+                let ttl = h.warmer.config().economics().ttl_ms;
                 assert!(idle_ms > ttl, "miss avoided after {idle_ms} ms");
                 assert!(warms > 0, "miss avoided without a warm");
             }
@@ -194,10 +194,12 @@ fn check_state(h: &Harness, model: &Model) {
 
 fn run(ops: Vec<Op>, adaptive: bool) {
     let mut h = if adaptive {
-        Harness::with_config(warming_core::Config {
-            policy: warming_core::Policy::Adaptive,
-            ..warming_core::Config::default()
-        })
+        Harness::with_config(
+            warming_core::Config::builder()
+                .policy(warming_core::Policy::Adaptive)
+                .build()
+                .expect("a valid config"),
+        )
     } else {
         Harness::new()
     };
@@ -270,7 +272,7 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                 let change = SettingsChange {
                     enabled,
                     interval_ms,
-                    policy: None,
+                    ..Default::default()
                 };
                 let _ = h.warmer.update_settings(now, &id(CONVERSATIONS[c]), change);
             }

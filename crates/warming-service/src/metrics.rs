@@ -329,9 +329,9 @@ impl Metrics {
     }
 
     /// What warms spent and returns saved today, from the engine.
-    pub fn set_today(&self, (spent, saved): (f64, f64)) {
-        self.spent_today.set(spent);
-        self.saved_today.set(saved);
+    pub fn set_today(&self, today: warming_core::MoneyToday) {
+        self.spent_today.set(today.spent_dollars);
+        self.saved_today.set(today.saved_dollars);
     }
 
     /// How many conversations are armed now.

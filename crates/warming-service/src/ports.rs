@@ -68,8 +68,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<WarmRecord>, StoreError>;
 
     /// One stored conversation, to bring an evicted one back into memory;
-    /// `None` if none is stored. Called on the driver's task: an indexed
-    /// point read, fast enough not to need a thread.
+    /// `None` if none is stored. Blocking: the service calls it off the
+    /// driver, whose other conversations go on meanwhile.
     ///
     /// # Errors
     /// [`StoreError`] when the read failed.

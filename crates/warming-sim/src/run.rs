@@ -336,15 +336,17 @@ fn with_engine(
 ) -> Outcome {
     let e = &config.economics;
     let choose_ttl = scenario == Scenario::TtlChoice;
-    let mut warmer = Warmer::new(Config {
-        limits: IntervalLimits::new(1, u64::MAX / 4),
-        policy,
-        // The policies alone are compared: the service's idle cap would
-        // cut every one of them at the same hour and blur the difference.
-        max_idle_ms: 0,
-        economics: *e,
-        ..Config::default()
-    });
+    // The policies alone are compared: the service's idle cap would cut
+    // every one of them at the same hour and blur the difference.
+    let mut warmer = Warmer::new(
+        Config::builder()
+            .limits(IntervalLimits::new(1, u64::MAX / 4))
+            .policy(policy)
+            .max_idle_ms(0)
+            .economics(*e)
+            .build()
+            .expect("the simulator's economics are valid"),
+    );
     let template = Arc::new(Template::new(
         serde_json::json!({"model": "sim"}),
         None,
@@ -437,7 +439,7 @@ fn with_engine(
             let change = SettingsChange {
                 enabled: Some(true),
                 interval_ms: Some(config.interval_ms as f64),
-                policy: None,
+                ..Default::default()
             };
             let op = warmer.update_settings(now, &id, change);
             warmer.persisted(now, op, true);
@@ -451,7 +453,7 @@ fn with_engine(
             let off = SettingsChange {
                 enabled: Some(false),
                 interval_ms: None,
-                policy: None,
+                ..Default::default()
             };
             let op = warmer.update_settings(now, &id, off);
             warmer.persisted(now, op, true);

@@ -28,10 +28,13 @@ struct Stored {
 }
 
 /// A store that commits at once, in memory; it can be told to refuse the
-/// next writes, as a full disk would.
+/// next writes, as a full disk would, and to hold its reads, as a slow
+/// database would.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Stored>>,
+    /// While true, [`Store::load`] waits.
+    reads_held: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl MemoryStore {
@@ -39,6 +42,17 @@ impl MemoryStore {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes every [`Store::load`] wait until [`release_reads`](Self::release_reads).
+    pub fn hold_reads(&self) {
+        *lock(&self.reads_held.0) = true;
+    }
+
+    /// Lets held and later reads through.
+    pub fn release_reads(&self) {
+        *lock(&self.reads_held.0) = false;
+        self.reads_held.1.notify_all();
     }
 
     /// Refuses the next `count` writes.
@@ -117,6 +131,13 @@ impl Store for MemoryStore {
         conversation: &ConversationId,
         _limits: &IntervalLimits,
     ) -> Result<Option<Restored>, StoreError> {
+        {
+            let (held, released) = &*self.reads_held;
+            let mut held = lock(held);
+            while *held {
+                held = released.wait(held).unwrap_or_else(|e| e.into_inner());
+            }
+        }
         let stored = lock(&self.inner);
         let mut found: Option<Restored> = None;
         let empty = || Restored {

@@ -49,10 +49,10 @@ impl Service {
         let provider = ScriptedProvider::hits(5_000);
         let stop = CancellationToken::new();
         // As `warming serve` runs it: template bodies live in the store.
-        let config = Config {
-            detach_templates: true,
-            ..Config::default()
-        };
+        let config = Config::builder()
+            .detach_templates(true)
+            .build()
+            .expect("a valid config");
         let (driver, task) = warming_service::spawn(
             Warmer::new(config),
             Arc::new(store.clone()),
@@ -351,6 +351,47 @@ async fn a_cluster_member_loads_a_conversation_it_does_not_hold_before_acting_on
     let alone = Service::start_on(store, false, start);
     assert!(!alone.driver.get(id("c")).await.unwrap().known);
     alone.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_read_stalls_only_its_own_conversation() {
+    let store = MemoryStore::new();
+    let service = Service::start_on(store.clone(), true, Timestamp::from_millis(START));
+    service.enable("fast", 60_000.0).await;
+    // The store stops answering reads: a call for a conversation this
+    // member has not got in memory waits for its read...
+    store.hold_reads();
+    let slow = {
+        let driver = service.driver.clone();
+        tokio::spawn(async move { driver.turn_started(id("slow")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!slow.is_finished(), "the read was not waited for");
+    // ...while calls for the conversations in memory are answered.
+    for _ in 0..3 {
+        let answered = tokio::time::timeout(
+            Duration::from_secs(2),
+            service.driver.turn_started(id("fast")),
+        )
+        .await
+        .expect("a call for another conversation waited for the stalled read")
+        .unwrap();
+        assert!(answered.active);
+        service
+            .driver
+            .turn_settled(id("fast"), None, None)
+            .await
+            .unwrap();
+    }
+    // The read comes back: the waiting call runs, in order.
+    store.release_reads();
+    let state = tokio::time::timeout(Duration::from_secs(2), slow)
+        .await
+        .expect("the waiting call ran once the read came back")
+        .unwrap()
+        .unwrap();
+    assert!(state.known && state.active, "{state:?}");
+    service.stop().await;
 }
 
 #[tokio::test(start_paused = true)]

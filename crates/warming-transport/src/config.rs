@@ -217,24 +217,26 @@ impl ServerConfig {
 
     /// The engine's configuration: limits, policies, the idle cap and the
     /// economics, from the service's.
-    #[must_use]
-    pub fn core_config(&self) -> warming_core::Config {
-        warming_core::Config {
-            limits: self.limits,
-            policy: self.policy,
-            enrolled_policy: self.proxy_policy,
-            max_idle_ms: u64::try_from(self.max_idle.as_millis()).unwrap_or(u64::MAX),
-            economics: self.economics,
-            min_cacheable_overrides: self.min_cacheable_overrides.clone(),
-            price_overrides: self.pricing.overrides(),
-            self_hosted: self.pricing.self_hosted,
-            min_saving: self.min_saving,
-            max_spend_per_day: self.max_spend_per_day,
-            max_spend_per_conversation_day: self.max_spend_per_conversation_day,
+    ///
+    /// # Errors
+    /// The engine's builder's refusal (a spend cap or price that is not a
+    /// number, say).
+    pub fn core_config(&self) -> Result<warming_core::Config, warming_core::ConfigError> {
+        warming_core::Config::builder()
+            .limits(self.limits)
+            .policy(self.policy)
+            .enrolled_policy(self.proxy_policy)
+            .max_idle_ms(u64::try_from(self.max_idle.as_millis()).unwrap_or(u64::MAX))
+            .economics(self.economics)
+            .min_cacheable_overrides(self.min_cacheable_overrides.clone())
+            .price_overrides(self.pricing.overrides())
+            .self_hosted(self.pricing.self_hosted)
+            .min_saving(self.min_saving)
+            .max_spend_per_day(self.max_spend_per_day)
+            .max_spend_per_conversation_day(self.max_spend_per_conversation_day)
             // The store keeps template bodies; memory keeps what decides.
-            detach_templates: true,
-            ..warming_core::Config::default()
-        }
+            .detach_templates(true)
+            .build()
     }
 
     /// Refuses a configuration that would expose the API unauthenticated.
@@ -242,6 +244,7 @@ impl ServerConfig {
     /// # Errors
     /// A message naming the problem, for the operator.
     pub fn validate(&self) -> Result<(), String> {
+        self.core_config().map_err(|e| e.to_string())?;
         if !self.listen.ip().is_loopback() && self.token.is_none() {
             return Err(format!(
                 "refusing to listen on {} without a token: anyone who can reach it could \

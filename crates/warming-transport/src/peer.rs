@@ -114,8 +114,10 @@ pub async fn update(
     if let Some(ms) = change.interval_ms {
         body["intervalMs"] = json!(ms);
     }
-    if let Some(policy) = change.policy {
-        body["policy"] = json!(policy.map(|p| p.to_string()));
+    match change.policy {
+        warming_core::PolicyChange::Set(policy) => body["policy"] = json!(policy.to_string()),
+        warming_core::PolicyChange::ServerDefault => body["policy"] = Value::Null,
+        _ => {}
     }
     settings(state, &peer, &id, body).await
 }

@@ -38,7 +38,7 @@ pub fn spec(state: &ConversationState, limits: &IntervalLimits) -> Value {
     json!({"fields": [
         {"kind": "toggle", "id": "enabled", "label": "Cache warming", "value": state.enabled},
         {"kind": "number", "id": "interval", "label": "Interval", "unit": "s",
-         "value": seconds(state.interval_ms), "min": seconds(limits.min_ms)},
+         "value": seconds(state.interval_ms), "min": seconds(limits.min_ms())},
         {"kind": "stat", "id": "last-cache-pct", "label": "Last Cache %", "value": state.last_pct},
         {"kind": "stat", "id": "cache-retention", "label": "Cache retention", "value": state.last_expected_pct},
         {"kind": "action", "id": "warm-now", "label": "Warm now"},

@@ -9,6 +9,7 @@ use crate::{ConversationId, Effect, PersistId, SettingsChange, Timestamp, WarmTo
 
 /// Why a manual warm was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WarmNowError {
     /// A turn is generating; it keeps the cache warm by itself.
     Active,
@@ -281,7 +282,7 @@ impl Warmer {
                 .settings
                 .unwrap_or_else(|| crate::Settings::defaults(&limits));
             let settings = crate::Settings {
-                interval_ms: stored.interval_ms.clamp(limits.min_ms, limits.max_ms),
+                interval_ms: limits.clamp_ms(stored.interval_ms),
                 ..stored
             };
             c.settings = settings;

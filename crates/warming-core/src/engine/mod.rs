@@ -5,12 +5,15 @@
 //! `conversation.rs`.
 
 mod commands;
+mod config;
 mod conversation;
 mod guards;
 mod lifecycle;
 mod outcomes;
 mod resolutions;
 mod spend;
+pub use config::{Config, ConfigBuilder, ConfigError};
+pub use spend::MoneyToday;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -23,90 +26,9 @@ use self::conversation::{Conversation, Deadline, InFlight};
 pub use self::outcomes::{WarmFailure, WarmReply};
 use self::resolutions::Resolutions;
 use crate::{
-    ConversationId, ConversationState, Economics, Effect, IntervalLimits, PersistId, Policy,
-    ReturnPrior, Settings, Template, Timestamp, WarmRequest, WarmToken, WarmTrigger,
+    ConversationId, ConversationState, Effect, PersistId, ReturnPrior, Settings, Template,
+    Timestamp, WarmRequest, WarmToken, WarmTrigger,
 };
-
-/// How the engine behaves; every field has a documented default.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// Bounds every interval is clamped into.
-    pub limits: IntervalLimits,
-    /// First retry delay after a failed warm, in ms; it doubles with each
-    /// further failure and never exceeds the interval. Default 5 s.
-    pub retry_base_ms: u64,
-    /// Delay before the first warm of a restored conversation whose next warm
-    /// passed while the service was down, in ms. Default 1 s: prompt, but
-    /// each missed conversation warms once, not once per missed interval.
-    pub restore_delay_ms: u64,
-    /// The policy of conversations a person enabled and that do not choose
-    /// their own. Default [`Policy::Fixed`]: someone who turns warming on
-    /// expects warms, with no evidence needed.
-    pub policy: Policy,
-    /// The policy of conversations enabled by blanket enrolment
-    /// ([`Warmer::enroll`], e.g. every proxied conversation) rather than one
-    /// by one. Default [`Policy::Adaptive`]: nobody asked for these warms, so
-    /// they must pay for themselves.
-    pub enrolled_policy: Policy,
-    /// The spend guard: a conversation idle this long stops warming, under
-    /// every policy, until its next turn, a manual warm or re-enabling.
-    /// `0` disables the guard. Default 1 hour.
-    pub max_idle_ms: u64,
-    /// Prices, TTL and the value of time, for the policies.
-    pub economics: Economics,
-    /// Minimum cacheable tokens by model-name prefix, before the built-in
-    /// table ([`crate::MINIMUM_CACHEABLE_TOKENS`]). Default none.
-    pub min_cacheable_overrides: Vec<(String, u64)>,
-    /// Prices by model-name prefix, before the built-in list
-    /// ([`crate::LIST_PRICES`]). Default none.
-    pub price_overrides: Vec<(String, crate::ModelPrices)>,
-    /// The upstream is the deployment's own engine (llama.cpp, vLLM, ...):
-    /// its tokens are not billed, so states say their money is engine time
-    /// ([`crate::PriceSource::Engine`]). Default false.
-    pub self_hosted: bool,
-    /// The least a hit must save, in dollars, for a conversation to be
-    /// warmed: a prefix whose miss costs less is not warmed
-    /// ([`crate::StopReason::SmallSaving`]). `0` warms any prefix. Default 0.
-    pub min_saving: f64,
-    /// The most warms may cost in a UTC day, in dollars, server-wide (at
-    /// each conversation's model prices): once reached, timed warms stop
-    /// ([`crate::StopReason::SpendCap`]) until the day turns. `0` sets no
-    /// cap. Default 0.
-    pub max_spend_per_day: f64,
-    /// The most one conversation's warms may cost in a UTC day, in
-    /// dollars: once reached, its timed warms stop
-    /// ([`crate::StopReason::ConversationSpendCap`]) until the day turns.
-    /// `0` sets no cap. Default 0.
-    pub max_spend_per_conversation_day: f64,
-    /// Keep only [detached](Template::detach) templates in memory: the
-    /// body goes out in [`Effect::SaveTemplate`] and every
-    /// [`WarmRequest::template`] is detached, so the embedder reads the body
-    /// back from its store before sending a warm. For services holding many
-    /// conversations with long prompts. Default `false`: warms carry their
-    /// body and the embedder needs no store.
-    pub detach_templates: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            limits: IntervalLimits::default(),
-            retry_base_ms: 5_000,
-            restore_delay_ms: 1_000,
-            policy: Policy::Fixed,
-            enrolled_policy: Policy::Adaptive,
-            max_idle_ms: 3_600_000,
-            economics: Economics::default(),
-            min_cacheable_overrides: Vec::new(),
-            price_overrides: Vec::new(),
-            self_hosted: false,
-            min_saving: 0.0,
-            max_spend_per_day: 0.0,
-            max_spend_per_conversation_day: 0.0,
-            detach_templates: false,
-        }
-    }
-}
 
 /// Which conversations a [`Warmer::conversations_page`] lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -208,7 +130,7 @@ enum Pending {
 /// // A conversation someone enabled warms every interval (`Policy::Fixed`)
 /// // until a turn, a close, or an hour of idle time (`max_idle_ms`).
 /// let mut warmer = Warmer::new(Config::default());
-/// assert_eq!(warmer.config().policy, Policy::Fixed);
+/// assert_eq!(warmer.config().policy(), Policy::Fixed);
 /// let id = ConversationId::new("c1").unwrap();
 /// let t0 = Timestamp::from_millis(1_000_000);
 ///

@@ -45,8 +45,11 @@ impl Warmer {
     /// dollars: the counts of the engine's day, restored with the
     /// conversations after a restart.
     #[must_use]
-    pub fn money_today(&self) -> (f64, f64) {
-        (self.spend.dollars, self.spend.saved)
+    pub fn money_today(&self) -> MoneyToday {
+        MoneyToday {
+            spent_dollars: self.spend.dollars,
+            saved_dollars: self.spend.saved,
+        }
     }
 
     /// A restored conversation's spend of today counts in the server's
@@ -114,4 +117,23 @@ fn today(ledger: &mut crate::Ledger, day: u64) -> &mut crate::Ledger {
         ledger.saved_today_dollars = 0.0;
     }
     ledger
+}
+
+/// What warms spent and returns saved in the engine's UTC day, server-wide
+/// ([`Warmer::money_today`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MoneyToday {
+    /// Dollars the day's warms cost, at the models' prices.
+    pub spent_dollars: f64,
+    /// Dollars the day's returns saved: misses avoided, priced as re-writes.
+    pub saved_dollars: f64,
+}
+
+impl MoneyToday {
+    /// Saved minus spent.
+    #[must_use]
+    pub fn net_dollars(&self) -> f64 {
+        self.saved_dollars - self.spent_dollars
+    }
 }

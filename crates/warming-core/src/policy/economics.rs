@@ -42,6 +42,23 @@ impl Default for Economics {
 }
 
 impl Economics {
+    /// Whether every figure can be used: prices, multipliers and rates
+    /// finite and 0 or more, a TTL of at least 1 ms.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        [
+            self.input_price,
+            self.write_multiplier,
+            self.read_multiplier,
+            self.prefill_tokens_per_sec,
+            self.lambda_per_sec,
+            self.output_multiplier,
+        ]
+        .iter()
+        .all(|v| v.is_finite() && *v >= 0.0)
+            && self.ttl_ms > 0
+    }
+
     /// Dollars one warm of a `prefix`-token prefix costs (a cache read).
     #[must_use]
     pub fn warm_cost(&self, prefix: u64) -> f64 {

@@ -25,6 +25,7 @@ pub use stop::StopReason;
 
 /// A rule for continuing to warm an idle conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Policy {
     /// Warm every interval until closed.
     Fixed,

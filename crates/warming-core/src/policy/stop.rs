@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
     rename_all = "camelCase",
     rename_all_fields = "camelCase"
 )]
+#[non_exhaustive]
 pub enum StopReason {
     /// The spend guard: the conversation has been idle for the most time
     /// warming allows (`max_idle_ms`), under every policy.

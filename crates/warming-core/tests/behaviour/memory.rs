@@ -133,10 +133,12 @@ fn states_and_records_read_back_from_their_json() {
 
 #[test]
 fn detached_templates_leave_the_body_to_the_store_and_warms_alike() {
-    let mut h = Harness::with_config(Config {
-        detach_templates: true,
-        ..Config::default()
-    });
+    let mut h = Harness::with_config(
+        Config::builder()
+            .detach_templates(true)
+            .build()
+            .expect("a valid config"),
+    );
     h.enable("d");
     h.drain();
     let body = template("long system prompt");
@@ -159,10 +161,12 @@ fn detached_templates_leave_the_body_to_the_store_and_warms_alike() {
     assert_eq!(warm.conversation, id("d"));
     assert!(warm.template.is_detached());
     // A restored conversation is detached as well.
-    let mut restored = Harness::with_config(Config {
-        detach_templates: true,
-        ..Config::default()
-    });
+    let mut restored = Harness::with_config(
+        Config::builder()
+            .detach_templates(true)
+            .build()
+            .expect("a valid config"),
+    );
     restored.warmer.restore(
         restored.now,
         [Restored {

@@ -11,7 +11,7 @@ fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: None,
-            policy: Some(Some(Policy::Pings(2))),
+            policy: warming_core::PolicyChange::Set(Policy::Pings(2)),
         },
     );
     h.settle("c", "sys");
@@ -55,10 +55,10 @@ fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
 
 #[test]
 fn adaptive_stops_for_users_who_do_not_come_back_and_learns_from_returns() {
-    let adaptive = Config {
-        policy: warming_core::Policy::Adaptive,
-        ..Config::default()
-    };
+    let adaptive = Config::builder()
+        .policy(warming_core::Policy::Adaptive)
+        .build()
+        .expect("a valid config");
     let mut h = Harness::with_config(adaptive.clone());
     // Fifty conversations that each had one turn and never came back.
     for i in 0..50 {
@@ -188,10 +188,12 @@ fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
 
 #[test]
 fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
-    let mut h = Harness::with_config(Config {
-        max_idle_ms: 0,
-        ..Config::default()
-    });
+    let mut h = Harness::with_config(
+        Config::builder()
+            .max_idle_ms(0)
+            .build()
+            .expect("a valid config"),
+    );
     h.enable("c");
     h.settle("c", "sys");
     for _ in 0..20 {
@@ -203,10 +205,12 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     assert!(h.state("c").next_warm_at.is_some());
 
     // Failing warms retry, but not past the cap.
-    let mut h = Harness::with_config(Config {
-        max_idle_ms: 60_000,
-        ..Config::default()
-    });
+    let mut h = Harness::with_config(
+        Config::builder()
+            .max_idle_ms(60_000)
+            .build()
+            .expect("a valid config"),
+    );
     h.set(
         "c",
         SettingsChange {
@@ -240,10 +244,12 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
 
 #[test]
 fn re_enabling_restarts_warming_after_the_idle_cap() {
-    let mut h = Harness::with_config(Config {
-        max_idle_ms: 600_000,
-        ..Config::default()
-    });
+    let mut h = Harness::with_config(
+        Config::builder()
+            .max_idle_ms(600_000)
+            .build()
+            .expect("a valid config"),
+    );
     h.enable("c");
     h.settle("c", "sys");
     while h.state("c").stopped_reason.is_none() {
@@ -488,10 +494,12 @@ fn a_prefix_whose_miss_is_too_cheap_to_insure_is_not_warmed_and_says_why() {
             None,
         ))
     };
-    let config = |min_saving| Config {
-        policy: warming_core::Policy::Fixed,
-        min_saving,
-        ..Config::default()
+    let config = |min_saving| {
+        Config::builder()
+            .policy(warming_core::Policy::Fixed)
+            .min_saving(min_saving)
+            .build()
+            .expect("a valid config")
     };
     // At $0.05 a hit it is not worth it: said at once, with the figures.
     let mut h = Harness::with_config(config(0.05));
@@ -544,13 +552,15 @@ fn answer_due_warms(h: &mut Harness, read: impl Fn(&str) -> u64) -> usize {
 #[test]
 fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
     const DAY_MS: u64 = 86_400_000;
-    let mut h = Harness::with_config(Config {
-        policy: warming_core::Policy::Fixed,
-        max_spend_per_day: 0.50,
-        // Only the cap stops warming here, however long the day.
-        max_idle_ms: 0,
-        ..Config::default()
-    });
+    // Only the cap stops warming here, however long the day.
+    let mut h = Harness::with_config(
+        Config::builder()
+            .policy(warming_core::Policy::Fixed)
+            .max_spend_per_day(0.50)
+            .max_idle_ms(0)
+            .build()
+            .expect("a valid config"),
+    );
     h.enable("a");
     h.enable("b");
     h.settle("a", "sys");
@@ -598,12 +608,14 @@ fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
 #[test]
 fn the_per_conversation_cap_stops_only_the_conversation_that_reached_it() {
     const DAY_MS: u64 = 86_400_000;
-    let mut h = Harness::with_config(Config {
-        policy: warming_core::Policy::Fixed,
-        max_spend_per_conversation_day: 0.50,
-        max_idle_ms: 0,
-        ..Config::default()
-    });
+    let mut h = Harness::with_config(
+        Config::builder()
+            .policy(warming_core::Policy::Fixed)
+            .max_spend_per_conversation_day(0.50)
+            .max_idle_ms(0)
+            .build()
+            .expect("a valid config"),
+    );
     h.enable("big");
     h.enable("small");
     h.settle("big", "sys");
@@ -667,8 +679,9 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
     // The same, as today's figures of the conversation and of the server.
     assert!(close(s.ledger.spent_today_dollars, 2.0 * 0.002_109));
     assert!(close(s.ledger.saved_today_dollars, 0.024_15));
-    let (spent, saved) = h.warmer.money_today();
-    assert!(close(spent, 2.0 * 0.002_109) && close(saved, 0.024_15));
+    let today = h.warmer.money_today();
+    assert!(close(today.spent_dollars, 2.0 * 0.002_109) && close(today.saved_dollars, 0.024_15));
+    assert!(close(today.net_dollars(), 0.024_15 - 2.0 * 0.002_109));
     // Back within the TTL: the cache would have lived anyway, so the warm
     // is spent and nothing more is saved.
     h.settle("l", "sys");
@@ -698,11 +711,13 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
 
 #[test]
 fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
-    let config = || Config {
-        policy: warming_core::Policy::Fixed,
-        max_spend_per_day: 0.50,
-        max_idle_ms: 0,
-        ..Config::default()
+    let config = || {
+        Config::builder()
+            .policy(warming_core::Policy::Fixed)
+            .max_spend_per_day(0.50)
+            .max_idle_ms(0)
+            .build()
+            .expect("a valid config")
     };
     let mut before = Harness::with_config(config());
     before.enable("a");
@@ -749,10 +764,12 @@ fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
 
 #[test]
 fn a_self_hosted_engines_money_is_its_time_and_a_listed_models_its_list_price() {
-    let mut engine = Harness::with_config(Config {
-        self_hosted: true,
-        ..Config::default()
-    });
+    let mut engine = Harness::with_config(
+        Config::builder()
+            .self_hosted(true)
+            .build()
+            .expect("a valid config"),
+    );
     engine.settle("e", "sys");
     assert_eq!(engine.state("e").priced, warming_core::PriceSource::Engine);
     let mut paid = Harness::new();

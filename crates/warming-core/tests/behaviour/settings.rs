@@ -48,7 +48,7 @@ fn a_failed_settings_write_leaves_everything_as_it_was() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(20_000.0),
-            policy: None,
+            ..Default::default()
         },
     );
     h.drain();
@@ -87,7 +87,7 @@ fn disabling_cancels_and_re_enabling_restores_the_persisted_interval() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(60_000.0),
-            policy: None,
+            ..Default::default()
         },
     );
     h.settle("c", "sys");
@@ -173,10 +173,12 @@ fn interval_changes_are_clamped_persisted_and_rearm_an_armed_timer() {
 
 #[test]
 fn interval_limits_are_configurable() {
-    let mut h = Harness::with_config(Config {
-        limits: IntervalLimits::new(1_000, 60_000),
-        ..Config::default()
-    });
+    let mut h = Harness::with_config(
+        Config::builder()
+            .limits(IntervalLimits::new(1_000, 60_000))
+            .build()
+            .expect("a valid config"),
+    );
     h.set(
         "c",
         SettingsChange {
@@ -198,7 +200,7 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(30_000.0),
-            policy: None,
+            ..Default::default()
         },
     );
     h.settle("c", "sys");
@@ -262,7 +264,7 @@ fn a_close_the_store_refused_leaves_the_stored_settings_but_no_timer() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(30_000.0),
-            policy: None,
+            ..Default::default()
         },
     );
     h.settle("c", "sys");
@@ -319,7 +321,7 @@ fn an_interval_change_while_a_warm_is_in_flight_sends_no_second_warm() {
         SettingsChange {
             enabled: Some(true),
             interval_ms: Some(30_000.0),
-            policy: None,
+            ..Default::default()
         },
     );
     h.settle("c", "sys");

@@ -33,10 +33,12 @@ impl Harness {
     /// An engine with the `fixed` policy: warms every interval, so the
     /// behaviour tests see the schedule itself. Policies have their own tests.
     pub fn new() -> Self {
-        Self::with_config(Config {
-            policy: Policy::Fixed,
-            ..Config::default()
-        })
+        Self::with_config(
+            Config::builder()
+                .policy(Policy::Fixed)
+                .build()
+                .expect("a valid config"),
+        )
     }
 
     pub fn with_config(config: Config) -> Self {

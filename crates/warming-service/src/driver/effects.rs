@@ -89,6 +89,9 @@ impl Driver {
                 Effect::Notify(state) => {
                     let _ = self.updates.send(Arc::new(state));
                 }
+                // An effect this build does not know of changes nothing it
+                // keeps: ignoring it is the safe choice.
+                _ => tracing::debug!("an effect this build does not carry out"),
             }
         }
     }

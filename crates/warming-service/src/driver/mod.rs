@@ -14,12 +14,13 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use warming_core::{
-    ConversationId, ConversationState, PersistId, SettingsChange, Template, WarmNowError,
-    WarmRecord, WarmToken, Warmer,
+    ConversationId, ConversationState, PersistId, SettingsChange, Template, WarmRecord, WarmToken,
+    Warmer,
 };
 
 mod effects;
 mod handle;
+mod loading;
 mod membership;
 
 use handle::{Command, Reply};
@@ -112,6 +113,10 @@ struct Driver {
     refused: mpsc::UnboundedSender<Refused>,
     /// Conversations evicted from memory, to load back on their next input.
     evicted: HashSet<ConversationId>,
+    /// Conversations being read back, and the commands waiting for them.
+    loading: loading::Loading,
+    /// Where reads report.
+    loaded: mpsc::UnboundedSender<loading::Loaded>,
     /// How the driver behaves.
     options: DriverOptions,
     /// The learned prior as last merged with the cluster's: what was
@@ -177,6 +182,7 @@ pub fn spawn(
     let (updates, _) = broadcast::channel(4096);
     let (warm_done, warm_queue) = mpsc::unbounded_channel();
     let (refused, refused_queue) = mpsc::unbounded_channel();
+    let (loaded, loaded_queue) = mpsc::unbounded_channel();
     let prior_base = warmer.prior().clone();
     let health = Arc::new(crate::health::Health::new(clock.clone()));
     let driver = Driver {
@@ -190,6 +196,8 @@ pub fn spawn(
         updates: updates.clone(),
         permits: Arc::new(Semaphore::new(options.warm_concurrency.max(1))),
         evicted: HashSet::new(),
+        loading: loading::Loading::default(),
+        loaded,
         options,
         in_flight: HashMap::new(),
         paused: None,
@@ -202,7 +210,13 @@ pub fn spawn(
         acks: None,
         refused,
     };
-    let task = tokio::spawn(driver.run(command_queue, warm_queue, refused_queue, shutdown));
+    let task = tokio::spawn(driver.run(
+        command_queue,
+        warm_queue,
+        refused_queue,
+        loaded_queue,
+        shutdown,
+    ));
     (
         DriverHandle {
             commands,
@@ -223,6 +237,7 @@ impl Driver {
         mut commands: mpsc::Receiver<Command>,
         mut warm_queue: mpsc::UnboundedReceiver<WarmDone>,
         mut refused_queue: mpsc::UnboundedReceiver<Refused>,
+        mut loaded_queue: mpsc::UnboundedReceiver<loading::Loaded>,
         shutdown: CancellationToken,
     ) {
         let mut save_prior = tokio::time::interval(PRIOR_SAVE_EVERY);
@@ -246,6 +261,7 @@ impl Driver {
                 },
                 Some(done) = warm_queue.recv() => self.warm_finished(done),
                 Some(refused) = refused_queue.recv() => self.take_back(refused),
+                Some(loaded) = loaded_queue.recv() => self.loaded(loaded),
                 Some((op, result, elapsed)) = self.persists.next(), if !self.persists.is_empty() => {
                     self.metrics.storage_write(elapsed);
                     self.persist_finished(op, result);
@@ -294,29 +310,9 @@ impl Driver {
         self.evicted.extend(gone);
     }
 
-    /// Brings an evicted conversation back from the store before an input
-    /// for it, so it goes on as if it had never left.
-    fn revive(&mut self, id: &ConversationId) {
-        let unknown = self.options.clustered && !self.warmer.knows(id);
-        if !self.evicted.remove(id) && !unknown {
-            return;
-        }
-        match self.storage.load(id, &self.options.limits) {
-            Ok(Some(restored)) => self.warmer.restore(self.clock.now(), [restored]),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(conversation = %id, error = %e, "cannot load an evicted conversation")
-            }
-        }
-    }
-
-    fn handle(&mut self, command: Command) {
+    /// Runs `command` (every conversation it names is in memory, or new).
+    fn handle_now(&mut self, command: Command) {
         let t = self.clock.now();
-        if !self.evicted.is_empty() || self.options.clustered {
-            for id in command.conversations() {
-                self.revive(id);
-            }
-        }
         self.warmer.handle_timeout(t);
         match command {
             Command::TurnStarted(id, reply) => {
@@ -395,7 +391,7 @@ impl Driver {
                 Ok(token) => {
                     self.manual.insert(token, reply);
                 }
-                Err(e @ (WarmNowError::Active | WarmNowError::NoTemplate)) => {
+                Err(e) => {
                     let _ = reply.send(Err(ServiceError::Conflict(e.to_string())));
                 }
             },

@@ -123,10 +123,7 @@ fn crash_safety_under_sigkill() {
         drop(conn);
         let storage = Storage::open(&path, StorageOptions::default()).unwrap();
         let stored: HashMap<String, Settings> = storage
-            .load_all(&IntervalLimits {
-                min_ms: 1,
-                max_ms: u64::MAX,
-            })
+            .load_all(&IntervalLimits::new(1, u64::MAX))
             .unwrap()
             .into_iter()
             .filter_map(|r| Some((r.conversation.to_string(), r.settings?)))

@@ -145,7 +145,7 @@ fn the_core_keeps_its_settings_and_backend_when_storage_refuses() {
         SettingsChange {
             enabled: Some(false),
             interval_ms: Some(20_000.0),
-            policy: None,
+            ..Default::default()
         },
     );
     let _ = warmer.backend_resolved(now, &c, "replica-2");

@@ -459,16 +459,16 @@ pub async fn settings(
     JsonBody(body): JsonBody<SettingsBody>,
 ) -> Result<Json<SettingsAnswer>, ApiError> {
     let policy = match body.policy {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(name)) => Some(Some(warming_core::Policy::parse(&name).ok_or_else(
-            || {
+        None => warming_core::PolicyChange::Keep,
+        Some(None) => warming_core::PolicyChange::ServerDefault,
+        Some(Some(name)) => warming_core::PolicyChange::Set(
+            warming_core::Policy::parse(&name).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "unknown policy {name:?}: expected fixed, pings:N (N >= 1), breakeven or \
                      adaptive"
                 ))
-            },
-        )?)),
+            })?,
+        ),
     };
     let notes = body
         .interval_ms

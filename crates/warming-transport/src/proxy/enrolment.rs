@@ -83,7 +83,7 @@ impl Enrolment {
                 let change = warming_core::SettingsChange {
                     enabled: Some(enabled),
                     interval_ms: self.interval_ms,
-                    policy: None,
+                    ..Default::default()
                 };
                 driver.update(id.clone(), change).await?;
             }
