@@ -87,9 +87,9 @@ fn main() {
                 | Effect::SaveRhythm { .. } => {}
                 // Records also come back from `warm_completed`, printed above.
                 Effect::RecordWarm(_) => {}
-                Effect::TurnReturned {
-                    idle_ms, warms, ..
-                } => println!("{now} back after {idle_ms} ms, {warms} warms in the gap"),
+                Effect::TurnReturned { idle_ms, warms, .. } => {
+                    println!("{now} back after {idle_ms} ms, {warms} warms in the gap")
+                }
                 // A later release's effect: say so rather than drop it.
                 other => eprintln!("{now} an effect this example does not know: {other:?}"),
             }
