@@ -72,12 +72,18 @@ async fn a_settings_answer_says_what_was_clamped() {
     let standin = Standin::start(StandinOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(dir.path(), &standin.url(), &["--max-interval-ms", "60000"]).await;
-    for (asked, applied, note) in [
-        (json!(5), 200, "intervalMs clamped to 200 (server minimum)"),
+    for (asked, applied, note, bound) in [
+        (
+            json!(5),
+            200,
+            "intervalMs clamped to 200 (server minimum)",
+            "minimum",
+        ),
         (
             json!(7_200_000),
             60_000,
             "intervalMs clamped to 60000 (server maximum)",
+            "maximum",
         ),
     ] {
         let (status, answer) = service
@@ -90,6 +96,11 @@ async fn a_settings_answer_says_what_was_clamped() {
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["intervalMs"], applied);
         assert_eq!(answer["notes"], json!([note]));
+        // The same for programs, as data.
+        assert_eq!(
+            answer["clamped"],
+            json!({"requestedMs": asked, "appliedMs": applied, "bound": bound})
+        );
     }
     let (_, answer) = service
         .call(
@@ -99,6 +110,7 @@ async fn a_settings_answer_says_what_was_clamped() {
         )
         .await;
     assert_eq!(answer.get("notes"), None, "{answer}");
+    assert_eq!(answer.get("clamped"), None, "{answer}");
 }
 
 #[tokio::test]

@@ -184,8 +184,16 @@ fn status_text(state: &Value) -> String {
     if let Some(reason) = state["stoppedReason"].as_str() {
         lines.push(format!("stopped       {reason}"));
     }
-    for note in state["notes"].as_array().into_iter().flatten() {
-        lines.push(format!("note          {}", note_text(note)));
+    match clamped_text(&state["clamped"]) {
+        Some(text) => lines.push(format!("note          {text}")),
+        None => {
+            for note in state["notes"].as_array().into_iter().flatten() {
+                lines.push(format!(
+                    "note          {}",
+                    note.as_str().unwrap_or_default()
+                ));
+            }
+        }
     }
     if let Some(backend) = state["backend"].as_str() {
         lines.push(format!("backend       {backend}"));
@@ -196,20 +204,19 @@ fn status_text(state: &Value) -> String {
     lines.join("\n")
 }
 
-/// A server note in the CLI's words: "intervalMs clamped to 10000 (server
-/// minimum)" reads "interval clamped to 10s (server minimum)".
-fn note_text(note: &Value) -> String {
-    let text = note.as_str().unwrap_or_default();
-    let Some(rest) = text.strip_prefix("intervalMs clamped to ") else {
-        return text.to_owned();
+/// A clamped interval in the CLI's words, from the answer's `clamped`
+/// (data, not the note's prose): "interval clamped to 10s (server minimum)".
+fn clamped_text(clamped: &Value) -> Option<String> {
+    let applied = clamped["appliedMs"].as_u64()?;
+    let bound = match clamped["bound"].as_str()? {
+        "minimum" => "server minimum",
+        "maximum" => "server maximum",
+        _ => "not a positive number: the server minimum",
     };
-    let (ms, why) = rest.split_once(' ').unwrap_or((rest, ""));
-    match ms.parse::<u64>() {
-        Ok(ms) => format!("interval clamped to {} {why}", format_duration(ms))
-            .trim_end()
-            .to_owned(),
-        Err(_) => text.to_owned(),
-    }
+    Some(format!(
+        "interval clamped to {} ({bound})",
+        format_duration(applied)
+    ))
 }
 
 /// Dollars with a sign, to the hundredth of a cent: warms cost fractions

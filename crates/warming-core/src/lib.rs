@@ -62,8 +62,8 @@ pub use list_prices::{
 };
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{
-    IntervalLimits, PolicyChange, Settings, SettingsChange, DEFAULT_INTERVAL_MS,
-    LONG_TTL_INTERVAL_MS,
+    IntervalBound, IntervalClamped, IntervalLimits, PolicyChange, Settings, SettingsChange,
+    DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,
 };
 pub use state::{ConversationState, TurnReads};
 pub use template::{

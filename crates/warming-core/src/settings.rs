@@ -86,32 +86,82 @@ impl IntervalLimits {
         self.clamp_ms(rounded as u64)
     }
 
-    /// Says how [`clamp`](Self::clamp) changed a requested interval, in words
-    /// for the person who asked; `None` when it was taken as given (rounding
-    /// to a whole millisecond aside).
+    /// How [`clamp`](Self::clamp) changed a requested interval; `None` when
+    /// it was taken as given (rounding to a whole millisecond aside). Its
+    /// [`Display`](std::fmt::Display) says it for the person who asked.
     ///
     /// ```
-    /// use warming_core::IntervalLimits;
+    /// use warming_core::{IntervalBound, IntervalLimits};
     /// let limits = IntervalLimits::default();
-    /// assert_eq!(limits.explain(20_000.0), None);
-    /// assert_eq!(limits.explain(1_500.0).unwrap(), "intervalMs clamped to 10000 (server minimum)");
-    /// assert_eq!(limits.explain(7.2e6).unwrap(), "intervalMs clamped to 3540000 (server maximum)");
+    /// assert_eq!(limits.clamped(20_000.0), None);
+    /// let raised = limits.clamped(1_500.0).unwrap();
+    /// assert_eq!((raised.applied_ms, raised.bound), (10_000, IntervalBound::Minimum));
+    /// assert_eq!(raised.to_string(), "intervalMs clamped to 10000 (server minimum)");
+    /// assert_eq!(limits.clamped(7.2e6).unwrap().to_string(), "intervalMs clamped to 3540000 (server maximum)");
     /// ```
     #[must_use]
-    pub fn explain(&self, requested_ms: f64) -> Option<String> {
-        let applied = self.clamp(requested_ms);
-        if !requested_ms.is_finite() || requested_ms <= 0.0 {
-            return Some(format!(
-                "intervalMs {requested_ms} is not a positive number: using {applied} (server minimum)"
-            ));
-        }
-        let rounded = requested_ms.round();
-        if rounded < self.min_ms as f64 {
-            Some(format!("intervalMs clamped to {applied} (server minimum)"))
-        } else if rounded > self.max_ms as f64 {
-            Some(format!("intervalMs clamped to {applied} (server maximum)"))
+    pub fn clamped(&self, requested_ms: f64) -> Option<IntervalClamped> {
+        let applied_ms = self.clamp(requested_ms);
+        let bound = if !requested_ms.is_finite() || requested_ms <= 0.0 {
+            IntervalBound::NotPositive
+        } else if requested_ms.round() < self.min_ms as f64 {
+            IntervalBound::Minimum
+        } else if requested_ms.round() > self.max_ms as f64 {
+            IntervalBound::Maximum
         } else {
-            None
+            return None;
+        };
+        Some(IntervalClamped {
+            requested_ms,
+            applied_ms,
+            bound,
+        })
+    }
+}
+
+/// Why a requested interval was not taken as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntervalBound {
+    /// Not a positive number: the minimum applies.
+    NotPositive,
+    /// Below the minimum.
+    Minimum,
+    /// Above the maximum.
+    Maximum,
+}
+
+/// A requested interval and the one applied instead
+/// ([`IntervalLimits::clamped`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct IntervalClamped {
+    /// What was asked, ms.
+    pub requested_ms: f64,
+    /// What applies, ms.
+    pub applied_ms: u64,
+    /// Which bound it met.
+    pub bound: IntervalBound,
+}
+
+impl std::fmt::Display for IntervalClamped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            requested_ms,
+            applied_ms,
+            bound,
+        } = self;
+        match bound {
+            IntervalBound::NotPositive => write!(
+                f,
+                "intervalMs {requested_ms} is not a positive number: using {applied_ms} (server minimum)"
+            ),
+            IntervalBound::Minimum => {
+                write!(f, "intervalMs clamped to {applied_ms} (server minimum)")
+            }
+            IntervalBound::Maximum => {
+                write!(f, "intervalMs clamped to {applied_ms} (server maximum)")
+            }
         }
     }
 }

@@ -53,6 +53,9 @@ pub struct SettingsAnswer {
     /// Notes such as "intervalMs clamped to 10000 (server minimum)".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The clamp as data: `{"requestedMs", "appliedMs", "bound"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clamped: Option<serde_json::Value>,
 }
 
 /// A history entry: the warm's record and its latency.

@@ -450,6 +450,26 @@ pub struct SettingsAnswer {
     state: ConversationState,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
+    /// The same as the note, for programs: `{"requestedMs", "appliedMs",
+    /// "bound": "minimum" | "maximum" | "notPositive"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clamped: Option<Value>,
+}
+
+/// A clamped interval as the wire says it.
+fn clamped_json(clamped: &warming_core::IntervalClamped) -> Value {
+    let bound = match clamped.bound {
+        warming_core::IntervalBound::Minimum => "minimum",
+        warming_core::IntervalBound::Maximum => "maximum",
+        _ => "notPositive",
+    };
+    // A whole number as one (5, not 5.0), as the caller most likely wrote it.
+    let requested = match clamped.requested_ms {
+        ms if ms.is_finite() && ms.fract() == 0.0 && ms.abs() < 9e15 => json!(ms as i64),
+        ms if ms.is_finite() => json!(ms),
+        _ => Value::Null,
+    };
+    json!({"requestedMs": requested, "appliedMs": clamped.applied_ms, "bound": bound})
 }
 
 /// `PUT /v1/conversations/{id}/settings`: answers the stored settings.
@@ -470,18 +490,20 @@ pub async fn settings(
             })?,
         ),
     };
-    let notes = body
-        .interval_ms
-        .and_then(|ms| state.limits.explain(ms))
-        .into_iter()
-        .collect();
+    let clamped = body.interval_ms.and_then(|ms| state.limits.clamped(ms));
+    let notes = clamped.iter().map(ToString::to_string).collect();
+    let clamped = clamped.as_ref().map(clamped_json);
     let change = SettingsChange {
         enabled: body.enabled,
         interval_ms: body.interval_ms,
         policy,
     };
     let state = state.driver.update(id, change).await?;
-    Ok(Json(SettingsAnswer { state, notes }))
+    Ok(Json(SettingsAnswer {
+        state,
+        notes,
+        clamped,
+    }))
 }
 
 #[cfg(test)]
