@@ -1,32 +1,12 @@
 //! What people ask for: a warm now, settings, close, enrolment, delete, a
 //! sticky backend; and the restore and shutdown of the whole engine.
 
+use super::answers::WarmNowError;
 use std::sync::Arc;
 
 use super::conversation::OWN_GAPS;
 use super::{Pending, Restored, Warmer};
 use crate::{ConversationId, Effect, PersistId, SettingsChange, Timestamp, WarmToken, WarmTrigger};
-
-/// Why a manual warm was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WarmNowError {
-    /// A turn is generating; it keeps the cache warm by itself.
-    Active,
-    /// No turn has settled yet, so there is nothing to replay.
-    NoTemplate,
-}
-
-impl std::fmt::Display for WarmNowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Active => "a turn is in progress",
-            Self::NoTemplate => "no turn has settled yet: nothing to warm",
-        })
-    }
-}
-
-impl std::error::Error for WarmNowError {}
 
 impl Warmer {
     /// A manual warm, sent now on the same path as a timed one. On success

@@ -4,26 +4,27 @@
 //! outcomes); what stops a timed warm in `guards.rs`; the record in
 //! `conversation.rs`.
 
+mod answers;
 mod commands;
 mod config;
 mod conversation;
 mod guards;
 mod lifecycle;
+mod money;
 mod outcomes;
 mod resolutions;
 mod spend;
+pub use answers::{WarmFailure, WarmNowError, WarmReply};
 pub use config::{Config, ConfigBuilder, ConfigError};
-pub use spend::MoneyToday;
+pub use money::MoneyToday;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-pub use self::commands::WarmNowError;
 pub use self::conversation::WarmStats;
 use self::conversation::{Conversation, Deadline, InFlight};
-pub use self::outcomes::{WarmFailure, WarmReply};
 use self::resolutions::Resolutions;
 use crate::{
     ConversationId, ConversationState, Effect, PersistId, ReturnPrior, Settings, Template,
@@ -177,7 +178,7 @@ pub struct Warmer {
     /// Slots of evicted conversations, free for new ones.
     free_slots: Vec<u32>,
     /// Today's spend on warms, for the daily cap.
-    spend: spend::DailySpend,
+    spend: money::DailySpend,
 }
 
 impl Warmer {
@@ -197,7 +198,7 @@ impl Warmer {
             prior: ReturnPrior::default(),
             resolutions: Resolutions::default(),
             free_slots: Vec::new(),
-            spend: spend::DailySpend::default(),
+            spend: money::DailySpend::default(),
         }
     }
 

@@ -1,37 +1,14 @@
 //! Time passing and the outcomes of effects: due warms sent, warms
 //! answered or failed, turns seen through a proxy, writes confirmed.
 
+use super::answers::{WarmFailure, WarmReply};
 use std::sync::Arc;
 
 use super::{Pending, Warmer};
 use crate::{
-    ConversationId, PersistId, StopReason, Timestamp, Usage, WarmKind, WarmOutcome, WarmRecord,
-    WarmToken, WarmTrigger,
+    ConversationId, PersistId, StopReason, Timestamp, Usage, WarmOutcome, WarmRecord, WarmToken,
+    WarmTrigger,
 };
-
-/// Why a warm did not get a usable answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WarmFailure {
-    /// A readable reason, shown as `lastError`.
-    pub message: String,
-    /// How long the provider asked to wait (HTTP `retry-after`), in ms.
-    pub retry_after_ms: Option<u64>,
-    /// The provider refused the request itself (a 4xx other than a rate
-    /// limit): the same warm would be refused again, so warming stops
-    /// instead of retrying ([`StopReason::Refused`]).
-    pub refused: bool,
-}
-
-/// What a warm's answer told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WarmReply<'a> {
-    /// The provider's token counts.
-    pub usage: Usage,
-    /// The backend that served it, if the upstream named one.
-    pub backend: Option<&'a str>,
-    /// Which request was sent.
-    pub kind: Option<WarmKind>,
-}
 
 impl Warmer {
     /// Time passed: sends the warms that are due, in deadline order.

@@ -2,24 +2,12 @@
 //! today (UTC), and which conversations a cap stopped, to resume them when
 //! the day turns.
 
+use super::money::MoneyToday;
 use super::Warmer;
 use crate::{StopReason, Timestamp};
 
 /// Milliseconds in a day: days are UTC days of the input clock.
 const DAY_MS: u64 = 86_400_000;
-
-/// Dollars spent on warms, and saved by returns, in the current day.
-#[derive(Debug, Default)]
-pub(super) struct DailySpend {
-    /// The day (`ms / DAY_MS`) the figure is for.
-    day: u64,
-    /// Dollars spent that day.
-    dollars: f64,
-    /// Dollars returns saved that day.
-    saved: f64,
-    /// Slots the cap stopped that day.
-    capped: Vec<u32>,
-}
 
 impl Warmer {
     /// Counts a warm's cost in today's spend, the server's and `slot`'s
@@ -117,23 +105,4 @@ fn today(ledger: &mut crate::Ledger, day: u64) -> &mut crate::Ledger {
         ledger.saved_today_dollars = 0.0;
     }
     ledger
-}
-
-/// What warms spent and returns saved in the engine's UTC day, server-wide
-/// ([`Warmer::money_today`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-#[non_exhaustive]
-pub struct MoneyToday {
-    /// Dollars the day's warms cost, at the models' prices.
-    pub spent_dollars: f64,
-    /// Dollars the day's returns saved: misses avoided, priced as re-writes.
-    pub saved_dollars: f64,
-}
-
-impl MoneyToday {
-    /// Saved minus spent.
-    #[must_use]
-    pub fn net_dollars(&self) -> f64 {
-        self.saved_dollars - self.spent_dollars
-    }
 }

@@ -3,25 +3,11 @@
 //! in memory, is read on a blocking thread; commands for it wait, in their
 //! order, while commands for every other conversation go on.
 
-use std::collections::{HashSet, VecDeque};
-
-use warming_core::{ConversationId, Restored};
+use warming_core::ConversationId;
 
 use super::handle::Command;
+use super::reads::Loaded;
 use super::Driver;
-use crate::ports::StoreError;
-
-/// A read finished: the conversation, and what the store holds of it.
-pub(super) type Loaded = (ConversationId, Result<Option<Restored>, StoreError>);
-
-/// Conversations being read, and the commands waiting for them.
-#[derive(Default)]
-pub(super) struct Loading {
-    /// Ids being read.
-    reading: HashSet<ConversationId>,
-    /// Commands waiting, oldest first, with the ids each still waits for.
-    parked: VecDeque<(Vec<ConversationId>, Command)>,
-}
 
 impl Driver {
     /// Handles `command` now, or parks it until the conversations it names

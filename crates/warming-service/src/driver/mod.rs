@@ -22,6 +22,7 @@ mod effects;
 mod handle;
 mod loading;
 mod membership;
+mod reads;
 
 use handle::{Command, Reply};
 pub use handle::{DriverHandle, ProxiedTurn};
@@ -114,9 +115,9 @@ struct Driver {
     /// Conversations evicted from memory, to load back on their next input.
     evicted: HashSet<ConversationId>,
     /// Conversations being read back, and the commands waiting for them.
-    loading: loading::Loading,
+    loading: reads::Loading,
     /// Where reads report.
-    loaded: mpsc::UnboundedSender<loading::Loaded>,
+    loaded: mpsc::UnboundedSender<reads::Loaded>,
     /// How the driver behaves.
     options: DriverOptions,
     /// The learned prior as last merged with the cluster's: what was
@@ -196,7 +197,7 @@ pub fn spawn(
         updates: updates.clone(),
         permits: Arc::new(Semaphore::new(options.warm_concurrency.max(1))),
         evicted: HashSet::new(),
-        loading: loading::Loading::default(),
+        loading: reads::Loading::default(),
         loaded,
         options,
         in_flight: HashMap::new(),
@@ -237,7 +238,7 @@ impl Driver {
         mut commands: mpsc::Receiver<Command>,
         mut warm_queue: mpsc::UnboundedReceiver<WarmDone>,
         mut refused_queue: mpsc::UnboundedReceiver<Refused>,
-        mut loaded_queue: mpsc::UnboundedReceiver<loading::Loaded>,
+        mut loaded_queue: mpsc::UnboundedReceiver<reads::Loaded>,
         shutdown: CancellationToken,
     ) {
         let mut save_prior = tokio::time::interval(PRIOR_SAVE_EVERY);

@@ -8,42 +8,15 @@ mod events;
 pub mod forward;
 pub mod openapi;
 mod routes;
-
-use std::sync::Arc;
+mod state;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post, put};
 use axum::Router;
-use warming_core::IntervalLimits;
 
 pub use body::JsonBody;
 pub use error::ApiError;
-
-use crate::config::Secret;
-use warming_service::DriverHandle;
-
-/// Largest request body the lifecycle API accepts: 4 MiB. The proxy has
-/// its own limits, its upstreams' (`ServerConfig::proxy_max_body_bytes`).
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
-/// What every handler shares.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The driver owning the core.
-    pub driver: DriverHandle,
-    /// The bearer token `/v1` requires, if any.
-    pub token: Option<Secret>,
-    /// Interval bounds, for the surface spec.
-    pub limits: IntervalLimits,
-    /// What `/metrics` exports.
-    pub metrics: Arc<warming_service::metrics::Metrics>,
-    /// Proxy mode.
-    pub proxy: Arc<crate::proxy::Proxy>,
-    /// Serve `/metrics` and the dashboard without the token.
-    pub public_metrics: bool,
-    /// Client for forwarding calls to the instance holding a conversation.
-    pub peers: reqwest::Client,
-}
+pub use state::{AppState, MAX_BODY_BYTES};
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use warming_core::ConversationId;
 use warming_service::DriverHandle;
 
-use super::{WARMING_HEADER, WARMING_INTERVAL_HEADER};
+use super::headers::{WARMING_HEADER, WARMING_INTERVAL_HEADER};
 use crate::http::ApiError;
 
 /// What a proxied request asks of warming through `x-warming` and

@@ -72,3 +72,12 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     "openai-organization",
     "openai-project",
 ];
+
+/// Request header that names a conversation instead of the derived id.
+pub(super) const CONVERSATION_HEADER: &str = "x-conversation-id";
+
+/// Request header turning warming on or off for the proxied conversation.
+pub(super) const WARMING_HEADER: &str = "x-warming";
+
+/// Request header choosing its interval, in seconds.
+pub(super) const WARMING_INTERVAL_HEADER: &str = "x-warming-interval";

@@ -12,9 +12,8 @@ mod headers;
 mod identity;
 mod path;
 mod relay;
+mod upstreams;
 mod watch;
-
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -26,111 +25,17 @@ use warming_core::ConversationId;
 
 use enrolment::Enrolment;
 use headers::end_to_end;
+use headers::{CONVERSATION_HEADER, WARMING_HEADER, WARMING_INTERVAL_HEADER};
 pub use identity::conversation_id;
 use path::forwarded_path;
 use relay::{Lifecycle, Relay};
+use upstreams::Route;
+pub use upstreams::{documented_body_limit, Proxy};
 
-use crate::config::{ProviderKind, ServerConfig};
-use warming_service::generations::Generations;
+use crate::config::ProviderKind;
 
 use crate::http::{ApiError, AppState};
 use crate::provider::root_cause;
-
-/// Request header that names a conversation instead of the derived id.
-const CONVERSATION_HEADER: &str = "x-conversation-id";
-
-/// Request header turning warming on or off for the proxied conversation.
-const WARMING_HEADER: &str = "x-warming";
-
-/// Request header choosing its interval, in seconds.
-const WARMING_INTERVAL_HEADER: &str = "x-warming-interval";
-
-/// What the proxy needs.
-#[derive(Debug)]
-pub struct Proxy {
-    /// Client for forwarding: no overall timeout, streams may be long.
-    http: reqwest::Client,
-    /// Anthropic's base URL.
-    anthropic: String,
-    /// OpenAI's base URL.
-    openai: String,
-    /// The flags that set them, for error messages.
-    anthropic_flag: &'static str,
-    openai_flag: &'static str,
-    /// Enrol every proxied conversation (`--proxy-warming on`).
-    enroll_all: bool,
-    /// Longest wait for an upstream's answer to begin.
-    first_byte_timeout: std::time::Duration,
-    /// Largest body forwarded, when configured (`--proxy-max-body-mb`);
-    /// else each upstream's documented limit.
-    max_body_bytes: Option<usize>,
-    /// Response header naming the serving backend.
-    backend_header: HeaderName,
-    /// Request header carrying the preferred backend.
-    preferred_backend_header: HeaderName,
-    /// Headers naming the conversation, in the order they are tried:
-    /// `x-conversation-id`, then the configured session headers.
-    conversation_headers: Vec<HeaderName>,
-    /// Generations `close` aborts, and their credentials.
-    pub generations: Arc<Generations>,
-}
-
-impl Proxy {
-    /// A proxy for the configured upstreams.
-    ///
-    /// # Errors
-    /// A message when a header name is invalid or the client cannot be built.
-    pub fn new(config: &ServerConfig, generations: Arc<Generations>) -> Result<Self, String> {
-        let header = |name: &str| {
-            HeaderName::try_from(name).map_err(|_| format!("invalid header name {name:?}"))
-        };
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self {
-            http,
-            anthropic: config.upstream_for(ProviderKind::Anthropic),
-            openai: config.upstream_for(ProviderKind::OpenAi),
-            anthropic_flag: config.upstream_flag(ProviderKind::Anthropic),
-            openai_flag: config.upstream_flag(ProviderKind::OpenAi),
-            enroll_all: config.proxy_warming,
-            first_byte_timeout: config.proxy_first_byte_timeout,
-            max_body_bytes: config.proxy_max_body_bytes,
-            backend_header: header(&config.backend_header)?,
-            preferred_backend_header: header(&config.preferred_backend_header)?,
-            conversation_headers: std::iter::once(CONVERSATION_HEADER)
-                .chain(config.session_headers.iter().map(String::as_str))
-                .map(header)
-                .collect::<Result<_, _>>()?,
-            generations,
-        })
-    }
-}
-
-/// The largest request body an upstream documents taking:
-/// - Anthropic "Errors" (request size limits): 32 MB for the Messages API.
-/// - OpenAI "Images and vision": up to 50 MB of payload per request.
-#[must_use]
-pub const fn documented_body_limit(kind: ProviderKind) -> usize {
-    match kind {
-        ProviderKind::Anthropic | ProviderKind::Webhook => 32 * 1024 * 1024,
-        ProviderKind::OpenAi => 50 * 1024 * 1024,
-    }
-}
-
-impl Proxy {
-    /// The largest body forwarded to `kind`, and what sets it (for the 413).
-    fn body_limit(&self, kind: ProviderKind) -> (usize, &'static str) {
-        match self.max_body_bytes {
-            Some(limit) => (limit, "--proxy-max-body-mb"),
-            None => (
-                documented_body_limit(kind),
-                "the upstream's documented limit; --proxy-max-body-mb changes it",
-            ),
-        }
-    }
-}
 
 /// Whether this call is a model turn (and so a lifecycle event).
 fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> bool {
@@ -163,33 +68,6 @@ pub async fn forward(
     match forward_inner(&state, &provider, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
-}
-
-/// One upstream: its kind, base URL and the flag that sets it.
-struct Route<'a> {
-    kind: ProviderKind,
-    base: &'a str,
-    flag: &'static str,
-}
-
-impl Proxy {
-    /// The upstream `/proxy/{provider}` goes to.
-    fn route(&self, provider: &str) -> Result<Route<'_>, ApiError> {
-        let (kind, base, flag) = match provider {
-            "anthropic" => (
-                ProviderKind::Anthropic,
-                &self.anthropic,
-                self.anthropic_flag,
-            ),
-            "openai" => (ProviderKind::OpenAi, &self.openai, self.openai_flag),
-            other => {
-                return Err(ApiError::not_found(format!(
-                    "no proxy for {other:?}: use /proxy/anthropic or /proxy/openai"
-                )))
-            }
-        };
-        Ok(Route { kind, base, flag })
     }
 }
 
