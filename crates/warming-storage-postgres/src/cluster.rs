@@ -25,7 +25,10 @@ use crate::PgOpenError;
 /// not a cache policy (a forgotten peer costs one indexed read).
 const PEERS_REMEMBERED: usize = 100_000;
 
-/// A job for the cluster thread.
+/// Threads (each with a connection) answering the cluster's calls.
+const CLUSTER_THREADS: usize = 4;
+
+/// A job for a cluster thread.
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
 /// This instance's membership of the cluster on a PostgreSQL database.
@@ -86,11 +89,22 @@ impl PgCluster {
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
         let (jobs, queue) = mpsc::channel::<Job>();
-        let mut connection = crate::Connection::new(url, client);
-        std::thread::Builder::new()
-            .name("warming-pg-cluster".into())
-            .spawn(move || {
-                while let Ok(job) = queue.recv() {
+        // A few threads, each with its connection, take the jobs: one call
+        // stuck on a lock (a claim another session holds up) leaves the
+        // others, and the lease's renewal, free to go on.
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        let mut clients = vec![client];
+        for _ in 1..CLUSTER_THREADS {
+            clients.push(crate::connect(url, false)?);
+        }
+        for client in clients {
+            let mut connection = crate::Connection::new(url, client);
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name("warming-pg-cluster".into())
+                .spawn(move || loop {
+                    let next = queue.lock().map(|q| q.recv());
+                    let Ok(Ok(job)) = next else { return };
                     // Connected again if the database dropped the last
                     // connection; if it is still away, the job's own call
                     // fails on the closed client and says so.
@@ -98,8 +112,8 @@ impl PgCluster {
                         tracing::warn!(error = %e, "the cluster's connection is down; retrying");
                     }
                     job(connection.client());
-                }
-            })?;
+                })?;
+        }
         let (heard, changes) = mpsc::channel();
         let left = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (url, stop) = (url.to_owned(), left.clone());
