@@ -15,6 +15,7 @@
 //! - `generations`: proxied generations and their in-memory credentials.
 //! - `health`: whether the database answers and warms are paused.
 //! - `metrics`: what `/metrics` exports.
+//! - `stored`: the stored settings' JSON, shared by the stores.
 
 pub mod blocks;
 mod driver;
@@ -23,6 +24,7 @@ pub mod generations;
 pub mod health;
 pub mod metrics;
 pub mod ports;
+pub mod stored;
 mod write;
 
 pub use driver::{

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use postgres::{Client, Row};
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, Settings, Template, TemplateSummary, Timestamp,
-    Usage, WarmKind, WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
+    ConversationId, IntervalLimits, Restored, Template, TemplateSummary, Timestamp, Usage,
+    WarmKind, WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
 };
 use warming_service::blocks::{BlockCache, Layout};
 use warming_service::StoreError;
@@ -186,7 +186,7 @@ pub(crate) fn restored(row: &Row, limits: &IntervalLimits) -> Option<Restored> {
         conversation,
         settings: row
             .get::<_, Option<String>>(1)
-            .map(|raw| Settings::parse_json(&raw, limits)),
+            .map(|raw| warming_service::stored::settings_from_json(&raw, limits)),
         template,
         next_warm_at: timestamp(row.get(8)),
         backend: row.get(9),

@@ -289,7 +289,13 @@ fn apply(
             conversation,
             settings,
         } => {
-            tx.execute(&s.settings, &[&conversation.as_str(), &settings.to_json()])?;
+            tx.execute(
+                &s.settings,
+                &[
+                    &conversation.as_str(),
+                    &warming_service::stored::settings_to_json(settings),
+                ],
+            )?;
         }
         Write::Backend {
             conversation,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, Row};
 use warming_core::{
-    ConversationId, IntervalLimits, Restored, Settings, Template, TemplateSummary, Timestamp,
-    Usage, WarmKind, WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
+    ConversationId, IntervalLimits, Restored, Template, TemplateSummary, Timestamp, Usage,
+    WarmKind, WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
 };
 
 use crate::ReadError;
@@ -68,7 +68,7 @@ fn restore_row(
 ) -> rusqlite::Result<Restored> {
     let settings = row
         .get::<_, Option<String>>(1)?
-        .map(|raw| Settings::parse_json(&raw, limits));
+        .map(|raw| warming_service::stored::settings_from_json(&raw, limits));
     let request: Option<String> = row.get(2)?;
     let (model, cwd) = (row.get(3)?, row.get(4)?);
     // Stored as blocks: restored detached, from its summary, without

@@ -119,7 +119,12 @@ fn apply(conn: &Connection, write: &Write, history_cap: usize) -> rusqlite::Resu
         Write::Settings {
             conversation,
             settings,
-        } => upsert(conn, UPSERT_SETTINGS, conversation, settings.to_json()),
+        } => upsert(
+            conn,
+            UPSERT_SETTINGS,
+            conversation,
+            warming_service::stored::settings_to_json(settings),
+        ),
         Write::Backend {
             conversation,
             backend,
