@@ -90,11 +90,19 @@ impl Warmer {
         } = reply;
         let now = self.tick(now);
         let slot = self.slot_of(id)?;
+        let limits = self.config.limits;
         let c = self.conv(slot);
         let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
         c.in_flight = None;
         c.failures = 0;
         c.last_touch = c.last_touch.max(Some(flight.started_at));
+        // A warm answered more than an interval after it was issued (held
+        // while its sender was paused, or a provider that hung) refreshed
+        // the cache about now: the next is an interval from now, not due
+        // at once beside it.
+        if flight.started_at.plus_millis(c.interval_ms(&limits)) <= now {
+            c.last_touch = Some(now);
+        }
         let answered_by = backend.map(Arc::from).or_else(|| c.backend.clone());
         let record = WarmRecord::answered(
             c.id.clone(),

@@ -318,3 +318,23 @@ fn history_names_the_backend_that_answered_the_warm() {
     h.warmer.persisted(h.now, op, true);
     assert_eq!(h.state("b").backend.as_deref(), Some("replica-7"));
 }
+
+#[test]
+fn a_warm_answered_an_interval_late_is_followed_an_interval_after_its_answer() {
+    let mut h = Harness::new();
+    h.set(
+        "w",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(30_000.0),
+            ..Default::default()
+        },
+    );
+    h.settle("w", "sys");
+    let token = warms(&h.run_to_deadline())[0].token;
+    // Held (its sender paused) for longer than an interval, then answered.
+    h.advance(45_000);
+    h.warmer.warm_completed(h.now, &id("w"), token, HIT);
+    assert!(warms(&h.drain()).is_empty(), "a second warm at once");
+    assert_eq!(h.state("w").next_warm_at, Some(h.now.plus_millis(30_000)));
+}

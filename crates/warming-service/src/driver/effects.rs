@@ -198,27 +198,16 @@ impl Driver {
         }
     }
 
-    /// Sends warms again. Those held while paused are reported failed, not
-    /// sent: the engine anchors a conversation's next warm at the time it
-    /// issued the last, so a warm sent now, long after, would be followed
-    /// by another at once; failed, each is retried on its backoff (at most
-    /// an interval) and its conversation's history shows the pause.
+    /// Sends warms again, first those held while paused (the engine
+    /// anchors the next warm of each at its answer, an interval later).
     pub(super) fn resume(&mut self) {
-        let Some(reason) = self.paused.take() else {
+        if self.paused.take().is_none() {
             return;
-        };
-        tracing::info!(held = self.held.len(), "warms resume");
-        let failure = WarmFailure {
-            message: format!("held while warms were paused on this instance ({reason}); retried"),
-            retry_after_ms: None,
-            refused: false,
-        };
-        for (conversation, warm) in std::mem::take(&mut self.held) {
-            let _ = self.warm_done.send(WarmDone {
-                conversation,
-                token: warm.token,
-                result: Err(failure.clone()),
-            });
+        }
+        let held: Vec<WarmRequest> = self.held.drain().map(|(_, warm)| warm).collect();
+        tracing::info!(held = held.len(), "warms resume");
+        for warm in held {
+            self.start_warm(warm);
         }
     }
 
