@@ -309,6 +309,11 @@ async fn three_instances_ride_through_a_30_s_database_outage() {
     })
     .await;
     let slowest = resumed.iter().map(|t| t - back_at).max().unwrap();
+    if std::env::var_os("WARMING_SHOW_RESUME").is_some() {
+        let mut offsets: Vec<u64> = resumed.iter().map(|t| t - back_at).collect();
+        offsets.sort_unstable();
+        eprintln!("resumed after (ms): {offsets:?}");
+    }
     let bound = CLUSTER_LEASE_MS + 2 * CLUSTER_INTERVAL_MS + 2_000;
     assert!(
         slowest <= bound,
