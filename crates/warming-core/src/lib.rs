@@ -57,9 +57,7 @@ pub use engine::{
 pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use ledger::Ledger;
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
-pub use list_prices::{
-    economics_for, list_prices, ModelPrices, PriceSource, LIST_PRICES, LIST_PRICES_AS_OF,
-};
+pub use list_prices::{economics_for, ModelPrices, PriceSource};
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{
     IntervalBound, IntervalClamped, IntervalLimits, PolicyChange, Settings, SettingsChange,

@@ -16,6 +16,7 @@
 //! - `health`: whether the database answers and warms are paused.
 //! - `metrics`: what `/metrics` exports.
 //! - `stored`: the stored settings' JSON, shared by the stores.
+//! - `pricing`: the providers' list prices, handed to the engine.
 
 pub mod blocks;
 mod driver;
@@ -24,6 +25,7 @@ pub mod generations;
 pub mod health;
 pub mod metrics;
 pub mod ports;
+pub mod pricing;
 pub mod stored;
 mod write;
 

@@ -89,6 +89,8 @@ pub struct Metrics {
     self_hosted: bool,
     /// Prices set in the configuration, over the list prices.
     price_overrides: Vec<(String, ModelPrices)>,
+    /// The providers' list prices (`pricing::LIST_PRICES`).
+    list_prices: Vec<(String, ModelPrices)>,
     /// Cache multipliers and TTL.
     economics: Economics,
 }
@@ -219,6 +221,7 @@ impl Metrics {
             saved_today,
             self_hosted: pricing.self_hosted,
             price_overrides: pricing.overrides(),
+            list_prices: crate::pricing::list(),
             economics,
         }
     }
@@ -308,8 +311,13 @@ impl Metrics {
         model: Option<&str>,
         long_ttl: bool,
     ) -> (Economics, warming_core::PriceSource) {
-        let (economics, price) =
-            economics_for(model, long_ttl, &self.price_overrides, &self.economics);
+        let (economics, price) = economics_for(
+            model,
+            long_ttl,
+            &self.price_overrides,
+            &self.list_prices,
+            &self.economics,
+        );
         let price = if self.self_hosted {
             warming_core::PriceSource::Engine
         } else {

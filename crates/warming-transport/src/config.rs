@@ -230,6 +230,7 @@ impl ServerConfig {
             .economics(self.economics)
             .min_cacheable_overrides(self.min_cacheable_overrides.clone())
             .price_overrides(self.pricing.overrides())
+            .list_prices(warming_service::pricing::list())
             .self_hosted(self.pricing.self_hosted)
             .min_saving(self.min_saving)
             .max_spend_per_day(self.max_spend_per_day)

@@ -35,9 +35,13 @@ pub struct Config {
     /// Minimum cacheable tokens by model-name prefix, before the built-in
     /// table ([`crate::MINIMUM_CACHEABLE_TOKENS`]). Default none.
     pub(crate) min_cacheable_overrides: Vec<(String, u64)>,
-    /// Prices by model-name prefix, before the built-in list
-    /// ([`crate::LIST_PRICES`]). Default none.
+    /// The deployment's own prices by model-name prefix, before the list.
+    /// Default none.
     pub(crate) price_overrides: Vec<(String, crate::ModelPrices)>,
+    /// List prices by model-name prefix (the service hands it the
+    /// providers' published prices). Default none: every model is priced
+    /// as an estimate from `economics`.
+    pub(crate) list_prices: Vec<(String, crate::ModelPrices)>,
     /// The upstream is the deployment's own engine (llama.cpp, vLLM, ...):
     /// its tokens are not billed, so states say their money is engine time
     /// ([`crate::PriceSource::Engine`]). Default false.
@@ -77,6 +81,7 @@ impl Default for Config {
             economics: Economics::default(),
             min_cacheable_overrides: Vec::new(),
             price_overrides: Vec::new(),
+            list_prices: Vec::new(),
             self_hosted: false,
             min_saving: 0.0,
             max_spend_per_day: 0.0,
@@ -167,8 +172,10 @@ setters! {
     /// Minimum cacheable tokens by model-name prefix, before the built-in
     /// table.
     min_cacheable_overrides: Vec<(String, u64)>;
-    /// Prices by model-name prefix, before the built-in list.
+    /// The deployment's own prices by model-name prefix, before the list.
     price_overrides: Vec<(String, crate::ModelPrices)>;
+    /// List prices by model-name prefix; default none (estimates).
+    list_prices: Vec<(String, crate::ModelPrices)>;
     /// The upstream is the deployment's own engine: money is engine time.
     self_hosted: bool;
     /// The least a hit must save, dollars, for a conversation to be warmed.
@@ -220,6 +227,25 @@ impl ConfigBuilder {
             return Err(ConfigError {
                 setting: "retry_base_ms",
                 reason: "must be at least 1 ms",
+            });
+        }
+        let prices_valid = |table: &[(String, crate::ModelPrices)]| {
+            table.iter().all(|(_, p)| {
+                [
+                    p.input,
+                    p.cache_write_5m,
+                    p.cache_write_1h,
+                    p.cache_read,
+                    p.output,
+                ]
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0)
+            })
+        };
+        if !prices_valid(&c.price_overrides) || !prices_valid(&c.list_prices) {
+            return Err(ConfigError {
+                setting: "prices",
+                reason: "every price must be a finite number of dollars, 0 or more",
             });
         }
         if !c.economics.is_valid() {

@@ -195,6 +195,7 @@ impl Conversation {
             model,
             self.long_ttl(),
             &config.price_overrides,
+            &config.list_prices,
             &config.economics,
         )
         .0
@@ -207,7 +208,14 @@ impl Conversation {
             return crate::PriceSource::Engine;
         }
         let model = self.template.as_deref().and_then(Template::model);
-        crate::economics_for(model, false, &config.price_overrides, &config.economics).1
+        crate::economics_for(
+            model,
+            false,
+            &config.price_overrides,
+            &config.list_prices,
+            &config.economics,
+        )
+        .1
     }
 
     /// Whether a timed warm may be scheduled now.

@@ -494,10 +494,22 @@ fn a_prefix_whose_miss_is_too_cheap_to_insure_is_not_warmed_and_says_why() {
             None,
         ))
     };
+    // The providers' published prices, as the service hands them over.
+    let list = vec![
+        (
+            "claude-sonnet-4-5".to_owned(),
+            warming_core::ModelPrices::anthropic(3.0, 15.0),
+        ),
+        (
+            "claude-opus-4-1".to_owned(),
+            warming_core::ModelPrices::anthropic(15.0, 75.0),
+        ),
+    ];
     let config = |min_saving| {
         Config::builder()
             .policy(warming_core::Policy::Fixed)
             .min_saving(min_saving)
+            .list_prices(list.clone())
             .build()
             .expect("a valid config")
     };
@@ -772,7 +784,16 @@ fn a_self_hosted_engines_money_is_its_time_and_a_listed_models_its_list_price() 
     );
     engine.settle("e", "sys");
     assert_eq!(engine.state("e").priced, warming_core::PriceSource::Engine);
-    let mut paid = Harness::new();
+    let mut paid = Harness::with_config(
+        Config::builder()
+            .policy(warming_core::Policy::Fixed)
+            .list_prices(vec![(
+                "claude-sonnet-4-5".to_owned(),
+                warming_core::ModelPrices::anthropic(3.0, 15.0),
+            )])
+            .build()
+            .expect("a valid config"),
+    );
     paid.settle("unknown", "sys");
     assert_eq!(
         paid.state("unknown").priced,
