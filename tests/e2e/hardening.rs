@@ -689,6 +689,25 @@ impl Disk {
     fn pick(test: &str) -> Self {
         match std::env::var_os("WARMING_SMALL_DISK") {
             Some(root) => {
+                // Filling a real disk would fail every other test on the
+                // machine: only a filesystem of at most 64 MiB is filled.
+                let size = std::process::Command::new("df")
+                    .args(["--output=size", "-B1"])
+                    .arg(&root)
+                    .output()
+                    .ok()
+                    .and_then(|out| {
+                        String::from_utf8_lossy(&out.stdout)
+                            .lines()
+                            .nth(1)
+                            .and_then(|l| l.trim().parse::<u64>().ok())
+                    });
+                assert!(
+                    size.is_some_and(|bytes| bytes <= 64 << 20),
+                    "WARMING_SMALL_DISK ({}) is not a small filesystem ({size:?} bytes): refusing \
+                     to fill it; run `eval \"$(scripts/small_disk.sh start)\"`",
+                    std::path::Path::new(&root).display()
+                );
                 let dir =
                     std::path::Path::new(&root).join(format!("{test}-{}", std::process::id()));
                 std::fs::create_dir_all(&dir).unwrap();
