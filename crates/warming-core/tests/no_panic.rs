@@ -83,9 +83,9 @@ fn any_config() -> impl Strategy<Value = Result<Config, warming_core::ConfigErro
                 };
                 Config::builder()
                     .limits(IntervalLimits::new(min, max))
-                    .retry_base_ms(retry)
-                    .restore_delay_ms(restore)
-                    .max_idle_ms(idle)
+                    .retry_base(std::time::Duration::from_millis(retry))
+                    .restore_delay(std::time::Duration::from_millis(restore))
+                    .max_idle(Some(std::time::Duration::from_millis(idle)))
                     .policy(policy)
                     .enrolled_policy(enrolled)
                     .self_hosted(self_hosted)

@@ -342,7 +342,7 @@ fn with_engine(
         Config::builder()
             .limits(IntervalLimits::new(1, u64::MAX / 4))
             .policy(policy)
-            .max_idle_ms(0)
+            .max_idle(None)
             .economics(*e)
             .build()
             .expect("the simulator's economics are valid"),

@@ -226,7 +226,7 @@ impl ServerConfig {
             .limits(self.limits)
             .policy(self.policy)
             .enrolled_policy(self.proxy_policy)
-            .max_idle_ms(u64::try_from(self.max_idle.as_millis()).unwrap_or(u64::MAX))
+            .max_idle((!self.max_idle.is_zero()).then_some(self.max_idle))
             .economics(self.economics)
             .min_cacheable_overrides(self.min_cacheable_overrides.clone())
             .price_overrides(self.pricing.overrides())

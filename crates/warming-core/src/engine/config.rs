@@ -1,6 +1,8 @@
 //! The engine's configuration: private fields, set through a builder that
 //! refuses what cannot work, read through getters.
 
+use std::time::Duration;
+
 use crate::{Economics, IntervalLimits, Policy};
 
 /// How the engine behaves; every setting has a documented default. Built
@@ -115,7 +117,7 @@ impl std::error::Error for ConfigError {}
 /// use warming_core::{Config, Policy};
 /// let config = Config::builder()
 ///     .policy(Policy::Pings(2))
-///     .max_idle_ms(1_800_000)
+///     .max_idle(Some(std::time::Duration::from_secs(1_800)))
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(config.policy(), Policy::Pings(2));
@@ -153,20 +155,12 @@ macro_rules! setters {
 setters! {
     /// Bounds every interval is clamped into.
     limits: IntervalLimits;
-    /// First retry delay after a failed warm, ms (doubling, at most an
-    /// interval). Default 5 s; at least 1.
-    retry_base_ms: u64;
-    /// Delay before the first warm of a restored conversation whose next
-    /// warm passed while the service was down, ms. Default 1 s.
-    restore_delay_ms: u64;
     /// The policy of conversations a person enabled. Default
     /// [`Policy::Fixed`].
     policy: Policy;
     /// The policy of conversations enabled by blanket enrolment. Default
     /// [`Policy::Adaptive`].
     enrolled_policy: Policy;
-    /// A conversation idle this long stops warming; `0`: never. Default 1 h.
-    max_idle_ms: u64;
     /// Prices, TTL and the value of time, for the policies.
     economics: Economics;
     /// Minimum cacheable tokens by model-name prefix, before the built-in
@@ -191,7 +185,53 @@ setters! {
     detach_templates: bool;
 }
 
+/// Milliseconds of a duration, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl ConfigBuilder {
+    /// First retry delay after a failed warm (doubling, at most an
+    /// interval). Default 5 s; at least 1 ms.
+    pub fn retry_base(mut self, delay: Duration) -> Self {
+        self.config.retry_base_ms = millis(delay);
+        self
+    }
+
+    /// Delay before the first warm of a restored conversation whose next
+    /// warm passed while the service was down. Default 1 s.
+    pub fn restore_delay(mut self, delay: Duration) -> Self {
+        self.config.restore_delay_ms = millis(delay);
+        self
+    }
+
+    /// A conversation idle this long stops warming (the spend guard);
+    /// `None`: never. Default 1 h.
+    pub fn max_idle(mut self, idle: Option<Duration>) -> Self {
+        self.config.max_idle_ms = idle.map_or(0, millis);
+        self
+    }
+}
+
 impl Config {
+    /// First retry delay after a failed warm.
+    #[must_use]
+    pub fn retry_base(&self) -> Duration {
+        Duration::from_millis(self.retry_base_ms)
+    }
+
+    /// Delay before the first warm of a restored, overdue conversation.
+    #[must_use]
+    pub fn restore_delay(&self) -> Duration {
+        Duration::from_millis(self.restore_delay_ms)
+    }
+
+    /// How long idle stops warming; `None`: never.
+    #[must_use]
+    pub fn max_idle(&self) -> Option<Duration> {
+        (self.max_idle_ms > 0).then(|| Duration::from_millis(self.max_idle_ms))
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder::default()
@@ -225,7 +265,7 @@ impl ConfigBuilder {
         }
         if c.retry_base_ms == 0 {
             return Err(ConfigError {
-                setting: "retry_base_ms",
+                setting: "retry_base",
                 reason: "must be at least 1 ms",
             });
         }

@@ -190,7 +190,7 @@ fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
 fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     let mut h = Harness::with_config(
         Config::builder()
-            .max_idle_ms(0)
+            .max_idle(None)
             .build()
             .expect("a valid config"),
     );
@@ -207,7 +207,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     // Failing warms retry, but not past the cap.
     let mut h = Harness::with_config(
         Config::builder()
-            .max_idle_ms(60_000)
+            .max_idle(Some(std::time::Duration::from_millis(60_000)))
             .build()
             .expect("a valid config"),
     );
@@ -246,7 +246,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
 fn re_enabling_restarts_warming_after_the_idle_cap() {
     let mut h = Harness::with_config(
         Config::builder()
-            .max_idle_ms(600_000)
+            .max_idle(Some(std::time::Duration::from_millis(600_000)))
             .build()
             .expect("a valid config"),
     );
@@ -569,7 +569,7 @@ fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
         Config::builder()
             .policy(warming_core::Policy::Fixed)
             .max_spend_per_day(0.50)
-            .max_idle_ms(0)
+            .max_idle(None)
             .build()
             .expect("a valid config"),
     );
@@ -624,7 +624,7 @@ fn the_per_conversation_cap_stops_only_the_conversation_that_reached_it() {
         Config::builder()
             .policy(warming_core::Policy::Fixed)
             .max_spend_per_conversation_day(0.50)
-            .max_idle_ms(0)
+            .max_idle(None)
             .build()
             .expect("a valid config"),
     );
@@ -727,7 +727,7 @@ fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
         Config::builder()
             .policy(warming_core::Policy::Fixed)
             .max_spend_per_day(0.50)
-            .max_idle_ms(0)
+            .max_idle(None)
             .build()
             .expect("a valid config")
     };
