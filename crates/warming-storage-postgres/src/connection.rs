@@ -41,7 +41,14 @@ pub(crate) struct Connection {
     /// How many times it connected again: statements prepared on an
     /// earlier client must be prepared again.
     generation: u64,
+    /// When it was last handed out.
+    used_at: std::time::Instant,
 }
+
+/// A connection idle longer than this is checked (one round trip) before
+/// it is used: a server that restarted meanwhile closed it, and the client
+/// learns so only from the next call, which would fail.
+const CHECK_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Connection {
     pub(crate) fn new(url: &str, client: Client) -> Self {
@@ -49,6 +56,7 @@ impl Connection {
             url: url.to_owned(),
             client,
             generation: 0,
+            used_at: std::time::Instant::now(),
         }
     }
 
@@ -66,7 +74,10 @@ impl Connection {
     /// # Errors
     /// [`StoreError::Unavailable`] while the database cannot be reached.
     pub(crate) fn connected(&mut self) -> Result<(&mut Client, u64), StoreError> {
-        if self.client.is_closed() {
+        let stale = self.used_at.elapsed() > CHECK_IF_IDLE_FOR
+            && self.client.is_valid(CONNECT_TIMEOUT).is_err();
+        self.used_at = std::time::Instant::now();
+        if stale || self.client.is_closed() {
             let client =
                 connect_here(&self.url).map_err(|e| StoreError::Unavailable(connect_error(&e)))?;
             tracing::info!("reconnected to PostgreSQL");
