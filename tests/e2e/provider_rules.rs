@@ -183,7 +183,7 @@ fn production_rule_tables_agree_with_the_documented_ones() {
             );
         }
     }
-    let reasoning = warming_transport::provider::is_reasoning_model;
+    let reasoning = warming_provider::is_reasoning_model;
     for prefix in rules::OPENAI_REASONING_MODELS {
         assert!(reasoning(&format!("{prefix}-mini")), "{prefix}");
     }

@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use crate::client::{format_duration, parse_duration, Client, ClientError};
 use serde_json::{json, Value};
-use warming_transport::client::{format_duration, parse_duration, Client, ClientError};
 
 /// A command for a running server.
 #[derive(Debug, clap::Subcommand)]
@@ -367,6 +367,11 @@ fn watch_line(state: &Value) -> String {
 }
 
 /// A typed answer as the server's JSON, for printing.
+/// A state as the server serves it.
+fn state_json(state: &warming_core::ConversationState) -> Value {
+    to_json(&warming_transport::state_json::StateJson::from(state))
+}
+
 fn to_json<T: serde::Serialize>(typed: &T) -> Value {
     serde_json::to_value(typed).unwrap_or(Value::Null)
 }
@@ -387,10 +392,11 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
     match command {
         RemoteCommand::List => {
             let conversations = client.list().await.map_err(err)?;
+            let conversations: Vec<Value> = conversations.iter().map(state_json).collect();
             show(json!({ "conversations": conversations }), list_text);
         }
         RemoteCommand::Status { id } => {
-            let state = to_json(&client.status(&id).await.map_err(err)?);
+            let state = state_json(&client.status(&id).await.map_err(err)?);
             if state["known"] == false {
                 if json {
                     say!("{state}");
@@ -402,7 +408,7 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
             show(state, status_text);
         }
         RemoteCommand::Delete { id } => {
-            let state = to_json(&client.delete(&id).await.map_err(err)?);
+            let state = state_json(&client.delete(&id).await.map_err(err)?);
             if json {
                 say!("{state}");
             } else {
@@ -439,7 +445,10 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
             show(to_json(&client.warm(&id).await.map_err(err)?), warm_text)
         }
         RemoteCommand::Close { id } => {
-            show(to_json(&client.close(&id).await.map_err(err)?), status_text);
+            show(
+                state_json(&client.close(&id).await.map_err(err)?),
+                status_text,
+            );
         }
         RemoteCommand::History { id, limit } => {
             if !(1..=1000).contains(&limit) {

@@ -1,6 +1,8 @@
 //! The `warming` binary: parses arguments and wires the crates together.
 
+mod client;
 mod commands;
+mod config;
 mod log;
 mod serve;
 mod simulate;
@@ -8,9 +10,9 @@ mod wire;
 
 use std::process::ExitCode;
 
+use crate::client::Client;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use warming_transport::client::Client;
 
 /// The service allocates and frees a request's buffers on one worker thread
 /// and its template on another; mimalloc's per-thread free lists do that at

@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
+use crate::client::parse_duration;
 use warming_sim::{svg, sweep, SimConfig, Trace};
-use warming_transport::client::parse_duration;
 
 /// Flags of `warming simulate`.
 #[derive(Debug, clap::Args)]

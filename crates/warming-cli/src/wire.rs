@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warming_core::{ReturnPrior, Warmer};
+use warming_provider::ProviderClient;
 use warming_service::generations::Generations;
 use warming_service::metrics::Metrics;
 use warming_service::{
@@ -15,8 +16,9 @@ use warming_service::{
     PRIOR_KEY,
 };
 use warming_storage::{Storage, StorageOptions};
-use warming_transport::provider::ProviderClient;
-use warming_transport::{ServerConfig, ServiceParts};
+use warming_transport::ServiceParts;
+
+use crate::config::ServerConfig;
 
 /// One WARN line per provider whose key is missing, naming the variable:
 /// without it every warm of a conversation not seen through the proxy fails
@@ -160,7 +162,7 @@ pub async fn serve(
 ) -> Result<(), String> {
     config.validate()?;
     warn_about_missing_keys(&config);
-    let provider = Arc::new(ProviderClient::new(&config)?);
+    let provider = Arc::new(ProviderClient::new(config.provider_options())?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let advertise = advertise_url(&config, &listener)?;
     let Restoration {
@@ -234,7 +236,14 @@ pub async fn serve(
         }
         shutting.cancel();
     };
-    let served = warming_transport::serve(listener, &config, parts, shutdown).await;
+    let served = warming_transport::serve(
+        listener,
+        &config.http_options(),
+        &config.proxy_options(),
+        parts,
+        shutdown,
+    )
+    .await;
     shutting_down.cancel();
     stop.cancel();
     let _ = driver_task.await;

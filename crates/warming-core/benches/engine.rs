@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use warming_core::{
-    Config, ConversationId, Effect, Policy, SettingsChange, Template, Timestamp, Usage, Warmer,
+    Config, ConversationId, Policy, SettingsChange, Template, Timestamp, Usage, WarmAction, Warmer,
 };
 
 const EVENTS: usize = 2_000_000;
@@ -61,7 +61,10 @@ fn armed_engine(ids: &[ConversationId], t0: Timestamp) -> Warmer {
         );
         warmer.persisted(t0, op, true);
         warmer.turn_settled(t0, id, Some(template.clone()), None);
-        while warmer.poll_effect().is_some() {}
+        while warmer.poll_write().is_some()
+            || warmer.poll_warm().is_some()
+            || warmer.poll_event().is_some()
+        {}
     }
     warmer
 }
@@ -97,17 +100,26 @@ fn mixed(warmer: &mut Warmer, ids: &[ConversationId], mut now: Timestamp) -> usi
             }
         }
         inputs += 1;
-        while let Some(effect) = warmer.poll_effect() {
-            if let Effect::Warm(w) = effect {
+        while let Some(write) = warmer.poll_write() {
+            black_box(write);
+        }
+        while let Some(action) = warmer.poll_warm() {
+            if let WarmAction::Send(w) = action {
                 warms.push((w.conversation, w.token));
             }
+        }
+        while let Some(event) = warmer.poll_event() {
+            black_box(event);
         }
         COMPLETIONS.fetch_add(warms.len(), std::sync::atomic::Ordering::Relaxed);
         for (id, token) in warms.drain(..) {
             warmer.warm_completed(now, &id, token, Usage::anthropic(3, 4_000, 0));
             inputs += 1;
-            while let Some(effect) = warmer.poll_effect() {
-                black_box(effect);
+            while let Some(write) = warmer.poll_write() {
+                black_box(write);
+            }
+            while let Some(event) = warmer.poll_event() {
+                black_box(event);
             }
         }
     }

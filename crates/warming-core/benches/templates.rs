@@ -47,7 +47,10 @@ fn per_conversation(n: usize, detach: bool, template: impl Fn(usize) -> Template
         warmer.persisted(t0, op, true);
         warmer.turn_settled(t0, &id, Some(Arc::new(template(i))), None);
         // The store would take the body here and let it go.
-        while warmer.poll_effect().is_some() {}
+        while warmer.poll_write().is_some()
+            || warmer.poll_warm().is_some()
+            || warmer.poll_event().is_some()
+        {}
     }
     let grown = resident_bytes().saturating_sub(before);
     assert_eq!(warmer.armed_count(), n);

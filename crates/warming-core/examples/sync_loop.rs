@@ -3,7 +3,8 @@
 //! acknowledges writes at once; the provider is a cache with a 5-minute TTL.
 
 use warming_core::{
-    Config, ConversationId, Effect, SettingsChange, Template, Timestamp, Usage, Warmer,
+    Config, ConversationId, Event, SettingsChange, Template, Timestamp, Usage, WarmAction, Warmer,
+    Write,
 };
 
 struct Cache {
@@ -56,44 +57,7 @@ fn main() {
     // asked for, then sleeps (here: jumps) to the next deadline.
     let back_at = now.plus_millis(20 * 60_000);
     loop {
-        while let Some(effect) = warmer.poll_effect() {
-            match effect {
-                Effect::Warm(warm) => {
-                    let usage = cache.serve(now);
-                    if let Some(record) =
-                        warmer.warm_completed(now, &warm.conversation, warm.token, usage)
-                    {
-                        println!(
-                            "{now} warm: {:?}, {:.1}% read from the cache",
-                            record.outcome,
-                            record.pct.unwrap_or(0.0)
-                        );
-                    }
-                }
-                // Writes: acknowledged at once, as a store would once committed.
-                Effect::PersistSettings { op, .. }
-                | Effect::PersistBackend { op, .. }
-                | Effect::PersistDelete { op, .. } => {
-                    warmer.persisted(now, op, true);
-                }
-                Effect::Notify(state) => println!("{now} next warm at {:?}", state.next_warm_at),
-                // Nothing here runs concurrently: no warm is in flight when
-                // another input comes, and the app's own generation has
-                // ended before the next input.
-                Effect::AbortWarm { .. } | Effect::AbortGeneration { .. } => {}
-                // This app keeps nothing on disk: a restart starts afresh.
-                Effect::SaveTemplate { .. }
-                | Effect::SaveSchedule { .. }
-                | Effect::SaveRhythm { .. } => {}
-                // Records also come back from `warm_completed`, printed above.
-                Effect::RecordWarm(_) => {}
-                Effect::TurnReturned { idle_ms, warms, .. } => {
-                    println!("{now} back after {idle_ms} ms, {warms} warms in the gap")
-                }
-                // A later release's effect: say so rather than drop it.
-                other => eprintln!("{now} an effect this example does not know: {other:?}"),
-            }
-        }
+        drain(&mut warmer, &mut cache, now);
         match warmer.poll_timeout().filter(|&due| due < back_at) {
             Some(due) => {
                 now = due;
@@ -110,4 +74,53 @@ fn main() {
         usage.cache_read_tokens
     );
     assert!(usage.cache_read_tokens > 0, "the cache went cold");
+}
+
+/// Carries out everything the last input asked for: the writes first (a
+/// warm may read what they store), then the warms, then the events.
+fn drain(warmer: &mut Warmer, cache: &mut Cache, now: Timestamp) {
+    loop {
+        if let Some(write) = warmer.poll_write() {
+            match write {
+                // Acknowledged at once, as a store would once committed.
+                Write::Settings { ack, .. }
+                | Write::Backend { ack, .. }
+                | Write::Delete { ack, .. } => {
+                    warmer.persisted(now, ack, true);
+                }
+                Write::Record { record, .. } => println!(
+                    "{now} {:?}: {:?}, {:.1}% read from the cache",
+                    record.trigger,
+                    record.outcome,
+                    record.pct.unwrap_or(0.0)
+                ),
+                // This app keeps nothing on disk: a restart starts afresh.
+                Write::Template { .. } | Write::Schedule { .. } | Write::Rhythm { .. } => {}
+                // A later release's write: say so rather than drop it.
+                other => eprintln!("{now} a write this example does not know: {other:?}"),
+            }
+        } else if let Some(action) = warmer.poll_warm() {
+            match action {
+                WarmAction::Send(warm) => {
+                    let usage = cache.serve(now);
+                    warmer.warm_completed(now, &warm.conversation, warm.token, usage);
+                }
+                // Nothing here runs concurrently: no warm is in flight when
+                // another input comes, and the app's own generation has
+                // ended before the next input.
+                WarmAction::Abort { .. } | WarmAction::AbortGeneration { .. } => {}
+                other => eprintln!("{now} an action this example does not know: {other:?}"),
+            }
+        } else if let Some(event) = warmer.poll_event() {
+            match event {
+                Event::Changed(state) => println!("{now} next warm at {:?}", state.next_warm_at),
+                Event::TurnReturned { idle_ms, warms, .. } => {
+                    println!("{now} back after {idle_ms} ms, {warms} warms in the gap")
+                }
+                other => eprintln!("{now} an event this example does not know: {other:?}"),
+            }
+        } else {
+            return;
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! A `Warmer` in a tokio task: sleep until the next deadline or a command,
-//! carry out effects, repeat. Run: `cargo run -p warming-core --example tokio_loop`.
+//! carry out its outputs, repeat. Run: `cargo run -p warming-core --example tokio_loop`.
 //!
 //! One conversation with a 200 ms interval is warmed for a second by a
 //! provider that answers after 20 ms; warms are spawned, and their outcome
@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use warming_core::{
-    Config, ConversationId, Effect, IntervalLimits, SettingsChange, Template, Timestamp, Usage,
-    WarmToken, Warmer,
+    Config, ConversationId, Event, IntervalLimits, SettingsChange, Template, Timestamp, Usage,
+    WarmAction, WarmToken, Warmer, Write,
 };
 
 fn now() -> Timestamp {
@@ -58,34 +58,50 @@ async fn main() {
     let mut warms = 0;
     loop {
         warmer.handle_timeout(now());
-        while let Some(effect) = warmer.poll_effect() {
-            match effect {
-                Effect::Warm(warm) => {
+        // The writes first (a warm may read what they store), then the
+        // warms, then the events.
+        while let Some(write) = warmer.poll_write() {
+            match write {
+                Write::Settings { ack, .. }
+                | Write::Backend { ack, .. }
+                | Write::Delete { ack, .. } => {
+                    warmer.persisted(now(), ack, true);
+                }
+                Write::Record { record, answers } => {
+                    warms += usize::from(answers.is_some());
+                    println!(
+                        "warm {warms}: {:?}, hit {:.1}%",
+                        record.outcome,
+                        record.pct.unwrap_or(0.0)
+                    );
+                }
+                // Nothing is kept on disk in this example.
+                Write::Template { .. } | Write::Schedule { .. } | Write::Rhythm { .. } => {}
+                other => eprintln!("a write this example does not know: {other:?}"),
+            }
+        }
+        while let Some(action) = warmer.poll_warm() {
+            match action {
+                WarmAction::Send(warm) => {
                     let tx = done_tx.clone();
                     tokio::spawn(async move {
                         let usage = send_warm().await;
                         let _ = tx.send((warm.conversation, warm.token, usage));
                     });
                 }
-                Effect::PersistSettings { op, .. }
-                | Effect::PersistBackend { op, .. }
-                | Effect::PersistDelete { op, .. } => {
-                    warmer.persisted(now(), op, true);
-                }
                 // The warm task's answer is sent all the same; the engine
                 // ignores an aborted warm's outcome by its token.
-                Effect::AbortWarm { .. } => {}
+                WarmAction::Abort { .. } => {}
                 // No generation of the app's own runs here.
-                Effect::AbortGeneration { .. } => {}
-                // Nothing is kept on disk in this example.
-                Effect::SaveTemplate { .. }
-                | Effect::SaveSchedule { .. }
-                | Effect::SaveRhythm { .. } => {}
-                Effect::RecordWarm(record) => {
-                    println!("warm recorded: {:?}", record.outcome);
-                }
-                Effect::TurnReturned { .. } | Effect::Notify(_) => {}
-                other => eprintln!("an effect this example does not know: {other:?}"),
+                WarmAction::AbortGeneration { .. } => {}
+                other => eprintln!("an action this example does not know: {other:?}"),
+            }
+        }
+        while let Some(event) = warmer.poll_event() {
+            match event {
+                Event::Changed(state) => println!("next warm at {:?}", state.next_warm_at),
+                Event::TurnReturned { .. } => {}
+                other => eprintln!("an event this example does not know: {other:?}"),
             }
         }
         let sleep = warmer.poll_timeout().map_or(Duration::from_secs(60), |at| {
@@ -95,10 +111,7 @@ async fn main() {
             () = &mut stop => break,
             () = tokio::time::sleep(sleep) => {}
             Some((id, token, usage)) = done.recv() => {
-                if let Some(record) = warmer.warm_completed(now(), &id, token, usage) {
-                    warms += 1;
-                    println!("warm {warms}: hit {:.1}%, next at {:?}", record.pct.unwrap_or(0.0), warmer.state(&id).next_warm_at);
-                }
+                warmer.warm_completed(now(), &id, token, usage);
             }
         }
     }

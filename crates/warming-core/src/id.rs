@@ -11,7 +11,7 @@ pub const MAX_CONVERSATION_ID_LEN: usize = 128;
 
 /// A conversation id: 1 to 128 characters of `[A-Za-z0-9._:-]`.
 ///
-/// Cheap to clone (a shared string), because every effect and notification
+/// Cheap to clone (a shared string), because every output
 /// names its conversation.
 ///
 /// ```

@@ -4,22 +4,26 @@
 //! [`Warmer`] schedules replays of the conversation's prefix (warms) so the
 //! cache is still hot at the next turn, and keeps the figures that show how
 //! well it worked. It never reads a clock, sleeps or does I/O: the caller
-//! feeds inputs carrying `now`, drains [`Effect`]s and wakes it at
+//! feeds inputs carrying `now`, drains its outputs and wakes it at
 //! [`Warmer::poll_timeout`]. See [`Warmer`] for the contract.
 //!
 //! # Driving the Warmer
 //! One loop owns the `Warmer`. After every input (each carrying `now`) it
-//! drains [`Warmer::poll_effect`] and carries each effect out: sends
-//! [`Effect::Warm`] and reports the answer with
-//! [`Warmer::warm_completed`] / [`Warmer::warm_failed`]; stores the
-//! `Persist*` writes and reports each with [`Warmer::persisted`] (an
-//! embedder without storage reports `true` at once); stores or drops the
-//! `Save*`/`RecordWarm` effects and the records `warm_completed` and
-//! `warm_failed` return; pushes [`Effect::Notify`] to its UIs. Then
-//! it sleeps until [`Warmer::poll_timeout`] or the next input, and calls
-//! [`Warmer::handle_timeout`]. `examples/sync_loop.rs` (a virtual clock)
-//! and `examples/tokio_loop.rs` (a tokio task) do exactly this in under
-//! 100 lines each.
+//! drains the outputs, one queue per consumer, in this order:
+//! 1. [`Warmer::poll_write`]: each [`Write`] to the store. One with an
+//!    [`ack`](Write::ack) is awaited: report it with [`Warmer::persisted`]
+//!    (an embedder without storage reports `true` at once); the others are
+//!    write-behind, history records ([`Write::Record`]) among them.
+//! 2. [`Warmer::poll_warm`]: each [`WarmAction`]: send a warm and report
+//!    its answer with [`Warmer::warm_answered`] or its failure with
+//!    [`Warmer::warm_failed`]; abort a superseded warm or a closed
+//!    conversation's generation.
+//! 3. [`Warmer::poll_event`]: each [`Event`] for UIs and metrics.
+//!
+//! Then it sleeps until [`Warmer::poll_timeout`] or the next input, and
+//! calls [`Warmer::handle_timeout`]. `examples/sync_loop.rs` (a virtual
+//! clock) and `examples/tokio_loop.rs` (a tokio task) do exactly this,
+//! naming every output.
 //!
 //! # Layout
 //! - [`engine`](Warmer): the state machine and its deadline index.
@@ -28,28 +32,26 @@
 //! - `template`: the request a warm replays, scrubbed of credentials.
 //! - `lifecycle`: provider runtime events and the lifecycle guard.
 //! - `policy`: when to stop warming a conversation that may not come back.
-//! - `effect`, `state`: what comes out of the engine.
+//! - `output`: what comes out, by consumer; `warm`: warms and their
+//!   records; `state`: a conversation as shown.
 
 mod cache_minimum;
-mod effect;
 mod engine;
 mod id;
 mod ledger;
 mod lifecycle;
 mod list_prices;
 mod model_prefix;
+mod output;
 mod policy;
 mod settings;
 mod state;
 mod template;
 mod time;
 mod usage;
+mod warm;
 
 pub use cache_minimum::{minimum_cacheable_tokens, MINIMUM_CACHEABLE_TOKENS};
-pub use effect::{
-    Effect, PersistId, Refreshes, WarmKind, WarmOutcome, WarmRecord, WarmRequest, WarmToken,
-    WarmTrigger,
-};
 pub use engine::{
     Config, ConfigBuilder, ConfigError, ListFilter, MoneyToday, Restored, WarmFailure,
     WarmNowError, WarmReply, WarmStats, Warmer,
@@ -58,6 +60,7 @@ pub use id::{ConversationId, InvalidConversationId, MAX_CONVERSATION_ID_LEN};
 pub use ledger::Ledger;
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
 pub use list_prices::{economics_for, ModelPrices, PriceSource};
+pub use output::{Event, WarmAction, Write};
 pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
 pub use settings::{
     IntervalBound, IntervalClamped, IntervalLimits, PolicyChange, Settings, SettingsChange,
@@ -70,3 +73,6 @@ pub use template::{
 };
 pub use time::Timestamp;
 pub use usage::Usage;
+pub use warm::{
+    PersistId, Refreshes, WarmKind, WarmOutcome, WarmRecord, WarmRequest, WarmToken, WarmTrigger,
+};

@@ -6,19 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ConversationId, Timestamp};
 
-/// A conversation's state as served over HTTP and pushed to subscribers.
+/// A conversation's state as shown to people: served and pushed by the
+/// embedder, in whatever format it speaks.
 ///
 /// `next_warm_at` is `None` or later than the time of the input that produced
 /// this snapshot: `None` while disabled, while a turn is active, while a warm
 /// is in flight and before the first settled turn.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConversationState {
     /// The conversation.
     pub conversation_id: ConversationId,
     /// Whether the service has seen this conversation; `false` for the
     /// default state of an id never seen (an extension of the contract).
-    #[serde(default = "known_by_default")]
     pub known: bool,
     /// Whether warming is on.
     pub enabled: bool,
@@ -41,34 +40,24 @@ pub struct ConversationState {
     /// Successful warms so far.
     pub warm_count: u64,
     /// What its warms spent and its returns saved (an extension).
-    #[serde(default)]
     pub ledger: crate::Ledger,
     /// Saved minus spent, dollars: the figure a UI shows beside the
     /// countdown (an extension).
-    #[serde(default)]
     pub net_dollars: f64,
     /// Where its prices come from (an extension): `list`, `config`,
     /// `estimate` (a model no price list knows), or `engine` (a
     /// self-hosted upstream: show the ledger's seconds, not dollars).
-    #[serde(default)]
     pub priced: crate::PriceSource,
     /// The warming policy in force (an extension of the contract).
     pub policy: crate::Policy,
     /// Why warming stopped for this idle gap, if the policy stopped it (an
     /// extension): no one should wonder why the countdown vanished.
     pub stopped_reason: Option<String>,
-    /// The same stop, typed (`stop` in the JSON, tagged by `code`), so
-    /// programs branch on it instead of parsing the words.
-    #[serde(rename = "stop", default)]
+    /// The same stop, typed, so programs branch on it instead of parsing
+    /// the words.
     pub stopped: Option<crate::StopReason>,
     /// How its returning turns found the cache (an extension).
-    #[serde(default)]
     pub turns: TurnReads,
-}
-
-/// A state from before `known` existed described a known conversation.
-const fn known_by_default() -> bool {
-    true
 }
 
 /// How a conversation's returning turns found the cache: its real turns

@@ -11,10 +11,10 @@ mod support;
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use support::{id, template, Harness};
+use support::{id, template, Harness, Out};
 use warming_core::{
-    ConversationId, Effect, IntervalLimits, PersistId, RuntimeEvent, RuntimeEventKind, Settings,
-    SettingsChange, Usage, WarmFailure, WarmToken, WarmTrigger,
+    ConversationId, Event, IntervalLimits, PersistId, RuntimeEvent, RuntimeEventKind, Settings,
+    SettingsChange, Usage, WarmAction, WarmFailure, WarmToken, WarmTrigger, Write,
 };
 
 const CONVERSATIONS: [&str; 3] = ["a", "b", "c"];
@@ -87,15 +87,10 @@ struct Model {
     last_issued: HashMap<ConversationId, PersistId>,
 }
 
-fn check_effects(
-    h: &Harness,
-    model: &mut Model,
-    effects: Vec<Effect>,
-    close_op: Option<PersistId>,
-) {
+fn check_effects(h: &Harness, model: &mut Model, effects: Vec<Out>, close_op: Option<PersistId>) {
     for effect in effects {
         match effect {
-            Effect::Warm(w) => {
+            Out::Warm(WarmAction::Send(w)) => {
                 let s = h.warmer.state(&w.conversation);
                 assert!(!s.active, "warm while active: {w:?}");
                 if w.trigger != WarmTrigger::Manual {
@@ -108,17 +103,17 @@ fn check_effects(
                 model.in_flight.insert(w.conversation.clone(), w.token);
                 model.tokens.push((w.conversation, w.token));
             }
-            Effect::AbortWarm {
+            Out::Warm(WarmAction::Abort {
                 conversation,
                 token,
-            } if model.in_flight.get(&conversation) == Some(&token) => {
+            }) if model.in_flight.get(&conversation) == Some(&token) => {
                 model.in_flight.remove(&conversation);
             }
-            Effect::PersistSettings {
-                op,
+            Out::Write(Write::Settings {
+                ack: op,
                 conversation,
                 settings,
-            } => {
+            }) => {
                 let eager = Some(op) == close_op;
                 model.last_issued.insert(conversation.clone(), op);
                 if eager {
@@ -131,28 +126,33 @@ fn check_effects(
                     .pending
                     .push((op, conversation, Some(settings), eager));
             }
-            Effect::PersistBackend {
-                op, conversation, ..
-            } => {
+            Out::Write(Write::Backend {
+                ack: op,
+                conversation,
+                ..
+            }) => {
                 model.pending.push((op, conversation, None, false));
             }
-            Effect::PersistDelete { op, conversation } => {
+            Out::Write(Write::Delete {
+                ack: op,
+                conversation,
+            }) => {
                 model.deletes.insert(op);
                 model.pending.push((op, conversation, None, false));
             }
-            Effect::TurnReturned {
+            Out::Event(Event::TurnReturned {
                 idle_ms,
                 warms,
                 miss_avoided_tokens: Some(_),
                 ..
-            } => {
+            }) => {
                 // The one source of "misses avoided": only a gap that
                 // outlived the TTL and had a warm in it counts.
                 let ttl = h.warmer.config().economics().ttl_ms;
                 assert!(idle_ms > ttl, "miss avoided after {idle_ms} ms");
                 assert!(warms > 0, "miss avoided without a warm");
             }
-            Effect::Notify(s) => {
+            Out::Event(Event::Changed(s)) => {
                 if let Some(next) = s.next_warm_at {
                     assert!(next > h.now, "stale nextWarmAt {next} at {}", h.now);
                 }
@@ -233,7 +233,7 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                 };
                 let current = model.in_flight.get(&conv) == Some(&token);
                 let before = h.warmer.state(&conv);
-                let record = h.warmer.warm_completed(now, &conv, token, usage);
+                let record = h.warm_completed(now, &conv, token, usage);
                 if current {
                     assert!(record.is_some());
                     model.in_flight.remove(&conv);
@@ -244,7 +244,7 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                         before,
                         "stale completion changed state"
                     );
-                    assert!(h.warmer.poll_effect().is_none());
+                    assert!(h.drain().is_empty(), "stale completion had outputs");
                 }
             }
             Op::Fail(i, retry_after_ms) => {
@@ -256,7 +256,7 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                     retry_after_ms,
                     refused: false,
                 };
-                let record = h.warmer.warm_failed(now, &conv, token, failure);
+                let record = h.warm_failed(now, &conv, token, failure);
                 if current {
                     assert!(record.is_some());
                     model.in_flight.remove(&conv);

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use support::template;
 use warming_core::{
-    Config, ConversationId, Economics, Effect, IntervalLimits, Policy, PolicyChange, RuntimeEvent,
-    RuntimeEventKind, SettingsChange, Timestamp, Usage, WarmFailure, Warmer,
+    Config, ConversationId, Economics, IntervalLimits, Policy, PolicyChange, RuntimeEvent,
+    RuntimeEventKind, SettingsChange, Timestamp, Usage, WarmAction, WarmFailure, Warmer,
 };
 
 /// Any float, the awkward ones often.
@@ -237,11 +237,13 @@ fn run(config: Config, ops: Vec<Op>) {
                 let _ = warmer.evict_idle(now, idle);
             }
         }
-        while let Some(effect) = warmer.poll_effect() {
-            if let Effect::Warm(warm) = effect {
+        while warmer.poll_write().is_some() {}
+        while let Some(action) = warmer.poll_warm() {
+            if let WarmAction::Send(warm) = action {
                 warms.push((warm.conversation, warm.token));
             }
         }
+        while warmer.poll_event().is_some() {}
         let _ = warmer.poll_timeout();
         for c in 0..3 {
             let _ = warmer.state(&conversation(c));

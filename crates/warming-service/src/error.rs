@@ -51,3 +51,14 @@ impl From<crate::ports::StoreError> for ServiceError {
         }
     }
 }
+
+/// The innermost cause of an error: the readable part ("Connection refused")
+/// of a client error that wraps it several times.
+#[must_use]
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

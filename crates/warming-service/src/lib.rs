@@ -18,7 +18,6 @@
 //! - `stored`: the stored settings' JSON, shared by the stores.
 //! - `pricing`: the providers' list prices, handed to the engine.
 
-pub mod blocks;
 mod driver;
 mod error;
 pub mod generations;
@@ -26,15 +25,18 @@ pub mod health;
 pub mod metrics;
 pub mod ports;
 pub mod pricing;
+pub mod provider_usage;
 pub mod stored;
+mod upstreams;
 mod write;
 
 pub use driver::{
     hold_leases, spawn, DriverHandle, DriverOptions, LeaseLost, ProxiedTurn, PRIOR_KEY,
 };
-pub use error::ServiceError;
+pub use error::{root_cause, ServiceError};
 pub use ports::{
     Ack, BoxFuture, Clock, Cluster, Credentials, Provider, ProviderKind, Route, Secret, Store,
     StoreError, SystemClock, TokioClock, WarmAnswer,
 };
+pub use upstreams::{Upstream, Upstreams};
 pub use write::Write;

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use warming_core::{
-    ConversationId, Effect, Ledger, PersistId, Settings, Template, Timestamp, WarmRecord,
-};
+use warming_core::{ConversationId, Ledger, Settings, Template, Timestamp, WarmRecord};
 
 /// One durable change.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,40 +88,56 @@ impl Write {
         }
     }
 
-    /// The write a core persist effect asks for, with the id its result is
-    /// reported under; `None` for any other effect.
+    /// The store's write for one the core asked for; `None` for a kind of
+    /// write this build does not know (the core's enum may grow).
     #[must_use]
-    pub fn for_persist(effect: &Effect) -> Option<(PersistId, Self)> {
-        match effect {
-            Effect::PersistSettings {
-                op,
+    pub fn from_core(write: warming_core::Write) -> Option<Self> {
+        use warming_core::Write as Core;
+        Some(match write {
+            Core::Settings {
                 conversation,
                 settings,
-            } => Some((
-                *op,
-                Self::Settings {
-                    conversation: conversation.clone(),
-                    settings: *settings,
-                },
-            )),
-            Effect::PersistBackend {
-                op,
+                ..
+            } => Self::Settings {
+                conversation,
+                settings,
+            },
+            Core::Backend {
                 conversation,
                 backend,
-            } => Some((
-                *op,
-                Self::Backend {
-                    conversation: conversation.clone(),
-                    backend: backend.clone(),
-                },
-            )),
-            Effect::PersistDelete { op, conversation } => Some((
-                *op,
-                Self::Delete {
-                    conversation: conversation.clone(),
-                },
-            )),
-            _ => None,
-        }
+                ..
+            } => Self::Backend {
+                conversation,
+                backend,
+            },
+            Core::Delete { conversation, .. } => Self::Delete { conversation },
+            Core::Template {
+                conversation,
+                template,
+            } => Self::Template {
+                conversation,
+                template,
+            },
+            Core::Schedule {
+                conversation,
+                next_warm_at,
+            } => Self::Schedule {
+                conversation,
+                next_warm_at,
+            },
+            Core::Rhythm {
+                conversation,
+                depth,
+                gaps,
+                idle_since,
+            } => Self::Rhythm {
+                conversation,
+                depth,
+                gaps,
+                idle_since,
+            },
+            Core::Record { record, .. } => Self::Warm(record),
+            _ => return None,
+        })
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use warming_core::{
-    Config, ConversationId, Economics, Effect, IntervalLimits, Policy, SettingsChange, Template,
-    Timestamp, Usage, Warmer,
+    Config, ConversationId, Economics, IntervalLimits, Policy, SettingsChange, Template, Timestamp,
+    Usage, WarmAction, Warmer,
 };
 
 use crate::trace::Trace;
@@ -378,8 +378,11 @@ fn with_engine(
                 break;
             }
             warmer.handle_timeout(due);
-            while let Some(effect) = warmer.poll_effect() {
-                let Effect::Warm(warm) = effect else { continue };
+            while warmer.poll_write().is_some() {}
+            while let Some(action) = warmer.poll_warm() {
+                let WarmAction::Send(warm) = action else {
+                    continue;
+                };
                 let at = due.as_millis() - EPOCH_MS;
                 let sim = &mut sims[by_name(&warm.conversation)];
                 let hit = sim.touched.is_some_and(|t| at <= t + e.ttl_ms);
@@ -392,7 +395,7 @@ fn with_engine(
                 };
                 warmer.warm_completed(due, &warm.conversation, warm.token, usage);
             }
-            while warmer.poll_effect().is_some() {}
+            while warmer.poll_write().is_some() || warmer.poll_event().is_some() {}
         }
     };
     for (at, c, i) in events {
@@ -458,7 +461,10 @@ fn with_engine(
             let op = warmer.update_settings(now, &id, off);
             warmer.persisted(now, op, true);
         }
-        while warmer.poll_effect().is_some() {}
+        while warmer.poll_write().is_some()
+            || warmer.poll_warm().is_some()
+            || warmer.poll_event().is_some()
+        {}
     }
     pump(&mut warmer, &mut sims, &mut ledger, end);
     ledger.outcome(&scenario)

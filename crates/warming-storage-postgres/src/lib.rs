@@ -34,8 +34,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 use warming_core::{ConversationId, IntervalLimits, Restored, Template, WarmRecord};
-use warming_service::blocks::BlockCache;
 use warming_service::{Ack, Store, StoreError, Write};
+use warming_storage_shared::blocks::BlockCache;
 
 pub use schema::SCHEMA_VERSION;
 use writer::{Job, WriterConfig};
@@ -71,12 +71,6 @@ pub struct PgStorage {
     /// Most history rows a read returns: the writer trims a conversation's
     /// history every few rows, so it may briefly hold a few more.
     history_cap: usize,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
-    }
 }
 
 impl PgStorage {

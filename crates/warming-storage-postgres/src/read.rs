@@ -13,8 +13,8 @@ use warming_core::{
     ConversationId, IntervalLimits, Restored, Template, TemplateSummary, Timestamp, Usage,
     WarmKind, WarmOutcome, WarmRecord, WarmStats, WarmTrigger,
 };
-use warming_service::blocks::{BlockCache, Layout};
 use warming_service::StoreError;
+use warming_storage_shared::blocks::{BlockCache, Layout};
 
 /// What the reader is asked, with where to answer.
 pub(crate) enum Read {

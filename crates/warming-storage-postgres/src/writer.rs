@@ -4,22 +4,15 @@
 use std::sync::mpsc::Receiver;
 
 use postgres::{Client, Statement, Transaction};
-use tokio::sync::oneshot;
 use warming_core::Template;
-use warming_service::blocks::{BlockHash, Layout, TemplateWrite};
 use warming_service::{StoreError, Write};
+use warming_storage_shared::blocks::{BlockHash, Layout, TemplateWrite};
+use warming_storage_shared::jobs::{answer, fail_all, next_batch};
 
 use crate::warm_run::{ms, RunStatements, TrimClock, WarmRun};
 
 /// A write waiting for the writer, with whoever waits for its commit.
-pub(crate) enum Job {
-    /// Apply the write, then acknowledge.
-    Write(Write, Option<oneshot::Sender<Result<(), StoreError>>>),
-    /// Acknowledge once everything before it is committed.
-    Flush(oneshot::Sender<Result<(), StoreError>>),
-    /// Finish what came before, then stop.
-    Stop,
-}
+pub(crate) type Job = warming_storage_shared::jobs::Job<StoreError>;
 
 /// How the writer batches and trims.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +99,7 @@ pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot prepare the storage statements");
-            fail_all(&jobs);
+            fail_all(&jobs, &StoreError::Closed);
             return;
         }
     };
@@ -114,14 +107,7 @@ pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config
     let mut prepared_on = 0;
     let mut trims = TrimClock::new(config.history_cap);
     while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < config.max_batch.max(1) {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let stop = batch.iter().any(|job| matches!(job, Job::Stop));
+        let batch = next_batch(&jobs, first, config.max_batch);
         let results = match prepared(&mut connection, &mut statements, &mut prepared_on) {
             Ok(client) => {
                 let results =
@@ -138,20 +124,7 @@ pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config
             }
             Err(unavailable) => vec![Err(unavailable); batch.len()],
         };
-        for (job, result) in batch.into_iter().zip(results) {
-            match job {
-                Job::Write(_, Some(ack)) | Job::Flush(ack) => {
-                    let _ = ack.send(result);
-                }
-                Job::Write(_, None) => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "write-behind storage write failed");
-                    }
-                }
-                Job::Stop => {}
-            }
-        }
-        if stop {
+        if answer(batch, results) {
             break;
         }
     }
@@ -172,19 +145,6 @@ fn prepared<'a>(
         *prepared_on = generation;
     }
     Ok(client)
-}
-
-/// Answers every queued job with a failure (the writer cannot start).
-fn fail_all(jobs: &Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
-        match job {
-            Job::Write(_, Some(ack)) | Job::Flush(ack) => {
-                let _ = ack.send(Err(StoreError::Closed));
-            }
-            Job::Write(_, None) => {}
-            Job::Stop => return,
-        }
-    }
 }
 
 /// Applies a batch in one transaction, warms and schedules a run at a time

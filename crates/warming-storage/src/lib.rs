@@ -83,7 +83,7 @@ pub struct Storage {
     /// Connection for reads; a mutex because `Connection` is not `Sync`.
     reader: Mutex<Connection>,
     /// Hot template blocks.
-    blocks: warming_service::blocks::BlockCache,
+    blocks: warming_storage_shared::blocks::BlockCache,
     /// The database file, for messages.
     path: PathBuf,
 }
@@ -113,7 +113,9 @@ impl Storage {
             jobs,
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
-            blocks: warming_service::blocks::BlockCache::with_bytes(options.template_cache_bytes),
+            blocks: warming_storage_shared::blocks::BlockCache::with_bytes(
+                options.template_cache_bytes,
+            ),
             path: path.to_owned(),
         })
     }

@@ -1,5 +1,5 @@
 //! Templates stored as content-addressed blocks
-//! ([`warming_service::blocks`]): each conversation row keeps its layout
+//! ([`warming_storage_shared::blocks`]): each conversation row keeps its layout
 //! (the small envelope and the names of its blocks) and a summary for the
 //! restore; `template_blocks` keeps each block once, with the number of
 //! conversations using it, and drops it when none does.
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use warming_core::{ConversationId, Template};
-use warming_service::blocks::{BlockCache, BlockHash, Layout, TemplateWrite};
+use warming_storage_shared::blocks::{BlockCache, BlockHash, Layout, TemplateWrite};
 
 use crate::ReadError;
 

@@ -3,21 +3,14 @@
 use std::sync::mpsc::Receiver;
 
 use rusqlite::{params, Connection, Transaction};
-use tokio::sync::oneshot;
 use warming_core::{ConversationId, WarmOutcome, WarmRecord, WarmTrigger};
 pub use warming_service::Write;
+use warming_storage_shared::jobs::{answer, next_batch, writes};
 
 use crate::WriteError;
 
 /// A write waiting for the writer, with whoever waits for its commit.
-pub(crate) enum Job {
-    /// Apply the write, then acknowledge.
-    Write(Write, Option<oneshot::Sender<Result<(), WriteError>>>),
-    /// Acknowledge once everything before it is committed.
-    Flush(oneshot::Sender<Result<(), WriteError>>),
-    /// Finish what came before, then stop.
-    Stop,
-}
+pub(crate) type Job = warming_storage_shared::jobs::Job<WriteError>;
 
 /// How the writer batches and trims.
 #[derive(Debug, Clone, Copy)]
@@ -31,29 +24,9 @@ pub(crate) struct WriterConfig {
 /// Runs until a `Stop` job or until every sender is gone.
 pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, config: WriterConfig) {
     while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < config.max_batch.max(1) {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let stop = batch.iter().any(|job| matches!(job, Job::Stop));
+        let batch = next_batch(&jobs, first, config.max_batch);
         let results = commit_batch(&mut conn, &batch, config.history_cap);
-        for (job, result) in batch.into_iter().zip(results) {
-            match job {
-                Job::Write(_, Some(ack)) | Job::Flush(ack) => {
-                    let _ = ack.send(result);
-                }
-                Job::Write(_, None) => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "write-behind storage write failed");
-                    }
-                }
-                Job::Stop => {}
-            }
-        }
-        if stop {
+        if answer(batch, results) {
             break;
         }
     }
@@ -69,15 +42,9 @@ fn commit_batch(
     history_cap: usize,
 ) -> Vec<Result<(), WriteError>> {
     let all_failed = |e: rusqlite::Error| vec![Err(WriteError::Sqlite(e.to_string())); batch.len()];
-    let writes = || {
-        batch.iter().filter_map(|job| match job {
-            Job::Write(write, _) => Some(write),
-            Job::Flush(_) | Job::Stop => None,
-        })
-    };
     let fast = (|| {
         let tx = conn.transaction()?;
-        for write in writes() {
+        for write in writes(batch) {
             apply(&tx, write, history_cap)?;
         }
         tx.commit()

@@ -1,4 +1,8 @@
-//! `warming-transport`: the service around `warming-core`.
+//! `warming-transport`: the service's inbound HTTP adapter: the API, the
+//! WebSocket surface, the dashboard and the proxy, around the driver of
+//! `warming-service`. The binary configures it ([`HttpOptions`],
+//! [`proxy::ProxyOptions`]); the provider client (outbound) is
+//! `warming-provider`.
 //!
 //! # Layout
 //! - `server`: the HTTP server and its bounded graceful shutdown ([`serve`]).
@@ -6,23 +10,17 @@
 //! - `http`: the HTTP API, its JSON errors and auth.
 //! - `surface`: the WebSocket surface.
 //! - `proxy`: proxy mode, SDK base URL to provider, with lifecycle and usage.
-//! - `provider`: Anthropic / OpenAI / webhook warm clients (the service's
-//!   `Provider` port), usage parsing.
-//! - `config`: the validated service configuration.
-//! - `client`: a client of a running server (the CLI's), human durations.
+//! - `state_json`: a conversation's state in the contract's JSON.
+//! - `peer`: calls forwarded to the instance holding a conversation.
 
 pub mod admission;
-pub mod client;
-pub mod config;
 pub mod http;
 mod listen;
 pub use listen::bind;
 mod peer;
-pub mod provider;
 pub mod proxy;
 mod server;
+pub mod state_json;
 pub mod surface;
 
-pub use config::ServerConfig;
-pub use server::{serve, ServeError, ServiceParts};
-pub use warming_service::{ProviderKind, Secret};
+pub use server::{serve, HttpOptions, ServeError, ServiceParts};

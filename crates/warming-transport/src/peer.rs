@@ -65,7 +65,9 @@ pub async fn state_of(state: &AppState, id: &ConversationId) -> Result<Conversat
             .map_err(|e| e.to_string()),
         Some(peer) => {
             let path = format!("/v1/conversations/{id}");
-            call(state, &peer, reqwest::Method::GET, &path, None).await
+            call::<crate::state_json::StateJson>(state, &peer, reqwest::Method::GET, &path, None)
+                .await
+                .map(ConversationState::from)
         }
     }
 }

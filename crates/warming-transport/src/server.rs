@@ -11,14 +11,41 @@ use warming_service::generations::Generations;
 use warming_service::metrics::Metrics;
 use warming_service::DriverHandle;
 
-use crate::config::ServerConfig;
 use crate::http::{router, AppState};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, ProxyOptions};
+
+/// What the HTTP side is configured with: its part of the binary's
+/// configuration.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Bearer token `/v1`, `/metrics`, the dashboard and (as
+    /// `x-warming-token`) the proxy require, if any.
+    pub token: Option<warming_service::Secret>,
+    /// Serve `/metrics` and the dashboard without the token.
+    pub public_metrics: bool,
+    /// Interval bounds, for the surface's spec and settings' clamping notes.
+    pub limits: warming_core::IntervalLimits,
+    /// Most client connections open at once; an eighth more (at least 8)
+    /// are reserved for probes and token holders.
+    pub max_connections: usize,
+    /// Most connections one client address may hold.
+    pub max_connections_per_client: usize,
+    /// Longest a client may take to send a request's headers.
+    pub header_read_timeout: std::time::Duration,
+    /// Longest a client may take to send a request's body.
+    pub body_read_timeout: std::time::Duration,
+    /// How long a shutdown waits for requests in flight (proxied streams
+    /// included) before cancelling them.
+    pub shutdown_grace: std::time::Duration,
+    /// Longest a call forwarded to the instance holding a conversation may
+    /// take (a dead peer must not hold the caller longer than a lease).
+    pub peer_timeout: std::time::Duration,
+}
 
 /// Why the HTTP server could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The configuration is refused.
+    /// A part of the configuration cannot be used (a header name, say).
     #[error("{0}")]
     Config(String),
     /// The server failed.
@@ -38,7 +65,7 @@ pub struct ServiceParts {
 }
 
 /// Serves the HTTP API, the surface, the dashboard and the proxy on
-/// `listener` until `shutdown` resolves. Then it stops accepting, gives
+/// `listener` until `shutdown` resolves; the binary validated `config`. Then it stops accepting, gives
 /// requests in flight `shutdown_grace` to finish, cancels the proxied
 /// generations still running, and returns; the caller stops the service.
 ///
@@ -46,13 +73,13 @@ pub struct ServiceParts {
 /// [`ServeError`] when the configuration is refused or the server fails.
 pub async fn serve(
     listener: TcpListener,
-    config: &ServerConfig,
+    config: &HttpOptions,
+    proxy: &ProxyOptions,
     service: ServiceParts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    config.validate().map_err(ServeError::Config)?;
     let proxy =
-        Arc::new(Proxy::new(config, service.generations.clone()).map_err(ServeError::Config)?);
+        Arc::new(Proxy::new(proxy, service.generations.clone()).map_err(ServeError::Config)?);
     let state = AppState {
         driver: service.driver,
         token: config.token.clone(),
@@ -65,11 +92,11 @@ pub async fn serve(
         peers: reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(2))
-            .timeout(config.warm_timeout + config.lease)
+            .timeout(config.peer_timeout)
             .build()
             .map_err(|e| ServeError::Config(format!("cannot build the peer client: {e}")))?,
     };
-    tracing::info!(listen = %listener.local_addr()?, provider = config.provider.as_str(), "serving");
+    tracing::info!(listen = %listener.local_addr()?, "serving");
     // The signal stops accepting; requests in flight get `shutdown_grace`
     // to finish, then proxied generations are cancelled and whatever still
     // runs is dropped with the runtime, so a stuck upstream cannot hold the

@@ -55,7 +55,7 @@ fn surface_message(kind: &str, state: &ConversationState, limits: &IntervalLimit
         "surfaceId": SURFACE_ID,
         "conversationId": state.conversation_id,
         "spec": spec(state, limits),
-        "state": state,
+        "state": crate::state_json::StateJson::from(state),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use warming_transport::ProviderKind;
+use warming_service::ProviderKind;
 
 /// Flags of `warming serve`; each also reads `WARMING_<FLAG>`.
 // These doc comments are the `--help` text, where a URL reads best bare.

@@ -14,8 +14,8 @@ use paths::{default_config, default_db};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::config::{ProviderKind, Secret, ServerConfig};
 use warming_core::IntervalLimits;
-use warming_transport::{ProviderKind, Secret, ServerConfig};
 fn env_secret(name: &str) -> Option<Secret> {
     std::env::var(name)
         .ok()
@@ -236,7 +236,7 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     // `0` (none) is a duration for these keys, not an error.
     let duration_or_zero = |key: &str, text: String| match text.trim() {
         "0" => Ok(Duration::ZERO),
-        text => warming_transport::client::parse_duration(text)
+        text => crate::client::parse_duration(text)
             .map(Duration::from_millis)
             .map_err(|e| format!("{key}: {e}")),
     };

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use super::conversation::OWN_GAPS;
 use super::{Pending, Restored, Warmer};
-use crate::{ConversationId, Effect, PersistId, SettingsChange, Timestamp, WarmToken, WarmTrigger};
+use crate::{
+    ConversationId, Event, PersistId, SettingsChange, Timestamp, WarmAction, WarmToken,
+    WarmTrigger, Write,
+};
 
 impl Warmer {
     /// A manual warm, sent now on the same path as a timed one. On success
@@ -40,7 +43,7 @@ impl Warmer {
         Ok(self.fire(slot, WarmTrigger::Manual, now, now))
     }
 
-    /// Asks to change settings. Emits [`Effect::PersistSettings`]; memory
+    /// Asks to change settings. Emits [`Write::Settings`]; memory
     /// changes (and subscribers hear of it) only when the caller reports the
     /// write with [`persisted`](Self::persisted). Intervals are clamped.
     #[must_use = "report the write's result with `persisted`"]
@@ -84,12 +87,12 @@ impl Warmer {
         let conversation = c.id.clone();
         self.invalidate_in_flight(slot);
         self.disarm(slot);
-        self.effects.push_back(Effect::AbortGeneration {
+        self.out.warms.push_back(WarmAction::AbortGeneration {
             conversation: conversation.clone(),
         });
         self.pending.insert(op, Pending::Close { slot, settings });
-        self.effects.push_back(Effect::PersistSettings {
-            op: PersistId(op),
+        self.out.writes.push_back(Write::Settings {
+            ack: PersistId(op),
             conversation,
             settings,
         });
@@ -142,8 +145,8 @@ impl Warmer {
         let conversation = c.id.clone();
         self.pending
             .insert(op, Pending::Settings { slot, settings });
-        self.effects.push_back(Effect::PersistSettings {
-            op: PersistId(op),
+        self.out.writes.push_back(Write::Settings {
+            ack: PersistId(op),
             conversation,
             settings,
         });
@@ -161,8 +164,8 @@ impl Warmer {
         let slot = self.slot_of(id)?;
         let op = self.next_op();
         self.pending.insert(op, Pending::Delete { slot });
-        self.effects.push_back(Effect::PersistDelete {
-            op: PersistId(op),
+        self.out.writes.push_back(Write::Delete {
+            ack: PersistId(op),
             conversation: id.clone(),
         });
         Some(PersistId(op))
@@ -174,11 +177,11 @@ impl Warmer {
         self.invalidate_in_flight(slot);
         self.disarm_quietly(slot);
         let id = self.retire(slot);
-        self.effects.push_back(Effect::AbortGeneration {
+        self.out.warms.push_back(WarmAction::AbortGeneration {
             conversation: id.clone(),
         });
         let state = self.state(&id);
-        self.effects.push_back(Effect::Notify(state));
+        self.out.events.push_back(Event::Changed(Arc::new(state)));
     }
 
     /// Another holder has the conversation now (a cluster member adopted it
@@ -209,7 +212,7 @@ impl Warmer {
     }
 
     /// The upstream named the backend that served the conversation. A new id
-    /// is persisted first ([`Effect::PersistBackend`]) and adopted only once
+    /// is persisted first ([`Write::Backend`]) and adopted only once
     /// the write is confirmed; a failed write keeps the old id, so the next
     /// report retries. Returns the write to report, or `None` if unchanged.
     #[must_use = "report the write's result with `persisted`"]
@@ -234,8 +237,8 @@ impl Warmer {
                 backend: backend.clone(),
             },
         );
-        self.effects.push_back(Effect::PersistBackend {
-            op: PersistId(op),
+        self.out.writes.push_back(Write::Backend {
+            ack: PersistId(op),
             conversation,
             backend,
         });

@@ -63,7 +63,7 @@ pub struct Config {
     /// `0` sets no cap. Default 0.
     pub(crate) max_spend_per_conversation_day: f64,
     /// Keep only [detached](Template::detach) templates in memory: the
-    /// body goes out in [`Effect::SaveTemplate`] and every
+    /// body goes out in [`Write::Template`](crate::Write::Template) and every
     /// [`WarmRequest::template`] is detached, so the embedder reads the body
     /// back from its store before sending a warm. For services holding many
     /// conversations with long prompts. Default `false`: warms carry their

@@ -54,7 +54,7 @@ pub(crate) struct InFlight {
 /// Everything the engine knows about one conversation.
 #[derive(Debug)]
 pub(crate) struct Conversation {
-    /// Its id, shared with the index and every effect naming it.
+    /// Its id, shared with the index and every output naming it.
     pub id: ConversationId,
     /// Settings whose write was confirmed (or a close, applied at once).
     pub settings: Settings,

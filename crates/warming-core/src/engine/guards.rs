@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::Warmer;
 use crate::{
-    decide, minimum_cacheable_tokens, Effect, GapView, StopReason, Timestamp, WarmOutcome,
-    WarmRecord, WarmTrigger,
+    decide, minimum_cacheable_tokens, GapView, StopReason, Timestamp, WarmOutcome, WarmRecord,
+    WarmTrigger, Write,
 };
 
 impl Warmer {
@@ -67,8 +67,11 @@ impl Warmer {
             Arc::from(reason.to_string()),
             c.backend.clone(),
         );
-        self.effects.push_back(Effect::RecordWarm(record));
-        self.effects.push_back(Effect::SaveSchedule {
+        self.out.writes.push_back(Write::Record {
+            record,
+            answers: None,
+        });
+        self.out.writes.push_back(Write::Schedule {
             conversation,
             next_warm_at: None,
         });

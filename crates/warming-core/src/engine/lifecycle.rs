@@ -7,14 +7,14 @@ use super::conversation::OWN_GAPS;
 use super::Warmer;
 use crate::lifecycle::{guard, LifecycleStep};
 use crate::{
-    ConversationId, Effect, EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState,
-    Template, Timestamp,
+    ConversationId, Event, EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState,
+    Template, Timestamp, Write,
 };
 
 impl Warmer {
     /// A turn started: the conversation is active, its timer is cancelled
     /// and an in-flight warm is invalidated. A conversation first seen here
-    /// is written ([`Effect::SaveSchedule`], nothing scheduled), so that a
+    /// is written ([`Write::Schedule`], nothing scheduled), so that a
     /// caller who waits for the write knows it survives a crash.
     #[doc(alias = "invalidate")]
     #[doc(alias = "pause")]
@@ -23,7 +23,7 @@ impl Warmer {
         let first_seen = self.slot_of(id).is_none();
         let slot = self.ensure(id);
         if first_seen {
-            self.effects.push_back(Effect::SaveSchedule {
+            self.out.writes.push_back(Write::Schedule {
                 conversation: id.clone(),
                 next_warm_at: None,
             });
@@ -136,13 +136,13 @@ impl Warmer {
                     tokens as f64 / economics.prefill_tokens_per_sec.max(1.0);
                 saved = Some(dollars);
             }
-            let returned = Effect::TurnReturned {
+            let returned = Event::TurnReturned {
                 conversation: c.id.clone(),
                 idle_ms: gap,
                 warms: c.warms_in_gap,
                 miss_avoided_tokens,
             };
-            self.effects.push_back(returned);
+            self.out.events.push_back(returned);
             if let Some(dollars) = saved {
                 self.saved(slot, dollars);
             }
@@ -195,13 +195,13 @@ impl Warmer {
             c.stopped = None;
             c.idle_since = Some(now);
             let depth = c.depth;
-            let rhythm = Effect::SaveRhythm {
+            let rhythm = Write::Rhythm {
                 conversation: c.id.clone(),
                 depth,
                 gaps: c.own_gaps.clone(),
                 idle_since: now,
             };
-            self.effects.push_back(rhythm);
+            self.out.writes.push_back(rhythm);
             let due = now.plus_millis(self.config.economics.ttl_ms);
             let seq = self.resolutions.open(due, depth);
             self.conv(slot).uncounted_turn = Some(seq);
@@ -215,7 +215,7 @@ impl Warmer {
                 template.clone()
             });
             let conversation = c.id.clone();
-            self.effects.push_back(Effect::SaveTemplate {
+            self.out.writes.push_back(Write::Template {
                 conversation,
                 template,
             });

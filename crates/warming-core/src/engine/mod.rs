@@ -1,5 +1,5 @@
 //! The engine: every conversation's state, the deadline index and the
-//! effect queue. Inputs live in `lifecycle.rs` (turns and runtime events),
+//! output queues. Inputs live in `lifecycle.rs` (turns and runtime events),
 //! `commands.rs` (what people ask for) and `outcomes.rs` (time and effect
 //! outcomes); what stops a timed warm in `guards.rs`; the record in
 //! `conversation.rs`.
@@ -18,7 +18,7 @@ pub use answers::{WarmFailure, WarmNowError, WarmReply};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use money::MoneyToday;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -26,9 +26,10 @@ use rustc_hash::FxHashMap;
 pub use self::conversation::WarmStats;
 use self::conversation::{Conversation, Deadline, InFlight};
 use self::resolutions::Resolutions;
+use crate::output::Outputs;
 use crate::{
-    ConversationId, ConversationState, Effect, PersistId, ReturnPrior, Settings, Template,
-    Timestamp, WarmRequest, WarmToken, WarmTrigger,
+    ConversationId, ConversationState, Event, PersistId, ReturnPrior, Settings, Template,
+    Timestamp, WarmAction, WarmRequest, WarmToken, WarmTrigger, Write,
 };
 
 /// Which conversations a [`Warmer::conversations_page`] lists.
@@ -112,11 +113,12 @@ enum Pending {
 ///    ([`turn_started`](Self::turn_started), [`turn_settled`](Self::turn_settled),
 ///    [`runtime_event`](Self::runtime_event), [`close`](Self::close)), user
 ///    commands ([`update_settings`](Self::update_settings),
-///    [`warm_now`](Self::warm_now)), and outcomes of effects it carried out
+///    [`warm_now`](Self::warm_now)), and outcomes of outputs it carried out
 ///    ([`warm_completed`](Self::warm_completed), [`warm_failed`](Self::warm_failed),
 ///    [`persisted`](Self::persisted), [`backend_resolved`](Self::backend_resolved));
-/// 2. drains [`poll_effect`](Self::poll_effect) until it returns `None` and
-///    carries out each effect in order;
+/// 2. drains [`poll_write`](Self::poll_write), then
+///    [`poll_warm`](Self::poll_warm), then [`poll_event`](Self::poll_event)
+///    until each returns `None`, carrying out each output in order;
 /// 3. calls [`handle_timeout`](Self::handle_timeout) when the time returned
 ///    by [`poll_timeout`](Self::poll_timeout) is reached (and before serving
 ///    [`state`](Self::state) if time may have passed), then drains again.
@@ -126,7 +128,7 @@ enum Pending {
 /// comes early, late or twice is harmless: due deadlines are re-checked.
 ///
 /// ```
-/// use warming_core::{Config, ConversationId, Effect, Policy, SettingsChange, Template, Timestamp, Usage, Warmer};
+/// use warming_core::{Config, ConversationId, Policy, SettingsChange, Template, Timestamp, Usage, WarmAction, Warmer, Write};
 ///
 /// // A conversation someone enabled warms every interval (`Policy::Fixed`)
 /// // until a turn, a close, or an hour of idle time (`max_idle_ms`).
@@ -142,11 +144,14 @@ enum Pending {
 /// let due = warmer.poll_timeout().unwrap();
 /// assert_eq!(due, t0.plus_millis(240_000));
 ///
-/// while warmer.poll_effect().is_some() {}
+/// while warmer.poll_write().is_some() {}
 /// warmer.handle_timeout(due);
-/// let Some(Effect::Warm(warm)) = warmer.poll_effect() else { panic!("no warm") };
-/// let record = warmer.warm_completed(due.plus_millis(300), &id, warm.token, Usage::anthropic(3, 5_000, 0));
-/// assert_eq!(record.unwrap().pct, Some(5_000.0 / 5_003.0 * 100.0));
+/// let Some(WarmAction::Send(warm)) = warmer.poll_warm() else { panic!("no warm") };
+/// assert!(warmer.warm_completed(due.plus_millis(300), &id, warm.token, Usage::anthropic(3, 5_000, 0)));
+/// let records: Vec<_> = std::iter::from_fn(|| warmer.poll_write())
+///     .filter_map(|w| match w { Write::Record { record, .. } => Some(record), _ => None })
+///     .collect();
+/// assert_eq!(records[0].pct, Some(5_000.0 / 5_003.0 * 100.0));
 /// assert_eq!(warmer.state(&id).next_warm_at, Some(due.plus_millis(240_000)));
 /// ```
 #[derive(Debug)]
@@ -162,8 +167,8 @@ pub struct Warmer {
     deadlines: BTreeSet<(Timestamp, u32)>,
     /// Writes issued and not yet reported, by sequence number.
     pending: FxHashMap<u64, Pending>,
-    /// Effects waiting to be drained.
-    effects: VecDeque<Effect>,
+    /// Outputs waiting to be drained, one queue per consumer.
+    out: Outputs,
     /// Next warm token; global, so a token is never reused.
     next_token: u64,
     /// Next write sequence number; global and increasing, so "newer write"
@@ -191,7 +196,7 @@ impl Warmer {
             slots: FxHashMap::default(),
             deadlines: BTreeSet::new(),
             pending: FxHashMap::default(),
-            effects: VecDeque::new(),
+            out: Outputs::default(),
             next_token: 1,
             next_op: 1,
             now: Timestamp::default(),
@@ -221,10 +226,25 @@ impl Warmer {
         &self.config
     }
 
-    /// The next effect to carry out, in order; `None` when drained.
+    /// The next write for the store, in order; `None` when drained. Drain
+    /// the writes before the warms: a warm of a detached template reads
+    /// back the body the write before it stored.
     #[must_use]
-    pub fn poll_effect(&mut self) -> Option<Effect> {
-        self.effects.pop_front()
+    pub fn poll_write(&mut self) -> Option<Write> {
+        self.out.writes.pop_front()
+    }
+
+    /// The next warm to send or abort, in order; `None` when drained.
+    #[must_use]
+    pub fn poll_warm(&mut self) -> Option<WarmAction> {
+        self.out.warms.pop_front()
+    }
+
+    /// The next event for watchers (UIs, metrics), in order; `None` when
+    /// drained.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, or
@@ -456,7 +476,7 @@ impl Warmer {
         self.deadlines.insert((at, slot));
         if save {
             let conversation = self.conv(slot).id.clone();
-            self.effects.push_back(Effect::SaveSchedule {
+            self.out.writes.push_back(Write::Schedule {
                 conversation,
                 next_warm_at: Some(at),
             });
@@ -468,7 +488,7 @@ impl Warmer {
         if let Some(old) = self.conv(slot).deadline.take() {
             self.deadlines.remove(&(old.at, slot));
             let conversation = self.conv(slot).id.clone();
-            self.effects.push_back(Effect::SaveSchedule {
+            self.out.writes.push_back(Write::Schedule {
                 conversation,
                 next_warm_at: None,
             });
@@ -545,7 +565,7 @@ impl Warmer {
     fn invalidate_in_flight(&mut self, slot: u32) {
         if let Some(flight) = self.conv(slot).in_flight.take() {
             let conversation = self.conv(slot).id.clone();
-            self.effects.push_back(Effect::AbortWarm {
+            self.out.warms.push_back(WarmAction::Abort {
                 conversation,
                 token: flight.token,
             });
@@ -580,14 +600,14 @@ impl Warmer {
             trigger,
             due_at,
         };
-        self.effects.push_back(Effect::Warm(request));
+        self.out.warms.push_back(WarmAction::Send(request));
         token
     }
 
     /// Queues the conversation's current state for its subscribers.
     fn notify(&mut self, slot: u32) {
         let state = self.conversations[slot as usize].snapshot(&self.config);
-        self.effects.push_back(Effect::Notify(state));
+        self.out.events.push_back(Event::Changed(Arc::new(state)));
     }
 
     /// Delay before retrying after `failures` consecutive failures: doubling

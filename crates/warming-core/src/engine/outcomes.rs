@@ -1,4 +1,4 @@
-//! Time passing and the outcomes of effects: due warms sent, warms
+//! Time passing and the outcomes of outputs: due warms sent, warms
 //! answered or failed, turns seen through a proxy, writes confirmed.
 
 use super::answers::{WarmFailure, WarmReply};
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Pending, Warmer};
 use crate::{
     ConversationId, PersistId, StopReason, Timestamp, Usage, WarmOutcome, WarmRecord, WarmToken,
-    WarmTrigger,
+    WarmTrigger, Write,
 };
 
 impl Warmer {
@@ -46,10 +46,10 @@ impl Warmer {
         }
     }
 
-    /// A warm answered. Returns its history record for the caller to keep
-    /// (it is not queued as an effect), or `None` when the token is stale
+    /// A warm answered. Returns `false` when the token is stale
     /// (superseded, or the conversation turned active), in which case
-    /// nothing changes.
+    /// nothing changes; else its history record comes out as
+    /// [`Write::Record`] naming `token`.
     ///
     /// The next warm is due one interval after this warm *started*, because
     /// the provider's TTL restarts when a request reads the cache.
@@ -59,7 +59,7 @@ impl Warmer {
         id: &ConversationId,
         token: WarmToken,
         usage: Usage,
-    ) -> Option<WarmRecord> {
+    ) -> bool {
         let reply = WarmReply {
             usage,
             backend: None,
@@ -82,17 +82,21 @@ impl Warmer {
         id: &ConversationId,
         token: WarmToken,
         reply: WarmReply<'_>,
-    ) -> Option<WarmRecord> {
+    ) -> bool {
         let WarmReply {
             usage,
             backend,
             kind,
         } = reply;
         let now = self.tick(now);
-        let slot = self.slot_of(id)?;
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
         let limits = self.config.limits;
         let c = self.conv(slot);
-        let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
+        let Some(flight) = c.in_flight.filter(|f| f.token == token && !c.active) else {
+            return false;
+        };
         c.in_flight = None;
         c.failures = 0;
         c.last_touch = c.last_touch.max(Some(flight.started_at));
@@ -135,24 +139,33 @@ impl Warmer {
             let _ = self.backend_resolved(now, id, backend);
         }
         self.notify(slot);
-        Some(record)
+        self.out.writes.push_back(Write::Record {
+            record,
+            answers: Some(token),
+        });
+        true
     }
 
-    /// A warm failed. Returns its history record for the caller to keep,
-    /// or `None` for a stale token. The error becomes `lastError` and, if warming is on, a retry is
-    /// armed with backoff, never later than one interval.
+    /// A warm failed. Returns `false` for a stale token (nothing changes);
+    /// else its history record comes out as [`Write::Record`] naming
+    /// `token`. The error becomes `lastError` and, if warming is on, a retry
+    /// is armed with backoff, never later than one interval.
     pub fn warm_failed(
         &mut self,
         now: Timestamp,
         id: &ConversationId,
         token: WarmToken,
         failure: WarmFailure,
-    ) -> Option<WarmRecord> {
+    ) -> bool {
         let now = self.tick(now);
-        let slot = self.slot_of(id)?;
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
         let limits = self.config.limits;
         let c = self.conv(slot);
-        let flight = c.in_flight.filter(|f| f.token == token && !c.active)?;
+        let Some(flight) = c.in_flight.filter(|f| f.token == token && !c.active) else {
+            return false;
+        };
         c.in_flight = None;
         c.failures = c.failures.saturating_add(1);
         let error: Arc<str> = Arc::from(failure.message);
@@ -177,23 +190,30 @@ impl Warmer {
             self.disarm(slot);
         }
         self.notify(slot);
-        Some(record)
+        self.out.writes.push_back(Write::Record {
+            record,
+            answers: Some(token),
+        });
+        true
     }
 
     /// Records the usage of a real turn (seen by a proxy) in history, with
     /// trigger [`WarmTrigger::Turn`], and counts a returning one (any but
     /// the conversation's first) in its [`TurnReads`](crate::TurnReads).
-    /// Warm stats are not touched: `lastPct` stays the last warm's. Returns
-    /// the record, or `None` for a conversation never seen.
+    /// Warm stats are not touched: `lastPct` stays the last warm's. The
+    /// record comes out as [`Write::Record`]; returns `false` (and records
+    /// nothing) for a conversation never seen.
     pub fn record_turn(
         &mut self,
         now: Timestamp,
         id: &ConversationId,
         started_at: Timestamp,
         usage: Usage,
-    ) -> Option<WarmRecord> {
+    ) -> bool {
         let now = self.tick(now);
-        let slot = self.slot_of(id)?;
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
         let c = self.conv(slot);
         c.prefix_tokens = usage.prompt_tokens();
         let record = WarmRecord::answered(
@@ -208,7 +228,11 @@ impl Warmer {
             c.turns.hits += u64::from(record.outcome == WarmOutcome::Hit);
             c.turns.last_pct = record.pct;
         }
-        Some(record)
+        self.out.writes.push_back(Write::Record {
+            record,
+            answers: None,
+        });
+        true
     }
 
     /// Reports whether a requested write committed. On success the change is

@@ -40,10 +40,10 @@ fn turn_started_pauses_cancels_and_invalidates_the_warm_in_flight() {
     h.advance(100);
     h.warmer.turn_started(h.now, &id("c"));
     let effects = h.drain();
-    assert!(effects.contains(&Effect::AbortWarm {
+    assert!(effects.contains(&Out::Warm(WarmAction::Abort {
         conversation: id("c"),
         token
-    }));
+    })));
     let pushed = notifications(&effects);
     assert_eq!(pushed.len(), 1);
     assert!(pushed[0].active);
@@ -51,7 +51,7 @@ fn turn_started_pauses_cancels_and_invalidates_the_warm_in_flight() {
 
     // The late completion of the superseded warm changes nothing.
     h.advance(100);
-    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert_eq!(h.warm_completed(h.now, &id("c"), token, HIT), None);
     assert!(h.drain().is_empty());
     assert_eq!(h.state("c").warm_count, 0);
     assert_eq!(h.warmer.poll_timeout(), None);
@@ -86,7 +86,7 @@ fn turn_settled_arms_first_and_then_notifies_a_future_next_warm() {
     assert!(!pushed[0].active);
     assert!(effects
         .iter()
-        .any(|e| matches!(e, Effect::SaveTemplate { .. })));
+        .any(|e| matches!(e, Out::Write(Write::Template { .. }))));
 }
 
 #[test]
@@ -183,8 +183,7 @@ fn a_turn_longer_than_the_interval_warms_at_once_and_never_shows_a_past_next_war
     }
     let token = warms(&effects)[0].token;
     h.advance(500);
-    h.warmer
-        .warm_completed(h.now, &id("long"), token, Usage::anthropic(3, 5_000, 0));
+    h.warm_completed(h.now, &id("long"), token, Usage::anthropic(3, 5_000, 0));
     let next = h.state("long").next_warm_at.unwrap();
     assert_eq!(next, h.now.plus_millis(60_000 - 500));
 }

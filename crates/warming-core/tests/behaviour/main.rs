@@ -15,11 +15,11 @@ mod warms;
 mod prelude {
     pub use std::sync::Arc;
 
-    pub use crate::support::{id, notifications, template, warms, Harness, T0};
+    pub use crate::support::{id, notifications, template, warms, Harness, Out, T0};
     pub use warming_core::{
-        Config, ConversationId, Effect, EventDisposition, IntervalLimits, Restored, RuntimeEvent,
-        RuntimeEventKind, Settings, SettingsChange, Timestamp, Usage, WarmFailure, WarmNowError,
-        WarmOutcome, WarmStats, WarmTrigger,
+        Config, ConversationId, Event, EventDisposition, IntervalLimits, Restored, RuntimeEvent,
+        RuntimeEventKind, Settings, SettingsChange, Timestamp, Usage, WarmAction, WarmFailure,
+        WarmNowError, WarmOutcome, WarmStats, WarmTrigger, Write,
     };
 
     /// A warm that read the whole 5k-token prefix from the cache.

@@ -17,9 +17,7 @@ fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
     h.settle("c", "sys");
     for _ in 0..2 {
         let token = warms(&h.run_to_deadline())[0].token;
-        h.warmer
-            .warm_completed(h.now, &id("c"), token, HIT)
-            .unwrap();
+        h.warm_completed(h.now, &id("c"), token, HIT).unwrap();
         h.drain();
     }
     let effects = h.run_to_deadline();
@@ -37,7 +35,7 @@ fn a_ping_limit_stops_warming_with_a_reason_until_the_next_turn() {
     let stop = effects
         .iter()
         .find_map(|e| match e {
-            Effect::RecordWarm(r) => Some(r),
+            Out::Write(Write::Record { record: r, .. }) => Some(r),
             _ => None,
         })
         .expect("the stop is recorded");
@@ -117,7 +115,7 @@ fn a_restored_conversation_keeps_its_rhythm_for_the_policies() {
     h.settle("r", "sys");
     let effects = h.drain();
     let rhythm = effects.iter().find_map(|e| match e {
-        Effect::SaveRhythm { depth, gaps, .. } => Some((*depth, gaps.clone())),
+        Out::Write(Write::Rhythm { depth, gaps, .. }) => Some((*depth, gaps.clone())),
         _ => None,
     });
     // The restored depth counts on, and the restored gaps stay (the restart
@@ -153,8 +151,7 @@ fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
             break;
         };
         sent += 1;
-        h.warmer
-            .warm_completed(h.now, &id("c"), warm, Usage::anthropic(3, 5_000, 0));
+        h.warm_completed(h.now, &id("c"), warm, Usage::anthropic(3, 5_000, 0));
         let s = h.state("c");
         assert!(s.next_warm_at.unwrap() > h.now, "{s:?}");
     }
@@ -178,8 +175,7 @@ fn a_conversation_a_person_enabled_warms_every_interval_until_the_idle_cap() {
 
     // A manual warm starts warming again, with the idle count reset.
     let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
-    h.warmer
-        .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    h.warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
     h.drain();
     assert_eq!(h.state("c").stopped_reason, None);
     let effects = h.run_to_deadline();
@@ -199,8 +195,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     for _ in 0..20 {
         let effects = h.run_to_deadline();
         let token = warms(&effects)[0].token;
-        h.warmer
-            .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+        h.warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
     }
     assert!(h.state("c").next_warm_at.is_some());
 
@@ -227,7 +222,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
         retry_after_ms: None,
         refused: false,
     };
-    h.warmer.warm_failed(h.now, &id("c"), token, failure);
+    h.warm_failed(h.now, &id("c"), token, failure);
     let retry = h.run_to_deadline();
     assert_eq!(warms(&retry).len(), 1, "a retry inside the cap is sent");
     let token = warms(&retry)[0].token;
@@ -236,7 +231,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
         retry_after_ms: Some(40_000),
         refused: false,
     };
-    h.warmer.warm_failed(h.now, &id("c"), token, failure);
+    h.warm_failed(h.now, &id("c"), token, failure);
     let late = h.run_to_deadline();
     assert!(warms(&late).is_empty());
     assert!(h.state("c").stopped_reason.unwrap().contains("idle for 1m"));
@@ -256,8 +251,7 @@ fn re_enabling_restarts_warming_after_the_idle_cap() {
         let effects = h.run_to_deadline();
         if let Some(warm) = warms(&effects).first() {
             let token = warm.token;
-            h.warmer
-                .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+            h.warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
         }
     }
     h.set(
@@ -274,8 +268,7 @@ fn re_enabling_restarts_warming_after_the_idle_cap() {
     let effects = h.drain();
     assert_eq!(warms(&effects).len(), 1);
     let token = warms(&effects)[0].token;
-    h.warmer
-        .warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
+    h.warm_completed(h.now, &id("c"), token, Usage::anthropic(3, 5_000, 0));
     assert!(h.state("c").next_warm_at.unwrap() > h.now);
 }
 
@@ -367,7 +360,7 @@ fn a_refused_warm_stops_warming_instead_of_retrying() {
         retry_after_ms: None,
         refused: true,
     };
-    h.warmer.warm_failed(h.now, &id("r"), token, failure);
+    h.warm_failed(h.now, &id("r"), token, failure);
     let s = h.state("r");
     assert_eq!(s.next_warm_at, None);
     assert!(s.last_error.unwrap().contains("budget_tokens"));
@@ -407,8 +400,7 @@ fn a_prefix_the_provider_will_not_cache_is_not_warmed() {
     h.enable("plain");
     h.settle("plain", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    h.warmer
-        .warm_completed(h.now, &id("plain"), token, Usage::anthropic(40, 0, 0));
+    h.warm_completed(h.now, &id("plain"), token, Usage::anthropic(40, 0, 0));
     let s = h.state("plain");
     assert_eq!(s.next_warm_at, None);
     assert!(s.stopped_reason.unwrap().contains("cached nothing"));
@@ -441,20 +433,19 @@ fn a_returning_turn_reports_its_gap_its_warms_and_the_miss_they_avoided() {
     h.settle("g", "sys");
     for _ in 0..2 {
         let token = warms(&h.run_to_deadline())[0].token;
-        h.warmer
-            .warm_completed(h.now, &id("g"), token, Usage::anthropic(3, 7_000, 0));
+        h.warm_completed(h.now, &id("g"), token, Usage::anthropic(3, 7_000, 0));
     }
     h.drain();
     h.advance(30_000);
     h.warmer.turn_started(h.now, &id("g"));
-    let returned = |effects: Vec<Effect>| {
+    let returned = |effects: Vec<Out>| {
         effects.into_iter().find_map(|e| match e {
-            Effect::TurnReturned {
+            Out::Event(Event::TurnReturned {
                 idle_ms,
                 warms,
                 miss_avoided_tokens,
                 ..
-            } => Some((idle_ms, warms, miss_avoided_tokens)),
+            }) => Some((idle_ms, warms, miss_avoided_tokens)),
             _ => None,
         })
     };
@@ -468,8 +459,7 @@ fn a_returning_turn_reports_its_gap_its_warms_and_the_miss_they_avoided() {
     // anyway, so warming avoided nothing.
     h.settle("g", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    h.warmer
-        .warm_completed(h.now, &id("g"), token, Usage::anthropic(3, 7_000, 0));
+    h.warm_completed(h.now, &id("g"), token, Usage::anthropic(3, 7_000, 0));
     h.advance(1_000);
     h.warmer.turn_started(h.now, &id("g"));
     assert_eq!(returned(h.drain()), Some((241_000, 1, None)));
@@ -555,8 +545,7 @@ fn answer_due_warms(h: &mut Harness, read: impl Fn(&str) -> u64) -> usize {
     let sent = warms(&effects);
     for warm in &sent {
         let usage = Usage::anthropic(0, read(warm.conversation.as_str()), 0);
-        h.warmer
-            .warm_completed(h.now, &warm.conversation, warm.token, usage);
+        h.warm_completed(h.now, &warm.conversation, warm.token, usage);
     }
     sent.len()
 }
@@ -669,8 +658,7 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
     for _ in 0..2 {
         let token = warms(&h.run_to_deadline())[0].token;
         h.advance(400);
-        h.warmer
-            .warm_completed(h.now, &id("l"), token, Usage::anthropic(3, 7_000, 0));
+        h.warm_completed(h.now, &id("l"), token, Usage::anthropic(3, 7_000, 0));
     }
     // An unknown model is priced at the default $3/M input: each warm read
     // 7 000 tokens at 0.1x and sent 3 uncached, $0.002109.
@@ -698,8 +686,7 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
     // is spent and nothing more is saved.
     h.settle("l", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    h.warmer
-        .warm_completed(h.now, &id("l"), token, Usage::anthropic(3, 7_000, 0));
+    h.warm_completed(h.now, &id("l"), token, Usage::anthropic(3, 7_000, 0));
     h.advance(1_000);
     h.warmer.turn_started(h.now, &id("l"));
     let s = h.state("l");
@@ -717,7 +704,7 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
         retry_after_ms: None,
         refused: false,
     };
-    h.warmer.warm_failed(h.now, &id("l"), token, failure);
+    h.warm_failed(h.now, &id("l"), token, failure);
     assert!(close(h.state("l").ledger.spent_dollars, 3.0 * 0.002_109));
 }
 

@@ -19,14 +19,14 @@ fn enabling_persists_first_and_changes_memory_only_when_confirmed() {
     let effects = h.drain();
     assert_eq!(
         effects,
-        [Effect::PersistSettings {
-            op,
+        [Out::Write(Write::Settings {
+            ack: op,
             conversation: id("c"),
             settings: Settings {
                 enabled: true,
                 ..Settings::defaults(&IntervalLimits::default())
             }
-        }]
+        })]
     );
     assert!(!h.state("c").enabled);
     h.warmer.persisted(h.now, op, true);
@@ -68,13 +68,13 @@ fn a_failed_settings_write_leaves_everything_as_it_was() {
     let effects = h.drain();
     assert!(matches!(
         effects[0],
-        Effect::PersistSettings {
+        Out::Write(Write::Settings {
             settings: Settings {
                 interval_ms: 240_000,
                 ..
             },
             ..
-        }
+        })
     ));
     h.warmer.persisted(h.now, op, true);
 }
@@ -207,15 +207,15 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
     let token = warms(&h.run_to_deadline())[0].token;
     let op = h.warmer.close(h.now, &id("c"));
     let effects = h.drain();
-    assert!(effects.contains(&Effect::AbortWarm {
+    assert!(effects.contains(&Out::Warm(WarmAction::Abort {
         conversation: id("c"),
         token
-    }));
-    assert!(effects.contains(&Effect::AbortGeneration {
+    })));
+    assert!(effects.contains(&Out::Warm(WarmAction::AbortGeneration {
         conversation: id("c")
-    }));
-    assert!(effects.contains(&Effect::PersistSettings {
-        op,
+    })));
+    assert!(effects.contains(&Out::Write(Write::Settings {
+        ack: op,
         conversation: id("c"),
         settings: Settings {
             enabled: false,
@@ -223,7 +223,7 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
             interval_chosen: true,
             ..Settings::defaults(&IntervalLimits::default())
         },
-    }));
+    })));
     let pushed = notifications(&effects);
     assert!(!pushed[0].enabled);
     assert_eq!(pushed[0].next_warm_at, None);
@@ -232,7 +232,7 @@ fn close_disables_at_once_aborts_and_persists_off_with_the_interval_kept() {
     // ...and a settle racing the close cannot re-arm.
     h.settle("c", "late");
     assert_eq!(h.warmer.poll_timeout(), None);
-    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert_eq!(h.warm_completed(h.now, &id("c"), token, HIT), None);
     h.warmer.persisted(h.now, op, true);
     assert!(!h.state("c").enabled);
 }
@@ -299,10 +299,10 @@ fn a_close_the_store_refused_leaves_the_stored_settings_but_no_timer() {
 fn a_turn_started_for_a_new_conversation_is_written_before_it_is_answered() {
     let mut h = Harness::new();
     h.warmer.turn_started(h.now, &id("new"));
-    assert!(h.drain().contains(&Effect::SaveSchedule {
+    assert!(h.drain().contains(&Out::Write(Write::Schedule {
         conversation: id("new"),
         next_warm_at: None,
-    }));
+    })));
     // A known one's turn writes nothing: there is nothing new to keep.
     h.settle("new", "sys");
     h.drain();
@@ -310,7 +310,7 @@ fn a_turn_started_for_a_new_conversation_is_written_before_it_is_answered() {
     assert!(!h
         .drain()
         .iter()
-        .any(|e| matches!(e, Effect::SaveSchedule { .. })));
+        .any(|e| matches!(e, Out::Write(Write::Schedule { .. }))));
 }
 
 #[test]
@@ -344,7 +344,7 @@ fn an_interval_change_while_a_warm_is_in_flight_sends_no_second_warm() {
     assert_eq!(h.state("c").next_warm_at, None, "one is in flight");
     // It answers more than the new interval after it was sent: it
     // refreshed the cache about now, so the next is an interval from now.
-    h.warmer.warm_completed(h.now, &id("c"), token, HIT);
+    h.warm_completed(h.now, &id("c"), token, HIT);
     assert!(h.now >= sent_at.plus_millis(20_000));
     assert!(warms(&h.drain()).is_empty(), "a second warm at once");
     assert_eq!(h.state("c").next_warm_at, Some(h.now.plus_millis(20_000)));

@@ -20,7 +20,7 @@ fn a_due_deadline_emits_a_warm_with_a_fresh_token_template_and_backend() {
     assert_eq!(w1.template.request().unwrap()["system"], "sys");
     assert_eq!(h.now, at(240_000));
 
-    h.warmer.warm_completed(h.now, &id("c"), w1.token, HIT);
+    h.warm_completed(h.now, &id("c"), w1.token, HIT);
     let second = h.run_to_deadline();
     assert!(warms(&second)[0].token > w1.token);
 }
@@ -50,10 +50,7 @@ fn a_completed_warm_updates_stats_rearms_from_its_start_and_then_notifies() {
     let token = warms(&h.run_to_deadline())[0].token;
     let sent = h.now;
     h.advance(1_500);
-    let record = h
-        .warmer
-        .warm_completed(h.now, &id("c"), token, HIT)
-        .unwrap();
+    let record = h.warm_completed(h.now, &id("c"), token, HIT).unwrap();
     assert_eq!(record.outcome, WarmOutcome::Hit);
     assert_eq!(record.latency_ms(), 1_500);
     let effects = h.drain();
@@ -67,8 +64,18 @@ fn a_completed_warm_updates_stats_rearms_from_its_start_and_then_notifies() {
     // The TTL restarted when the warm was sent, so the next one counts from there.
     assert_eq!(s.next_warm_at, Some(sent.plus_millis(240_000)));
     assert!(s.next_warm_at > s.last_warm_at);
-    // The record is the caller's, returned, not queued a second time.
-    assert!(!effects.iter().any(|e| matches!(e, Effect::RecordWarm(_))));
+    // The record comes out once, as a write naming the warm it answers.
+    let records: Vec<_> = effects
+        .iter()
+        .filter(|e| matches!(e, Out::Write(Write::Record { .. })))
+        .collect();
+    assert_eq!(
+        records,
+        [&Out::Write(Write::Record {
+            record,
+            answers: Some(token)
+        })]
+    );
 }
 
 #[test]
@@ -77,10 +84,7 @@ fn a_warm_that_wrote_instead_of_read_is_marked_expired() {
     h.enable("c");
     h.settle("c", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    let record = h
-        .warmer
-        .warm_completed(h.now, &id("c"), token, MISS)
-        .unwrap();
+    let record = h.warm_completed(h.now, &id("c"), token, MISS).unwrap();
     assert!(record.expired);
     assert_eq!(record.outcome, WarmOutcome::Expired);
     assert_eq!(h.state("c").last_pct, Some(0.0));
@@ -95,7 +99,7 @@ fn a_completion_after_the_conversation_turned_active_changes_nothing() {
     h.warmer.turn_started(h.now, &id("c"));
     h.drain();
     let before = h.state("c");
-    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert_eq!(h.warm_completed(h.now, &id("c"), token, HIT), None);
     assert_eq!(h.state("c"), before);
 }
 
@@ -105,15 +109,10 @@ fn a_completion_with_an_unknown_token_or_conversation_changes_nothing() {
     h.enable("c");
     h.settle("c", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
-    assert_eq!(
-        h.warmer.warm_completed(h.now, &id("other"), token, HIT),
-        None
-    );
-    h.warmer
-        .warm_completed(h.now, &id("c"), token, HIT)
-        .unwrap();
+    assert_eq!(h.warm_completed(h.now, &id("other"), token, HIT), None);
+    h.warm_completed(h.now, &id("c"), token, HIT).unwrap();
     // Reporting the same token twice counts once.
-    assert_eq!(h.warmer.warm_completed(h.now, &id("c"), token, HIT), None);
+    assert_eq!(h.warm_completed(h.now, &id("c"), token, HIT), None);
     assert_eq!(h.state("c").warm_count, 1);
 }
 
@@ -138,9 +137,7 @@ fn a_failed_warm_is_retried_with_growing_backoff_capped_by_the_interval() {
             retry_after_ms: None,
             refused: false,
         };
-        h.warmer
-            .warm_failed(h.now, &id("c"), token, failure)
-            .unwrap();
+        h.warm_failed(h.now, &id("c"), token, failure).unwrap();
         let pushed = h.drain();
         let s = notifications(&pushed)[0];
         assert_eq!(s.last_error.as_deref(), Some("upstream 529 overloaded"));
@@ -154,9 +151,7 @@ fn a_failed_warm_is_retried_with_growing_backoff_capped_by_the_interval() {
     assert_eq!(delays, [5_000, 10_000, 20_000, 30_000]);
 
     // Recovery: a success clears the error and returns to the interval.
-    h.warmer
-        .warm_completed(h.now, &id("c"), token, HIT)
-        .unwrap();
+    h.warm_completed(h.now, &id("c"), token, HIT).unwrap();
     let s = h.state("c");
     assert_eq!(s.last_error, None);
     assert_eq!(s.next_warm_at, Some(h.now.plus_millis(30_000)));
@@ -173,9 +168,7 @@ fn retry_after_is_honoured_even_past_the_interval() {
         retry_after_ms: Some(60_000),
         refused: false,
     };
-    h.warmer
-        .warm_failed(h.now, &id("c"), token, failure)
-        .unwrap();
+    h.warm_failed(h.now, &id("c"), token, failure).unwrap();
     assert_eq!(h.state("c").next_warm_at, Some(h.now.plus_millis(60_000)));
     let token = warms(&h.run_to_deadline())[0].token;
     let failure = WarmFailure {
@@ -183,9 +176,7 @@ fn retry_after_is_honoured_even_past_the_interval() {
         retry_after_ms: Some(3_600_000),
         refused: false,
     };
-    h.warmer
-        .warm_failed(h.now, &id("c"), token, failure)
-        .unwrap();
+    h.warm_failed(h.now, &id("c"), token, failure).unwrap();
     // Sooner would only be refused again.
     assert_eq!(
         h.state("c").next_warm_at,
@@ -206,9 +197,7 @@ fn a_manual_warm_restarts_the_cycle_from_now_and_notifies() {
     assert_eq!(warms(&effects)[0].trigger, WarmTrigger::Manual);
     let sent = h.now;
     h.advance(800);
-    h.warmer
-        .warm_completed(h.now, &id("c"), token, HIT)
-        .unwrap();
+    h.warm_completed(h.now, &id("c"), token, HIT).unwrap();
     let pushed = h.drain();
     let s = notifications(&pushed)[0];
     assert_eq!(s.warm_count, 1);
@@ -244,9 +233,7 @@ fn a_manual_warm_while_disabled_warms_once_and_arms_nothing() {
     let mut h = Harness::new();
     h.settle("c", "sys");
     let token = h.warmer.warm_now(h.now, &id("c")).unwrap();
-    h.warmer
-        .warm_completed(h.now, &id("c"), token, HIT)
-        .unwrap();
+    h.warm_completed(h.now, &id("c"), token, HIT).unwrap();
     let s = h.state("c");
     assert_eq!(s.warm_count, 1);
     assert_eq!(s.next_warm_at, None);
@@ -261,7 +248,6 @@ fn openai_usage_gives_the_same_figures_through_the_engine() {
     h.settle("c", "sys");
     let token = warms(&h.run_to_deadline())[0].token;
     let record = h
-        .warmer
         .warm_completed(h.now, &id("c"), token, Usage::openai(2_048, 1_024))
         .unwrap();
     assert_eq!(record.pct, Some(50.0));
@@ -295,7 +281,6 @@ fn history_names_the_backend_that_answered_the_warm() {
     let effects = h.run_to_deadline();
     let token = warms(&effects)[0].token;
     let record = h
-        .warmer
         .warm_answered(
             h.now,
             &id("b"),
@@ -310,7 +295,7 @@ fn history_names_the_backend_that_answered_the_warm() {
     assert_eq!(record.kind, Some(warming_core::WarmKind::PrefixOnly));
     assert_eq!(record.backend.as_deref(), Some("replica-7"));
     let persist = h.drain().into_iter().find_map(|e| match e {
-        Effect::PersistBackend { op, backend, .. } => Some((op, backend)),
+        Out::Write(Write::Backend { ack, backend, .. }) => Some((ack, backend)),
         _ => None,
     });
     let (op, backend) = persist.expect("the new backend is persisted");
@@ -334,7 +319,7 @@ fn a_warm_answered_an_interval_late_is_followed_an_interval_after_its_answer() {
     let token = warms(&h.run_to_deadline())[0].token;
     // Held (its sender paused) for longer than an interval, then answered.
     h.advance(45_000);
-    h.warmer.warm_completed(h.now, &id("w"), token, HIT);
+    h.warm_completed(h.now, &id("w"), token, HIT);
     assert!(warms(&h.drain()).is_empty(), "a second warm at once");
     assert_eq!(h.state("w").next_warm_at, Some(h.now.plus_millis(30_000)));
 }

@@ -3,96 +3,113 @@
 
 use std::sync::Arc;
 
-use warming_core::{Effect, PersistId, Template, WarmFailure, WarmRecord, WarmRequest};
+use warming_core::{Event, PersistId, Template, WarmAction, WarmFailure, WarmRecord, WarmRequest};
 
 use super::{Driver, PersistWaiter, WarmDone, PRIOR_KEY};
 use crate::ports::{Store, StoreError};
 use crate::{ServiceError, Write};
 
 impl Driver {
-    /// Drains the engine's effects and carries each out, in order.
+    /// Drains the engine's outputs and carries each out, in order: the
+    /// writes first (a warm of a detached template reads back the body the
+    /// write before it stores), then the warms, then the events.
     pub(super) fn execute_effects(&mut self) {
-        while let Some(effect) = self.warmer.poll_effect() {
-            match effect {
-                Effect::Warm(warm) => self.start_warm(warm),
-                Effect::AbortWarm {
-                    token,
-                    conversation,
-                } => {
-                    if let Some((_, task)) = self.in_flight.remove(&token) {
-                        task.abort();
-                    }
-                    if self
-                        .held
-                        .get(&conversation)
-                        .is_some_and(|w| w.token == token)
-                    {
-                        self.held.remove(&conversation);
-                    }
-                    if let Some(reply) = self.manual.remove(&token) {
-                        let _ = reply.send(Err(ServiceError::Conflict(
-                            "the warm was superseded by a new turn or a close".into(),
-                        )));
-                    }
-                }
-                Effect::AbortGeneration { conversation } => {
-                    self.generations.abort(&conversation);
-                }
-                effect @ (Effect::PersistSettings { .. }
-                | Effect::PersistBackend { .. }
-                | Effect::PersistDelete { .. }) => {
-                    if let Some((op, write)) = Write::for_persist(&effect) {
-                        self.persist(op, write);
-                    }
-                }
-                Effect::SaveTemplate {
-                    conversation,
-                    template,
-                } => self.save(Write::Template {
-                    conversation,
-                    template,
-                }),
-                Effect::SaveSchedule {
-                    conversation,
-                    next_warm_at,
-                } => self.save(Write::Schedule {
-                    conversation,
-                    next_warm_at,
-                }),
-                Effect::SaveRhythm {
-                    conversation,
-                    depth,
-                    gaps,
-                    idle_since,
-                } => self.save(Write::Rhythm {
-                    conversation,
-                    depth,
-                    gaps,
-                    idle_since,
-                }),
-                Effect::RecordWarm(record) => self.record(record),
-                Effect::TurnReturned {
-                    conversation,
-                    miss_avoided_tokens: Some(tokens),
-                    ..
-                } => {
-                    let template = self.warmer.template(&conversation);
-                    let template = template.as_deref();
-                    self.metrics.miss_avoided(
-                        tokens,
-                        template.and_then(Template::model),
-                        template.is_some_and(Template::long_ttl),
-                    );
-                    self.save_ledger(conversation);
-                }
-                Effect::TurnReturned { .. } => {}
-                Effect::Notify(state) => {
-                    let _ = self.updates.send(Arc::new(state));
-                }
-                // An effect this build does not know of changes nothing it
-                // keeps: ignoring it is the safe choice.
-                _ => tracing::debug!("an effect this build does not carry out"),
+        loop {
+            if let Some(write) = self.warmer.poll_write() {
+                self.carry_out_write(write);
+            } else if let Some(action) = self.warmer.poll_warm() {
+                self.carry_out_warm(action);
+            } else if let Some(event) = self.warmer.poll_event() {
+                self.carry_out_event(event);
+            } else {
+                break;
             }
+        }
+        self.returning_turn = None;
+    }
+
+    fn carry_out_write(&mut self, write: warming_core::Write) {
+        if let warming_core::Write::Record { record, answers } = write {
+            if record.trigger == warming_core::WarmTrigger::Turn
+                && self.returning_turn.as_ref() == Some(&record.conversation_id)
+            {
+                self.metrics.returning_turn(&record);
+            }
+            if let Some(reply) = answers.and_then(|token| self.manual.remove(&token)) {
+                let answer = match (&record.outcome, &record.error) {
+                    (warming_core::WarmOutcome::Failed, Some(error)) => {
+                        Err(ServiceError::Upstream(error.to_string()))
+                    }
+                    _ => Ok(record.clone()),
+                };
+                let _ = reply.send(answer);
+            }
+            self.record(record);
+            return;
+        }
+        let ack = write.ack();
+        let Some(write) = Write::from_core(write) else {
+            // A write this build does not know changes nothing it keeps.
+            tracing::debug!("a write this build does not carry out");
+            return;
+        };
+        match ack {
+            Some(ack) => self.persist(ack, write),
+            None => self.save(write),
+        }
+    }
+
+    fn carry_out_warm(&mut self, action: WarmAction) {
+        match action {
+            WarmAction::Send(warm) => self.start_warm(warm),
+            WarmAction::Abort {
+                token,
+                conversation,
+            } => {
+                if let Some((_, task)) = self.in_flight.remove(&token) {
+                    task.abort();
+                }
+                if self
+                    .held
+                    .get(&conversation)
+                    .is_some_and(|w| w.token == token)
+                {
+                    self.held.remove(&conversation);
+                }
+                if let Some(reply) = self.manual.remove(&token) {
+                    let _ = reply.send(Err(ServiceError::Conflict(
+                        "the warm was superseded by a new turn or a close".into(),
+                    )));
+                }
+            }
+            WarmAction::AbortGeneration { conversation } => {
+                self.generations.abort(&conversation);
+            }
+            _ => tracing::debug!("a warm action this build does not carry out"),
+        }
+    }
+
+    fn carry_out_event(&mut self, event: Event) {
+        match event {
+            Event::TurnReturned {
+                conversation,
+                miss_avoided_tokens: Some(tokens),
+                ..
+            } => {
+                let template = self.warmer.template(&conversation);
+                let template = template.as_deref();
+                self.metrics.miss_avoided(
+                    tokens,
+                    template.and_then(Template::model),
+                    template.is_some_and(Template::long_ttl),
+                );
+                self.save_ledger(conversation);
+            }
+            Event::TurnReturned { .. } => {}
+            Event::Changed(state) => {
+                let _ = self.updates.send(state);
+            }
+            _ => tracing::debug!("an event this build does not carry out"),
         }
     }
 
@@ -259,46 +276,31 @@ impl Driver {
     pub(super) fn warm_finished(&mut self, done: WarmDone) {
         self.in_flight.remove(&done.token);
         let t = self.clock.now();
-        let record = match done.result {
-            Ok(answer) => self
-                .warmer
-                .warm_answered(
-                    t,
-                    &done.conversation,
-                    done.token,
-                    warming_core::WarmReply {
-                        usage: answer.usage,
-                        backend: answer.backend.as_deref(),
-                        kind: answer.kind,
-                    },
-                )
-                .inspect(|record| self.record(record.clone()))
-                .ok_or(None),
+        let taken = match done.result {
+            Ok(answer) => self.warmer.warm_answered(
+                t,
+                &done.conversation,
+                done.token,
+                warming_core::WarmReply {
+                    usage: answer.usage,
+                    backend: answer.backend.as_deref(),
+                    kind: answer.kind,
+                },
+            ),
             Err(failure) => {
-                let message = failure.message.clone();
-                tracing::warn!(conversation = %done.conversation, error = %message, "warm failed");
-                match self
-                    .warmer
+                tracing::warn!(conversation = %done.conversation, error = %failure.message, "warm failed");
+                self.warmer
                     .warm_failed(t, &done.conversation, done.token, failure)
-                {
-                    Some(record) => {
-                        self.record(record);
-                        Err(Some(message))
-                    }
-                    None => Err(None),
-                }
             }
         };
+        // A taken answer's record answers a manual warm's caller there.
         self.execute_effects();
-        if let Some(reply) = self.manual.remove(&done.token) {
-            let answer = match record {
-                Ok(record) => Ok(record),
-                Err(Some(message)) => Err(ServiceError::Upstream(message)),
-                Err(None) => Err(ServiceError::Conflict(
+        if !taken {
+            if let Some(reply) = self.manual.remove(&done.token) {
+                let _ = reply.send(Err(ServiceError::Conflict(
                     "the warm was superseded by a new turn or a close".into(),
-                )),
-            };
-            let _ = reply.send(answer);
+                )));
+            }
         }
     }
 

@@ -99,6 +99,9 @@ struct Driver {
     held: HashMap<ConversationId, warming_core::WarmRequest>,
     /// Manual warms waiting for their result.
     manual: HashMap<WarmToken, Reply<Result<WarmRecord, ServiceError>>>,
+    /// The conversation whose turn record, about to come out, is a
+    /// returning turn's (for the metrics); cleared once drained.
+    returning_turn: Option<ConversationId>,
     /// Calls waiting for a write.
     persist_waiters: HashMap<PersistId, PersistWaiter>,
     /// Writes in flight, completed in submission order (storage is FIFO).
@@ -204,6 +207,7 @@ pub fn spawn(
         paused: None,
         held: HashMap::new(),
         manual: HashMap::new(),
+        returning_turn: None,
         persist_waiters: HashMap::new(),
         persists: FuturesOrdered::new(),
         warm_done,
@@ -434,12 +438,10 @@ impl Driver {
                 self.warmer
                     .turn_settled(t, &id, turn.template, Some(turn.started_at));
                 if let Some(usage) = turn.usage {
-                    if let Some(record) = self.warmer.record_turn(t, &id, turn.started_at, usage) {
-                        if returning {
-                            self.metrics.returning_turn(&record);
-                        }
-                        self.record(record);
-                    }
+                    // Its record is counted as a returning turn's as it
+                    // comes out (`carry_out_write`).
+                    self.returning_turn = returning.then(|| id.clone());
+                    self.warmer.record_turn(t, &id, turn.started_at, usage);
                 }
                 if let Some(backend) = turn.backend {
                     let _ = self.warmer.backend_resolved(t, &id, &backend);

@@ -29,12 +29,15 @@ fn repair_writes(path: &std::path::Path) {
 /// result back, as the service's driver does.
 fn drive(warmer: &mut Warmer, storage: &Storage, now: Timestamp) -> Vec<Result<(), WriteError>> {
     let mut results = Vec::new();
-    while let Some(effect) = warmer.poll_effect() {
-        let Some((op, write)) = Write::for_persist(&effect) else {
+    while let Some(write) = warmer.poll_write() {
+        let Some(ack) = write.ack() else {
+            continue;
+        };
+        let Some(write) = Write::from_core(write) else {
             continue;
         };
         let result = storage.write_blocking(write);
-        warmer.persisted(now, op, result.is_ok());
+        warmer.persisted(now, ack, result.is_ok());
         results.push(result);
     }
     results

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::state_json::StateJson;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -258,6 +259,7 @@ pub async fn list(
             .await?;
         (page, next.map(|n| n.to_string()))
     };
+    let conversations: Vec<StateJson> = conversations.iter().map(StateJson::from).collect();
     Ok(Json(json!({
         "conversations": conversations,
         "next": next,
@@ -268,8 +270,8 @@ pub async fn list(
 pub async fn get_state(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
-) -> Result<Json<ConversationState>, ApiError> {
-    Ok(Json(state.driver.get(id).await?))
+) -> Result<Json<StateJson>, ApiError> {
+    Ok(Json(state.driver.get(id).await?.into()))
 }
 
 /// A history row as served: the record plus its latency.
@@ -321,8 +323,8 @@ pub async fn history(
 pub async fn turn_started(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
-) -> Result<Json<ConversationState>, ApiError> {
-    Ok(Json(state.driver.turn_started(id).await?))
+) -> Result<Json<StateJson>, ApiError> {
+    Ok(Json(state.driver.turn_started(id).await?.into()))
 }
 
 /// Body of `turn-settled`.
@@ -346,7 +348,7 @@ pub async fn turn_settled(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
     BodyBytes(bytes): BodyBytes,
-) -> Result<Json<ConversationState>, ApiError> {
+) -> Result<Json<StateJson>, ApiError> {
     let body: TurnSettledBody<'_> = parse_json(&bytes)?;
     // Refused at the door: a template no warm could parse back would make
     // every warm fail later.
@@ -369,7 +371,8 @@ pub async fn turn_settled(
         state
             .driver
             .turn_settled(id, Some(template), started)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -396,8 +399,8 @@ fn check_template(template: &Template) -> Result<(), ApiError> {
 pub async fn waiting(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
-) -> Result<Json<ConversationState>, ApiError> {
-    Ok(Json(state.driver.waiting(id).await?))
+) -> Result<Json<StateJson>, ApiError> {
+    Ok(Json(state.driver.waiting(id).await?.into()))
 }
 
 /// `POST /v1/conversations/{id}/warm`: the warm's record.
@@ -412,8 +415,8 @@ pub async fn warm(
 pub async fn close(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
-) -> Result<Json<ConversationState>, ApiError> {
-    Ok(Json(state.driver.close(id).await?))
+) -> Result<Json<StateJson>, ApiError> {
+    Ok(Json(state.driver.close(id).await?.into()))
 }
 
 /// `DELETE /v1/conversations/{id}`: forgets it, with its history, in memory
@@ -421,8 +424,8 @@ pub async fn close(
 pub async fn delete(
     State(state): State<AppState>,
     ConversationPath(id): ConversationPath,
-) -> Result<Json<ConversationState>, ApiError> {
-    Ok(Json(state.driver.delete(id).await?))
+) -> Result<Json<StateJson>, ApiError> {
+    Ok(Json(state.driver.delete(id).await?.into()))
 }
 
 /// Body of `PUT settings`; unknown keys are refused, naming the key.
@@ -446,7 +449,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 /// from what was asked (a clamped interval), so nothing changes silently.
 #[derive(Serialize)]
 pub struct SettingsAnswer {
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "crate::state_json::serialize")]
     state: ConversationState,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,

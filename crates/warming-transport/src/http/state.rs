@@ -5,10 +5,10 @@ use std::sync::Arc;
 use warming_core::IntervalLimits;
 use warming_service::DriverHandle;
 
-use crate::config::Secret;
+use warming_service::Secret;
 
 /// Largest request body the lifecycle API accepts: 4 MiB. The proxy has
-/// its own limits, its upstreams' (`ServerConfig::proxy_max_body_bytes`).
+/// its own limits, its upstreams' (`ProxyOptions::max_body_bytes`).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What every handler shares.

@@ -30,12 +30,12 @@ pub use identity::conversation_id;
 use path::forwarded_path;
 use relay::{Lifecycle, Relay};
 use upstreams::Route;
-pub use upstreams::{documented_body_limit, Proxy};
+pub use upstreams::{documented_body_limit, Proxy, ProxyOptions};
 
-use crate::config::ProviderKind;
+use warming_service::ProviderKind;
 
 use crate::http::{ApiError, AppState};
-use crate::provider::root_cause;
+use warming_service::root_cause;
 
 /// Whether this call is a model turn (and so a lifecycle event).
 fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> bool {

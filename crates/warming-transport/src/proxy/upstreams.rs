@@ -6,22 +6,44 @@ use std::sync::Arc;
 use axum::http::HeaderName;
 use warming_service::generations::Generations;
 
+use warming_service::{ProviderKind, Upstreams};
+
 use super::headers::CONVERSATION_HEADER;
-use crate::config::{ProviderKind, ServerConfig};
 use crate::http::ApiError;
+
+/// What the proxy is configured with: its part of the binary's
+/// configuration.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Where each provider's calls go.
+    pub upstreams: Upstreams,
+    /// Enrol every proxied conversation (`--proxy-warming on`; default off:
+    /// warming is opt-in).
+    pub enroll_all: bool,
+    /// Longest the proxy waits for an upstream's answer to begin (its
+    /// status and headers); a stream may then run longer.
+    pub first_byte_timeout: std::time::Duration,
+    /// Largest request body forwarded, bytes; `None` for each upstream's
+    /// documented limit ([`documented_body_limit`]).
+    pub max_body_bytes: Option<usize>,
+    /// Response header naming the backend that served a request.
+    pub backend_header: String,
+    /// Request header carrying the preferred backend.
+    pub preferred_backend_header: String,
+    /// Request headers naming a conversation when `x-conversation-id` is
+    /// absent (gateways' and agents' session headers); the first present
+    /// wins.
+    pub session_headers: Vec<String>,
+}
 
 /// What the proxy needs.
 #[derive(Debug)]
 pub struct Proxy {
     /// Client for forwarding: no overall timeout, streams may be long.
     pub(super) http: reqwest::Client,
-    /// Anthropic's base URL.
-    pub(super) anthropic: String,
-    /// OpenAI's base URL.
-    pub(super) openai: String,
-    /// The flags that set them, for error messages.
-    pub(super) anthropic_flag: &'static str,
-    pub(super) openai_flag: &'static str,
+    /// Anthropic's and OpenAI's base URLs, and the flags that set them
+    /// (for error messages).
+    pub(super) upstreams: Upstreams,
     /// Enrol every proxied conversation (`--proxy-warming on`).
     pub(super) enroll_all: bool,
     /// Longest wait for an upstream's answer to begin.
@@ -45,7 +67,7 @@ impl Proxy {
     ///
     /// # Errors
     /// A message when a header name is invalid or the client cannot be built.
-    pub fn new(config: &ServerConfig, generations: Arc<Generations>) -> Result<Self, String> {
+    pub fn new(options: &ProxyOptions, generations: Arc<Generations>) -> Result<Self, String> {
         let header = |name: &str| {
             HeaderName::try_from(name).map_err(|_| format!("invalid header name {name:?}"))
         };
@@ -55,17 +77,14 @@ impl Proxy {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             http,
-            anthropic: config.upstream_for(ProviderKind::Anthropic),
-            openai: config.upstream_for(ProviderKind::OpenAi),
-            anthropic_flag: config.upstream_flag(ProviderKind::Anthropic),
-            openai_flag: config.upstream_flag(ProviderKind::OpenAi),
-            enroll_all: config.proxy_warming,
-            first_byte_timeout: config.proxy_first_byte_timeout,
-            max_body_bytes: config.proxy_max_body_bytes,
-            backend_header: header(&config.backend_header)?,
-            preferred_backend_header: header(&config.preferred_backend_header)?,
+            upstreams: options.upstreams.clone(),
+            enroll_all: options.enroll_all,
+            first_byte_timeout: options.first_byte_timeout,
+            max_body_bytes: options.max_body_bytes,
+            backend_header: header(&options.backend_header)?,
+            preferred_backend_header: header(&options.preferred_backend_header)?,
             conversation_headers: std::iter::once(CONVERSATION_HEADER)
-                .chain(config.session_headers.iter().map(String::as_str))
+                .chain(options.session_headers.iter().map(String::as_str))
                 .map(header)
                 .collect::<Result<_, _>>()?,
             generations,
@@ -107,19 +126,19 @@ pub(super) struct Route<'a> {
 impl Proxy {
     /// The upstream `/proxy/{provider}` goes to.
     pub(super) fn route(&self, provider: &str) -> Result<Route<'_>, ApiError> {
-        let (kind, base, flag) = match provider {
-            "anthropic" => (
-                ProviderKind::Anthropic,
-                &self.anthropic,
-                self.anthropic_flag,
-            ),
-            "openai" => (ProviderKind::OpenAi, &self.openai, self.openai_flag),
+        let (kind, upstream) = match provider {
+            "anthropic" => (ProviderKind::Anthropic, &self.upstreams.anthropic),
+            "openai" => (ProviderKind::OpenAi, &self.upstreams.openai),
             other => {
                 return Err(ApiError::not_found(format!(
                     "no proxy for {other:?}: use /proxy/anthropic or /proxy/openai"
                 )))
             }
         };
-        Ok(Route { kind, base, flag })
+        Ok(Route {
+            kind,
+            base: &upstream.url,
+            flag: upstream.flag,
+        })
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use warming_core::Usage;
 
-use crate::provider::parse_usage;
+use warming_service::provider_usage::parse_usage;
 
 /// Most bytes of a non-streamed answer kept to read its usage at the end.
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;

@@ -1,4 +1,6 @@
-//! The service's validated configuration.
+//! The whole app's validated configuration, owned by the binary: it hands
+//! each part only what is its own (the core its `Config`, the provider
+//! client, the proxy and the HTTP side their options, the stores theirs).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ pub const MIN_TOKEN_CHARS: usize = 12;
 /// one. Claude Code's session is also read from its body
 /// (`metadata.user_id`) when no header names it.
 pub const SESSION_HEADERS: &[&str] = &["x-session-id", "x-claude-code-session-id", "session-id"];
+use warming_service::Upstreams;
 pub use warming_service::{ProviderKind, Secret};
 
 /// Everything `warming serve` needs, already validated.
@@ -183,36 +186,63 @@ impl ServerConfig {
         }
     }
 
-    /// The flag that set `kind`'s base URL, for messages that must say how
-    /// to change it.
+    /// Where each provider API is reached, from `--upstream`,
+    /// `--anthropic-upstream` and `--openai-upstream`.
     #[must_use]
-    pub fn upstream_flag(&self, kind: ProviderKind) -> &'static str {
-        match kind {
-            ProviderKind::Anthropic if self.anthropic_upstream.is_some() => "--anthropic-upstream",
-            ProviderKind::OpenAi if self.openai_upstream.is_some() => "--openai-upstream",
-            kind if kind == self.provider => "--upstream",
-            ProviderKind::Anthropic => "--anthropic-upstream",
-            ProviderKind::OpenAi => "--openai-upstream",
-            ProviderKind::Webhook => "--upstream",
+    pub fn upstreams(&self) -> Upstreams {
+        Upstreams::resolve(
+            self.provider,
+            &self.upstream,
+            self.anthropic_upstream.as_deref(),
+            self.openai_upstream.as_deref(),
+        )
+    }
+
+    /// The provider client's part.
+    #[must_use]
+    pub fn provider_options(&self) -> warming_provider::ProviderOptions {
+        warming_provider::ProviderOptions {
+            upstreams: self.upstreams(),
+            anthropic_key: self.anthropic_key.clone(),
+            openai_key: self.openai_key.clone(),
+            backend_header: self.backend_header.clone(),
+            preferred_backend_header: self.preferred_backend_header.clone(),
+            warm_timeout: self.warm_timeout,
+            anthropic_warm_max_tokens: self.anthropic_warm_max_tokens,
+            openai_warm_max_tokens: self.openai_warm_max_tokens,
         }
     }
 
-    /// The base URL of `kind`'s API, without a trailing slash. One rule for
-    /// warms and the proxy alike: `--anthropic-upstream` / `--openai-upstream`
-    /// if given, else `--upstream` if `kind` is the `--provider`, else the
-    /// provider's public API.
+    /// The proxy's part.
     #[must_use]
-    pub fn upstream_for(&self, kind: ProviderKind) -> String {
-        let explicit = match kind {
-            ProviderKind::Anthropic => self.anthropic_upstream.as_deref(),
-            ProviderKind::OpenAi => self.openai_upstream.as_deref(),
-            ProviderKind::Webhook => None,
-        };
-        let chosen = explicit
-            .or((kind == self.provider).then_some(self.upstream.as_str()))
-            .or(kind.default_upstream())
-            .unwrap_or(&self.upstream);
-        chosen.trim_end_matches('/').to_owned()
+    pub fn proxy_options(&self) -> warming_transport::proxy::ProxyOptions {
+        warming_transport::proxy::ProxyOptions {
+            upstreams: self.upstreams(),
+            enroll_all: self.proxy_warming,
+            first_byte_timeout: self.proxy_first_byte_timeout,
+            max_body_bytes: self.proxy_max_body_bytes,
+            backend_header: self.backend_header.clone(),
+            preferred_backend_header: self.preferred_backend_header.clone(),
+            session_headers: self.session_headers.clone(),
+        }
+    }
+
+    /// The HTTP side's part.
+    #[must_use]
+    pub fn http_options(&self) -> warming_transport::HttpOptions {
+        warming_transport::HttpOptions {
+            token: self.token.clone(),
+            public_metrics: self.public_metrics,
+            limits: self.limits,
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            shutdown_grace: self.shutdown_grace,
+            // A peer answers a forwarded call as fast as a local one; a
+            // dead peer must not hold the caller longer than a lease would.
+            peer_timeout: self.warm_timeout + self.lease,
+        }
     }
 
     /// The engine's configuration: limits, policies, the idle cap and the
@@ -235,7 +265,8 @@ impl ServerConfig {
             .min_saving(self.min_saving)
             .max_spend_per_day(self.max_spend_per_day)
             .max_spend_per_conversation_day(self.max_spend_per_conversation_day)
-            // The store keeps template bodies; memory keeps what decides.
+            // Both stores keep template bodies (read back for each warm);
+            // memory keeps what decides.
             .detach_templates(true)
             .build()
     }

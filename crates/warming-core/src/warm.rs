@@ -1,10 +1,10 @@
-//! What the core asks its caller to do.
+//! Warms: their tokens, requests, kinds, outcomes and history records.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConversationId, ConversationState, Settings, Template, Timestamp, Usage};
+use crate::{ConversationId, Template, Timestamp, Usage};
 
 /// Identifies one warm attempt. A completion or failure reported with any
 /// token other than the conversation's current one is stale and ignored.
@@ -334,101 +334,4 @@ impl WarmRecord {
     pub fn latency_ms(&self) -> u64 {
         self.finished_at.millis_since(self.started_at)
     }
-}
-
-/// An action the caller must carry out, drained with
-/// [`Warmer::poll_effect`](crate::Warmer::poll_effect) in order.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Effect {
-    /// Send a warm; report it with `warm_completed` or `warm_failed`.
-    Warm(WarmRequest),
-    /// Stop waiting for this in-flight warm: it was superseded. Its outcome,
-    /// if it still arrives, is ignored anyway.
-    AbortWarm {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The warm to abort.
-        token: WarmToken,
-    },
-    /// The user closed the conversation: abort its in-flight generation.
-    AbortGeneration {
-        /// The conversation.
-        conversation: ConversationId,
-    },
-    /// Write settings durably, then report with `persisted`. Memory changes
-    /// only once the write is confirmed.
-    PersistSettings {
-        /// Report the write's result with this id.
-        op: PersistId,
-        /// The conversation.
-        conversation: ConversationId,
-        /// The settings to store.
-        settings: Settings,
-    },
-    /// Write the sticky backend durably, then report with `persisted`.
-    PersistBackend {
-        /// Report the write's result with this id.
-        op: PersistId,
-        /// The conversation.
-        conversation: ConversationId,
-        /// The backend id to store.
-        backend: Arc<str>,
-    },
-    /// Store the warm template (write-behind: nothing waits for it).
-    SaveTemplate {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The template to store.
-        template: Arc<Template>,
-    },
-    /// Store when the next warm is due, for a restart (write-behind).
-    SaveSchedule {
-        /// The conversation.
-        conversation: ConversationId,
-        /// The next warm, or `None` when nothing is scheduled.
-        next_warm_at: Option<Timestamp>,
-    },
-    /// Store what the policies know of this conversation's rhythm, for a
-    /// restart (write-behind): turns so far and its latest gaps.
-    SaveRhythm {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Turns settled so far.
-        depth: u32,
-        /// Its latest gaps between turns, ms, oldest first.
-        gaps: Vec<u64>,
-        /// When its idle time began (this settle), for the idle cap.
-        idle_since: Timestamp,
-    },
-    /// Delete the conversation and its history durably, then report with
-    /// `persisted`. Memory forgets it only once the delete is confirmed.
-    PersistDelete {
-        /// Report the write's result with this id.
-        op: PersistId,
-        /// The conversation.
-        conversation: ConversationId,
-    },
-    /// Append a record of the engine's own making to history (write-behind):
-    /// a timed warm a policy or a guard stopped. Records of outcomes the
-    /// caller reported (`warm_completed`, `warm_failed`, `record_turn`) are
-    /// returned to it instead, never both.
-    RecordWarm(WarmRecord),
-    /// The user came back: a turn started after an idle gap. The facts the
-    /// cost figures need, from the one place that tracks gaps.
-    TurnReturned {
-        /// The conversation.
-        conversation: ConversationId,
-        /// How long the user was away, ms (from the settle to this start).
-        idle_ms: u64,
-        /// Warms sent during the gap.
-        warms: u32,
-        /// A miss avoided: when the gap outlived the cache's TTL and its
-        /// last warm was a hit, the tokens that warm read, which this turn
-        /// reads instead of re-writing. `None` when warming saved nothing.
-        miss_avoided_tokens: Option<u64>,
-    },
-    /// Push this state to the conversation's subscribers. Emitted after every
-    /// state change is complete, so it never carries a stale `nextWarmAt`.
-    Notify(ConversationState),
 }

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use warming_core::Template;
-//! use warming_service::blocks::Layout;
+//! use warming_storage_shared::blocks::Layout;
 //!
 //! let template = Template::new(serde_json::json!({"model": "m", "system": "a long system prompt",
 //!     "messages": [{"role": "user", "content": "hi"}]}), None, None);

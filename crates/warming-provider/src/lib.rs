@@ -1,8 +1,9 @@
-//! Provider clients: turn a warm request into a provider call and its answer
-//! into usage or a readable failure.
+//! The provider client, the service's outbound adapter: turns a warm
+//! request into a provider call (Anthropic Messages, OpenAI Chat
+//! Completions and Responses, or a webhook) and its answer into usage or a
+//! readable failure. It implements `warming_service::Provider`.
 
 mod plan;
-mod usage;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -14,11 +15,36 @@ use serde_json::{json, Value};
 use warming_core::{WarmFailure, WarmKind, WarmRequest};
 
 pub use plan::is_reasoning_model;
-pub use usage::parse_usage;
 
-use warming_service::{BoxFuture, Credentials, Provider, ProviderKind, Secret, WarmAnswer};
+use warming_service::provider_usage::parse_usage;
+use warming_service::{
+    root_cause, BoxFuture, Credentials, Provider, ProviderKind, Secret, Upstreams, WarmAnswer,
+};
 
-use crate::config::ServerConfig;
+/// What the provider client is configured with: its part of the binary's
+/// configuration.
+#[derive(Debug, Clone)]
+pub struct ProviderOptions {
+    /// Which API warms speak, and where each API is.
+    pub upstreams: Upstreams,
+    /// Anthropic key for warms of conversations not seen through the proxy.
+    pub anthropic_key: Option<Secret>,
+    /// OpenAI key, likewise.
+    pub openai_key: Option<Secret>,
+    /// Response header naming the backend that served a warm.
+    pub backend_header: String,
+    /// Request header carrying the preferred backend on a warm.
+    pub preferred_backend_header: String,
+    /// Longest a warm may take before it counts as failed.
+    pub warm_timeout: Duration,
+    /// The output limit of warms sent to Anthropic's API: 0 (1 for a model
+    /// that refuses 0) or 1, for engines that generate a token whatever
+    /// they are asked.
+    pub anthropic_warm_max_tokens: u8,
+    /// The output limit of warms sent to OpenAI's API: 1 (the API refuses
+    /// 0) or 0, for engines that take it.
+    pub openai_warm_max_tokens: u8,
+}
 
 /// Anthropic API version sent with every warm.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -28,17 +54,8 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub struct ProviderClient {
     /// HTTP client with connection pooling.
     http: reqwest::Client,
-    /// Which API shape to speak by default.
-    kind: ProviderKind,
-    /// Base URL (or webhook URL) of the default provider, no trailing slash.
-    upstream: String,
-    /// Base URLs of Anthropic and OpenAI, for proxied conversations.
-    anthropic_upstream: String,
-    openai_upstream: String,
-    /// The flags that set those base URLs, for messages that say how to
-    /// change them.
-    anthropic_flag: &'static str,
-    openai_flag: &'static str,
+    /// Which API shape to speak by default, and where each API is.
+    upstreams: Upstreams,
     /// Configured keys, if any.
     anthropic_key: Option<Secret>,
     openai_key: Option<Secret>,
@@ -48,7 +65,7 @@ pub struct ProviderClient {
     preferred_backend_header: HeaderName,
     /// Models that refused `max_tokens: 0`; they get 1 from then on.
     models_needing_one_token: Mutex<HashSet<String>>,
-    /// The output limit warms ask each API for (see `ServerConfig`).
+    /// The output limit warms ask each API for (see [`ProviderOptions`]).
     anthropic_warm_tokens: u8,
     openai_warm_tokens: u8,
 }
@@ -59,32 +76,27 @@ impl ProviderClient {
     /// # Errors
     /// A message when a header name is invalid or the HTTP client cannot be
     /// built.
-    pub fn new(config: &ServerConfig) -> Result<Self, String> {
+    pub fn new(options: ProviderOptions) -> Result<Self, String> {
         let header = |name: &str| {
             HeaderName::try_from(name).map_err(|_| format!("invalid header name {name:?}"))
         };
         let http = reqwest::Client::builder()
             // Providers (and the stand-in) see who sends these requests.
             .user_agent(concat!("warming/", env!("CARGO_PKG_VERSION")))
-            .timeout(config.warm_timeout)
+            .timeout(options.warm_timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             http,
-            kind: config.provider,
-            upstream: config.upstream.trim_end_matches('/').to_owned(),
-            anthropic_upstream: config.upstream_for(ProviderKind::Anthropic),
-            openai_upstream: config.upstream_for(ProviderKind::OpenAi),
-            anthropic_flag: config.upstream_flag(ProviderKind::Anthropic),
-            openai_flag: config.upstream_flag(ProviderKind::OpenAi),
-            anthropic_key: config.anthropic_key.clone(),
-            openai_key: config.openai_key.clone(),
-            backend_header: header(&config.backend_header)?,
-            preferred_backend_header: header(&config.preferred_backend_header)?,
+            backend_header: header(&options.backend_header)?,
+            preferred_backend_header: header(&options.preferred_backend_header)?,
+            upstreams: options.upstreams,
+            anthropic_key: options.anthropic_key,
+            openai_key: options.openai_key,
             models_needing_one_token: Mutex::new(HashSet::new()),
-            anthropic_warm_tokens: config.anthropic_warm_max_tokens,
-            openai_warm_tokens: config.openai_warm_max_tokens,
+            anthropic_warm_tokens: options.anthropic_warm_max_tokens,
+            openai_warm_tokens: options.openai_warm_max_tokens,
         })
     }
 
@@ -100,7 +112,7 @@ impl ProviderClient {
     ) -> Result<WarmAnswer, WarmFailure> {
         let model = warm.template.model().unwrap_or_default().to_owned();
         let one_token = self.anthropic_warm_tokens > 0 || self.needs_one_token(&model);
-        let kind = credentials.map_or(self.kind, |c| c.kind);
+        let kind = credentials.map_or(self.upstreams.default_kind, |c| c.kind);
         let context = FailureContext {
             kind,
             url: self.base(kind),
@@ -124,11 +136,7 @@ impl ProviderClient {
 
     /// The flag that sets `kind`'s base URL.
     fn flag(&self, kind: ProviderKind) -> &'static str {
-        match kind {
-            ProviderKind::Anthropic => self.anthropic_flag,
-            ProviderKind::OpenAi => self.openai_flag,
-            ProviderKind::Webhook => "--upstream",
-        }
+        self.upstreams.of(kind).flag
     }
 
     fn needs_one_token(&self, model: &str) -> bool {
@@ -144,7 +152,7 @@ impl ProviderClient {
         credentials: Option<&Credentials>,
         one_token: bool,
     ) -> Result<WarmAnswer, SendError> {
-        let kind = credentials.map_or(self.kind, |c| c.kind);
+        let kind = credentials.map_or(self.upstreams.default_kind, |c| c.kind);
         let (url, body, warm_kind) = self.build(kind, warm, one_token)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -232,7 +240,7 @@ impl ProviderClient {
                     "request": request,
                     "preferredBackend": warm.preferred_backend.as_deref(),
                 });
-                return Ok((self.upstream.clone(), body.to_string(), None));
+                return Ok((self.upstreams.default_url.clone(), body.to_string(), None));
             }
         };
         Ok((url, request.to_string(), Some(warm_kind)))
@@ -241,9 +249,9 @@ impl ProviderClient {
     /// Base URL for `kind`: the configured one of its API.
     fn base(&self, kind: ProviderKind) -> &str {
         match kind {
-            ProviderKind::Anthropic => &self.anthropic_upstream,
-            ProviderKind::OpenAi => &self.openai_upstream,
-            ProviderKind::Webhook => &self.upstream,
+            ProviderKind::Anthropic => &self.upstreams.anthropic.url,
+            ProviderKind::OpenAi => &self.upstreams.openai.url,
+            ProviderKind::Webhook => &self.upstreams.default_url,
         }
     }
 
@@ -450,15 +458,6 @@ fn refused(status: StatusCode) -> bool {
             | StatusCode::PAYLOAD_TOO_LARGE
             | StatusCode::UNPROCESSABLE_ENTITY
     )
-}
-
-/// The innermost cause of an error: the readable part ("Connection refused").
-pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 /// The provider's error message, or the start of the body.

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use warming_core::{ConversationState, WarmRecord};
 
+use warming_transport::state_json::StateJson;
+
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -48,7 +50,7 @@ pub enum ClientError {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SettingsAnswer {
     /// The conversation's state after the change.
-    #[serde(flatten)]
+    #[serde(flatten, with = "warming_transport::state_json")]
     pub state: ConversationState,
     /// Notes such as "intervalMs clamped to 10000 (server minimum)".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -102,7 +104,7 @@ impl Client {
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
         ClientError::Unreachable {
             url: self.base.clone(),
-            reason: crate::provider::root_cause(e),
+            reason: warming_service::root_cause(e),
         }
     }
 
@@ -158,14 +160,14 @@ impl Client {
     pub async fn list(&self) -> Result<Vec<ConversationState>, ClientError> {
         #[derive(serde::Deserialize)]
         struct Page {
-            conversations: Vec<ConversationState>,
+            conversations: Vec<StateJson>,
             next: Option<String>,
         }
         let mut all = Vec::new();
         let mut path = "/v1/conversations?limit=1000".to_owned();
         loop {
             let page: Page = self.typed(Method::GET, &path, None).await?;
-            all.extend(page.conversations);
+            all.extend(page.conversations.into_iter().map(ConversationState::from));
             match page.next {
                 Some(next) => path = format!("/v1/conversations?limit=1000&after={next}"),
                 None => return Ok(all),
@@ -178,8 +180,9 @@ impl Client {
     /// # Errors
     /// As [`list`](Self::list).
     pub async fn status(&self, id: &str) -> Result<ConversationState, ClientError> {
-        self.typed(Method::GET, &format!("/v1/conversations/{id}"), None)
+        self.typed::<StateJson>(Method::GET, &format!("/v1/conversations/{id}"), None)
             .await
+            .map(ConversationState::from)
     }
 
     /// Changes settings.
@@ -239,8 +242,9 @@ impl Client {
     /// # Errors
     /// As [`list`](Self::list).
     pub async fn delete(&self, id: &str) -> Result<ConversationState, ClientError> {
-        self.typed(Method::DELETE, &format!("/v1/conversations/{id}"), None)
+        self.typed::<StateJson>(Method::DELETE, &format!("/v1/conversations/{id}"), None)
             .await
+            .map(ConversationState::from)
     }
 
     /// Closes the conversation.
@@ -248,8 +252,9 @@ impl Client {
     /// # Errors
     /// As [`list`](Self::list).
     pub async fn close(&self, id: &str) -> Result<ConversationState, ClientError> {
-        self.typed(Method::POST, &format!("/v1/conversations/{id}/close"), None)
+        self.typed::<StateJson>(Method::POST, &format!("/v1/conversations/{id}/close"), None)
             .await
+            .map(ConversationState::from)
     }
 
     /// Past warms, newest first.

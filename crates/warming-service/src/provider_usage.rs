@@ -1,4 +1,6 @@
-//! Reading token usage out of provider answers.
+//! Reading token usage out of provider answers: the usage objects of
+//! Anthropic Messages, OpenAI Chat Completions and Responses, which both
+//! the provider client (warms) and the proxy (turns) read.
 
 use serde_json::Value;
 use warming_core::Usage;
