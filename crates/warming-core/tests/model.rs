@@ -253,7 +253,7 @@ fn run(ops: Vec<Op>, adaptive: bool) {
                 let before = h.warmer.state(&conv);
                 let failure = WarmFailure {
                     message: "upstream 500".into(),
-                    retry_after_ms,
+                    retry_after: retry_after_ms.map(std::time::Duration::from_millis),
                     refused: false,
                 };
                 let record = h.warm_failed(now, &conv, token, failure);

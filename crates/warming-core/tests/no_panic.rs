@@ -188,7 +188,7 @@ fn run(config: Config, ops: Vec<Op>) {
                 if let Some((id, token)) = warms.get(usize::from(i)).cloned() {
                     let failure = WarmFailure {
                         message: "no".into(),
-                        retry_after_ms,
+                        retry_after: retry_after_ms.map(std::time::Duration::from_millis),
                         refused,
                     };
                     let _ = warmer.warm_failed(now, &id, token, failure);
@@ -234,7 +234,7 @@ fn run(config: Config, ops: Vec<Op>) {
                 warmer.release(now, &conversation(c));
             }
             Op::Evict(idle) => {
-                let _ = warmer.evict_idle(now, idle);
+                let _ = warmer.evict_idle(now, std::time::Duration::from_millis(idle));
             }
         }
         while warmer.poll_write().is_some() {}

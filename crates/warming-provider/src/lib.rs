@@ -391,7 +391,7 @@ impl SendError {
                          conversation (a new turn, a manual warm or re-enabling tries again)",
                         status.as_u16()
                     ),
-                    retry_after_ms: None,
+                    retry_after: None,
                     refused: true,
                 };
             }
@@ -440,7 +440,7 @@ impl SendError {
         };
         WarmFailure {
             message,
-            retry_after_ms,
+            retry_after: retry_after_ms.map(Duration::from_millis),
             refused: false,
         }
     }

@@ -204,7 +204,7 @@ async fn a_failing_provider_is_retried_and_a_refusing_one_stops_warming() {
     let failure = |refused| {
         Scripted::Fail(WarmFailure {
             message: "upstream 529 overloaded".into(),
-            retry_after_ms: None,
+            retry_after: None,
             refused,
         })
     };

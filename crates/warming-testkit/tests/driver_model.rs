@@ -135,7 +135,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     0 => Scripted::Hang,
                     1 => Scripted::Fail(WarmFailure {
                         message: "upstream 500".into(),
-                        retry_after_ms: None,
+                        retry_after: None,
                         refused: false,
                     }),
                     2 => Scripted::Answer(Usage::anthropic(3, 0, 4_000)),

@@ -1,6 +1,8 @@
 //! What the engine's caller hands back about a warm (its answer, its
 //! failure) and why a manual warm was refused.
 
+use std::time::Duration;
+
 use crate::{Usage, WarmKind};
 
 /// Why a warm did not get a usable answer.
@@ -8,8 +10,8 @@ use crate::{Usage, WarmKind};
 pub struct WarmFailure {
     /// A readable reason, shown as `lastError`.
     pub message: String,
-    /// How long the provider asked to wait (HTTP `retry-after`), in ms.
-    pub retry_after_ms: Option<u64>,
+    /// How long the provider asked to wait (HTTP `retry-after`).
+    pub retry_after: Option<Duration>,
     /// The provider refused the request itself (a 4xx other than a rate
     /// limit): the same warm would be refused again, so warming stops
     /// instead of retrying ([`StopReason::Refused`](crate::StopReason::Refused)).

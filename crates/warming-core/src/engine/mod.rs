@@ -20,6 +20,7 @@ pub use money::MoneyToday;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
@@ -425,10 +426,11 @@ impl Warmer {
 
     /// Evicts conversations warming has no use for in memory: warming off,
     /// no turn running, nothing scheduled, in flight or being written, and
-    /// no input for `idle_ms`. Their state stays in the caller's store;
+    /// no input for `idle`. Their state stays in the caller's store;
     /// restore one with [`restore`](Self::restore) before its next input.
     /// Returns the evicted ids. Memory is reused by later conversations.
-    pub fn evict_idle(&mut self, now: Timestamp, idle_ms: u64) -> Vec<ConversationId> {
+    pub fn evict_idle(&mut self, now: Timestamp, idle: Duration) -> Vec<ConversationId> {
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let now = self.tick(now);
         let pending: rustc_hash::FxHashSet<u32> = self
             .pending
@@ -613,7 +615,8 @@ impl Warmer {
     /// Delay before retrying after `failures` consecutive failures: doubling
     /// from the configured base up to the interval (a retry later than a
     /// regular warm is useless), and never sooner than the provider asked.
-    fn retry_delay(&self, failures: u32, retry_after_ms: Option<u64>, interval_ms: u64) -> u64 {
+    fn retry_delay(&self, failures: u32, retry_after: Option<Duration>, interval_ms: u64) -> u64 {
+        let retry_after_ms = retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let doublings = failures.saturating_sub(1).min(20);
         let backoff = self.config.retry_base_ms.saturating_mul(1 << doublings);
         // The backoff never waits longer than an interval; the provider's

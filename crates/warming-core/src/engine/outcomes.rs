@@ -184,7 +184,7 @@ impl Warmer {
         let (failures, interval_ms, may_schedule) =
             (c.failures, c.interval_ms(&limits), c.may_schedule());
         if may_schedule {
-            let delay = self.retry_delay(failures, failure.retry_after_ms, interval_ms);
+            let delay = self.retry_delay(failures, failure.retry_after, interval_ms);
             self.arm(slot, now.plus_millis(delay), WarmTrigger::Retry, true);
         } else {
             self.disarm(slot);

@@ -14,6 +14,7 @@ mod warms;
 /// What every module of these tests uses.
 mod prelude {
     pub use std::sync::Arc;
+    pub use std::time::Duration;
 
     pub use crate::support::{id, notifications, template, warms, Harness, Out, T0};
     pub use warming_core::{

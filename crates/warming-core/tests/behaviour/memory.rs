@@ -91,10 +91,13 @@ fn idle_disabled_conversations_leave_memory_and_come_back_restored() {
     h.settle("on", "sys");
     h.drain();
     // Not idle long enough yet.
-    assert!(h.warmer.evict_idle(h.now, 600_000).is_empty());
+    assert!(h
+        .warmer
+        .evict_idle(h.now, Duration::from_secs(600))
+        .is_empty());
     h.advance(600_000);
     // Warming on: kept. Warming off and idle: evicted.
-    let evicted = h.warmer.evict_idle(h.now, 600_000);
+    let evicted = h.warmer.evict_idle(h.now, Duration::from_secs(600));
     assert_eq!(evicted, [id("off")]);
     assert!(!h.state("off").known);
     assert!(h.state("on").known);

@@ -219,7 +219,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     let token = warms(&effects)[0].token;
     let failure = WarmFailure {
         message: "upstream 500".into(),
-        retry_after_ms: None,
+        retry_after: None,
         refused: false,
     };
     h.warm_failed(h.now, &id("c"), token, failure);
@@ -228,7 +228,7 @@ fn the_idle_cap_can_be_turned_off_and_stops_retries_too() {
     let token = warms(&retry)[0].token;
     let failure = WarmFailure {
         message: "upstream 500".into(),
-        retry_after_ms: Some(40_000),
+        retry_after: Some(Duration::from_millis(40_000)),
         refused: false,
     };
     h.warm_failed(h.now, &id("c"), token, failure);
@@ -357,7 +357,7 @@ fn a_refused_warm_stops_warming_instead_of_retrying() {
     let token = warms(&h.run_to_deadline())[0].token;
     let failure = WarmFailure {
         message: "upstream 400: thinking: max_tokens must exceed budget_tokens".into(),
-        retry_after_ms: None,
+        retry_after: None,
         refused: true,
     };
     h.warm_failed(h.now, &id("r"), token, failure);
@@ -701,7 +701,7 @@ fn the_ledger_counts_what_warms_spent_and_what_returning_turns_saved() {
     let token = warms(&h.run_to_deadline())[0].token;
     let failure = WarmFailure {
         message: "upstream 529: overloaded".into(),
-        retry_after_ms: None,
+        retry_after: None,
         refused: false,
     };
     h.warm_failed(h.now, &id("l"), token, failure);

@@ -134,7 +134,7 @@ fn a_failed_warm_is_retried_with_growing_backoff_capped_by_the_interval() {
     for _ in 0..4 {
         let failure = WarmFailure {
             message: "upstream 529 overloaded".into(),
-            retry_after_ms: None,
+            retry_after: None,
             refused: false,
         };
         h.warm_failed(h.now, &id("c"), token, failure).unwrap();
@@ -165,7 +165,7 @@ fn retry_after_is_honoured_even_past_the_interval() {
     let token = warms(&h.run_to_deadline())[0].token;
     let failure = WarmFailure {
         message: "429".into(),
-        retry_after_ms: Some(60_000),
+        retry_after: Some(Duration::from_millis(60_000)),
         refused: false,
     };
     h.warm_failed(h.now, &id("c"), token, failure).unwrap();
@@ -173,7 +173,7 @@ fn retry_after_is_honoured_even_past_the_interval() {
     let token = warms(&h.run_to_deadline())[0].token;
     let failure = WarmFailure {
         message: "429".into(),
-        retry_after_ms: Some(3_600_000),
+        retry_after: Some(Duration::from_millis(3_600_000)),
         refused: false,
     };
     h.warm_failed(h.now, &id("c"), token, failure).unwrap();

@@ -201,7 +201,7 @@ impl Driver {
         }
         let failure = WarmFailure {
             message: format!("warms are paused on this instance: {reason}"),
-            retry_after_ms: None,
+            retry_after: None,
             refused: false,
         };
         self.paused = Some(reason);
@@ -238,7 +238,7 @@ impl Driver {
                     token: warm.token,
                     result: Err(WarmFailure {
                         message: format!("warms are paused on this instance: {reason}"),
-                        retry_after_ms: None,
+                        retry_after: None,
                         refused: false,
                     }),
                 });
@@ -334,7 +334,7 @@ async fn with_body(
     }
     let failure = |message: String| WarmFailure {
         message,
-        retry_after_ms: None,
+        retry_after: None,
         refused: false,
     };
     if let Err(e) = store.flush().await {

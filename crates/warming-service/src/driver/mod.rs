@@ -307,8 +307,9 @@ impl Driver {
 
     /// Lets conversations nobody needs in memory go (see [`DriverOptions`]).
     fn evict(&mut self) {
-        let idle_ms = u64::try_from(self.options.evict_after.as_millis()).unwrap_or(u64::MAX);
-        let gone = self.warmer.evict_idle(self.clock.now(), idle_ms);
+        let gone = self
+            .warmer
+            .evict_idle(self.clock.now(), self.options.evict_after);
         if !gone.is_empty() {
             tracing::debug!(evicted = gone.len(), "conversations left memory");
         }
