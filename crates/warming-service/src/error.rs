@@ -1,5 +1,78 @@
 //! What can go wrong when asking the service: each variant maps onto one
 //! error code of the HTTP contract, but the service knows nothing of HTTP.
+//! Errors keep what caused them ([`Cause`], `source()`), so a log or a
+//! caller can walk the chain down to the database's or the OS's own words.
+
+use std::sync::Arc;
+
+use crate::ports::StoreError;
+
+/// What caused an error: the underlying error itself when there is one (a
+/// SQLite or PostgreSQL error, a join error), else a message. Shared, so
+/// the errors that hold it stay cheap to clone (one failed batch answers
+/// every write in it).
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// The cause `error`, kept as it is.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The error it holds, to downcast to what the store saw.
+    #[must_use]
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+/// A cause known only by its words.
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self::new(Message(message))
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The cause's own source is next in the chain: `Cause` stands for the
+/// error it holds, whose words it shows.
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Two causes are the same when they say the same.
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// Why the service could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,9 +84,16 @@ pub enum ServiceError {
     /// No such conversation.
     #[error("{0}")]
     NotFound(String),
-    /// The store refused the write; nothing changed.
-    #[error("{0}")]
-    Storage(String),
+    /// The store refused the write or the read; nothing changed. `note`
+    /// says what happened anyway and what to do.
+    #[error("{error}{}", note_text(note.as_deref()))]
+    Storage {
+        /// What the store said.
+        #[source]
+        error: StoreError,
+        /// What happened anyway, what to do.
+        note: Option<String>,
+    },
     /// The provider failed.
     #[error("{0}")]
     Upstream(String),
@@ -22,8 +102,19 @@ pub enum ServiceError {
     Unavailable,
     /// The database cannot be reached right now; nothing changed and the
     /// call may be retried.
-    #[error("{0}")]
-    StorageUnavailable(String),
+    #[error("{error}{}", note_text(note.as_deref()))]
+    StorageUnavailable {
+        /// What the store said.
+        #[source]
+        error: StoreError,
+        /// What happened anyway, what to do.
+        note: Option<String>,
+    },
+}
+
+/// A note as it follows an error's words.
+fn note_text(note: Option<&str>) -> String {
+    note.map(|n| format!("; {n}")).unwrap_or_default()
 }
 
 impl ServiceError {
@@ -35,20 +126,41 @@ impl ServiceError {
         match self {
             Self::Conflict(m) => Self::Conflict(with(m)),
             Self::NotFound(m) => Self::NotFound(with(m)),
-            Self::Storage(m) => Self::Storage(with(m)),
+            Self::Storage {
+                error,
+                note: before,
+            } => Self::Storage {
+                error,
+                note: Some(before.map_or_else(|| note.to_owned(), with)),
+            },
             Self::Upstream(m) => Self::Upstream(with(m)),
-            Self::StorageUnavailable(m) => Self::StorageUnavailable(with(m)),
+            Self::StorageUnavailable {
+                error,
+                note: before,
+            } => Self::StorageUnavailable {
+                error,
+                note: Some(before.map_or_else(|| note.to_owned(), with)),
+            },
             Self::Unavailable => Self::Unavailable,
         }
     }
 }
 
-impl From<crate::ports::StoreError> for ServiceError {
-    fn from(e: crate::ports::StoreError) -> Self {
-        match e {
-            crate::ports::StoreError::Unavailable(_) => Self::StorageUnavailable(e.to_string()),
-            other => Self::Storage(other.to_string()),
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => Self::StorageUnavailable { error, note: None },
+            error => Self::Storage { error, note: None },
         }
+    }
+}
+
+impl ServiceError {
+    /// A store call that never ran to its end (its blocking task
+    /// panicked or was cancelled).
+    #[must_use]
+    pub fn storage_task(error: tokio::task::JoinError) -> Self {
+        Self::from(StoreError::Failed(Cause::new(error)))
     }
 }
 
@@ -61,4 +173,28 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_error_keeps_its_cause_down_to_the_os_words() {
+        let os = std::io::Error::other("No space left on device");
+        let error = ServiceError::from(StoreError::Failed(Cause::new(os)))
+            .explained("warming stays off until the disk has room");
+        assert_eq!(
+            error.to_string(),
+            "storage: No space left on device; warming stays off until the disk has room"
+        );
+        let store = std::error::Error::source(&error).expect("the store's error");
+        let cause = store.source().expect("its cause");
+        assert_eq!(cause.to_string(), "No space left on device");
+        let Some(StoreError::Failed(held)) = store.downcast_ref::<StoreError>() else {
+            panic!("the source is the store's error");
+        };
+        assert!(held.get_ref().downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(root_cause(&error), "No space left on device");
+    }
 }

@@ -33,7 +33,7 @@ mod write;
 pub use driver::{
     hold_leases, spawn, DriverHandle, DriverOptions, LeaseLost, ProxiedTurn, PRIOR_KEY,
 };
-pub use error::{root_cause, ServiceError};
+pub use error::{root_cause, Cause, ServiceError};
 pub use ports::{
     Ack, BoxFuture, Clock, Cluster, Credentials, Provider, ProviderKind, Route, Secret, Store,
     StoreError, SystemClock, TokioClock, WarmAnswer,

@@ -10,7 +10,7 @@ use warming_core::{
     WarmFailure, WarmKind, WarmRecord, WarmRequest,
 };
 
-use crate::Write;
+use crate::{Cause, Write};
 
 /// A future the service can hold across tasks.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -20,14 +20,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum StoreError {
     /// The store refused the write or the read (disk full, I/O error, ...).
     #[error("storage: {0}")]
-    Failed(String),
+    Failed(#[source] Cause),
     /// The store is closed: the service is stopping.
     #[error("storage is closed")]
     Closed,
     /// The database cannot be reached right now (restarting, failing
     /// over); the same call may succeed in a moment. Nothing was written.
     #[error("the database is unreachable ({0}); nothing was written, retry shortly")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
 }
 
 /// A write's acknowledgement: resolves once the write is committed.

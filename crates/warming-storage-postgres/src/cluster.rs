@@ -158,7 +158,7 @@ impl PgCluster {
         answer
             .recv()
             .map_err(|_| StoreError::Closed)?
-            .map_err(|e| crate::store_error(&e))
+            .map_err(crate::store_error)
     }
 
     fn remember_mine(&self, ids: impl IntoIterator<Item = ConversationId>) {

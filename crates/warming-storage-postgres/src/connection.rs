@@ -3,7 +3,7 @@
 //! fault).
 
 use postgres::{Client, NoTls};
-use warming_service::StoreError;
+use warming_service::{Cause, StoreError};
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +78,7 @@ impl Connection {
             && self.client.is_valid(CONNECT_TIMEOUT).is_err();
         self.used_at = std::time::Instant::now();
         if stale || self.client.is_closed() {
-            let client =
-                connect_here(&self.url).map_err(|e| StoreError::Unavailable(connect_error(&e)))?;
+            let client = connect_here(&self.url).map_err(unreachable)?;
             tracing::info!("reconnected to PostgreSQL");
             self.client = client;
             self.generation += 1;
@@ -127,21 +126,52 @@ pub(crate) fn connect(url: &str, migrate: bool) -> Result<Client, PgOpenError> {
 /// shutting down, starting up or lost the connection (SQLSTATE classes 57P
 /// "operator intervention" and 08 "connection exception", PostgreSQL's
 /// "Errcodes" appendix).
-pub(crate) fn store_error(e: &postgres::Error) -> StoreError {
-    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+pub(crate) fn store_error(e: postgres::Error) -> StoreError {
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     let away = e.code().is_some_and(|code| {
         let code = code.code();
         code.starts_with("57P") || code.starts_with("08")
     });
+    let unavailable = e.is_closed() || io || away;
     // "db error" alone says nothing: the server's own words instead.
-    let message = e
+    let words = e
         .as_db_error()
         .map_or_else(|| e.to_string(), |db| db.message().to_owned());
-    if e.is_closed() || io || away {
-        StoreError::Unavailable(message)
+    let cause = Cause::new(ServerSaid { words, error: e });
+    if unavailable {
+        StoreError::Unavailable(cause)
     } else {
-        StoreError::Failed(message)
+        StoreError::Failed(cause)
     }
+}
+
+/// A PostgreSQL error in the server's words, the client's error kept as
+/// its source.
+#[derive(Debug)]
+pub(crate) struct ServerSaid {
+    words: String,
+    error: postgres::Error,
+}
+
+impl std::fmt::Display for ServerSaid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.words)
+    }
+}
+
+impl std::error::Error for ServerSaid {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// A connection that could not be made, for the store: unavailable, in the
+/// server's words.
+pub(crate) fn unreachable(e: postgres::Error) -> StoreError {
+    StoreError::Unavailable(Cause::new(ServerSaid {
+        words: connect_error(&e),
+        error: e,
+    }))
 }
 
 /// Why a connection failed, in the server's words when it answered ("db

@@ -93,9 +93,9 @@ fn answer(
     // absence (retry shortly), not the call's fault.
     let failed = |client: &Client, e: postgres::Error| {
         if client.is_closed() {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(warming_service::Cause::new(e))
         } else {
-            crate::store_error(&e)
+            crate::store_error(e)
         }
     };
     match read {

@@ -116,7 +116,9 @@ pub(crate) fn run(mut connection: crate::Connection, jobs: Receiver<Job>, config
                     // Lost mid-batch: say so, nothing of it was committed.
                     results
                         .into_iter()
-                        .map(|r| r.map_err(|e| StoreError::Unavailable(e.to_string())))
+                        .map(|r| {
+                            r.map_err(|e| StoreError::Unavailable(warming_service::Cause::new(e)))
+                        })
                         .collect()
                 } else {
                     results
@@ -140,8 +142,8 @@ fn prepared<'a>(
 ) -> Result<&'a mut Client, StoreError> {
     let (client, generation) = connection.connected()?;
     if generation != *prepared_on {
-        *statements =
-            Statements::prepare(client).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        *statements = Statements::prepare(client)
+            .map_err(|e| StoreError::Unavailable(warming_service::Cause::new(e)))?;
         *prepared_on = generation;
     }
     Ok(client)
@@ -158,7 +160,7 @@ fn commit_batch(
     trims: &mut TrimClock,
     history_cap: i64,
 ) -> Vec<Result<(), StoreError>> {
-    let failed = |e: postgres::Error| crate::store_error(&e);
+    let failed = crate::store_error;
     let all_failed = |e: postgres::Error| vec![Err(failed(e)); batch.len()];
     let fast = (|| {
         let mut tx = client.transaction()?;

@@ -66,7 +66,13 @@ impl From<WriteError> for warming_service::StoreError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Closed => Self::Closed,
-            other => Self::Failed(other.to_string()),
+            other => Self::Failed(warming_service::Cause::new(other)),
         }
+    }
+}
+
+impl From<ReadError> for warming_service::StoreError {
+    fn from(e: ReadError) -> Self {
+        Self::Failed(warming_service::Cause::new(e))
     }
 }

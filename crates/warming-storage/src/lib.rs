@@ -273,8 +273,7 @@ impl warming_service::Store for Storage {
         conversation: &ConversationId,
         limit: usize,
     ) -> Result<Vec<WarmRecord>, warming_service::StoreError> {
-        Storage::history(self, conversation, limit)
-            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+        Storage::history(self, conversation, limit).map_err(warming_service::StoreError::from)
     }
 
     fn load(
@@ -283,27 +282,25 @@ impl warming_service::Store for Storage {
         limits: &IntervalLimits,
     ) -> Result<Option<Restored>, warming_service::StoreError> {
         read::load_one(&self.reader(), conversation, limits)
-            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+            .map_err(warming_service::StoreError::from)
     }
 
     fn template(
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<Template>, warming_service::StoreError> {
-        Storage::template(self, conversation)
-            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+        Storage::template(self, conversation).map_err(warming_service::StoreError::from)
     }
 
     fn load_all(
         &self,
         limits: &IntervalLimits,
     ) -> Result<Vec<Restored>, warming_service::StoreError> {
-        Storage::load_all(self, limits)
-            .map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+        Storage::load_all(self, limits).map_err(warming_service::StoreError::from)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, warming_service::StoreError> {
-        Storage::meta(self, key).map_err(|e| warming_service::StoreError::Failed(e.to_string()))
+        Storage::meta(self, key).map_err(warming_service::StoreError::from)
     }
 
     fn close(&self) {

@@ -124,7 +124,7 @@ async fn a_write_the_store_refuses_is_an_error_and_changes_nothing() {
     };
     let refused = service.driver.update(id("c"), change).await;
     assert!(
-        matches!(refused, Err(ServiceError::Storage(_))),
+        matches!(refused, Err(ServiceError::Storage { .. })),
         "{refused:?}"
     );
     assert_eq!(
@@ -135,7 +135,7 @@ async fn a_write_the_store_refuses_is_an_error_and_changes_nothing() {
     service.store.fail_next(1);
     let settled = service.driver.turn_settled(id("c"), template(), None).await;
     assert!(
-        matches!(settled, Err(ServiceError::Storage(_))),
+        matches!(settled, Err(ServiceError::Storage { .. })),
         "{settled:?}"
     );
     service.stop().await;
@@ -165,7 +165,7 @@ async fn warms_are_built_from_the_stored_body_of_the_last_template_stored() {
         .driver
         .turn_settled(id("c"), request("second"), None)
         .await;
-    assert!(matches!(refused, Err(ServiceError::Storage(_))));
+    assert!(matches!(refused, Err(ServiceError::Storage { .. })));
     tokio::time::sleep(Duration::from_millis(60_500)).await;
     let sent = service.provider.sent();
     assert_eq!(sent.len(), 1);

@@ -413,7 +413,7 @@ impl DriverHandle {
             cluster.page(after.as_ref(), limit, filter, &limits)
         })
         .await
-        .map_err(|e| ServiceError::Storage(e.to_string()))?
+        .map_err(ServiceError::storage_task)?
         .map_err(ServiceError::from)?;
         let next = (rows.len() == limit)
             .then(|| rows.last().map(|(r, _)| r.conversation.clone()))
@@ -477,7 +477,7 @@ impl DriverHandle {
         let id = id.clone();
         tokio::task::spawn_blocking(move || cluster.route(&id))
             .await
-            .map_err(|e| ServiceError::Storage(e.to_string()))?
+            .map_err(ServiceError::storage_task)?
             .map_err(ServiceError::from)
     }
 

@@ -14,10 +14,10 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use warming_core::{
-    ConversationId, ConversationState, PersistId, SettingsChange, Template, WarmRecord, WarmToken,
-    Warmer,
+    ConversationId, ConversationState, PersistId, Template, WarmRecord, WarmToken, Warmer,
 };
 
+mod commands;
 mod effects;
 mod handle;
 mod loading;
@@ -316,208 +316,41 @@ impl Driver {
         self.evicted.extend(gone);
     }
 
-    /// Runs `command` (every conversation it names is in memory, or new).
+    /// Runs `command` (every conversation it names is in memory, or new):
+    /// one handler each (`commands.rs`), then the engine's outputs.
     fn handle_now(&mut self, command: Command) {
         let t = self.clock.now();
         self.warmer.handle_timeout(t);
         match command {
-            Command::TurnStarted(id, reply) => {
-                let ((), acks) = self.durably(|warmer| warmer.turn_started(t, &id));
-                reply_when_stored(acks, reply, self.warmer.state(&id));
-            }
+            Command::TurnStarted(id, reply) => self.on_turn_started(t, id, reply),
             Command::TurnSettled {
                 id,
                 template,
                 request_started_at,
                 reply,
-            } => {
-                let previous = self.warmer.template(&id);
-                let ((), acks) = self.durably(|warmer| {
-                    warmer.turn_settled(t, &id, template.clone(), request_started_at);
-                });
-                let state = self.warmer.state(&id);
-                // What the engine now holds (detached when the engine keeps
-                // templates so): the one to take back if the writes fail.
-                let installed = template.and_then(|_| self.warmer.template(&id));
-                match installed {
-                    // If its writes fail, the template is taken back.
-                    Some(template) => {
-                        let refused = self.refused.clone();
-                        tokio::spawn(async move {
-                            match all_stored(acks).await {
-                                Ok(()) => drop(reply.send(Ok(state))),
-                                Err(error) => drop(refused.send(Refused {
-                                    id,
-                                    template,
-                                    previous,
-                                    error,
-                                    reply,
-                                })),
-                            }
-                        });
-                    }
-                    None => reply_when_stored(acks, reply, state),
-                }
-            }
-            Command::Events(events, reply) => {
-                let total = events.len();
-                let (applied, acks) = self.durably(|warmer| {
-                    events
-                        .into_iter()
-                        .map(|event| warmer.runtime_event(t, event))
-                        .filter(|d| *d == warming_core::EventDisposition::Applied)
-                        .count()
-                });
-                reply_when_stored(acks, reply, (applied, total - applied));
-            }
-            Command::Waiting(id, reply) => {
-                let (waiting, acks) = self.durably(|warmer| warmer.turn_waiting(t, &id));
-                if waiting {
-                    reply_when_stored(acks, reply, self.warmer.state(&id));
-                } else {
-                    let _ = reply.send(Err(ServiceError::Conflict("no turn is in progress: only a running turn can wait (report turn-started first)".into())));
-                }
-            }
-            Command::Update(id, change, reply) => {
-                let op = self.warmer.update_settings(t, &id, change);
-                self.persist_waiters
-                    .insert(op, PersistWaiter::Settings(id, reply));
-            }
-            Command::Toggle(id, enabled, reply) => {
-                let enabled = enabled.unwrap_or_else(|| !self.warmer.state(&id).enabled);
-                let change = SettingsChange {
-                    enabled: Some(enabled),
-                    ..SettingsChange::default()
-                };
-                let op = self.warmer.update_settings(t, &id, change);
-                self.persist_waiters
-                    .insert(op, PersistWaiter::Settings(id, reply));
-            }
-            Command::WarmNow(id, reply) => match self.warmer.warm_now(t, &id) {
-                Ok(token) => {
-                    self.manual.insert(token, reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(ServiceError::Conflict(e.to_string())));
-                }
-            },
-            Command::Close(id, reply) => {
-                let op = self.warmer.close(t, &id);
-                self.persist_waiters
-                    .insert(op, PersistWaiter::Settings(id, reply));
-            }
-            Command::Delete(id, reply) => match self.warmer.delete(t, &id) {
-                Some(op) => {
-                    self.persist_waiters
-                        .insert(op, PersistWaiter::Settings(id, reply));
-                }
-                None => {
-                    let _ = reply.send(Err(ServiceError::NotFound(format!(
-                        "no conversation {id}: nothing to delete"
-                    ))));
-                }
-            },
-            Command::Enroll(id, interval_ms, reply) => {
-                match self.warmer.enroll(t, &id, interval_ms) {
-                    Some(op) => {
-                        self.persist_waiters
-                            .insert(op, PersistWaiter::Settings(id, reply));
-                    }
-                    None => {
-                        let _ = reply.send(Ok(self.warmer.state(&id)));
-                    }
-                }
-            }
+            } => self.on_turn_settled(t, id, template, request_started_at, reply),
+            Command::Events(events, reply) => self.on_events(t, events, reply),
+            Command::Waiting(id, reply) => self.on_waiting(t, id, reply),
+            Command::Update(id, change, reply) => self.on_update(t, id, change, reply),
+            Command::Toggle(id, enabled, reply) => self.on_toggle(t, id, enabled, reply),
+            Command::WarmNow(id, reply) => self.on_warm_now(t, &id, reply),
+            Command::Close(id, reply) => self.on_close(t, id, reply),
+            Command::Delete(id, reply) => self.on_delete(t, id, reply),
+            Command::Enroll(id, interval_ms, reply) => self.on_enroll(t, id, interval_ms, reply),
             Command::BackendSeen(id, backend) => {
                 let _ = self.warmer.backend_resolved(t, &id, &backend);
             }
-            Command::ProxySettled(turn) => {
-                let id = turn.id;
-                // A conversation with a template settled a turn before:
-                // this one came back to whatever the cache kept.
-                let returning = self.warmer.template(&id).is_some();
-                self.warmer
-                    .turn_settled(t, &id, turn.template, Some(turn.started_at));
-                if let Some(usage) = turn.usage {
-                    // Its record is counted as a returning turn's as it
-                    // comes out (`carry_out_write`).
-                    self.returning_turn = returning.then(|| id.clone());
-                    self.warmer.record_turn(t, &id, turn.started_at, usage);
-                }
-                if let Some(backend) = turn.backend {
-                    let _ = self.warmer.backend_resolved(t, &id, &backend);
-                }
-            }
-            Command::History(id, limit, reply) => {
-                // Asked in the driver's order, so the page holds every warm
-                // recorded before (read your own writes).
-                let store = self.storage.clone();
-                let flushed = store.flush();
-                tokio::spawn(async move {
-                    let answer = match flushed.await {
-                        Err(e) => Err(ServiceError::from(e)),
-                        Ok(()) => tokio::task::spawn_blocking(move || store.history(&id, limit))
-                            .await
-                            .map_err(|e| ServiceError::Storage(e.to_string()))
-                            .and_then(|read| read.map_err(ServiceError::from)),
-                    };
-                    let _ = reply.send(answer);
-                });
-            }
+            Command::ProxySettled(turn) => self.on_proxy_settled(t, turn),
+            Command::History(id, limit, reply) => self.on_history(id, limit, reply),
             Command::Get(id, reply) => {
                 let _ = reply.send(self.warmer.state(&id));
             }
-            Command::PriorLearned(reply) => {
-                let now = self.warmer.prior().clone();
-                let _ = reply.send(now.since(&self.prior_base));
-                self.prior_sent = Some(now);
-            }
-            Command::PriorShared(total) => {
-                // What was learned while the merge ran is not in `total`
-                // yet: kept on top, and counted in the next share.
-                let sent = self
-                    .prior_sent
-                    .take()
-                    .unwrap_or_else(|| self.prior_base.clone());
-                let newer = self.warmer.prior().since(&sent);
-                let mut merged = (*total).clone();
-                merged.add(&newer);
-                self.warmer.set_prior(merged);
-                self.prior_base = *total;
-            }
+            Command::PriorLearned(reply) => self.on_prior_learned(reply),
+            Command::PriorShared(total) => self.on_prior_shared(&total),
             Command::Pause(reason) => self.pause(reason),
             Command::Resume => self.resume(),
-            Command::KeepOnly(held, reply) => {
-                let gone: Vec<ConversationId> = self
-                    .warmer
-                    .conversations()
-                    .map(|s| s.conversation_id)
-                    .filter(|id| !held.contains(id))
-                    .collect();
-                for id in &gone {
-                    self.warmer.release(t, id);
-                }
-                self.execute_effects();
-                if !gone.is_empty() {
-                    tracing::warn!(
-                        conversations = gone.len(),
-                        "let go of conversations other instances adopted while the lease had lapsed"
-                    );
-                }
-                let _ = reply.send(gone.len());
-            }
-            Command::Adopt(restored, reply) => {
-                let new: Vec<_> = restored
-                    .into_iter()
-                    .filter(|r| !self.warmer.knows(&r.conversation))
-                    .collect();
-                for r in &new {
-                    self.evicted.remove(&r.conversation);
-                }
-                let count = new.len();
-                self.warmer.restore(t, new);
-                let _ = reply.send(count);
-            }
+            Command::KeepOnly(held, reply) => self.on_keep_only(t, &held, reply),
+            Command::Adopt(restored, reply) => self.on_adopt(t, restored, reply),
             Command::List {
                 cursor,
                 limit,
@@ -526,19 +359,7 @@ impl Driver {
             } => {
                 let _ = reply.send(self.warmer.conversations_page(cursor, limit, filter));
             }
-            Command::StoredStates(rows, reply) => {
-                let states = rows
-                    .iter()
-                    .map(|(stored, mine)| {
-                        if *mine && self.warmer.knows(&stored.conversation) {
-                            self.warmer.state(&stored.conversation)
-                        } else {
-                            self.warmer.stored_state(stored)
-                        }
-                    })
-                    .collect();
-                let _ = reply.send(states);
-            }
+            Command::StoredStates(rows, reply) => self.on_stored_states(&rows, reply),
         }
         self.execute_effects();
     }

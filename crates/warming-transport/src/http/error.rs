@@ -147,10 +147,10 @@ impl From<warming_service::ServiceError> for ApiError {
         match e {
             ServiceError::Conflict(m) => Self::conflict(m),
             ServiceError::NotFound(m) => Self::not_found(m),
-            ServiceError::Storage(m) => Self::storage(m),
+            e @ ServiceError::Storage { .. } => Self::storage(e.to_string()),
             ServiceError::Upstream(m) => Self::upstream(m),
             ServiceError::Unavailable => Self::unavailable(),
-            ServiceError::StorageUnavailable(m) => Self::storage_unavailable(m),
+            e @ ServiceError::StorageUnavailable { .. } => Self::storage_unavailable(e.to_string()),
         }
     }
 }
