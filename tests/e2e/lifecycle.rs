@@ -21,9 +21,13 @@ async fn warming_is_off_until_the_user_opts_in() {
                "policy": "fixed", "stoppedReason": null, "stop": null,
                "ledger": {"spentDollars": 0.0, "warmSeconds": 0.0, "missesAvoided": 0,
                           "savedDollars": 0.0, "savedPrefillSeconds": 0.0,
-                          "spentTodayDollars": 0.0, "savedTodayDollars": 0.0, "day": 0},
+                          "spentTodayDollars": 0.0, "savedTodayDollars": 0.0, "day": 0,
+                          "replaysAvoided": 0, "retentionPremiumDollars": 0.0},
                "netDollars": 0.0, "priced": "estimate",
-               "turns": {"returning": 0, "hits": 0, "lastPct": null}})
+               "turns": {"returning": 0, "hits": 0, "lastPct": null},
+               "keepAlive": {"plan": "replay", "reason": {"code": "noLongerRetention"},
+                             "why": "its model offers no longer retention (price table): replays keep it",
+                             "costPerIdleHour": 0.0, "upgradedAt": null}})
     );
 
     // Reading it created nothing.

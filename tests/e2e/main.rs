@@ -11,6 +11,7 @@ mod failures;
 mod fuzz;
 mod hardening;
 mod input;
+mod keep_alive;
 mod lifecycle;
 mod log_failures;
 mod money;

@@ -147,6 +147,19 @@ fn on_off(state: &Value) -> &'static str {
 }
 
 /// One conversation as a block of lines.
+/// The keep-alive plan: `replay ($0.0450 an idle hour): why`.
+fn keep_alive_text(plan: &Value) -> String {
+    let name = plan["plan"].as_str().unwrap_or("replay");
+    let cost = plan["costPerIdleHour"].as_f64().unwrap_or(0.0);
+    let why = plan["why"].as_str().unwrap_or_default();
+    let upgraded = if plan["upgradedAt"].is_u64() {
+        format!(" (asked {})", ago(&plan["upgradedAt"]))
+    } else {
+        String::new()
+    };
+    format!("{name}{upgraded}, ${cost:.4} an idle hour: {why}")
+}
+
 fn status_text(state: &Value) -> String {
     let interval = state["intervalMs"]
         .as_u64()
@@ -180,6 +193,7 @@ fn status_text(state: &Value) -> String {
         ),
         format!("money         {}", money_text(state)),
         format!("policy        {}", state["policy"].as_str().unwrap_or("-")),
+        format!("keep-alive    {}", keep_alive_text(&state["keepAlive"])),
     ];
     if let Some(reason) = state["stoppedReason"].as_str() {
         lines.push(format!("stopped       {reason}"));

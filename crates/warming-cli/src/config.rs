@@ -79,6 +79,10 @@ pub struct ServerConfig {
     /// Whether every proxied conversation is enrolled (`--proxy-warming on`;
     /// default off: warming is opt-in).
     pub proxy_warming: bool,
+    /// Whether the proxy may ask providers for their longer retention where
+    /// a conversation's plan says it is cheaper (`--upgrade-cache auto`;
+    /// default off).
+    pub upgrade_cache: bool,
     /// The spend guard: how long an idle conversation is kept warm; zero
     /// for no limit (default 1 h).
     pub max_idle: Duration,
@@ -165,6 +169,7 @@ impl ServerConfig {
             policy: warming_core::Policy::Fixed,
             proxy_policy: warming_core::Policy::Adaptive,
             proxy_warming: false,
+            upgrade_cache: false,
             max_idle: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
             proxy_first_byte_timeout: Duration::from_secs(300),
@@ -268,6 +273,7 @@ impl ServerConfig {
             // Both stores keep template bodies (read back for each warm);
             // memory keeps what decides.
             .detach_templates(true)
+            .upgrade_cache(self.upgrade_cache)
             .build()
     }
 

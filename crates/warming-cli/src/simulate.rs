@@ -23,6 +23,10 @@ pub struct SimulateArgs {
     /// Time between warms.
     #[arg(long, default_value = "4m")]
     pub interval: String,
+    /// How long the provider keeps a prefix after its last use (its
+    /// 5-minute cache).
+    #[arg(long, default_value = "5m")]
+    pub cache_ttl: String,
     /// Share of each trace, from its start, played but not counted (the
     /// server learns its prior there, as a running server already has); 0
     /// measures a cold start.
@@ -47,6 +51,7 @@ pub fn run(args: SimulateArgs, json: bool) -> Result<(), String> {
         ..SimConfig::default()
     };
     config.economics.lambda_per_sec = args.lambda[0];
+    config.economics.ttl_ms = parse_duration(&args.cache_ttl)?.max(1);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let live = std::io::stderr().is_terminal();

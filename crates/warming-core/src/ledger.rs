@@ -42,6 +42,14 @@ pub struct Ledger {
     /// The UTC day of the `*_today_dollars` figures, in days since
     /// 1970-01-01.
     pub day: u64,
+    /// Replays not sent because the provider kept the prefix itself (its
+    /// requests ask for the longer retention): those an interval apart
+    /// over each idle gap, up to the idle cap.
+    pub replays_avoided: u64,
+    /// Dollars the longer retention cost over the short one on its turns'
+    /// writes, for the conversations whose requests warming upgraded (in
+    /// `spent_dollars` too).
+    pub retention_premium_dollars: f64,
 }
 
 impl Ledger {
@@ -63,5 +71,7 @@ impl Ledger {
         self.misses_avoided += other.misses_avoided;
         self.saved_dollars += other.saved_dollars;
         self.saved_prefill_seconds += other.saved_prefill_seconds;
+        self.replays_avoided += other.replays_avoided;
+        self.retention_premium_dollars += other.retention_premium_dollars;
     }
 }

@@ -61,7 +61,10 @@ pub use ledger::Ledger;
 pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionState};
 pub use list_prices::{economics_for, ModelPrices, PriceSource};
 pub use output::{Event, WarmAction, Write};
-pub use policy::{decide, Economics, GapView, Policy, ReturnPrior, StopReason};
+pub use policy::{
+    choose_plan, decide, Economics, GapView, KeepAlive, Plan, PlanInputs, PlanReason, Policy,
+    ReturnPrior, StopReason,
+};
 pub use settings::{
     IntervalBound, IntervalClamped, IntervalLimits, PolicyChange, Settings, SettingsChange,
     DEFAULT_INTERVAL_MS, LONG_TTL_INTERVAL_MS,

@@ -20,6 +20,11 @@ pub struct ModelPrices {
     pub cache_read: f64,
     /// Output.
     pub output: f64,
+    /// How long the longer retention keeps a prefix, seconds (Anthropic's
+    /// 1-hour cache: 3 600; OpenAI's 24-hour retention: 86 400, for the
+    /// models that offer it); 0 when the model offers none. Writes into it
+    /// cost `cache_write_1h`.
+    pub long_ttl_secs: u64,
 }
 
 impl ModelPrices {
@@ -33,7 +38,16 @@ impl ModelPrices {
             cache_write_1h: input * 2.0,
             cache_read: input / 10.0,
             output,
+            long_ttl_secs: 3_600,
         }
+    }
+
+    /// The same prices, with a longer retention of `secs` seconds (OpenAI's
+    /// 24-hour retention, for the models that offer it).
+    #[must_use]
+    pub const fn with_long_ttl_secs(mut self, secs: u64) -> Self {
+        self.long_ttl_secs = secs;
+        self
     }
 
     /// OpenAI's pattern: no charge for writing the cache, a discounted read.
@@ -45,6 +59,7 @@ impl ModelPrices {
             cache_write_1h: input,
             cache_read,
             output,
+            long_ttl_secs: 0,
         }
     }
 
@@ -54,9 +69,10 @@ impl ModelPrices {
         Self {
             input,
             cache_write_5m: input * base.write_multiplier,
-            cache_write_1h: input * 2.0,
+            cache_write_1h: input * base.long_write_multiplier,
             cache_read: input * base.read_multiplier,
             output: input * base.output_multiplier,
+            long_ttl_secs: base.long_ttl_ms / 1_000,
         }
     }
 
@@ -85,6 +101,8 @@ impl ModelPrices {
             write_multiplier: write / input,
             read_multiplier: self.cache_read / input,
             output_multiplier: self.output / input,
+            long_ttl_ms: self.long_ttl_secs.saturating_mul(1_000),
+            long_write_multiplier: self.cache_write_1h / input,
             ..*base
         }
     }

@@ -58,6 +58,12 @@ pub struct ConversationState {
     pub stopped: Option<crate::StopReason>,
     /// How its returning turns found the cache (an extension).
     pub turns: TurnReads,
+    /// How its prefix is kept while its user is away, why, and what that
+    /// costs an idle hour (an extension).
+    pub plan: crate::Plan,
+    /// When a request of it was rewritten to ask for the provider's longer
+    /// retention (the plan's upgrade), if one was.
+    pub upgraded_at: Option<Timestamp>,
 }
 
 /// How a conversation's returning turns found the cache: its real turns

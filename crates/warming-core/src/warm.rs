@@ -188,6 +188,10 @@ pub enum WarmOutcome {
     /// Not sent: the policy stopped warming here (the record's `error` says
     /// why), so history shows when and why warming ended.
     Stopped,
+    /// Not a warm: a request of the conversation was rewritten to ask the
+    /// provider for its longer retention (the record's `error` says why),
+    /// so history shows when replays gave way to it.
+    Upgraded,
 }
 
 impl WarmOutcome {
@@ -200,6 +204,7 @@ impl WarmOutcome {
             Self::Uncached => "uncached",
             Self::Failed => "failed",
             Self::Stopped => "stopped",
+            Self::Upgraded => "upgraded",
         }
     }
 
@@ -212,6 +217,7 @@ impl WarmOutcome {
             Self::Uncached,
             Self::Failed,
             Self::Stopped,
+            Self::Upgraded,
         ]
         .into_iter()
         .find(|o| o.as_str() == name)

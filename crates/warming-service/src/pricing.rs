@@ -1,7 +1,12 @@
 //! The providers' list prices by model, as data: what warms cost and misses
 //! would have cost, out of the box. Dollars per million tokens from
 //! Anthropic's and OpenAI's published pricing pages, as of
-//! [`LIST_PRICES_AS_OF`]. Prices change: a deployment overrides or extends
+//! [`LIST_PRICES_AS_OF`]. The longer retention each offers: Anthropic's
+//! 1-hour cache for every model ("Prompt caching": writes at 2x the input
+//! price), OpenAI's 24-hour retention (`prompt_cache_retention: "24h"`,
+//! OpenAI's "Prompt caching" guide and Azure OpenAI's "Prompt caching"
+//! page: the same price as the in-memory one) for the models those pages
+//! list (the GPT-5 family's full models and `gpt-4.1`), none for the rest. Prices change: a deployment overrides or extends
 //! them per model with `[prices]` in its configuration. The engine is handed
 //! them (`warming_core::Config::list_prices`): the table is data the service
 //! loads, not a decision of the core.
@@ -10,6 +15,9 @@ use warming_core::ModelPrices;
 
 /// The day the figures of [`LIST_PRICES`] were taken.
 pub const LIST_PRICES_AS_OF: &str = "2026-11-24";
+
+/// OpenAI's extended retention, seconds: "up to a maximum of 24 hours".
+const OPENAI_EXTENDED_SECS: u64 = 86_400;
 
 /// Model-name prefix and its list prices; the longest matching prefix wins,
 /// so dated names (`claude-sonnet-4-5-20250929`) find their family.
@@ -24,10 +32,16 @@ pub const LIST_PRICES: &[(&str, ModelPrices)] = &[
     ("claude-haiku-4-5", ModelPrices::anthropic(1.0, 5.0)),
     ("claude-3-5-haiku", ModelPrices::anthropic(0.8, 4.0)),
     ("claude-3-haiku", ModelPrices::anthropic(0.25, 1.25)),
-    ("gpt-5", ModelPrices::openai(1.25, 0.125, 10.0)),
+    (
+        "gpt-5",
+        ModelPrices::openai(1.25, 0.125, 10.0).with_long_ttl_secs(OPENAI_EXTENDED_SECS),
+    ),
     ("gpt-5-mini", ModelPrices::openai(0.25, 0.025, 2.0)),
     ("gpt-5-nano", ModelPrices::openai(0.05, 0.005, 0.4)),
-    ("gpt-4.1", ModelPrices::openai(2.0, 0.5, 8.0)),
+    (
+        "gpt-4.1",
+        ModelPrices::openai(2.0, 0.5, 8.0).with_long_ttl_secs(OPENAI_EXTENDED_SECS),
+    ),
     ("gpt-4.1-mini", ModelPrices::openai(0.4, 0.1, 1.6)),
     ("gpt-4.1-nano", ModelPrices::openai(0.1, 0.025, 0.4)),
     ("gpt-4o", ModelPrices::openai(2.5, 1.25, 10.0)),
@@ -68,6 +82,21 @@ pub fn list_prices(model: &str) -> Option<&'static ModelPrices> {
 mod tests {
     use super::*;
     use warming_core::{Economics, Usage};
+
+    #[test]
+    fn the_longer_retention_is_an_hour_for_claude_a_day_for_the_models_openai_lists() {
+        assert_eq!(
+            list_prices("claude-haiku-4-5").unwrap().long_ttl_secs,
+            3_600
+        );
+        assert_eq!(list_prices("gpt-5.1").unwrap().long_ttl_secs, 86_400);
+        assert_eq!(
+            list_prices("gpt-4.1-2025-04-14").unwrap().long_ttl_secs,
+            86_400
+        );
+        assert_eq!(list_prices("gpt-4.1-mini").unwrap().long_ttl_secs, 0);
+        assert_eq!(list_prices("gpt-4o").unwrap().long_ttl_secs, 0);
+    }
 
     #[test]
     fn every_entry_is_a_price_and_reads_cost_less_than_writes() {

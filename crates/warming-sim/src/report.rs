@@ -126,6 +126,15 @@ pub fn sweep(
     }
 }
 
+/// `replay/none/upgrade` counts, or `-` for a scenario the engine did not
+/// run.
+fn plan_mix(plans: &crate::run::Plans) -> String {
+    if plans.replay + plans.none + plans.upgrade == 0 {
+        return "-".into();
+    }
+    format!("{}/{}/{}", plans.replay, plans.none, plans.upgrade)
+}
+
 impl Report {
     /// The human table.
     #[must_use]
@@ -141,7 +150,7 @@ impl Report {
         for row in &self.rows {
             let oracle = row.get("oracle").map_or(f64::NAN, |o| o.total_cost);
             out.push_str(&format!(
-                "\nλ = ${:.4}/s  (${:.0}/h)\n{:<12} {:>11} {:>12} {:>11} {:>9} {:>8} {:>8}\n",
+                "\nλ = ${:.4}/s  (${:.0}/h)\n{:<12} {:>11} {:>12} {:>11} {:>9} {:>8} {:>8}  {}\n",
                 row.lambda,
                 row.lambda * 3600.0,
                 "policy",
@@ -150,11 +159,12 @@ impl Report {
                 "total $",
                 "/oracle",
                 "hits",
-                "warms"
+                "warms",
+                "plans at the end (replay/none/upgrade)"
             ));
             for o in &row.outcomes {
                 out.push_str(&format!(
-                    "{:<12} {:>11.4} {:>12.1} {:>11.4} {:>9.3} {:>7.1}% {:>8}\n",
+                    "{:<12} {:>11.4} {:>12.1} {:>11.4} {:>9.3} {:>7.1}% {:>8}  {}\n",
                     o.scenario,
                     o.token_cost,
                     o.latency_lost_s,
@@ -165,7 +175,8 @@ impl Report {
                         1.0
                     },
                     o.hit_rate() * 100.0,
-                    o.warms
+                    o.warms,
+                    plan_mix(&o.plans)
                 ));
             }
             out.push_str(&format!(

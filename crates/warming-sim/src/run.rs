@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use warming_core::{
-    Config, ConversationId, Economics, IntervalLimits, Policy, SettingsChange, Template, Timestamp,
-    Usage, WarmAction, Warmer,
+    Config, ConversationId, Economics, IntervalLimits, KeepAlive, Policy, SettingsChange, Template,
+    Timestamp, Usage, WarmAction, Warmer,
 };
 
 use crate::trace::Trace;
@@ -24,10 +24,11 @@ pub enum Scenario {
     /// Knows when each user returns: per gap, the cheaper of warming through
     /// it or taking the miss; nothing for users who never return.
     Oracle,
-    /// The cache chosen per conversation: warmed on the 5-minute cache under
-    /// `adaptive` while its gaps are short, moved to the 1-hour cache (one
-    /// dearer write, no warms) once the median of its own gaps outlives
-    /// the 5-minute TTL.
+    /// The cache chosen per conversation, as the live service does with
+    /// `--upgrade-cache auto`: warmed on the 5-minute cache under
+    /// `adaptive` while the core's keep-alive plan says replays cost less,
+    /// moved to the 1-hour cache (its turns' writes dearer, no warms) once
+    /// the plan says `upgrade` ([`warming_core::choose_plan`]).
     TtlChoice,
 }
 
@@ -98,6 +99,24 @@ pub struct Outcome {
     pub hits: u64,
     /// Warms sent.
     pub warms: u64,
+    /// Conversations by the keep-alive plan they ended on (`replay`,
+    /// `none`, `upgrade`), for the scenarios the engine runs.
+    pub plans: Plans,
+    /// For `adaptive+1h`, per conversation in the trace's order: the turn
+    /// (0-based) whose request moved it to the 1-hour cache, if one did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved_at_turns: Vec<Option<usize>>,
+}
+
+/// How many conversations ended on each keep-alive plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Plans {
+    /// Kept by replays.
+    pub replay: u64,
+    /// Kept by the provider's longer retention.
+    pub none: u64,
+    /// About to ask for it.
+    pub upgrade: u64,
 }
 
 impl Outcome {
@@ -209,6 +228,8 @@ impl Ledger {
             returning_turns: self.returning,
             hits: self.hits,
             warms: self.warms,
+            plans: Plans::default(),
+            moved_at_turns: Vec::new(),
         }
     }
 }
@@ -309,22 +330,10 @@ struct Sim {
     prefix: u64,
     /// When the conversation's latest turn arrived: its idle gap began.
     last_turn: u64,
-    /// Its gaps so far, ms.
-    gaps: Vec<u64>,
     /// On the 1-hour cache (`Scenario::TtlChoice`): no warms.
     long: bool,
-}
-
-/// Whether a conversation with these gaps is better on the 1-hour cache: at
-/// least two gaps seen, and their median outlives the 5-minute TTL (so
-/// most returns would need warms, or miss).
-fn wants_long_ttl(gaps: &[u64], ttl_ms: u64) -> bool {
-    if gaps.len() < 2 {
-        return false;
-    }
-    let mut sorted = gaps.to_vec();
-    sorted.sort_unstable();
-    sorted[sorted.len() / 2] > ttl_ms
+    /// The turn whose request moved it there.
+    moved_at: Option<usize>,
 }
 
 fn with_engine(
@@ -338,17 +347,30 @@ fn with_engine(
     let choose_ttl = scenario == Scenario::TtlChoice;
     // The policies alone are compared: the service's idle cap would cut
     // every one of them at the same hour and blur the difference.
+    let economics = Economics {
+        long_ttl_ms: config.one_hour_ttl_ms,
+        long_write_multiplier: config.one_hour_write_multiplier,
+        ..*e
+    };
     let mut warmer = Warmer::new(
         Config::builder()
             .limits(IntervalLimits::new(1, u64::MAX / 4))
             .policy(policy)
             .max_idle(None)
-            .economics(*e)
+            .economics(economics)
+            .upgrade_cache(choose_ttl)
             .build()
             .expect("the simulator's economics are valid"),
     );
     let template = Arc::new(Template::new(
         serde_json::json!({"model": "sim"}),
+        None,
+        None,
+    ));
+    // What a moved conversation's requests look like: the 1-hour cache.
+    let long_template = Arc::new(Template::new(
+        serde_json::json!({"model": "sim", "system": [{"type": "text", "text": "s",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}),
         None,
         None,
     ));
@@ -358,8 +380,8 @@ fn with_engine(
             touched: None,
             prefix: 0,
             last_turn: 0,
-            gaps: Vec::new(),
             long: false,
+            moved_at: None,
         })
         .collect();
     let mut events: Vec<(u64, usize, usize)> = trace
@@ -385,7 +407,12 @@ fn with_engine(
                 };
                 let at = due.as_millis() - EPOCH_MS;
                 let sim = &mut sims[by_name(&warm.conversation)];
-                let hit = sim.touched.is_some_and(|t| at <= t + e.ttl_ms);
+                let ttl = if sim.long {
+                    config.one_hour_ttl_ms
+                } else {
+                    e.ttl_ms
+                };
+                let hit = sim.touched.is_some_and(|t| at <= t + ttl);
                 ledger.warm(sim.prefix, hit, sim.last_turn);
                 sim.touched = Some(at);
                 let usage = if hit {
@@ -411,14 +438,20 @@ fn with_engine(
         };
         let hit = previous.is_some() && sim.touched.is_some_and(|t| at <= t + ttl);
         let since = if i == 0 { at } else { sim.last_turn };
+        let id = sim.id.clone();
         if i > 0 {
-            sim.gaps.push(at - sim.last_turn);
+            warmer.turn_started(now, &id);
         }
-        // Moved to the 1-hour cache at this turn: it asks for that cache, so
-        // its writes are at that cache's price, and a prefix it read from
-        // the 5-minute cache is written again into the 1-hour one; warming
-        // stops for it.
-        let moved = choose_ttl && !sim.long && wants_long_ttl(&sim.gaps, e.ttl_ms);
+        // Moved to the 1-hour cache at this turn, as the core's plan says
+        // and the proxy would do: it asks for that cache, so its writes are
+        // at that cache's price, and a prefix it read from the 5-minute
+        // cache is written again into the 1-hour one.
+        let moved =
+            choose_ttl && !sim.long && warmer.state(&id).plan.keep_alive == KeepAlive::Upgrade;
+        if moved {
+            warmer.request_upgraded(now, &id);
+            sim.moved_at = Some(i);
+        }
         if sim.long || moved {
             ledger.long_turn(previous, turn.prefix_tokens, hit, since);
         } else {
@@ -433,7 +466,6 @@ fn with_engine(
         sim.touched = Some(at);
         sim.last_turn = at;
         sim.prefix = turn.prefix_tokens.max(previous.unwrap_or(0));
-        let id = sim.id.clone();
         let usage = match (previous, hit) {
             (Some(p), true) => Usage::anthropic(0, p, sim.prefix - p),
             _ => Usage::anthropic(0, 0, sim.prefix),
@@ -446,28 +478,38 @@ fn with_engine(
             };
             let op = warmer.update_settings(now, &id, change);
             warmer.persisted(now, op, true);
-        } else {
-            warmer.turn_started(now, &id);
         }
-        let first_template = (i == 0).then(|| template.clone());
-        warmer.turn_settled(now, &id, first_template, Some(now));
+        let this_template = match (i, moved) {
+            (_, true) => Some(long_template.clone()),
+            (0, false) => Some(template.clone()),
+            _ => None,
+        };
+        warmer.turn_settled(now, &id, this_template, Some(now));
         warmer.record_turn(now, &id, now, usage);
-        if moved {
-            let off = SettingsChange {
-                enabled: Some(false),
-                interval_ms: None,
-                ..Default::default()
-            };
-            let op = warmer.update_settings(now, &id, off);
-            warmer.persisted(now, op, true);
-        }
         while warmer.poll_write().is_some()
             || warmer.poll_warm().is_some()
             || warmer.poll_event().is_some()
         {}
     }
     pump(&mut warmer, &mut sims, &mut ledger, end);
-    ledger.outcome(&scenario)
+    let mut plans = Plans::default();
+    for state in warmer.conversations() {
+        match state.plan.keep_alive {
+            KeepAlive::None => plans.none += 1,
+            KeepAlive::Upgrade => plans.upgrade += 1,
+            _ => plans.replay += 1,
+        }
+    }
+    let moved_at_turns = if choose_ttl {
+        sims.iter().map(|s| s.moved_at).collect()
+    } else {
+        Vec::new()
+    };
+    Outcome {
+        plans,
+        moved_at_turns,
+        ..ledger.outcome(&scenario)
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,8 @@ fn ledger() -> Ledger {
         spent_today_dollars: 0.0021,
         saved_today_dollars: 0.024_15,
         day: 20_428,
+        replays_avoided: 3,
+        retention_premium_dollars: 0.0001,
     }
 }
 

@@ -17,6 +17,15 @@
 //!   part of what is written.
 //! - OpenAI "Prompt caching": every prefix is cached automatically, so every
 //!   block boundary is an entry.
+//! - The longer retention: Anthropic "Prompt caching" (1-hour cache
+//!   duration: `cache_control: {"type": "ephemeral", "ttl": "1h"}` keeps an
+//!   entry an hour after its last use, refreshed at no cost when read) and
+//!   OpenAI "Prompt caching" (prompt cache retention: `"24h"` keeps cached
+//!   prefixes up to 24 hours). An entry keeps the longest TTL it was
+//!   written or read with. A request marking some breakpoints `1h` and
+//!   others not is treated as asking the longer TTL for every entry it
+//!   writes (Anthropic requires the longer ones to come first; warming's
+//!   rewrite marks them all).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -40,6 +49,8 @@ pub struct Prompt {
     breakpoints: Vec<usize>,
     /// How many blocks before a breakpoint a lookup also checks.
     lookback: usize,
+    /// The request asks for the longer retention.
+    long: bool,
 }
 
 /// Rough token count of a JSON fragment: 4 bytes a token.
@@ -120,6 +131,7 @@ impl Cutter {
             prefix_tokens: self.tokens,
             breakpoints: self.breakpoints,
             lookback,
+            long: false,
         }
     }
 }
@@ -204,6 +216,13 @@ impl Prompt {
     /// providers' minimum cacheable length: shorter prefixes are answered
     /// but never cached).
     #[must_use]
+    pub fn with_long_retention(mut self, long: bool) -> Self {
+        self.long = long;
+        self
+    }
+
+    /// The same prompt, its breakpoints below `minimum` tokens dropped:
+    /// a prefix that short is never cached.
     pub fn with_minimum(mut self, minimum: u64) -> Self {
         let tokens = &self.prefix_tokens;
         self.breakpoints.retain(|&b| tokens[b] >= minimum);
@@ -235,11 +254,12 @@ pub struct CacheOutcome {
     pub uncached: u64,
 }
 
-/// Prefix hash to expiry.
+/// Prefix hash to expiry and the entry's TTL.
 #[derive(Debug)]
 pub struct PrefixCache {
     ttl: Duration,
-    entries: HashMap<u64, Instant>,
+    long_ttl: Duration,
+    entries: HashMap<u64, (Instant, Duration)>,
     /// Requests served since expired entries were last dropped.
     since_purge: usize,
 }
@@ -251,11 +271,14 @@ pub struct PrefixCache {
 const PURGE_EVERY: usize = 4_096;
 
 impl PrefixCache {
-    /// An empty cache whose entries live `ttl` after their last use.
+    /// An empty cache whose entries live `ttl` after their last use, or
+    /// `long_ttl` when written or read by a request asking for the longer
+    /// retention.
     #[must_use]
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, long_ttl: Duration) -> Self {
         Self {
             ttl,
+            long_ttl,
             entries: HashMap::new(),
             since_purge: 0,
         }
@@ -267,10 +290,10 @@ impl PrefixCache {
         self.since_purge += 1;
         if self.since_purge >= PURGE_EVERY {
             self.since_purge = 0;
-            self.entries.retain(|_, expiry| *expiry > now);
+            self.entries.retain(|_, (expiry, _)| *expiry > now);
         }
-        let live = |entries: &HashMap<u64, Instant>, hash: &u64| {
-            entries.get(hash).is_some_and(|expiry| *expiry > now)
+        let live = |entries: &HashMap<u64, (Instant, Duration)>, hash: &u64| {
+            entries.get(hash).is_some_and(|(expiry, _)| *expiry > now)
         };
         let hit = prompt
             .breakpoints
@@ -282,10 +305,16 @@ impl PrefixCache {
             })
             .max();
         let read = hit.map_or(0, |i| prompt.prefix_tokens[i]);
-        let expiry = now + self.ttl;
+        let asked = if prompt.long { self.long_ttl } else { self.ttl };
         let written_at = prompt.breakpoints.iter().copied();
         for i in hit.into_iter().chain(written_at) {
-            self.entries.insert(prompt.prefix_hashes[i], expiry);
+            let hash = prompt.prefix_hashes[i];
+            let kept = self
+                .entries
+                .get(&hash)
+                .filter(|(expiry, _)| *expiry > now)
+                .map_or(asked, |&(_, ttl)| ttl.max(asked));
+            self.entries.insert(hash, (now + kept, kept));
         }
         let cacheable = prompt.cacheable_tokens().max(read);
         CacheOutcome {
@@ -323,8 +352,22 @@ mod tests {
     }
 
     #[test]
+    fn a_request_asking_the_longer_retention_keeps_its_entries_that_long() {
+        let mut cache = PrefixCache::new(Duration::from_secs(2), Duration::from_secs(60));
+        let t0 = Instant::now();
+        let short = Prompt::anthropic(&body(4));
+        let long = Prompt::anthropic(&body(4)).with_long_retention(true);
+        cache.serve(&long, t0);
+        // Past the short TTL, within the long one: still read.
+        assert!(cache.serve(&short, t0 + Duration::from_secs(30)).read > 0);
+        // Read by a request that did not ask, it keeps its own TTL.
+        assert!(cache.serve(&short, t0 + Duration::from_secs(80)).read > 0);
+        assert_eq!(cache.serve(&short, t0 + Duration::from_secs(200)).read, 0);
+    }
+
+    #[test]
     fn hits_within_the_ttl_and_misses_after() {
-        let mut cache = PrefixCache::new(Duration::from_secs(2));
+        let mut cache = PrefixCache::new(Duration::from_secs(2), Duration::from_secs(3_600));
         let prompt = Prompt::anthropic(&body(3));
         let t0 = Instant::now();
         let first = cache.serve(&prompt, t0);
@@ -344,7 +387,7 @@ mod tests {
         // Anthropic "Prompt caching": the lookup at the new breakpoint
         // checks earlier block boundaries; `cache_control` moving off a
         // block and a string standing for one text block change nothing.
-        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let mut cache = PrefixCache::new(Duration::from_secs(60), Duration::from_secs(3_600));
         let now = Instant::now();
         let short = Prompt::anthropic(&body(3));
         cache.serve(&short, now);
@@ -355,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_lookup_reaches_back_twenty_blocks_and_no_further() {
-        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let mut cache = PrefixCache::new(Duration::from_secs(60), Duration::from_secs(3_600));
         let now = Instant::now();
         let first = body(1);
         cache.serve(&Prompt::anthropic(&first), now);
@@ -382,7 +425,7 @@ mod tests {
 
     #[test]
     fn message_entries_are_keyed_by_the_thinking_parameters() {
-        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let mut cache = PrefixCache::new(Duration::from_secs(60), Duration::from_secs(3_600));
         let now = Instant::now();
         let mut thinking = body(3);
         thinking["system"] = json!([{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]);
@@ -399,7 +442,7 @@ mod tests {
 
     #[test]
     fn without_a_breakpoint_nothing_is_cached() {
-        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let mut cache = PrefixCache::new(Duration::from_secs(60), Duration::from_secs(3_600));
         let plain = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
         let prompt = Prompt::anthropic(&plain);
         let now = Instant::now();
@@ -417,7 +460,7 @@ mod tests {
 
     #[test]
     fn openai_reads_the_longest_shared_prefix() {
-        let mut cache = PrefixCache::new(Duration::from_secs(60));
+        let mut cache = PrefixCache::new(Duration::from_secs(60), Duration::from_secs(3_600));
         let now = Instant::now();
         let a = json!({"model": "g", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}]});
         let b = json!({"model": "g", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "b"}]});

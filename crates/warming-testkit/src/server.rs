@@ -24,6 +24,10 @@ use crate::cache::{CacheOutcome, PrefixCache, Prompt};
 pub struct StandinOptions {
     /// How long a cached prefix lives after its last use.
     pub ttl: Duration,
+    /// How long it lives when a request asks for the longer retention
+    /// (Anthropic's `ttl: "1h"`, OpenAI's `prompt_cache_retention: "24h"`):
+    /// scaled down like `ttl`, so tests can outlive one and not the other.
+    pub long_ttl: Duration,
     /// Sent in `x-backend-id` on every answer.
     pub backend_id: String,
     /// Refuse `max_tokens: 0` like a model that needs at least 1.
@@ -48,6 +52,7 @@ impl Default for StandinOptions {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(2),
+            long_ttl: Duration::from_secs(60),
             backend_id: "standin-1".into(),
             reject_zero_max_tokens: false,
             chunk_delay: Duration::ZERO,
@@ -140,7 +145,7 @@ impl Standin {
     pub fn serve(listener: TcpListener, options: StandinOptions) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            cache: Mutex::new(PrefixCache::new(options.ttl)),
+            cache: Mutex::new(PrefixCache::new(options.ttl, options.long_ttl)),
             options,
             faults: Mutex::new(VecDeque::new()),
             seen: Mutex::new(Vec::new()),
@@ -384,7 +389,8 @@ async fn handle(
         Api::OpenAi => Prompt::openai(&body),
         Api::Responses => Prompt::responses(&body),
     }
-    .with_minimum(minimum);
+    .with_minimum(minimum)
+    .with_long_retention(asks_long_retention(api, &body));
     let outcome = lock(&s.cache).serve(&prompt, Instant::now());
     seen.cache_read = Some(outcome.read);
     lock(&s.seen).push(seen);
@@ -801,4 +807,30 @@ fn sse(
         .header("cache-control", "no-cache")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Whether a request asks for the provider's longer retention: a
+/// `cache_control` with `"ttl": "1h"` anywhere (Anthropic "Prompt caching",
+/// 1-hour cache duration), or `"prompt_cache_retention": "24h"` (OpenAI
+/// "Prompt caching", prompt cache retention).
+fn asks_long_retention(api: Api, body: &Value) -> bool {
+    fn one_hour(v: &Value) -> bool {
+        match v {
+            Value::Object(map) => {
+                map.get("cache_control")
+                    .and_then(|c| c.get("ttl"))
+                    .and_then(Value::as_str)
+                    == Some("1h")
+                    || map.values().any(one_hour)
+            }
+            Value::Array(items) => items.iter().any(one_hour),
+            _ => false,
+        }
+    }
+    match api {
+        Api::Anthropic => one_hour(body),
+        Api::OpenAi | Api::Responses => {
+            body.get("prompt_cache_retention").and_then(Value::as_str) == Some("24h")
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use warming_core::{
-    ConversationId, ConversationState, Ledger, Policy, PriceSource, StopReason, Timestamp,
-    TurnReads,
+    ConversationId, ConversationState, KeepAlive, Ledger, Plan, PlanReason, Policy, PriceSource,
+    StopReason, Timestamp, TurnReads,
 };
 
 /// [`ConversationState`] on the wire (`ConversationState` in `docs/API.md`).
@@ -42,6 +42,53 @@ pub struct StateJson {
     stopped: Option<StopReason>,
     #[serde(default)]
     turns: TurnReads,
+    /// How its prefix is kept while its user is away (an extension).
+    #[serde(default)]
+    keep_alive: PlanJson,
+}
+
+/// The keep-alive plan on the wire: `{"plan", "why", "reason",
+/// "costPerIdleHour", "upgradedAt"}`: `why` in words, `reason` typed
+/// (tagged by `code`) for programs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanJson {
+    /// `replay`, `none`, `upgrade` or `extend`.
+    pub plan: KeepAlive,
+    /// Why, in words.
+    #[serde(default)]
+    pub why: String,
+    /// Why, typed.
+    pub reason: PlanReason,
+    /// Expected dollars per idle hour.
+    pub cost_per_idle_hour: f64,
+    /// When a request was rewritten to ask for the longer retention.
+    pub upgraded_at: Option<Timestamp>,
+}
+
+impl Default for PlanJson {
+    /// A state from before plans: replays, for want of gaps.
+    fn default() -> Self {
+        Self {
+            plan: KeepAlive::Replay,
+            why: String::new(),
+            reason: PlanReason::TooFewGaps,
+            cost_per_idle_hour: 0.0,
+            upgraded_at: None,
+        }
+    }
+}
+
+impl PlanJson {
+    fn of(state: &ConversationState) -> Self {
+        Self {
+            plan: state.plan.keep_alive,
+            why: state.plan.why.to_string(),
+            reason: state.plan.why,
+            cost_per_idle_hour: state.plan.cost_per_idle_hour,
+            upgraded_at: state.upgraded_at,
+        }
+    }
 }
 
 /// A state from before `known` existed described a known conversation.
@@ -71,6 +118,7 @@ impl From<&ConversationState> for StateJson {
             stopped_reason: s.stopped_reason.clone(),
             stopped: s.stopped,
             turns: s.turns,
+            keep_alive: PlanJson::of(s),
         }
     }
 }
@@ -103,6 +151,12 @@ impl From<StateJson> for ConversationState {
             stopped_reason: s.stopped_reason,
             stopped: s.stopped,
             turns: s.turns,
+            plan: Plan {
+                keep_alive: s.keep_alive.plan,
+                why: s.keep_alive.reason,
+                cost_per_idle_hour: s.keep_alive.cost_per_idle_hour,
+            },
+            upgraded_at: s.keep_alive.upgraded_at,
         }
     }
 }

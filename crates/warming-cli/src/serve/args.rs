@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// A request's `x-warming: on|off` header decides for its conversation.
     #[arg(long, env = "WARMING_PROXY_WARMING")]
     pub proxy_warming: Option<OnOff>,
+    /// Let the proxy ask providers for their longer retention (Anthropic's
+    /// 1-hour cache, OpenAI's 24-hour retention) on a conversation's
+    /// requests where that costs less than replays: auto or off
+    /// [default: off: requests are never rewritten].
+    #[arg(long, env = "WARMING_UPGRADE_CACHE")]
+    pub upgrade_cache: Option<AutoOff>,
     /// The policy of conversations enrolled by --proxy-warming [default: adaptive].
     #[arg(long, env = "WARMING_PROXY_POLICY")]
     pub proxy_policy: Option<String>,
@@ -175,6 +181,16 @@ pub struct ServeArgs {
     /// Longest a client may take to send a request's body, ms [default: 30000].
     #[arg(long, env = "WARMING_BODY_READ_TIMEOUT_MS")]
     pub body_read_timeout_ms: Option<u64>,
+}
+
+/// `auto` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoOff {
+    /// Decided per conversation, by price.
+    Auto,
+    /// Never.
+    Off,
 }
 
 /// `on` or `off`.

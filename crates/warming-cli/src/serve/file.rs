@@ -84,6 +84,8 @@ pub(super) struct FileConfig {
     pub(super) policy: Option<String>,
     #[serde(alias = "proxy_warming")]
     pub(super) proxy_warming: Option<OnOff>,
+    #[serde(alias = "upgrade_cache")]
+    pub(super) upgrade_cache: Option<super::args::AutoOff>,
     #[serde(alias = "proxy_policy")]
     pub(super) proxy_policy: Option<String>,
     #[serde(alias = "max_idle")]
@@ -110,6 +112,9 @@ pub(super) enum PriceEntry {
         #[serde(alias = "cache-read")]
         cache_read: Option<f64>,
         output: Option<f64>,
+        /// The longer retention's length, seconds (0: none).
+        #[serde(alias = "long-ttl-secs")]
+        long_ttl_secs: Option<u64>,
     },
 }
 
@@ -127,6 +132,7 @@ impl PriceEntry {
                 cache_write_1h,
                 cache_read,
                 output,
+                long_ttl_secs,
             } => {
                 let default = warming_core::ModelPrices::from_input(input, base);
                 warming_core::ModelPrices {
@@ -135,6 +141,7 @@ impl PriceEntry {
                     cache_write_1h: cache_write_1h.unwrap_or(default.cache_write_1h),
                     cache_read: cache_read.unwrap_or(default.cache_read),
                     output: output.unwrap_or(default.output),
+                    long_ttl_secs: long_ttl_secs.unwrap_or(default.long_ttl_secs),
                 }
             }
         };

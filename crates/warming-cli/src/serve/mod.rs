@@ -233,6 +233,9 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(on_off) = args.proxy_warming.or(file.proxy_warming) {
         config.proxy_warming = on_off == OnOff::On;
     }
+    if let Some(auto_off) = args.upgrade_cache.or(file.upgrade_cache) {
+        config.upgrade_cache = auto_off == args::AutoOff::Auto;
+    }
     // `0` (none) is a duration for these keys, not an error.
     let duration_or_zero = |key: &str, text: String| match text.trim() {
         "0" => Ok(Duration::ZERO),

@@ -69,6 +69,13 @@ pub struct Config {
     /// conversations with long prompts. Default `false`: warms carry their
     /// body and the embedder needs no store.
     pub(crate) detach_templates: bool,
+    /// Where a provider's longer retention keeps a prefix for less than
+    /// replays would cost ([`crate::choose_plan`]), the embedder may ask
+    /// for it on the conversation's next request (a proxy rewriting it):
+    /// the plan says [`KeepAlive::Upgrade`](crate::KeepAlive::Upgrade).
+    /// Default `false`: requests are never rewritten, and the plan says
+    /// what it would save.
+    pub(crate) upgrade_cache: bool,
 }
 
 impl Default for Config {
@@ -89,6 +96,7 @@ impl Default for Config {
             max_spend_per_day: 0.0,
             max_spend_per_conversation_day: 0.0,
             detach_templates: false,
+            upgrade_cache: false,
         }
     }
 }
@@ -183,6 +191,9 @@ setters! {
     max_spend_per_conversation_day: f64;
     /// Keep only detached templates in memory (the embedder stores bodies).
     detach_templates: bool;
+    /// The embedder may ask providers for their longer retention on a
+    /// conversation's next request, where it is cheaper than replays.
+    upgrade_cache: bool;
 }
 
 /// Milliseconds of a duration, saturating.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::Config;
 use crate::{
-    ConversationId, ConversationState, Economics, IntervalLimits, Policy, Settings, StopReason,
-    Template, Timestamp, WarmToken, WarmTrigger,
+    ConversationId, ConversationState, Economics, IntervalLimits, Plan, PlanInputs, Policy,
+    Settings, StopReason, Template, Timestamp, WarmToken, WarmTrigger,
 };
 
 /// Past gaps kept per conversation, for `adaptive`.
@@ -125,6 +125,15 @@ pub(crate) struct Conversation {
     /// Deleted: no longer in the engine's index; kept only so stale slot
     /// numbers in pending writes land somewhere harmless.
     pub deleted: bool,
+    /// The provider keeps the prefix as long as warming would (the plan is
+    /// [`KeepAlive::None`]): no timed warm. Updated with the timer.
+    pub kept_by_provider: bool,
+    /// When a request of it was rewritten to ask for the provider's longer
+    /// retention (the plan's upgrade).
+    pub upgraded_at: Option<Timestamp>,
+    /// Tokens the last turn added to the prefix, once two turns' usage was
+    /// seen: what a turn writes at the retention's price.
+    pub last_written: Option<u64>,
 }
 
 impl Conversation {
@@ -162,6 +171,9 @@ impl Conversation {
             last_warm_output: 0,
             last_input_at: Timestamp::default(),
             deleted: false,
+            kept_by_provider: false,
+            upgraded_at: None,
+            last_written: None,
         }
     }
 
@@ -225,6 +237,36 @@ impl Conversation {
             && self.template.is_some()
             && self.in_flight.is_none()
             && self.stopped.is_none()
+            && !self.kept_by_provider
+    }
+
+    /// How its prefix is best kept while its user is away
+    /// ([`crate::choose_plan`]).
+    pub fn plan(&self, config: &Config) -> Plan {
+        let economics = self.economics(config);
+        let prefix_tokens = if self.prefix_tokens > 0 {
+            self.prefix_tokens
+        } else {
+            self.template
+                .as_deref()
+                .map_or(0, Template::cacheable_tokens_estimate)
+        };
+        let new_tokens_per_turn = self
+            .last_written
+            .unwrap_or_else(|| prefix_tokens / u64::from(self.depth.max(1)));
+        crate::choose_plan(&PlanInputs {
+            economics: &economics,
+            // Once upgraded, the proxy asks for it on every request.
+            asks_long: self.long_ttl() || self.upgraded_at.is_some(),
+            gaps: &self.own_gaps,
+            interval_ms: self.settings.effective_interval_ms(false, &config.limits),
+            max_idle_ms: (config.max_idle_ms > 0).then_some(config.max_idle_ms),
+            prefix_tokens,
+            new_tokens_per_turn,
+            // An engine of the deployment's own has no provider retention
+            // to buy.
+            upgrade_allowed: config.upgrade_cache && !config.self_hosted,
+        })
     }
 
     /// The externally visible state.
@@ -253,6 +295,8 @@ impl Conversation {
                 .map(|r| r.to_string()),
             stopped: self.stopped.filter(|_| self.settings.enabled),
             turns: self.turns,
+            plan: self.plan(config),
+            upgraded_at: self.upgraded_at,
         }
     }
 }

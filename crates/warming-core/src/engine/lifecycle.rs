@@ -116,6 +116,7 @@ impl Warmer {
     pub(super) fn start_turn(&mut self, slot: u32, turn_id: Option<Box<str>>, now: Timestamp) {
         let economics = self.conversations[slot as usize].economics(&self.config);
         let ttl_ms = economics.ttl_ms;
+        let (cap, limits) = (self.config.max_idle_ms, self.config.limits);
         let c = self.conv(slot);
         if let Some(start) = c.gap_start.take() {
             // The user came back: one more gap learned, here and globally.
@@ -135,6 +136,13 @@ impl Warmer {
                 ledger.saved_prefill_seconds +=
                     tokens as f64 / economics.prefill_tokens_per_sec.max(1.0);
                 saved = Some(dollars);
+            }
+            if c.kept_by_provider {
+                // The provider kept it: the replays an interval apart over
+                // the gap (up to the idle cap) were never needed.
+                let kept = if cap > 0 { gap.min(cap) } else { gap };
+                let interval = c.settings.effective_interval_ms(false, &limits).max(1);
+                c.stats.ledger.replays_avoided += kept / interval;
             }
             let returned = Event::TurnReturned {
                 conversation: c.id.clone(),

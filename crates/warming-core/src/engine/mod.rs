@@ -510,7 +510,9 @@ impl Warmer {
     /// touched (if `rearm`, or if nothing is armed yet).
     fn reconcile(&mut self, slot: u32, now: Timestamp, rearm: bool) {
         let limits = self.config.limits;
+        let plan = self.conversations[slot as usize].plan(&self.config);
         let c = self.conv(slot);
+        c.kept_by_provider = plan.keep_alive == crate::KeepAlive::None;
         if !c.may_schedule() {
             self.disarm(slot);
             return;

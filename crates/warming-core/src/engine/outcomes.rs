@@ -214,8 +214,17 @@ impl Warmer {
         let Some(slot) = self.slot_of(id) else {
             return false;
         };
+        let premium = self.retention_premium(slot, &usage);
         let c = self.conv(slot);
+        // What this turn added to the prefix (a miss re-writes it all, but
+        // the retention's premium is paid on the growth once cached).
+        let grown = usage.prompt_tokens().saturating_sub(c.prefix_tokens);
+        c.last_written = (c.prefix_tokens > 0).then_some(grown);
         c.prefix_tokens = usage.prompt_tokens();
+        if premium > 0.0 {
+            c.stats.ledger.retention_premium_dollars += premium;
+            c.stats.ledger.spent_dollars += premium;
+        }
         let record = WarmRecord::answered(
             c.id.clone(),
             WarmTrigger::Turn,
@@ -232,7 +241,62 @@ impl Warmer {
             record,
             answers: None,
         });
+        if premium > 0.0 {
+            self.spent(slot, premium);
+        }
         true
+    }
+
+    /// A request of the conversation was rewritten, as its plan said
+    /// ([`KeepAlive::Upgrade`](crate::KeepAlive::Upgrade)), to ask the
+    /// provider for its longer retention. History records when and why;
+    /// from then on the premium its turns pay on their writes is counted in
+    /// its ledger (`retention_premium_dollars`). The request's template,
+    /// settled next, asks for the retention, and replays stop if the plan
+    /// then says [`KeepAlive::None`](crate::KeepAlive::None). Returns
+    /// `false`, changing nothing, for a conversation never seen.
+    pub fn request_upgraded(&mut self, now: Timestamp, id: &ConversationId) -> bool {
+        let now = self.tick(now);
+        let Some(slot) = self.slot_of(id) else {
+            return false;
+        };
+        let why = self.conversations[slot as usize].plan(&self.config).why;
+        let c = self.conv(slot);
+        c.upgraded_at = Some(now);
+        let record = WarmRecord::unanswered(
+            c.id.clone(),
+            WarmTrigger::Turn,
+            (now, now, now),
+            WarmOutcome::Upgraded,
+            Arc::from(why.to_string()),
+            c.backend.clone(),
+        );
+        self.out.writes.push_back(Write::Record {
+            record,
+            answers: None,
+        });
+        self.notify(slot);
+        true
+    }
+
+    /// What a turn's writes cost over the short retention's price, for a
+    /// conversation whose requests warming upgraded to the longer one.
+    fn retention_premium(&self, slot: u32, usage: &Usage) -> f64 {
+        let c = &self.conversations[slot as usize];
+        if c.upgraded_at.is_none() || !c.long_ttl() {
+            return 0.0;
+        }
+        let long = c.economics(&self.config);
+        let model = c.template.as_deref().and_then(crate::Template::model);
+        let (short, _) = crate::economics_for(
+            model,
+            false,
+            &self.config.price_overrides,
+            &self.config.list_prices,
+            &self.config.economics,
+        );
+        let premium = (long.long_write_multiplier - short.write_multiplier).max(0.0);
+        premium * usage.cache_write_tokens as f64 * long.input_price
     }
 
     /// Reports whether a requested write committed. On success the change is

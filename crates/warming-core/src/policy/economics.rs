@@ -24,6 +24,13 @@ pub struct Economics {
     /// Price of an output token relative to input. Default 5 (Claude's and
     /// most OpenAI models' ratio): a warm that must think pays for it.
     pub output_multiplier: f64,
+    /// How long the provider's longer retention keeps a prefix, ms
+    /// (Anthropic's 1-hour cache, OpenAI's 24-hour retention); 0 when the
+    /// model has none, or its prices are not known. Default 0.
+    pub long_ttl_ms: u64,
+    /// Price of a write into that longer retention relative to input
+    /// (Anthropic 2, OpenAI 1: no premium). Default 2.
+    pub long_write_multiplier: f64,
 }
 
 impl Default for Economics {
@@ -37,6 +44,8 @@ impl Default for Economics {
             lambda_per_sec: 0.01,
             default_prefix_tokens: 20_000,
             output_multiplier: 5.0,
+            long_ttl_ms: 0,
+            long_write_multiplier: 2.0,
         }
     }
 }
@@ -53,6 +62,7 @@ impl Economics {
             self.prefill_tokens_per_sec,
             self.lambda_per_sec,
             self.output_multiplier,
+            self.long_write_multiplier,
         ]
         .iter()
         .all(|v| v.is_finite() && *v >= 0.0)

@@ -14,12 +14,14 @@
 //! a miss cost; `prior`: the return prior; `stop`: why warming stopped.
 
 mod economics;
+mod keep_alive;
 mod prior;
 mod stop;
 
 use std::fmt;
 
 pub use economics::Economics;
+pub use keep_alive::{choose_plan, KeepAlive, Plan, PlanInputs, PlanReason};
 pub use prior::ReturnPrior;
 pub use stop::StopReason;
 

@@ -63,8 +63,8 @@ pub struct Template {
     cwd: Option<String>,
     /// Estimated tokens a provider may cache, computed once when first asked.
     cacheable: std::sync::OnceLock<u64>,
-    /// Whether the request asks for the 1-hour cache, read once from the
-    /// text: it is asked at every snapshot.
+    /// Whether the request asks for the provider's longer retention, read
+    /// once from the text: it is asked at every snapshot.
     long_ttl: bool,
     /// Whether `messages` is a list, when known from building it.
     message_list: Option<bool>,
@@ -214,7 +214,10 @@ impl Template {
     fn from_text(request: String, model: Option<String>, cwd: Option<String>) -> Self {
         // Compact JSON: `"ttl":"1h"` appears only as a key and its value;
         // inside a string the quotes would be escaped.
-        let long_ttl = occurs(&request, r#""ttl":"1h""#);
+        // Anthropic's 1-hour cache on a breakpoint, or OpenAI's 24-hour
+        // retention on the request: the provider's longer retention.
+        let long_ttl = occurs(&request, r#""ttl":"1h""#)
+            || occurs(&request, r#""prompt_cache_retention":"24h""#);
         Self {
             bytes: request.len() as u64,
             request: Some(request.into_boxed_str()),
@@ -338,9 +341,12 @@ impl Template {
             .get_or_init(|| self.request.as_deref().map_or(0, cacheable_estimate))
     }
 
-    /// Whether the request asks for Anthropic's 1-hour cache
-    /// (`cache_control: {"type": "ephemeral", "ttl": "1h"}` anywhere): its
-    /// prefix then lives an hour after each use, not 5 minutes.
+    /// Whether the request asks for the provider's longer retention:
+    /// Anthropic's 1-hour cache (`cache_control: {"type": "ephemeral",
+    /// "ttl": "1h"}` anywhere), or OpenAI's 24-hour retention
+    /// (`"prompt_cache_retention": "24h"`). Its prefix then lives that long
+    /// after each use ([`Economics::long_ttl_ms`](crate::Economics::long_ttl_ms)),
+    /// not minutes.
     ///
     /// ```
     /// use warming_core::Template;
@@ -350,6 +356,9 @@ impl Template {
     /// let quoted = serde_json::json!({"model": "m", "messages": [{"role": "user",
     ///     "content": "\"ttl\":\"1h\""}]});
     /// assert!(!Template::new(quoted, None, None).long_ttl());
+    /// let retained = serde_json::json!({"model": "gpt-5.1", "prompt_cache_retention": "24h",
+    ///     "messages": [{"role": "user", "content": "hi"}]});
+    /// assert!(Template::new(retained, None, None).long_ttl());
     /// ```
     #[must_use]
     pub fn long_ttl(&self) -> bool {

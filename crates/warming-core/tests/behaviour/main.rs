@@ -5,6 +5,7 @@
 mod support;
 
 mod events;
+mod keep_alive;
 mod lifecycle;
 mod memory;
 mod policies;

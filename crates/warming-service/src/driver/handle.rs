@@ -58,6 +58,9 @@ pub(crate) enum Command {
         Reply<Result<ConversationState, ServiceError>>,
     ),
     BackendSeen(ConversationId, String),
+    /// A request of the conversation was rewritten to ask for the
+    /// provider's longer retention.
+    Upgraded(ConversationId),
     ProxySettled(ProxiedTurn),
     Get(ConversationId, Reply<ConversationState>),
     History(
@@ -138,6 +141,7 @@ impl Command {
             | Self::Delete(id, _)
             | Self::Enroll(id, _, _)
             | Self::BackendSeen(id, _)
+            | Self::Upgraded(id)
             | Self::Get(id, _)
             | Self::History(id, _, _) => vec![id],
             Self::ProxySettled(turn) => vec![&turn.id],
@@ -354,6 +358,12 @@ impl DriverHandle {
     /// Reports the end of a proxied turn.
     pub async fn proxied_turn(&self, turn: ProxiedTurn) {
         let _ = self.commands.send(Command::ProxySettled(turn)).await;
+    }
+
+    /// Reports that the proxy rewrote a request of the conversation to ask
+    /// for the provider's longer retention, as its plan said.
+    pub async fn request_upgraded(&self, id: ConversationId) {
+        let _ = self.commands.send(Command::Upgraded(id)).await;
     }
 
     /// Reports the backend that served a conversation's request.

@@ -340,6 +340,10 @@ impl Driver {
             Command::BackendSeen(id, backend) => {
                 let _ = self.warmer.backend_resolved(t, &id, &backend);
             }
+            Command::Upgraded(id) => {
+                tracing::info!(conversation = %id, "a request asked for the provider's longer retention");
+                self.warmer.request_upgraded(t, &id);
+            }
             Command::ProxySettled(turn) => self.on_proxy_settled(t, turn),
             Command::History(id, limit, reply) => self.on_history(id, limit, reply),
             Command::Get(id, reply) => {

@@ -13,12 +13,14 @@ warming-standin: a stand-in for the Anthropic Messages and OpenAI Chat APIs with
 prefix cache: a prefix is forgotten a TTL after its last use, and every answer reports the
 usage the provider would (cache reads, cache writes). No key needed.
 
-Usage: warming-standin [--listen ADDR] [--ttl-ms N] [--backend-id ID]
+Usage: warming-standin [--listen ADDR] [--ttl-ms N] [--long-ttl-ms N] [--backend-id ID]
                        [--chunk-delay-ms N] [--reject-zero-max-tokens] [--require-key]
                        [--min-cacheable-tokens N]
 
   --listen ADDR              where to listen [default: 127.0.0.1:8518]
   --ttl-ms N                 how long a prefix stays cached after its last use [default: 2000]
+  --long-ttl-ms N            the same for a request asking the longer retention (Anthropic
+                             ttl 1h, OpenAI prompt_cache_retention 24h) [default: 60000]
   --backend-id ID            sent as x-backend-id on every answer
   --chunk-delay-ms N         delay between streamed chunks [default: 0]
   --reject-zero-max-tokens   refuse max_tokens: 0 as some models do
@@ -39,6 +41,9 @@ fn main() -> std::process::ExitCode {
         match arg.as_str() {
             "--listen" => listen = value(),
             "--ttl-ms" => options.ttl = Duration::from_millis(value().parse().unwrap_or(2_000)),
+            "--long-ttl-ms" => {
+                options.long_ttl = Duration::from_millis(value().parse().unwrap_or(60_000));
+            }
             "--backend-id" => options.backend_id = value(),
             "--chunk-delay-ms" => {
                 options.chunk_delay = Duration::from_millis(value().parse().unwrap_or(0));

@@ -12,6 +12,7 @@ mod headers;
 mod identity;
 mod path;
 mod relay;
+mod upgrade;
 mod upstreams;
 mod watch;
 
@@ -21,7 +22,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use warming_core::ConversationId;
+use warming_core::{ConversationId, KeepAlive};
 
 use enrolment::Enrolment;
 use headers::end_to_end;
@@ -114,9 +115,9 @@ async fn forward_inner(
             }
         }
     }
-    let lifecycle = match turn {
-        Some(request_json) => Some(
-            begin_turn(
+    let (lifecycle, body) = match turn {
+        Some(request_json) => {
+            let (lifecycle, rewritten) = begin_turn(
                 state,
                 &route,
                 &parts,
@@ -125,9 +126,10 @@ async fn forward_inner(
                 carries_our_token,
                 &mut headers,
             )
-            .await?,
-        ),
-        None => None,
+            .await?;
+            (Some(lifecycle), rewritten.unwrap_or(body))
+        }
+        None => (None, body),
     };
     let send = proxy
         .http
@@ -296,6 +298,8 @@ fn turn_conversation(
 /// A model turn is starting: names its conversation, applies what the
 /// request asks of warming, keeps its credentials for warms, reports the
 /// turn start, and asks the upstream for the conversation's sticky backend.
+/// Where the conversation's plan says so, the request asks the provider for
+/// its longer retention: the body to send instead is returned with it.
 async fn begin_turn(
     state: &AppState,
     route: &Route<'_>,
@@ -304,7 +308,7 @@ async fn begin_turn(
     enrolment: Enrolment,
     carries_our_token: bool,
     headers: &mut HeaderMap,
-) -> Result<Lifecycle, ApiError> {
+) -> Result<(Lifecycle, Option<axum::body::Bytes>), ApiError> {
     let proxy = &state.proxy;
     let id = turn_conversation(proxy, parts, &request)?;
     // From the headers that go upstream: warming's token is not among them.
@@ -323,13 +327,27 @@ async fn begin_turn(
             }
         }
     }
-    Ok(Lifecycle {
+    // Asked once the plan says so, and on every request after: the client
+    // goes on sending what it always did.
+    let mut request = request;
+    let first = state_now.plan.keep_alive == KeepAlive::Upgrade;
+    let rewritten = ((first || state_now.upgraded_at.is_some())
+        && upgrade::ask_longer_retention(route.kind, &mut request))
+    .then(|| serde_json::to_vec(&request).map(axum::body::Bytes::from))
+    .and_then(Result::ok);
+    if rewritten.is_some() && first {
+        // `content-length` is not forwarded (`outgoing_headers`): the new
+        // body's is sent.
+        state.driver.request_upgraded(id.clone()).await;
+    }
+    let lifecycle = Lifecycle {
         driver: state.driver.clone(),
         id,
         request,
         started_at,
         cancel,
-    })
+    };
+    Ok((lifecycle, rewritten))
 }
 
 /// The 502/504 for an upstream that timed out (`None`) or failed.
