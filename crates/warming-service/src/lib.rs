@@ -18,6 +18,7 @@
 //! - `stored`: the stored settings' JSON, shared by the stores.
 //! - `pricing`: the providers' list prices, handed to the engine.
 
+mod cause;
 mod driver;
 mod error;
 pub mod generations;
@@ -30,10 +31,11 @@ pub mod stored;
 mod upstreams;
 mod write;
 
+pub use cause::Cause;
 pub use driver::{
     hold_leases, spawn, DriverHandle, DriverOptions, LeaseLost, ProxiedTurn, PRIOR_KEY,
 };
-pub use error::{root_cause, Cause, ServiceError};
+pub use error::{root_cause, ServiceError};
 pub use ports::{
     Ack, BoxFuture, Clock, Cluster, Credentials, Provider, ProviderKind, Route, Secret, Store,
     StoreError, SystemClock, TokioClock, WarmAnswer,
