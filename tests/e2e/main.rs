@@ -9,6 +9,7 @@ mod dashboard;
 mod engine;
 mod failures;
 mod fuzz;
+mod gemini;
 mod hardening;
 mod input;
 mod keep_alive;

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub anthropic_upstream: Option<String>,
     /// OpenAI's base URL for the proxy, likewise.
     pub openai_upstream: Option<String>,
+    /// Google's Gemini API base URL for the proxy (`/proxy/gemini`) and the
+    /// warms of conversations proxied there; `None`: Google's endpoint.
+    pub gemini_upstream: Option<String>,
     /// How long a proxied conversation's credentials are kept after its last
     /// request.
     pub proxy_credentials_ttl: Duration,
@@ -52,6 +55,9 @@ pub struct ServerConfig {
     pub anthropic_key: Option<Secret>,
     /// OpenAI key for warms (`OPENAI_API_KEY`).
     pub openai_key: Option<Secret>,
+    /// Gemini API key for warms (`GEMINI_API_KEY`, else `GOOGLE_API_KEY`,
+    /// as Google's SDKs read it).
+    pub gemini_key: Option<Secret>,
     /// Response header naming the backend that served a request.
     pub backend_header: String,
     /// Request header carrying the preferred backend on a warm.
@@ -152,12 +158,14 @@ impl ServerConfig {
             upstream: "https://api.anthropic.com".into(),
             anthropic_upstream: None,
             openai_upstream: None,
+            gemini_upstream: None,
             proxy_credentials_ttl: Duration::from_secs(3600),
             limits: IntervalLimits::default(),
             token: None,
             public_metrics: false,
             anthropic_key: None,
             openai_key: None,
+            gemini_key: None,
             backend_header: "x-backend-id".into(),
             preferred_backend_header: "x-preferred-backend".into(),
             session_headers: SESSION_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
@@ -200,6 +208,7 @@ impl ServerConfig {
             &self.upstream,
             self.anthropic_upstream.as_deref(),
             self.openai_upstream.as_deref(),
+            self.gemini_upstream.as_deref(),
         )
     }
 
@@ -210,6 +219,7 @@ impl ServerConfig {
             upstreams: self.upstreams(),
             anthropic_key: self.anthropic_key.clone(),
             openai_key: self.openai_key.clone(),
+            gemini_key: self.gemini_key.clone(),
             backend_header: self.backend_header.clone(),
             preferred_backend_header: self.preferred_backend_header.clone(),
             warm_timeout: self.warm_timeout,
@@ -297,6 +307,7 @@ impl ServerConfig {
             ("upstream", Some(&self.upstream)),
             ("anthropic-upstream", self.anthropic_upstream.as_ref()),
             ("openai-upstream", self.openai_upstream.as_ref()),
+            ("gemini-upstream", self.gemini_upstream.as_ref()),
         ] {
             if let Some(url) =
                 url.filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))

@@ -27,6 +27,7 @@ fn warn_about_missing_keys(config: &ServerConfig) {
     let missing = match config.provider {
         ProviderKind::Anthropic if config.anthropic_key.is_none() => Some("ANTHROPIC_API_KEY"),
         ProviderKind::OpenAi if config.openai_key.is_none() => Some("OPENAI_API_KEY"),
+        ProviderKind::Gemini if config.gemini_key.is_none() => Some("GEMINI_API_KEY"),
         _ => None,
     };
     if let Some(variable) = missing {

@@ -3,7 +3,9 @@
 //! A prefix below its model's minimum is never cached: warming it only
 //! costs. Figures from the providers' prompt-caching documentation
 //! (Anthropic "Prompt caching", its cache limitations; OpenAI "Prompt
-//! caching"), as of 2026-11. A deployment overrides or extends them with
+//! caching"; Google "Context caching", its table of minimums as revised
+//! 2026-07: Gemini 2.5 Flash and Pro 2 048, Gemini 3.x 4 096), as of
+//! 2026-11. A deployment overrides or extends them with
 //! `min-cacheable-tokens` in its configuration; a model matching no entry has
 //! no known minimum and is never stopped for it.
 
@@ -28,6 +30,8 @@ pub const MINIMUM_CACHEABLE_TOKENS: &[(&str, u64)] = &[
     ("o1", 1_024),
     ("o3", 1_024),
     ("o4", 1_024),
+    ("gemini-2.5", 2_048),
+    ("gemini-3", 4_096),
 ];
 
 /// The minimum cacheable prefix of `model`, in tokens: the longest matching

@@ -25,6 +25,9 @@ pub struct ModelPrices {
     /// models that offer it); 0 when the model offers none. Writes into it
     /// cost `cache_write_1h`.
     pub long_ttl_secs: u64,
+    /// Keeping a million tokens in an explicit cache for an hour (Gemini's
+    /// `cachedContents`); 0 where the provider bills no storage.
+    pub storage_per_hour: f64,
 }
 
 impl ModelPrices {
@@ -39,6 +42,7 @@ impl ModelPrices {
             cache_read: input / 10.0,
             output,
             long_ttl_secs: 3_600,
+            storage_per_hour: 0.0,
         }
     }
 
@@ -60,6 +64,23 @@ impl ModelPrices {
             cache_read,
             output,
             long_ttl_secs: 0,
+            storage_per_hour: 0.0,
+        }
+    }
+
+    /// Google's Gemini pattern: implicit cache reads discounted, no write
+    /// premium, and explicit caches billed `storage_per_hour` per million
+    /// tokens kept an hour.
+    #[must_use]
+    pub const fn gemini(input: f64, cache_read: f64, output: f64, storage_per_hour: f64) -> Self {
+        Self {
+            input,
+            cache_write_5m: input,
+            cache_write_1h: input,
+            cache_read,
+            output,
+            long_ttl_secs: 0,
+            storage_per_hour,
         }
     }
 
@@ -73,6 +94,7 @@ impl ModelPrices {
             cache_read: input * base.read_multiplier,
             output: input * base.output_multiplier,
             long_ttl_secs: base.long_ttl_ms / 1_000,
+            storage_per_hour: base.storage_multiplier_per_hour * input,
         }
     }
 
@@ -103,6 +125,7 @@ impl ModelPrices {
             output_multiplier: self.output / input,
             long_ttl_ms: self.long_ttl_secs.saturating_mul(1_000),
             long_write_multiplier: self.cache_write_1h / input,
+            storage_multiplier_per_hour: self.storage_per_hour / input,
             ..*base
         }
     }

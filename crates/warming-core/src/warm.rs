@@ -86,6 +86,11 @@ pub struct WarmRequest {
     pub trigger: WarmTrigger,
     /// When it was due: `now - due_at` is how late it fires.
     pub due_at: Timestamp,
+    /// How long what this warm keeps must last: until the warm after it is
+    /// due, with an interval to spare. A provider whose cache lifetime is
+    /// set rather than refreshed by use (Gemini's explicit caches) is asked
+    /// for this much.
+    pub keep_for: std::time::Duration,
 }
 
 /// Which request a warm sent, chosen per template so the provider accepts
@@ -111,6 +116,10 @@ pub enum WarmKind {
     /// The prefix with the fewest output tokens the API accepts (OpenAI
     /// Responses: 16).
     MinimumOutput,
+    /// No replay: the provider's explicit cache of the prefix had its
+    /// lifetime extended (Gemini's `cachedContents`, a `PATCH` of its
+    /// `ttl`). Priced as the storage it buys, not as tokens read.
+    Extended,
 }
 
 impl WarmKind {
@@ -125,9 +134,11 @@ impl WarmKind {
     pub const fn refreshes(self) -> Refreshes {
         match self {
             Self::PrefixOnly => Refreshes::SystemAndTools,
-            Self::ZeroOutput | Self::OneToken | Self::ThinkingKept | Self::MinimumOutput => {
-                Refreshes::WholePrefix
-            }
+            Self::ZeroOutput
+            | Self::OneToken
+            | Self::ThinkingKept
+            | Self::MinimumOutput
+            | Self::Extended => Refreshes::WholePrefix,
         }
     }
 
@@ -140,6 +151,7 @@ impl WarmKind {
             Self::ThinkingKept => "thinking-kept",
             Self::PrefixOnly => "prefix-only",
             Self::MinimumOutput => "minimum-output",
+            Self::Extended => "extended",
         }
     }
 
@@ -152,6 +164,7 @@ impl WarmKind {
             Self::ThinkingKept,
             Self::PrefixOnly,
             Self::MinimumOutput,
+            Self::Extended,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)

@@ -1,6 +1,7 @@
 //! The provider client, the service's outbound adapter: turns a warm
 //! request into a provider call (Anthropic Messages, OpenAI Chat
-//! Completions and Responses, or a webhook) and its answer into usage or a
+//! Completions and Responses, Gemini's `generateContent` or the extension
+//! of its explicit cache, or a webhook) and its answer into usage or a
 //! readable failure. It implements `warming_service::Provider`.
 
 mod plan;
@@ -31,6 +32,8 @@ pub struct ProviderOptions {
     pub anthropic_key: Option<Secret>,
     /// OpenAI key, likewise.
     pub openai_key: Option<Secret>,
+    /// Gemini API key, likewise.
+    pub gemini_key: Option<Secret>,
     /// Response header naming the backend that served a warm.
     pub backend_header: String,
     /// Request header carrying the preferred backend on a warm.
@@ -59,6 +62,7 @@ pub struct ProviderClient {
     /// Configured keys, if any.
     anthropic_key: Option<Secret>,
     openai_key: Option<Secret>,
+    gemini_key: Option<Secret>,
     /// Header naming the serving backend in answers.
     backend_header: HeaderName,
     /// Header carrying the preferred backend on warms.
@@ -94,6 +98,7 @@ impl ProviderClient {
             upstreams: options.upstreams,
             anthropic_key: options.anthropic_key,
             openai_key: options.openai_key,
+            gemini_key: options.gemini_key,
             models_needing_one_token: Mutex::new(HashSet::new()),
             anthropic_warm_tokens: options.anthropic_warm_max_tokens,
             openai_warm_tokens: options.openai_warm_max_tokens,
@@ -153,7 +158,7 @@ impl ProviderClient {
         one_token: bool,
     ) -> Result<WarmAnswer, SendError> {
         let kind = credentials.map_or(self.upstreams.default_kind, |c| c.kind);
-        let (url, body, warm_kind) = self.build(kind, warm, one_token)?;
+        let (method, url, body, warm_kind) = self.build(kind, warm, one_token)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         self.auth_headers(kind, &mut headers, credentials);
@@ -164,7 +169,7 @@ impl ProviderClient {
         }
         let response = self
             .http
-            .post(&url)
+            .request(method, &url)
             .headers(headers)
             .body(body)
             .send()
@@ -190,10 +195,20 @@ impl ProviderClient {
                 retry_after_ms,
             });
         }
-        let usage = answer
-            .get("usage")
-            .and_then(parse_usage)
-            .ok_or(SendError::NoUsage)?;
+        let usage = if warm_kind == Some(WarmKind::Extended) {
+            // The extended cache's own size ("cachedContents": its
+            // `usageMetadata.totalTokenCount`): what the next turn reads.
+            answer
+                .pointer("/usageMetadata/totalTokenCount")
+                .and_then(Value::as_u64)
+                .map(|tokens| warming_core::Usage::openai(tokens, tokens))
+        } else {
+            answer
+                .get("usage")
+                .or_else(|| answer.get("usageMetadata"))
+                .and_then(parse_usage)
+        }
+        .ok_or(SendError::NoUsage)?;
         Ok(WarmAnswer {
             usage,
             backend,
@@ -201,13 +216,14 @@ impl ProviderClient {
         })
     }
 
-    /// The URL and body of a warm, and which request it is (see `plan`).
+    /// The method, URL and body of a warm, and which request it is (see
+    /// `plan`).
     fn build(
         &self,
         kind: ProviderKind,
         warm: &WarmRequest,
         one_token: bool,
-    ) -> Result<(String, String, Option<WarmKind>), SendError> {
+    ) -> Result<(reqwest::Method, String, String, Option<WarmKind>), SendError> {
         // A detached template (no body) is the driver's to fill in first.
         let Some(mut request) = warm.template.request() else {
             return Err(SendError::BadTemplate);
@@ -233,6 +249,21 @@ impl ProviderClient {
                 format!("{}/v1/chat/completions", self.base(kind)),
                 plan::openai(object, self.openai_warm_tokens == 0),
             ),
+            ProviderKind::Gemini => {
+                if let Some(cache) = plan::gemini_explicit_cache(object) {
+                    let (url, body) = plan::gemini_extend(self.base(kind), &cache, warm.keep_for);
+                    return Ok((reqwest::Method::PATCH, url, body, Some(WarmKind::Extended)));
+                }
+                let model = object
+                    .remove("model")
+                    .and_then(|m| m.as_str().map(str::to_owned))
+                    .ok_or(SendError::BadTemplate)?;
+                let model = model.strip_prefix("models/").unwrap_or(&model);
+                (
+                    format!("{}/v1beta/models/{model}:generateContent", self.base(kind)),
+                    plan::gemini(object),
+                )
+            }
             ProviderKind::Webhook => {
                 let body = json!({
                     "conversationId": warm.conversation.as_str(),
@@ -240,10 +271,20 @@ impl ProviderClient {
                     "request": request,
                     "preferredBackend": warm.preferred_backend.as_deref(),
                 });
-                return Ok((self.upstreams.default_url.clone(), body.to_string(), None));
+                return Ok((
+                    reqwest::Method::POST,
+                    self.upstreams.default_url.clone(),
+                    body.to_string(),
+                    None,
+                ));
             }
         };
-        Ok((url, request.to_string(), Some(warm_kind)))
+        Ok((
+            reqwest::Method::POST,
+            url,
+            request.to_string(),
+            Some(warm_kind),
+        ))
     }
 
     /// Base URL for `kind`: the configured one of its API.
@@ -251,6 +292,7 @@ impl ProviderClient {
         match kind {
             ProviderKind::Anthropic => &self.upstreams.anthropic.url,
             ProviderKind::OpenAi => &self.upstreams.openai.url,
+            ProviderKind::Gemini => &self.upstreams.gemini.url,
             ProviderKind::Webhook => &self.upstreams.default_url,
         }
     }
@@ -264,6 +306,7 @@ impl ProviderClient {
         let key = match kind {
             ProviderKind::Anthropic => self.anthropic_key.as_ref(),
             ProviderKind::OpenAi => self.openai_key.as_ref(),
+            ProviderKind::Gemini => self.gemini_key.as_ref(),
             ProviderKind::Webhook => None,
         };
         if let Some(credentials) = credentials.filter(|c| !c.headers.is_empty()) {
@@ -280,6 +323,9 @@ impl ProviderClient {
                 ProviderKind::Anthropic => HeaderValue::from_str(key.expose())
                     .ok()
                     .map(|v| (HeaderName::from_static("x-api-key"), v)),
+                ProviderKind::Gemini => HeaderValue::from_str(key.expose())
+                    .ok()
+                    .map(|v| (HeaderName::from_static("x-goog-api-key"), v)),
                 ProviderKind::OpenAi | ProviderKind::Webhook => {
                     HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                         .ok()
@@ -374,6 +420,7 @@ impl SendError {
                 let fix = match (context.own_key, context.kind) {
                     (true, _) => "the key the client sent through the proxy was refused",
                     (false, ProviderKind::OpenAi) => "set OPENAI_API_KEY (or ANTHROPIC_API_KEY)",
+                    (false, ProviderKind::Gemini) => "set GEMINI_API_KEY",
                     (false, _) => "set ANTHROPIC_API_KEY (or OPENAI_API_KEY)",
                 };
                 (

@@ -23,6 +23,16 @@
 //! - OpenAI Responses (`/v1/responses`): `max_output_tokens` must be at
 //!   least 16; `store: false` keeps a warm out of the conversation's stored
 //!   responses.
+//! - Google "Context caching": implicit caching reads a request's prefix
+//!   (`systemInstruction`, `tools`, `contents`) back for a later request
+//!   that starts the same; an explicit cache (`cachedContents`) lives until
+//!   its `expireTime`, which a `PATCH` of `ttl` alone moves, reading it does
+//!   not. The `generateContent` reference: `generationConfig.maxOutputTokens`
+//!   bounds the output (no documented 0), `candidateCount` the candidates.
+//!   A warm of an implicit cache keeps every part of the request, the
+//!   `thinkingConfig` too (a parameter a warm need not change is not
+//!   changed), and asks for one candidate of one token; a warm of an
+//!   explicit one sends no content at all: it extends the cache.
 //!
 //! A budgeted (extended) thinking conversation has two possible warms.
 //! Keeping the thinking parameters with `max_tokens = budget + 1` keeps
@@ -207,9 +217,77 @@ pub fn openai_responses(request: &mut Map<String, Value>) -> WarmKind {
     WarmKind::MinimumOutput
 }
 
+/// Rewrites a Gemini `generateContent` request (its `model` already taken
+/// out for the path) into its warm: one candidate of one output token,
+/// everything the prefix is made of kept.
+pub fn gemini(request: &mut Map<String, Value>) -> WarmKind {
+    let config = request
+        .entry("generationConfig")
+        .or_insert_with(|| json!({}));
+    if !config.is_object() {
+        *config = json!({});
+    }
+    if let Some(config) = config.as_object_mut() {
+        config.insert("maxOutputTokens".into(), json!(1));
+        config.remove("candidateCount");
+    }
+    WarmKind::OneToken
+}
+
+/// The explicit cache a Gemini request reads (`cachedContent`), if any.
+#[must_use]
+pub fn gemini_explicit_cache(request: &Map<String, Value>) -> Option<String> {
+    request
+        .get("cachedContent")
+        .and_then(Value::as_str)
+        .filter(|name| name.starts_with("cachedContents/") && !name.contains(".."))
+        .map(str::to_owned)
+}
+
+/// The `PATCH` that extends explicit cache `name` by `keep_for` from now:
+/// its URL (`updateMask=ttl`: only the lifetime changes) and body.
+#[must_use]
+pub fn gemini_extend(base: &str, name: &str, keep_for: std::time::Duration) -> (String, String) {
+    let seconds = keep_for.as_secs().max(1);
+    (
+        format!("{base}/v1beta/{name}?updateMask=ttl"),
+        json!({"ttl": format!("{seconds}s")}).to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gemini_warm_keeps_the_prefix_and_asks_for_one_token() {
+        let mut request = object(json!({"systemInstruction": {"parts": [{"text": "s"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "tools": [{"functionDeclarations": []}],
+            "generationConfig": {"temperature": 0.2, "maxOutputTokens": 800, "candidateCount": 3,
+                "thinkingConfig": {"thinkingBudget": 128}}}));
+        assert_eq!(gemini(&mut request), WarmKind::OneToken);
+        let config = &request["generationConfig"];
+        assert_eq!(config["maxOutputTokens"], 1);
+        assert_eq!(config.get("candidateCount"), None);
+        assert_eq!(config["thinkingConfig"]["thinkingBudget"], 128);
+        assert_eq!(config["temperature"], 0.2);
+        assert_eq!(request["contents"][0]["parts"][0]["text"], "hi");
+        let mut bare = object(json!({"contents": []}));
+        gemini(&mut bare);
+        assert_eq!(bare["generationConfig"]["maxOutputTokens"], 1);
+    }
+
+    #[test]
+    fn an_explicit_cache_is_extended_by_its_name_alone() {
+        let request = object(json!({"cachedContent": "cachedContents/abc", "contents": []}));
+        let name = gemini_explicit_cache(&request).unwrap();
+        let (url, body) = gemini_extend("http://g", &name, std::time::Duration::from_secs(480));
+        assert_eq!(url, "http://g/v1beta/cachedContents/abc?updateMask=ttl");
+        assert_eq!(body, r#"{"ttl":"480s"}"#);
+        let odd = object(json!({"cachedContent": "cachedContents/../models"}));
+        assert_eq!(gemini_explicit_cache(&odd), None);
+    }
 
     fn object(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

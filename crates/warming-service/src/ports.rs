@@ -123,6 +123,8 @@ pub enum ProviderKind {
     Anthropic,
     /// OpenAI Chat Completions: `POST {upstream}/v1/chat/completions`.
     OpenAi,
+    /// Google's Gemini API: `POST {upstream}/v1beta/models/{model}:generateContent`.
+    Gemini,
     /// A custom endpoint: `POST {upstream}` with the conversation and its
     /// template; it answers with Anthropic or OpenAI usage.
     Webhook,
@@ -135,6 +137,7 @@ impl ProviderKind {
         match self {
             Self::Anthropic => Some("https://api.anthropic.com"),
             Self::OpenAi => Some("https://api.openai.com"),
+            Self::Gemini => Some("https://generativelanguage.googleapis.com"),
             Self::Webhook => None,
         }
     }
@@ -145,6 +148,7 @@ impl ProviderKind {
         match self {
             Self::Anthropic => "anthropic",
             Self::OpenAi => "openai",
+            Self::Gemini => "gemini",
             Self::Webhook => "webhook",
         }
     }
@@ -157,9 +161,10 @@ impl std::str::FromStr for ProviderKind {
         match s {
             "anthropic" => Ok(Self::Anthropic),
             "openai" => Ok(Self::OpenAi),
+            "gemini" => Ok(Self::Gemini),
             "webhook" => Ok(Self::Webhook),
             other => Err(format!(
-                "unknown provider {other:?}: expected anthropic, openai or webhook"
+                "unknown provider {other:?}: expected anthropic, openai, gemini or webhook"
             )),
         }
     }

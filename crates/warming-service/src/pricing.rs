@@ -6,7 +6,12 @@
 //! price), OpenAI's 24-hour retention (`prompt_cache_retention: "24h"`,
 //! OpenAI's "Prompt caching" guide and Azure OpenAI's "Prompt caching"
 //! page: the same price as the in-memory one) for the models those pages
-//! list (the GPT-5 family's full models and `gpt-4.1`), none for the rest. Prices change: a deployment overrides or extends
+//! list (the GPT-5 family's full models and `gpt-4.1`), none for the rest.
+//! Google's Gemini models from its "Gemini Developer API pricing" page
+//! (prompts up to 200k tokens): input, context-cache reads, output, and
+//! the explicit caches' storage per million tokens an hour; no longer
+//! retention to buy (an explicit cache is kept by extending it). Prices
+//! change: a deployment overrides or extends
 //! them per model with `[prices]` in its configuration. The engine is handed
 //! them (`warming_core::Config::list_prices`): the table is data the service
 //! loads, not a decision of the core.
@@ -44,6 +49,16 @@ pub const LIST_PRICES: &[(&str, ModelPrices)] = &[
     ),
     ("gpt-4.1-mini", ModelPrices::openai(0.4, 0.1, 1.6)),
     ("gpt-4.1-nano", ModelPrices::openai(0.1, 0.025, 0.4)),
+    (
+        "gemini-2.5-pro",
+        ModelPrices::gemini(1.25, 0.125, 10.0, 4.5),
+    ),
+    ("gemini-2.5-flash", ModelPrices::gemini(0.3, 0.03, 2.5, 1.0)),
+    (
+        "gemini-2.5-flash-lite",
+        ModelPrices::gemini(0.1, 0.01, 0.4, 1.0),
+    ),
+    ("gemini-3-pro", ModelPrices::gemini(2.0, 0.2, 12.0, 4.5)),
     ("gpt-4o", ModelPrices::openai(2.5, 1.25, 10.0)),
     ("gpt-4o-mini", ModelPrices::openai(0.15, 0.075, 0.6)),
     ("o3", ModelPrices::openai(2.0, 0.5, 8.0)),

@@ -1,6 +1,7 @@
 //! Reading token usage out of provider answers: the usage objects of
-//! Anthropic Messages, OpenAI Chat Completions and Responses, which both
-//! the provider client (warms) and the proxy (turns) read.
+//! Anthropic Messages, OpenAI Chat Completions and Responses, and Gemini's
+//! `usageMetadata`, which both the provider client (warms) and the proxy
+//! (turns) read.
 
 use serde_json::Value;
 use warming_core::Usage;
@@ -14,6 +15,15 @@ fn count(v: &Value, key: &str) -> Option<u64> {
 /// (`prompt_tokens`, `prompt_tokens_details.cached_tokens`).
 #[must_use]
 pub fn parse_usage(usage: &Value) -> Option<Usage> {
+    // Gemini (`usageMetadata`): `promptTokenCount` counts every prompt
+    // token, the cached ones (`cachedContentTokenCount`) among them; the
+    // output is the candidates' and the thoughts' tokens.
+    if let Some(prompt) = count(usage, "promptTokenCount") {
+        let cached = count(usage, "cachedContentTokenCount").unwrap_or(0);
+        let output = count(usage, "candidatesTokenCount").unwrap_or(0)
+            + count(usage, "thoughtsTokenCount").unwrap_or(0);
+        return Some(Usage::openai(prompt, cached).with_output(output));
+    }
     if let Some(prompt) = count(usage, "prompt_tokens") {
         let cached = usage
             .get("prompt_tokens_details")
@@ -71,6 +81,12 @@ mod tests {
             Some(Usage::openai(10, 0))
         );
         assert_eq!(parse_usage(&json!({"output_tokens": 3})), None);
+        let gemini = json!({"promptTokenCount": 3000, "cachedContentTokenCount": 2048,
+            "candidatesTokenCount": 1, "thoughtsTokenCount": 4, "totalTokenCount": 3005});
+        assert_eq!(
+            parse_usage(&gemini),
+            Some(Usage::openai(3000, 2048).with_output(5))
+        );
         assert_eq!(parse_usage(&json!("nope")), None);
     }
 }

@@ -24,6 +24,8 @@ pub struct Upstreams {
     pub anthropic: Upstream,
     /// OpenAI's API.
     pub openai: Upstream,
+    /// Google's Gemini API.
+    pub gemini: Upstream,
 }
 
 impl Upstreams {
@@ -36,6 +38,7 @@ impl Upstreams {
         upstream: &str,
         anthropic: Option<&str>,
         openai: Option<&str>,
+        gemini: Option<&str>,
     ) -> Self {
         let one = |kind: ProviderKind, explicit: Option<&str>, own_flag: &'static str| {
             let (url, flag) = match explicit {
@@ -53,6 +56,7 @@ impl Upstreams {
             default_url: upstream.trim_end_matches('/').to_owned(),
             anthropic: one(ProviderKind::Anthropic, anthropic, "--anthropic-upstream"),
             openai: one(ProviderKind::OpenAi, openai, "--openai-upstream"),
+            gemini: one(ProviderKind::Gemini, gemini, "--gemini-upstream"),
         }
     }
 
@@ -62,6 +66,7 @@ impl Upstreams {
         match kind {
             ProviderKind::Anthropic => self.anthropic.clone(),
             ProviderKind::OpenAi => self.openai.clone(),
+            ProviderKind::Gemini => self.gemini.clone(),
             ProviderKind::Webhook => Upstream {
                 url: self.default_url.clone(),
                 flag: "--upstream",
@@ -81,6 +86,7 @@ mod tests {
             "http://127.0.0.1:8518/",
             None,
             None,
+            None,
         );
         assert_eq!(u.anthropic.url, "http://127.0.0.1:8518");
         assert_eq!(u.anthropic.flag, "--upstream");
@@ -91,7 +97,9 @@ mod tests {
             "http://a",
             Some("http://b/"),
             Some("http://c"),
+            None,
         );
+        assert_eq!(u.gemini.url, "https://generativelanguage.googleapis.com");
         assert_eq!(u.anthropic.url, "http://b");
         assert_eq!(u.anthropic.flag, "--anthropic-upstream");
         assert_eq!(u.openai.url, "http://c");

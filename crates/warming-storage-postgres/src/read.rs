@@ -43,7 +43,7 @@ pub(crate) enum Read {
 pub(crate) const RESTORED_COLUMNS: &str =
     "id, settings, layout IS NOT NULL, model, cwd, cacheable_tokens,
     long_ttl, template_bytes, next_warm_at, backend, last_pct, last_expected_pct, last_warm_at,
-    warm_count, last_error, depth, gaps, idle_since, ledger";
+    warm_count, last_error, depth, gaps, idle_since, ledger, explicit_cache";
 
 /// Most template reads answered by one query.
 const TEMPLATES_PER_QUERY: usize = 256;
@@ -179,6 +179,7 @@ pub(crate) fn restored(row: &Row, limits: &IntervalLimits) -> Option<Restored> {
             cwd: row.get(4),
             cacheable_tokens: count(row.get(5)),
             long_ttl: row.get::<_, Option<bool>>(6).unwrap_or(false),
+            explicit_cache: row.get::<_, Option<bool>>(19).unwrap_or(false),
             bytes: count(row.get(7)),
         })
     });

@@ -66,6 +66,9 @@ const MIGRATIONS: &[&str] = &[
     // 3: what each conversation's warms spent and its returns saved (the
     // core's ledger, as JSON).
     "ALTER TABLE conversations ADD COLUMN ledger TEXT;",
+    // 4: whether each template reads an explicit cache (Gemini's
+    // `cachedContent`), kept beside its summary like `long_ttl`.
+    "ALTER TABLE conversations ADD COLUMN explicit_cache BOOLEAN;",
 ];
 
 /// The schema version this build writes.

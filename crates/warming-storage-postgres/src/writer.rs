@@ -67,11 +67,12 @@ impl Statements {
                 .prepare("DELETE FROM template_blocks WHERE hash = $1 AND refs <= 0")?,
             template: client.prepare(
                 "INSERT INTO conversations (id, layout, model, cwd, cacheable_tokens, long_ttl,
-                   template_bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   template_bytes, explicit_cache)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (id) DO UPDATE SET layout = EXCLUDED.layout, model = EXCLUDED.model,
                    cwd = EXCLUDED.cwd, cacheable_tokens = EXCLUDED.cacheable_tokens,
-                   long_ttl = EXCLUDED.long_ttl, template_bytes = EXCLUDED.template_bytes",
+                   long_ttl = EXCLUDED.long_ttl, template_bytes = EXCLUDED.template_bytes,
+                   explicit_cache = EXCLUDED.explicit_cache",
             )?,
             delete_history: client.prepare("DELETE FROM warm_history WHERE conversation = $1")?,
             delete: client.prepare("DELETE FROM conversations WHERE id = $1")?,
@@ -358,6 +359,7 @@ fn store_template(
             &ms(summary.cacheable_tokens),
             &summary.long_ttl,
             &ms(summary.bytes),
+            &summary.explicit_cache,
         ],
     )?;
     Ok(())

@@ -22,7 +22,7 @@ fn count(n: Option<i64>) -> u64 {
 /// The columns `restore_row` reads, in its order.
 const RESTORED_COLUMNS: &str = "id, settings, request, model, cwd, next_warm_at, backend,
     last_pct, last_expected_pct, last_warm_at, warm_count, last_error, depth, gaps, idle_since,
-    layout IS NOT NULL, cacheable_tokens, long_ttl, template_bytes, ledger";
+    layout IS NOT NULL, cacheable_tokens, long_ttl, template_bytes, ledger, explicit_cache";
 
 /// Every conversation with its settings, template, schedule, backend and
 /// stats, in one pass. Rows with an invalid id are skipped with a warning;
@@ -79,6 +79,7 @@ fn restore_row(
             cwd,
             cacheable_tokens: count(row.get(16)?),
             long_ttl: row.get::<_, Option<bool>>(17)?.unwrap_or(false),
+            explicit_cache: row.get::<_, Option<bool>>(20)?.unwrap_or(false),
             bytes: count(row.get(18)?),
         }))
     } else {

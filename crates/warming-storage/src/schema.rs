@@ -85,6 +85,9 @@ const MIGRATIONS: &[Migration] = &[
     // 8: what each conversation's warms spent and its returns saved (the
     // core's ledger, as JSON).
     sql("ALTER TABLE conversations ADD COLUMN ledger TEXT;"),
+    // 9: whether each template reads an explicit cache (Gemini's
+    // `cachedContent`), kept beside its summary like `long_ttl`.
+    sql("ALTER TABLE conversations ADD COLUMN explicit_cache INTEGER;"),
 ];
 
 /// The schema version this build writes.

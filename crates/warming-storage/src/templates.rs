@@ -47,12 +47,12 @@ pub(crate) fn store(
     let summary = template.summary();
     conn.prepare_cached(
         "INSERT INTO conversations (id, request, layout, model, cwd, cacheable_tokens, long_ttl,
-           template_bytes)
-         VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7)
+           template_bytes, explicit_cache)
+         VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT(id) DO UPDATE SET request = NULL, layout = excluded.layout,
            model = excluded.model, cwd = excluded.cwd,
            cacheable_tokens = excluded.cacheable_tokens, long_ttl = excluded.long_ttl,
-           template_bytes = excluded.template_bytes",
+           template_bytes = excluded.template_bytes, explicit_cache = excluded.explicit_cache",
     )?
     .execute(params![
         id,
@@ -62,6 +62,7 @@ pub(crate) fn store(
         i64::try_from(summary.cacheable_tokens).unwrap_or(i64::MAX),
         summary.long_ttl,
         i64::try_from(summary.bytes).unwrap_or(i64::MAX),
+        summary.explicit_cache,
     ])?;
     Ok(())
 }

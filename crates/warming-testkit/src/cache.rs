@@ -195,6 +195,20 @@ impl Prompt {
         Self::every_prefix(model, &items)
     }
 
+    /// A Gemini `generateContent` body: `tools`, `systemInstruction`, then
+    /// each of `contents`, every prefix cached (implicit caching).
+    #[must_use]
+    pub fn gemini(model: &str, body: &Value) -> Self {
+        let mut items: Vec<&Value> = ["tools", "systemInstruction"]
+            .iter()
+            .filter_map(|k| body.get(*k))
+            .collect();
+        if let Some(Value::Array(contents)) = body.get("contents") {
+            items.extend(contents);
+        }
+        Self::every_prefix(model, &items)
+    }
+
     /// An OpenAI Responses body: `tools`, `instructions`, then each item of
     /// `input` (one string is one item), every prefix cached.
     #[must_use]
@@ -212,17 +226,17 @@ impl Prompt {
         Self::every_prefix(model, &items)
     }
 
-    /// The same prompt with no entry shorter than `minimum` tokens (the
-    /// providers' minimum cacheable length: shorter prefixes are answered
-    /// but never cached).
+    /// The same prompt, asking (`long`) for the longer retention or not.
     #[must_use]
     pub fn with_long_retention(mut self, long: bool) -> Self {
         self.long = long;
         self
     }
 
-    /// The same prompt, its breakpoints below `minimum` tokens dropped:
-    /// a prefix that short is never cached.
+    /// The same prompt with no entry shorter than `minimum` tokens (the
+    /// providers' minimum cacheable length: shorter prefixes are answered
+    /// but never cached).
+    #[must_use]
     pub fn with_minimum(mut self, minimum: u64) -> Self {
         let tokens = &self.prefix_tokens;
         self.breakpoints.retain(|&b| tokens[b] >= minimum);

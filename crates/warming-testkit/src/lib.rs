@@ -18,10 +18,13 @@
 //! - `postgres`: a database of its own on the test PostgreSQL server.
 
 pub mod cache;
+mod gemini;
 mod memory;
 pub mod postgres;
 pub mod rules;
 mod server;
+mod shared;
 
 pub use memory::{MemoryStore, Scripted, ScriptedProvider};
-pub use server::{SeenRequest, Standin, StandinOptions};
+pub use server::Standin;
+pub use shared::{SeenRequest, StandinOptions};

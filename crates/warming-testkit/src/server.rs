@@ -12,107 +12,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::cache::{CacheOutcome, PrefixCache, Prompt};
-
-/// How the stand-in behaves.
-#[derive(Debug, Clone)]
-pub struct StandinOptions {
-    /// How long a cached prefix lives after its last use.
-    pub ttl: Duration,
-    /// How long it lives when a request asks for the longer retention
-    /// (Anthropic's `ttl: "1h"`, OpenAI's `prompt_cache_retention: "24h"`):
-    /// scaled down like `ttl`, so tests can outlive one and not the other.
-    pub long_ttl: Duration,
-    /// Sent in `x-backend-id` on every answer.
-    pub backend_id: String,
-    /// Refuse `max_tokens: 0` like a model that needs at least 1.
-    pub reject_zero_max_tokens: bool,
-    /// Pause between streamed chunks.
-    pub chunk_delay: Duration,
-    /// Refuse requests without a key (`x-api-key` or `authorization`) with a
-    /// 401 in the provider's error shape, as the real APIs do.
-    pub require_key: bool,
-    /// The shortest prefix cached, in tokens; `None` for each model's own
-    /// as the providers document it ([`crate::rules::MINIMUM_CACHEABLE`]:
-    /// 1 024 to 4 096 for real model names, none for test names like
-    /// `claude-test`).
-    pub min_cacheable_tokens: Option<u64>,
-    /// How many words the model's reply has when its output bound does not
-    /// cut it short: it then ends its turn (`end_turn`, `stop`,
-    /// `completed`), as a real model answering an agent does.
-    pub reply_words: u64,
-}
-
-impl Default for StandinOptions {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(2),
-            long_ttl: Duration::from_secs(60),
-            backend_id: "standin-1".into(),
-            reject_zero_max_tokens: false,
-            chunk_delay: Duration::ZERO,
-            require_key: false,
-            min_cacheable_tokens: None,
-            reply_words: 6,
-        }
-    }
-}
-
-/// A request the stand-in received, for assertions.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SeenRequest {
-    /// The path.
-    pub path: String,
-    /// The query string, if any.
-    pub query: Option<String>,
-    /// The body's `model`.
-    pub model: Option<String>,
-    /// The body's `max_tokens` (or `max_completion_tokens`).
-    pub max_tokens: Option<u64>,
-    /// Whether the body asked to stream.
-    pub stream: bool,
-    /// The `x-preferred-backend` header.
-    pub preferred_backend: Option<String>,
-    /// The credential it carried (`x-api-key` or `authorization`).
-    pub credential: Option<String>,
-    /// What the cache gave it (none for failed requests).
-    pub cache_read: Option<u64>,
-    /// The `x-conversation-id` header.
-    pub conversation: Option<String>,
-    /// Names of every header it carried, lowercase.
-    pub header_names: Vec<String>,
-    /// The `user-agent` header: warming's warms send `warming/VERSION`.
-    pub user_agent: Option<String>,
-    /// The body as received, byte for byte.
-    pub body: String,
-    /// When it arrived, epoch ms (the wall clock the service uses too).
-    pub received_at_ms: u64,
-}
-
-/// An injected failure.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    Status(StatusCode, Option<u64>),
-    Hang,
-}
-
-#[derive(Debug)]
-struct Shared {
-    options: StandinOptions,
-    cache: Mutex<PrefixCache>,
-    faults: Mutex<VecDeque<Fault>>,
-    seen: Mutex<Vec<SeenRequest>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::shared::{lock, Api, CachedContents, Fault, SeenRequest, Shared, StandinOptions};
 
 /// A running stand-in; stops when dropped.
 #[derive(Debug)]
@@ -149,11 +55,36 @@ impl Standin {
             options,
             faults: Mutex::new(VecDeque::new()),
             seen: Mutex::new(Vec::new()),
+            gemini_caches: Mutex::new(CachedContents::default()),
         });
         let app = Router::new()
             .route("/v1/messages", post(anthropic))
             .route("/v1/chat/completions", post(openai))
             .route("/v1/responses", post(responses))
+            // Gemini's API answers under `v1beta` and `v1` alike (Google's
+            // SDK picks `v1` for a custom base URL).
+            .route("/v1beta/models/{model_action}", post(crate::gemini::models))
+            .route("/v1/models/{model_action}", post(crate::gemini::models))
+            .route(
+                "/v1beta/cachedContents",
+                post(crate::gemini::cached_contents).get(crate::gemini::cached_contents),
+            )
+            .route(
+                "/v1beta/cachedContents/{id}",
+                get(crate::gemini::cached_content)
+                    .patch(crate::gemini::cached_content)
+                    .delete(crate::gemini::cached_content),
+            )
+            .route(
+                "/v1/cachedContents",
+                post(crate::gemini::cached_contents).get(crate::gemini::cached_contents),
+            )
+            .route(
+                "/v1/cachedContents/{id}",
+                get(crate::gemini::cached_content)
+                    .patch(crate::gemini::cached_content)
+                    .delete(crate::gemini::cached_content),
+            )
             .route("/_standin/requests", get(requests))
             .route("/_standin/fail", post(fail))
             // Room for the largest body any API takes, so the handler
@@ -207,14 +138,6 @@ impl Standin {
     pub fn hang_next(&self, count: usize) {
         lock(&self.shared.faults).extend(std::iter::repeat_n(Fault::Hang, count));
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Api {
-    Anthropic,
-    OpenAi,
-    /// OpenAI Responses (`/v1/responses`).
-    Responses,
 }
 
 /// The fewest output tokens OpenAI Responses accepts (`max_output_tokens`).
@@ -284,13 +207,6 @@ async fn fail(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> StatusCo
     StatusCode::NO_CONTENT
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
 fn error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response {
     let body = match api {
         Api::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
@@ -299,41 +215,6 @@ fn error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response {
         }
     };
     (status, Json(body)).into_response()
-}
-
-impl SeenRequest {
-    /// What a request asked, as the tests read it back.
-    fn new(api: Api, headers: &HeaderMap, body: &Value, raw: &str) -> Self {
-        Self {
-            path: match api {
-                Api::Anthropic => "/v1/messages".into(),
-                Api::OpenAi => "/v1/chat/completions".into(),
-                Api::Responses => "/v1/responses".into(),
-            },
-            query: None,
-            model: body.get("model").and_then(Value::as_str).map(str::to_owned),
-            max_tokens: max_tokens(body),
-            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-            preferred_backend: header(headers, "x-preferred-backend"),
-            credential: header(headers, "x-api-key").or_else(|| header(headers, "authorization")),
-            cache_read: None,
-            conversation: header(headers, "x-conversation-id"),
-            header_names: headers.keys().map(|k| k.as_str().to_owned()).collect(),
-            user_agent: header(headers, "user-agent"),
-            body: raw.to_owned(),
-            received_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        }
-    }
-}
-
-/// The output limit a request asks for, by any API's name.
-fn max_tokens(body: &Value) -> Option<u64> {
-    body.get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .or_else(|| body.get("max_output_tokens"))
-        .and_then(Value::as_u64)
 }
 
 /// Why a request gets no model answer.

@@ -21,7 +21,8 @@ pub struct ServeArgs {
     /// `-` or `_`).
     #[arg(long, env = "WARMING_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Provider API warms use: anthropic, openai or webhook [default: anthropic].
+    /// Provider API warms use: anthropic, openai, gemini or webhook [default:
+    /// anthropic].
     #[arg(long, env = "WARMING_PROVIDER")]
     pub provider: Option<ProviderKind>,
     /// Provider base URL (or webhook URL) [default: the provider's public API].
@@ -35,6 +36,10 @@ pub struct ServeArgs {
     /// openai, else https://api.openai.com].
     #[arg(long, env = "WARMING_OPENAI_UPSTREAM")]
     pub openai_upstream: Option<String>,
+    /// Gemini API base URL for proxy mode (`/proxy/gemini`) [default:
+    /// https://generativelanguage.googleapis.com].
+    #[arg(long, env = "WARMING_GEMINI_UPSTREAM")]
+    pub gemini_upstream: Option<String>,
     /// How long a proxied conversation's credentials are kept in memory after
     /// its last request, ms [default: 3600000].
     #[arg(long, env = "WARMING_PROXY_CREDENTIALS_TTL_MS")]

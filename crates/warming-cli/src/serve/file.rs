@@ -18,6 +18,8 @@ pub(super) struct FileConfig {
     pub(super) anthropic_upstream: Option<String>,
     #[serde(alias = "openai_upstream")]
     pub(super) openai_upstream: Option<String>,
+    #[serde(alias = "gemini_upstream")]
+    pub(super) gemini_upstream: Option<String>,
     #[serde(alias = "proxy_credentials_ttl_ms")]
     pub(super) proxy_credentials_ttl_ms: Option<u64>,
     #[serde(alias = "min_interval_ms")]
@@ -115,6 +117,9 @@ pub(super) enum PriceEntry {
         /// The longer retention's length, seconds (0: none).
         #[serde(alias = "long-ttl-secs")]
         long_ttl_secs: Option<u64>,
+        /// An explicit cache's storage per million tokens an hour.
+        #[serde(alias = "storage-per-hour")]
+        storage_per_hour: Option<f64>,
     },
 }
 
@@ -133,6 +138,7 @@ impl PriceEntry {
                 cache_read,
                 output,
                 long_ttl_secs,
+                storage_per_hour,
             } => {
                 let default = warming_core::ModelPrices::from_input(input, base);
                 warming_core::ModelPrices {
@@ -142,6 +148,7 @@ impl PriceEntry {
                     cache_read: cache_read.unwrap_or(default.cache_read),
                     output: output.unwrap_or(default.output),
                     long_ttl_secs: long_ttl_secs.unwrap_or(default.long_ttl_secs),
+                    storage_per_hour: storage_per_hour.unwrap_or(default.storage_per_hour),
                 }
             }
         };
@@ -151,6 +158,7 @@ impl PriceEntry {
             prices.cache_write_1h,
             prices.cache_read,
             prices.output,
+            prices.storage_per_hour,
         ];
         match all.iter().find(|p| !p.is_finite() || **p < 0.0) {
             Some(bad) => Err(format!("{bad} is not a price")),

@@ -87,6 +87,7 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     config.upstream = upstream;
     config.anthropic_upstream = args.anthropic_upstream.or(file.anthropic_upstream);
     config.openai_upstream = args.openai_upstream.or(file.openai_upstream);
+    config.gemini_upstream = args.gemini_upstream.or(file.gemini_upstream);
     if let Some(ms) = args
         .proxy_credentials_ttl_ms
         .or(file.proxy_credentials_ttl_ms)
@@ -99,6 +100,7 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     config.pricing.self_hosted = args.self_hosted || file.self_hosted.unwrap_or(false);
     config.anthropic_key = env_secret("ANTHROPIC_API_KEY");
     config.openai_key = env_secret("OPENAI_API_KEY");
+    config.gemini_key = env_secret("GEMINI_API_KEY").or_else(|| env_secret("GOOGLE_API_KEY"));
     if let Some(header) = args.backend_header.or(file.backend_header) {
         config.backend_header = header;
     }

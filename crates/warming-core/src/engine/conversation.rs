@@ -266,6 +266,10 @@ impl Conversation {
             // An engine of the deployment's own has no provider retention
             // to buy.
             upgrade_allowed: config.upgrade_cache && !config.self_hosted,
+            explicit_cache: self
+                .template
+                .as_deref()
+                .is_some_and(Template::explicit_cache),
         })
     }
 

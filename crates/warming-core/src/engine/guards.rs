@@ -24,7 +24,10 @@ impl Warmer {
             let model = template.model().unwrap_or_default();
             let minimum = minimum_cacheable_tokens(model, &self.config.min_cacheable_overrides);
             let estimate = template.cacheable_tokens_estimate();
-            if estimate < minimum {
+            // An explicit cache holds its prefix apart from the request
+            // (which names it only); the provider refused it at creation
+            // had it been too short.
+            if estimate < minimum && !template.explicit_cache() {
                 return Err(StopReason::BelowMinimum { estimate, minimum });
             }
             let min_saving = self.config.min_saving;

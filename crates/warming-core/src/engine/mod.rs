@@ -586,7 +586,9 @@ impl Warmer {
     ) -> WarmToken {
         let token = WarmToken(self.next_token);
         self.next_token += 1;
+        let limits = self.config.limits;
         let c = self.conv(slot);
+        let keep_for = std::time::Duration::from_millis(c.interval_ms(&limits).saturating_mul(2));
         c.in_flight = Some(InFlight {
             token,
             started_at: now,
@@ -603,6 +605,7 @@ impl Warmer {
             preferred_backend: c.backend.clone(),
             trigger,
             due_at,
+            keep_for,
         };
         self.out.warms.push_back(WarmAction::Send(request));
         token

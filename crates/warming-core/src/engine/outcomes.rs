@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{Pending, Warmer};
 use crate::{
-    ConversationId, PersistId, StopReason, Timestamp, Usage, WarmOutcome, WarmRecord, WarmToken,
-    WarmTrigger, Write,
+    ConversationId, PersistId, StopReason, Timestamp, Usage, WarmKind, WarmOutcome, WarmRecord,
+    WarmToken, WarmTrigger, Write,
 };
 
 impl Warmer {
@@ -129,9 +129,19 @@ impl Warmer {
         c.stats.last_error = None;
         c.prefix_tokens = usage.prompt_tokens();
         c.stats.ledger.warm_seconds += record.latency_ms() as f64 / 1000.0;
-        let cost = self.conversations[slot as usize]
-            .economics(&self.config)
-            .usage_cost(&usage);
+        let conversation = &self.conversations[slot as usize];
+        let economics = conversation.economics(&self.config);
+        let cost = if kind == Some(WarmKind::Extended) {
+            // An extension reads nothing: it buys the cache another
+            // interval of storage (each pushes the expiry an interval on).
+            let interval = conversation.interval_ms(&limits);
+            economics.storage_cost(
+                usage.cache_read_tokens,
+                std::time::Duration::from_millis(interval),
+            )
+        } else {
+            economics.usage_cost(&usage)
+        };
         self.conv(slot).stats.ledger.spent_dollars += cost;
         self.spent(slot, cost);
         self.reconcile(slot, now, true);

@@ -31,6 +31,10 @@ pub struct Economics {
     /// Price of a write into that longer retention relative to input
     /// (Anthropic 2, OpenAI 1: no premium). Default 2.
     pub long_write_multiplier: f64,
+    /// Price of keeping a token in an explicit cache for an hour, relative
+    /// to input (Gemini's `cachedContents` storage); 0 where the provider
+    /// bills no storage. Default 0.
+    pub storage_multiplier_per_hour: f64,
 }
 
 impl Default for Economics {
@@ -46,6 +50,7 @@ impl Default for Economics {
             output_multiplier: 5.0,
             long_ttl_ms: 0,
             long_write_multiplier: 2.0,
+            storage_multiplier_per_hour: 0.0,
         }
     }
 }
@@ -63,6 +68,7 @@ impl Economics {
             self.lambda_per_sec,
             self.output_multiplier,
             self.long_write_multiplier,
+            self.storage_multiplier_per_hour,
         ]
         .iter()
         .all(|v| v.is_finite() && *v >= 0.0)
@@ -98,6 +104,13 @@ impl Economics {
                 + self.read_multiplier * usage.cache_read_tokens as f64
                 + self.write_multiplier * usage.cache_write_tokens as f64
                 + self.output_multiplier * usage.output_tokens as f64)
+    }
+
+    /// Dollars of keeping `tokens` in an explicit cache for `time`.
+    #[must_use]
+    pub fn storage_cost(&self, tokens: u64, time: std::time::Duration) -> f64 {
+        self.input_price * self.storage_multiplier_per_hour * tokens as f64 * time.as_secs_f64()
+            / 3_600.0
     }
 
     /// Dollars a turn saved by reading `tokens` from a warm cache instead of

@@ -94,6 +94,10 @@ pub enum PlanReason {
     /// Fewer than two gaps seen: too few to judge a retention that costs a
     /// premium.
     TooFewGaps,
+    /// Its requests read an explicit cache (Gemini's `cachedContent`),
+    /// whose lifetime the provider lets warming extend without a replay:
+    /// each extension buys storage, not reads.
+    ExplicitCache,
 }
 
 impl std::fmt::Display for PlanReason {
@@ -132,6 +136,10 @@ impl std::fmt::Display for PlanReason {
             Self::TooFewGaps => f.write_str(
                 "fewer than two gaps seen: replays keep it until its rhythm says otherwise",
             ),
+            Self::ExplicitCache => f.write_str(
+                "its requests read an explicit cache: its lifetime is extended while the user \
+                 is away, nothing is replayed",
+            ),
         }
     }
 }
@@ -169,6 +177,9 @@ pub struct PlanInputs<'a> {
     pub new_tokens_per_turn: u64,
     /// The operator lets the proxy ask for the longer retention.
     pub upgrade_allowed: bool,
+    /// Its requests read an explicit cache whose lifetime can be extended
+    /// ([`crate::Template::explicit_cache`]).
+    pub explicit_cache: bool,
 }
 
 /// The cheapest way to keep this conversation's prefix.
@@ -186,6 +197,7 @@ pub struct PlanInputs<'a> {
 ///     prefix_tokens: 50_000,
 ///     new_tokens_per_turn: 500,
 ///     upgrade_allowed: true,
+///     explicit_cache: false,
 /// };
 /// assert_eq!(choose_plan(&inputs).keep_alive, KeepAlive::Upgrade);
 /// // Gaps of a minute need no replay at all: the 5-minute cache is enough.
@@ -204,6 +216,14 @@ pub fn choose_plan(inputs: &PlanInputs<'_>) -> Plan {
         why,
         cost_per_idle_hour: replay_per_hour,
     };
+    if inputs.explicit_cache {
+        return Plan {
+            keep_alive: KeepAlive::Extend,
+            why: PlanReason::ExplicitCache,
+            cost_per_idle_hour: e
+                .storage_cost(inputs.prefix_tokens, std::time::Duration::from_secs(3_600)),
+        };
+    }
     let long = e.long_ttl_ms;
     if inputs.asks_long && long > 0 {
         let outlives = match inputs.max_idle_ms {
@@ -303,6 +323,7 @@ mod tests {
             prefix_tokens: 50_000,
             new_tokens_per_turn: 500,
             upgrade_allowed: true,
+            explicit_cache: false,
         }
     }
 
@@ -389,5 +410,23 @@ mod tests {
         let plan = choose_plan(&inputs(&e, &[1_200_000; 4]));
         assert_eq!(plan.why, PlanReason::NoLongerRetention);
         assert!(plan.cost_per_idle_hour > 0.0);
+    }
+
+    #[test]
+    fn an_explicit_cache_is_extended_at_its_storage_price_not_replayed() {
+        let gemini = crate::ModelPrices::gemini(0.30, 0.03, 2.50, 1.00)
+            .economics(&Economics::default(), false);
+        let plan = choose_plan(&PlanInputs {
+            explicit_cache: true,
+            ..inputs(&gemini, &[])
+        });
+        assert_eq!(plan.keep_alive, KeepAlive::Extend);
+        assert_eq!(plan.why, PlanReason::ExplicitCache);
+        // 50 000 tokens kept an hour at $1.00 per million.
+        assert!((plan.cost_per_idle_hour - 0.05).abs() < 1e-9);
+        assert_eq!(
+            choose_plan(&inputs(&gemini, &[])).keep_alive,
+            KeepAlive::Replay
+        );
     }
 }

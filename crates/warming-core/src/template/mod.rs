@@ -66,6 +66,8 @@ pub struct Template {
     /// Whether the request asks for the provider's longer retention, read
     /// once from the text: it is asked at every snapshot.
     long_ttl: bool,
+    /// Whether the request reads an explicit cache (`cachedContent`).
+    explicit_cache: bool,
     /// Whether `messages` is a list, when known from building it.
     message_list: Option<bool>,
     /// Where the request's parts are in its text, when found while
@@ -86,6 +88,8 @@ pub struct TemplateSummary {
     pub cacheable_tokens: u64,
     /// [`Template::long_ttl`].
     pub long_ttl: bool,
+    /// [`Template::explicit_cache`].
+    pub explicit_cache: bool,
     /// [`Template::bytes`].
     pub bytes: u64,
 }
@@ -118,7 +122,8 @@ impl Template {
         let listed = match (request.get("messages"), request.get("input")) {
             (Some(messages), _) => messages.is_array(),
             (None, Some(input)) => input.is_array() || input.is_string(),
-            (None, None) => false,
+            // Gemini's `contents`.
+            (None, None) => request.get("contents").is_some_and(Value::is_array),
         };
         let mut template = Self::from_text(request.to_string(), model, cwd);
         template.message_list = Some(listed);
@@ -205,6 +210,7 @@ impl Template {
             cwd: summary.cwd,
             cacheable: std::sync::OnceLock::from(summary.cacheable_tokens),
             long_ttl: summary.long_ttl,
+            explicit_cache: summary.explicit_cache,
             message_list: None,
             spans: None,
         }
@@ -218,6 +224,8 @@ impl Template {
         // retention on the request: the provider's longer retention.
         let long_ttl = occurs(&request, r#""ttl":"1h""#)
             || occurs(&request, r#""prompt_cache_retention":"24h""#);
+        // Gemini: a request naming an explicit cache, `cachedContent`.
+        let explicit_cache = occurs(&request, r#""cachedContent":""#);
         Self {
             bytes: request.len() as u64,
             request: Some(request.into_boxed_str()),
@@ -225,6 +233,7 @@ impl Template {
             cwd,
             cacheable: std::sync::OnceLock::new(),
             long_ttl,
+            explicit_cache,
             message_list: None,
             spans: None,
         }
@@ -245,13 +254,15 @@ impl Template {
             cwd: self.cwd.clone(),
             cacheable_tokens: self.cacheable_tokens_estimate(),
             long_ttl: self.long_ttl,
+            explicit_cache: self.explicit_cache,
             bytes: self.bytes,
         }
     }
 
     /// Whether the request carries the conversation a warm replays: a
-    /// `messages` list (Anthropic Messages, OpenAI Chat) or an `input`
-    /// (OpenAI Responses); `None` when detached.
+    /// `messages` list (Anthropic Messages, OpenAI Chat), an `input`
+    /// (OpenAI Responses) or a `contents` list (Gemini); `None` when
+    /// detached.
     #[must_use]
     pub fn has_message_list(&self) -> Option<bool> {
         let text = self.request.as_deref()?;
@@ -364,12 +375,46 @@ impl Template {
     pub fn long_ttl(&self) -> bool {
         self.long_ttl
     }
+
+    /// Whether the request reads an explicit cache the provider keeps
+    /// until a set time, extendable without a replay (Gemini's
+    /// `cachedContent`, "Context caching").
+    ///
+    /// ```
+    /// use warming_core::Template;
+    /// let explicit = serde_json::json!({"cachedContent": "cachedContents/abc",
+    ///     "contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    /// assert!(Template::new(explicit, None, None).explicit_cache());
+    /// let implicit = serde_json::json!({"contents": [{"role": "user",
+    ///     "parts": [{"text": "cachedContent"}]}]});
+    /// assert!(!Template::new(implicit, None, None).explicit_cache());
+    /// ```
+    #[must_use]
+    pub fn explicit_cache(&self) -> bool {
+        self.explicit_cache
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_gemini_request_has_its_system_and_contents_found() {
+        let request = json!({"systemInstruction": {"parts": [{"text": "be brief"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                         {"role": "model", "parts": [{"text": "yo"}]}],
+            "generationConfig": {"temperature": 0.5}});
+        let t = Template::new(request, Some("gemini-2.5-flash".into()), None);
+        let parts = t.parts().unwrap();
+        assert_eq!(parts, PromptParts::of(t.request_json().unwrap()).unwrap());
+        assert_eq!(parts.system, Some(r#"{"parts":[{"text":"be brief"}]}"#));
+        assert_eq!(parts.message_items.map(|m| m.len()), Some(2));
+        assert_eq!(t.has_message_list(), Some(true));
+        assert!(t.cacheable_tokens_estimate() > 0);
+        assert!(!t.explicit_cache());
+    }
 
     #[test]
     fn strips_credentials_at_any_depth_and_keeps_the_rest() {

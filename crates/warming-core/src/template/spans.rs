@@ -16,9 +16,11 @@
 pub struct PromptParts<'a> {
     /// The value of `tools`.
     pub tools: Option<&'a str>,
-    /// The value of `system` (OpenAI Responses: `instructions`).
+    /// The value of `system` (OpenAI Responses: `instructions`; Gemini:
+    /// `systemInstruction`).
     pub system: Option<&'a str>,
-    /// The value of `messages` (OpenAI Responses: `input`), whatever it is.
+    /// The value of `messages` (OpenAI Responses: `input`; Gemini:
+    /// `contents`), whatever it is.
     pub messages: Option<&'a str>,
     /// Each element of `messages` when it is an array; a Responses `input`
     /// that is one string is its one element.
@@ -37,14 +39,18 @@ impl<'a> PromptParts<'a> {
         let top: std::collections::HashMap<String, &'a RawValue> =
             serde_json::from_str(text).ok()?;
         let get = |key: &str| top.get(key).map(|v| v.get());
-        // OpenAI Responses: `instructions` and `input` (see `PartSpans`).
-        let messages = get("messages").or_else(|| get("input"));
+        // OpenAI Responses: `instructions` and `input`; Gemini:
+        // `systemInstruction` and `contents` (see `PartSpans`).
+        let input = get("input");
+        let messages = get("messages").or(input).or_else(|| get("contents"));
         Some(Self {
             tools: get("tools"),
-            system: get("system").or_else(|| get("instructions")),
+            system: get("system")
+                .or_else(|| get("instructions"))
+                .or_else(|| get("systemInstruction")),
             messages,
             message_items: messages.and_then(|m| {
-                if m.starts_with('"') && !top.contains_key("messages") {
+                if m.starts_with('"') && !top.contains_key("messages") && input.is_some() {
                     return Some(vec![m]);
                 }
                 serde_json::from_str::<Vec<&'a RawValue>>(m)
@@ -99,6 +105,9 @@ impl PartSpans {
         // taken when `system` / `messages` are absent.
         let mut instructions = None;
         let mut input = None;
+        // Gemini's `systemInstruction` and `contents`, likewise.
+        let mut system_instruction = None;
+        let mut contents = None;
         let mut i = 1;
         if b.get(i) == Some(&b'}') {
             return Some(spans);
@@ -131,6 +140,8 @@ impl PartSpans {
                     spans.message_items = items(value, end, false)?;
                 }
                 b"input" => input = Some((span(value, end)?, items(value, end, true)?)),
+                b"systemInstruction" => system_instruction = Some(span(value, end)?),
+                b"contents" => contents = Some((span(value, end)?, items(value, end, false)?)),
                 b"cache_control" => spans.top_level_cache_control = true,
                 b"model" => spans.model = Some(span(value, end)?),
                 _ => {}
@@ -142,10 +153,10 @@ impl PartSpans {
             }
         }
         if spans.system.is_none() {
-            spans.system = instructions;
+            spans.system = instructions.or(system_instruction);
         }
         if spans.messages.is_none() {
-            if let Some((whole, items)) = input {
+            if let Some((whole, items)) = input.or(contents) {
                 spans.messages = Some(whole);
                 spans.message_items = items;
             }

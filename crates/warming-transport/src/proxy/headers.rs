@@ -45,21 +45,35 @@ pub(super) fn end_to_end(headers: &HeaderMap, extra_drop: &[&str]) -> HeaderMap 
 
 /// The credentials of a proxied turn, kept for its warms. `authorization`
 /// is left out when it carries warming's own token, not a provider key.
+/// A Gemini key sent in the query instead (`?key=`, which Google's API
+/// takes too) is kept as the `x-goog-api-key` header its warms send.
 pub(super) fn credentials(
     kind: ProviderKind,
     headers: &HeaderMap,
+    query: Option<&str>,
     skip_authorization: bool,
 ) -> Credentials {
+    let mut kept: Vec<(String, Secret)> = CREDENTIAL_HEADERS
+        .iter()
+        .filter(|name| !(skip_authorization && **name == "authorization"))
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), Secret::new(value)))
+        })
+        .collect();
+    if kind == ProviderKind::Gemini && !kept.iter().any(|(name, _)| name == "x-goog-api-key") {
+        let key = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("key="))
+            .filter(|key| !key.is_empty());
+        if let Some(key) = key {
+            kept.push(("x-goog-api-key".to_owned(), Secret::new(key)));
+        }
+    }
     Credentials {
         kind,
-        headers: CREDENTIAL_HEADERS
-            .iter()
-            .filter(|name| !(skip_authorization && **name == "authorization"))
-            .filter_map(|name| {
-                let value = headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), Secret::new(value)))
-            })
-            .collect(),
+        headers: kept,
     }
 }
 
@@ -71,6 +85,8 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     "anthropic-beta",
     "openai-organization",
     "openai-project",
+    // Google's Gemini API key.
+    "x-goog-api-key",
 ];
 
 /// Request header that names a conversation instead of the derived id.

@@ -24,24 +24,32 @@ fn fnv1a(parts: &[&str]) -> u64 {
     hash
 }
 
-/// The derived id of a request body (Anthropic Messages or OpenAI Chat).
+/// The derived id of a request body (Anthropic Messages, OpenAI Chat, or
+/// Gemini's `contents` with its `systemInstruction`).
 #[must_use]
 pub fn conversation_id(request: &Value) -> ConversationId {
-    let messages = request.get("messages").and_then(Value::as_array);
+    let messages = request
+        .get("messages")
+        .or_else(|| request.get("contents"))
+        .and_then(Value::as_array);
     let role = |m: &&Value, want: &[&str]| {
         m.get("role")
             .and_then(Value::as_str)
             .is_some_and(|r| want.contains(&r))
     };
     // Anthropic puts the system prompt apart; OpenAI as the first message.
-    let system = request.get("system").cloned().or_else(|| {
-        messages
-            .and_then(|ms| ms.iter().find(|m| role(m, &["system", "developer"])))
-            .and_then(|m| m.get("content").cloned())
-    });
+    let system = request
+        .get("system")
+        .or_else(|| request.get("systemInstruction"))
+        .cloned()
+        .or_else(|| {
+            messages
+                .and_then(|ms| ms.iter().find(|m| role(m, &["system", "developer"])))
+                .and_then(|m| m.get("content").cloned())
+        });
     let first_user = messages
         .and_then(|ms| ms.iter().find(|m| role(m, &["user"])))
-        .and_then(|m| m.get("content").cloned());
+        .and_then(|m| m.get("content").or_else(|| m.get("parts")).cloned());
     let text = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_default();
     let model = text(request.get("model"));
     let hash = fnv1a(&[&model, &text(system.as_ref()), &text(first_user.as_ref())]);
@@ -112,5 +120,22 @@ mod tests {
             format!("px-{:016x}", fnv1a(&["\"m\"", "\"s\"", "\"hi\""]))
         );
         assert_eq!(fnv1a(&["a"]), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn a_gemini_conversation_keeps_its_id_across_turns() {
+        let first = json!({"model": "gemini-2.5-flash",
+            "systemInstruction": {"parts": [{"text": "s"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+        let later = json!({"model": "gemini-2.5-flash",
+            "systemInstruction": {"parts": [{"text": "s"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                {"role": "model", "parts": [{"text": "yo"}]},
+                {"role": "user", "parts": [{"text": "more"}]}]});
+        assert_eq!(conversation_id(&first), conversation_id(&later));
+        let other = json!({"model": "gemini-2.5-flash",
+            "systemInstruction": {"parts": [{"text": "s"}]},
+            "contents": [{"role": "user", "parts": [{"text": "bye"}]}]});
+        assert_ne!(conversation_id(&first), conversation_id(&other));
     }
 }

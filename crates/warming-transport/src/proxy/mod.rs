@@ -38,6 +38,17 @@ use warming_service::ProviderKind;
 use crate::http::{ApiError, AppState};
 use warming_service::root_cause;
 
+/// The model of a Gemini turn's path (`v1beta/models/{model}:generateContent`
+/// or `:streamGenerateContent`; `v1` alike), if it is one.
+fn gemini_model(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("v1beta/models/")
+        .or_else(|| path.strip_prefix("v1/models/"))?;
+    let (model, action) = rest.rsplit_once(':')?;
+    (matches!(action, "generateContent" | "streamGenerateContent") && !model.contains('/'))
+        .then_some(model)
+}
+
 /// Whether this call is a model turn (and so a lifecycle event).
 fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> bool {
     let path = rest.trim_end_matches('/');
@@ -45,6 +56,7 @@ fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> b
         && match provider {
             ProviderKind::Anthropic => path == "v1/messages",
             ProviderKind::OpenAi => path == "v1/chat/completions" || path == "v1/responses",
+            ProviderKind::Gemini => gemini_model(path).is_some(),
             ProviderKind::Webhook => false,
         }
 }
@@ -54,6 +66,7 @@ fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> b
 /// Responses: a list of items, or one string).
 fn carries_a_conversation(body: &Value) -> bool {
     body.get("messages").is_some_and(Value::is_array)
+        || body.get("contents").is_some_and(Value::is_array)
         || body
             .get("input")
             .is_some_and(|i| i.is_array() || i.is_string())
@@ -100,7 +113,15 @@ async fn forward_inner(
     let enrolment = Enrolment::from_headers(&parts.headers)?;
     let turn = serde_json::from_slice::<Value>(&body)
         .ok()
-        .filter(carries_a_conversation);
+        .filter(carries_a_conversation)
+        .map(|mut turn| {
+            // Gemini names the model in the path, not the body: the
+            // conversation's template carries it for its warms and prices.
+            if let (Some(model), Some(map)) = (gemini_model(rest), turn.as_object_mut()) {
+                map.entry("model").or_insert_with(|| Value::from(model));
+            }
+            turn
+        });
     // Several instances: a turn of a conversation another one holds is
     // that instance's to relay (its lifecycle, its client's key).
     if let Some(request_json) = &turn {
@@ -312,7 +333,8 @@ async fn begin_turn(
     let proxy = &state.proxy;
     let id = turn_conversation(proxy, parts, &request)?;
     // From the headers that go upstream: warming's token is not among them.
-    let credentials = headers::credentials(route.kind, headers, carries_our_token);
+    let credentials =
+        headers::credentials(route.kind, headers, parts.uri.query(), carries_our_token);
     // Before the turn starts, so a refused write leaves no turn open.
     enrolment
         .apply(&state.driver, &id, proxy.enroll_all)

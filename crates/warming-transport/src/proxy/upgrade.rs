@@ -25,7 +25,9 @@ pub(super) fn ask_longer_retention(kind: ProviderKind, request: &mut Value) -> b
             map.insert("prompt_cache_retention".into(), json!("24h"));
             true
         }
-        ProviderKind::Webhook => false,
+        // Gemini keeps a prefix longer through an explicit cache the
+        // client creates, not a request field: nothing to rewrite.
+        ProviderKind::Gemini | ProviderKind::Webhook => false,
     }
 }
 

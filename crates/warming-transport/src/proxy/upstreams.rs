@@ -100,6 +100,7 @@ pub const fn documented_body_limit(kind: ProviderKind) -> usize {
     match kind {
         ProviderKind::Anthropic | ProviderKind::Webhook => 32 * 1024 * 1024,
         ProviderKind::OpenAi => 50 * 1024 * 1024,
+        ProviderKind::Gemini => 20 * 1024 * 1024,
     }
 }
 
@@ -129,9 +130,10 @@ impl Proxy {
         let (kind, upstream) = match provider {
             "anthropic" => (ProviderKind::Anthropic, &self.upstreams.anthropic),
             "openai" => (ProviderKind::OpenAi, &self.upstreams.openai),
+            "gemini" => (ProviderKind::Gemini, &self.upstreams.gemini),
             other => {
                 return Err(ApiError::not_found(format!(
-                    "no proxy for {other:?}: use /proxy/anthropic or /proxy/openai"
+                    "no proxy for {other:?}: use /proxy/anthropic, /proxy/openai or /proxy/gemini"
                 )))
             }
         };

@@ -77,7 +77,9 @@ impl UsageWatch {
                 event
                     .get("usage")
                     .filter(|u| u.get("prompt_tokens").is_some())
-            });
+            })
+            // Gemini: every chunk carries the usage so far; the last wins.
+            .or_else(|| event.get("usageMetadata"));
         if let Some(usage) = usage.and_then(parse_usage) {
             self.usage = Some(usage);
         }
@@ -88,7 +90,16 @@ impl UsageWatch {
     pub fn finish(&mut self) -> Option<Usage> {
         if !self.sse && !self.buffer.is_empty() {
             let body: Value = serde_json::from_slice(&self.buffer).unwrap_or(Value::Null);
-            self.usage = body.get("usage").and_then(parse_usage);
+            // Gemini's stream without `alt=sse` is one JSON array of
+            // chunks: the last carries the usage.
+            let body = match body {
+                Value::Array(mut chunks) => chunks.pop().unwrap_or(Value::Null),
+                other => other,
+            };
+            self.usage = body
+                .get("usage")
+                .or_else(|| body.get("usageMetadata"))
+                .and_then(parse_usage);
             self.buffer.clear();
         }
         self.usage
@@ -148,5 +159,23 @@ mod tests {
             Some(Usage::anthropic(10, 0, 500).with_output(3))
         );
         assert_eq!(UsageWatch::new("application/json").finish(), None);
+    }
+
+    #[test]
+    fn gemini_usage_comes_from_the_last_chunk_streamed_either_way() {
+        let chunk = |cached: u64| {
+            format!(
+                r#"{{"candidates":[],"usageMetadata":{{"promptTokenCount":3000,"cachedContentTokenCount":{cached},"candidatesTokenCount":2,"totalTokenCount":3002}}}}"#
+            )
+        };
+        let mut sse = UsageWatch::new("text/event-stream");
+        sse.feed(format!("data: {}\r\n\r\ndata: {}\r\n\r\n", chunk(0), chunk(2048)).as_bytes());
+        assert_eq!(sse.finish(), Some(Usage::openai(3000, 2048).with_output(2)));
+        let mut array = UsageWatch::new("application/json");
+        array.feed(format!("[{},\n{}]", chunk(0), chunk(2048)).as_bytes());
+        assert_eq!(
+            array.finish(),
+            Some(Usage::openai(3000, 2048).with_output(2))
+        );
     }
 }
