@@ -21,7 +21,12 @@ mod support;
 
 use support::{now_ms, Service, TEST_KEY};
 
-const CONVERSATIONS: usize = 10_000;
+/// Enough conversations that the three instances share real work; few
+/// enough that on CI's 2 cores (three instances, PostgreSQL and the stand-in
+/// on them) arming does not outlast the interval many times over: at 10 000
+/// the arming took ~280 s against a 30 s interval, and the warms it set off
+/// starved lease renewals into the very takeovers this test counts.
+const CONVERSATIONS: usize = 3_000;
 const INTERVAL_MS: u64 = 30_000;
 const LEASE_MS: u64 = 1_500;
 
@@ -65,6 +70,22 @@ async fn call(
     body: Value,
 ) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    // A 503 `holder_unreachable` says to retry (docs/API.md): a client
+    // does, a few times, before taking it as the answer.
+    for _ in 0..5 {
+        let response = http
+            .request(method.clone(), format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer = response.json().await.unwrap_or(Value::Null);
+        if status != 503 {
+            return (status, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let response = http
         .request(method, format!("{base}{path}"))
         .json(&body)

@@ -65,7 +65,8 @@ async fn commands_drive_a_running_server() {
     let warm = warming(&server, &["warm", "cli-1"]);
     let (out, err) = text(&warm);
     assert!(warm.status.success(), "{err}");
-    assert!(out.starts_with("warmed cli-1: expired"), "{out}");
+    // Its first cache write (settled over HTTP): cold, nothing lost.
+    assert!(out.starts_with("warmed cli-1: cold"), "{out}");
 
     let history = warming(&server, &["history", "cli-1", "--limit", "5", "--json"]);
     let history: Value = serde_json::from_slice(&history.stdout).unwrap();
@@ -162,6 +163,11 @@ async fn the_cli_says_what_changed_and_what_to_do() {
     let (_, err) = text(&refused);
     assert!(!refused.status.success());
     assert!(err.contains("set WARMING_TOKEN"), "{err}");
+    // A wrong token is told apart from none.
+    let wrong = warming(&bare, &["--token", "open-sesame-1999", "list"]);
+    let (_, err) = text(&wrong);
+    assert!(!wrong.status.success());
+    assert!(err.contains("refused the token given"), "{err}");
 
     let with_token = |args: &[&str]| {
         let mut all = vec!["--token", "open-sesame-2026"];

@@ -3,8 +3,9 @@
 //! its next turn reads the prefix; one reading an explicit cache is kept
 //! by `PATCH`ing the cache's TTL, never replayed, past the TTL it was
 //! created with; with warming off both miss. The stand-in keeps an implicit
-//! prefix 2 s; the explicit cache is created to live 2 s; the idle gaps
-//! here are 4 s.
+//! prefix 2 s; the explicit caches are created to live 10 s and the turn
+//! after the gap comes 12 s after that; the idle gaps are at least 5 s,
+//! warms 1 s apart.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,7 +23,8 @@ fn python() -> Option<PathBuf> {
 }
 
 /// One call of `gemini_client.py` through the proxy at `base`: its JSON,
-/// or the SDK's error text.
+/// or the SDK's error text. A base ending in `/proxy/vertex` speaks
+/// Vertex AI.
 fn sdk(
     python: &PathBuf,
     base: &str,
@@ -31,9 +33,15 @@ fn sdk(
     args: &[&str],
 ) -> Result<Value, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/gemini_client.py");
-    let headers = json!({"x-warming": warming, "x-warming-interval": "0.5"});
+    let headers = json!({"x-warming": warming, "x-warming-interval": "1"});
+    let vertex = if base.ends_with("/proxy/vertex") {
+        "1"
+    } else {
+        "0"
+    };
     let output = Command::new(python)
         .env("SDK_EXTRA_HEADERS", headers.to_string())
+        .env("GEMINI_VERTEX", vertex)
         .arg(script)
         .args([base, KEY, conversation])
         .args(args)
@@ -56,15 +64,31 @@ async fn standin() -> Standin {
     .unwrap()
 }
 
-/// The server at its defaults, told only where Gemini is.
+/// The server at its defaults, told only where Gemini and Vertex AI are.
 async fn service(dir: &std::path::Path, standin: &Standin) -> Service {
-    Service::start(dir, &standin.url(), &["--gemini-upstream", &standin.url()]).await
+    let url = standin.url();
+    Service::start(
+        dir,
+        &url,
+        &["--gemini-upstream", &url, "--vertex-upstream", &url],
+    )
+    .await
 }
 
-/// Outlives the stand-in's 2-second implicit cache and the 2-second
-/// explicit one.
+/// Outlives the stand-in's 2-second implicit cache.
 async fn idle() {
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+}
+
+/// How long the explicit caches are created to live, seconds.
+const CACHE_TTL_SECS: u64 = 10;
+
+/// Waits 5 s, and until the explicit cache created at `created` would have
+/// expired by its own TTL, with 2 s to spare.
+async fn idle_past_ttl(created: std::time::Instant) {
+    idle().await;
+    let past = created + Duration::from_secs(CACHE_TTL_SECS + 2);
+    tokio::time::sleep(past.saturating_duration_since(std::time::Instant::now())).await;
 }
 
 /// The state of `id` once its turn is settled and its plan is `plan`.
@@ -118,7 +142,7 @@ async fn an_implicitly_cached_gemini_conversation_is_warmed_and_its_next_turn_re
     // Warms went to generateContent with the client's key, one token each,
     // the prefix as the turn sent it, and read the cache.
     let warms = standin.warms();
-    assert!(warms.len() >= 3, "{warms:?}");
+    assert!(warms.len() >= 2, "{warms:?}");
     for warm in &warms {
         assert_eq!(warm.path, "/v1beta/models/gemini-2.5-flash:generateContent");
         assert_eq!(warm.credential.as_deref(), Some(KEY));
@@ -161,7 +185,15 @@ async fn an_explicit_gemini_cache_is_extended_not_replayed_and_outlives_its_ttl(
     let service = service(dir.path(), &standin).await;
     let base = service.url("/proxy/gemini");
 
-    let cache = sdk(&python, &base, "gem-explicit", "on", &["create-cache", "2"]).unwrap();
+    let created = std::time::Instant::now();
+    let cache = sdk(
+        &python,
+        &base,
+        "gem-explicit",
+        "on",
+        &["create-cache", "10"],
+    )
+    .unwrap();
     let name = cache["name"].as_str().unwrap().to_owned();
     let first = sdk(
         &python,
@@ -181,11 +213,11 @@ async fn an_explicit_gemini_cache_is_extended_not_replayed_and_outlives_its_ttl(
     );
     assert!(plan["costPerIdleHour"].as_f64().unwrap() > 0.0, "{plan}");
     let turns = standin.requests().iter().filter(|r| is_generate(r)).count();
-    idle().await;
+    idle_past_ttl(created).await;
 
     // Only PATCHes of the cache's TTL while the user was away: no replay.
     let warms = standin.warms();
-    assert!(warms.len() >= 3, "{warms:?}");
+    assert!(warms.len() >= 2, "{warms:?}");
     for warm in &warms {
         assert_eq!(warm.method, "PATCH", "{warm:?}");
         assert_eq!(warm.path, format!("/v1beta/{name}"));
@@ -231,11 +263,63 @@ async fn an_explicit_gemini_cache_is_extended_not_replayed_and_outlives_its_ttl(
     let dir = tempfile::tempdir().unwrap();
     let service = self::service(dir.path(), &standin).await;
     let base = service.url("/proxy/gemini");
-    let cache = sdk(&python, &base, "gem-gone", "off", &["create-cache", "2"]).unwrap();
+    let created = std::time::Instant::now();
+    let cache = sdk(&python, &base, "gem-gone", "off", &["create-cache", "10"]).unwrap();
     let name = cache["name"].as_str().unwrap().to_owned();
     sdk(&python, &base, "gem-gone", "off", &["cached", "0", &name]).unwrap();
-    idle().await;
+    idle_past_ttl(created).await;
     let gone = sdk(&python, &base, "gem-gone", "off", &["cached", "1", &name]).unwrap_err();
     assert!(gone.contains("404") || gone.contains("NOT_FOUND"), "{gone}");
     assert!(standin.warms().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vertex_ai_conversations_are_warmed_and_extended_like_gemini_ones() {
+    let Some(python) = python() else { return };
+    let standin = standin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = service(dir.path(), &standin).await;
+    let base = service.url("/proxy/vertex");
+    let model = "projects/proj/locations/us-central1/publishers/google/models/gemini-2.5-flash";
+
+    // Implicit caching: warmed by generateContent under the project, with
+    // the client's bearer token; the next turn reads the prefix.
+    sdk(&python, &base, "vx-implicit", "on", &["turn", "0"]).unwrap();
+    settled(&service, "vx-implicit", "replay").await;
+    // An explicit cache in the same location: extended, not replayed.
+    let created = std::time::Instant::now();
+    let cache = sdk(&python, &base, "vx-explicit", "on", &["create-cache", "10"]).unwrap();
+    let name = cache["name"].as_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("projects/proj/locations/us-central1/cachedContents/"),
+        "{name}"
+    );
+    let first = sdk(&python, &base, "vx-explicit", "on", &["cached", "0", &name]).unwrap();
+    let size = cached_tokens(&first);
+    settled(&service, "vx-explicit", "extend").await;
+    idle_past_ttl(created).await;
+
+    let warms = standin.warms();
+    let generated: Vec<_> = warms.iter().filter(|w| is_generate(w)).collect();
+    let patched: Vec<_> = warms.iter().filter(|w| w.method == "PATCH").collect();
+    assert!(generated.len() >= 2 && patched.len() >= 2, "{warms:?}");
+    assert_eq!(generated.len() + patched.len(), warms.len(), "{warms:?}");
+    let bearer = format!("Bearer {KEY}");
+    for warm in &generated {
+        assert_eq!(warm.path, format!("/v1/{model}:generateContent"));
+        assert_eq!(warm.credential.as_deref(), Some(bearer.as_str()));
+        let body: Value = serde_json::from_str(&warm.body).unwrap();
+        assert_eq!(body["generationConfig"]["maxOutputTokens"], 1, "{body}");
+    }
+    for warm in &patched {
+        assert_eq!(warm.path, format!("/v1/{name}"));
+        assert_eq!(warm.credential.as_deref(), Some(bearer.as_str()));
+    }
+    let implicit = sdk(&python, &base, "vx-implicit", "on", &["stream", "1"]).unwrap();
+    assert!(cached_tokens(&implicit) >= 2_048, "{implicit}");
+    let explicit = sdk(&python, &base, "vx-explicit", "on", &["cached", "1", &name]).unwrap();
+    assert_eq!(cached_tokens(&explicit), size, "{explicit}");
+    // Priced by the model's last segment: Gemini 2.5 Flash's list prices.
+    let state = service.state("vx-implicit").await;
+    assert_eq!(state["priced"], "list", "{state}");
 }

@@ -10,6 +10,8 @@ ACTION:
   cached TURN CACHE    a turn reading explicit cache CACHE (TURN earlier exchanges after it)
   cached-stream TURN CACHE   the same, streamed
 Extra request headers (x-warming, ...) come as a JSON object in SDK_EXTRA_HEADERS.
+With GEMINI_VERTEX=1 the SDK speaks Vertex AI (project "proj", location "us-central1"), the
+API key sent as its OAuth bearer token.
 Prints {"usage": usage_metadata} for turns, {"name", "expireTime"} for a cache.
 """
 import json
@@ -23,14 +25,18 @@ base_url, api_key, conversation, action = sys.argv[1:5]
 args = sys.argv[5:]
 headers = {"x-conversation-id": conversation}
 headers.update(json.loads(os.environ.get("SDK_EXTRA_HEADERS", "{}")))
-client = genai.Client(
-    api_key=api_key,
-    http_options=types.HttpOptions(
-        base_url=base_url,
-        headers=headers,
-        retry_options=types.HttpRetryOptions(attempts=1),
-    ),
+http_options = types.HttpOptions(
+    base_url=base_url,
+    headers=headers,
+    retry_options=types.HttpRetryOptions(attempts=1),
 )
+if os.environ.get("GEMINI_VERTEX") == "1":
+    from google.oauth2.credentials import Credentials
+
+    client = genai.Client(vertexai=True, project="proj", location="us-central1",
+                          credentials=Credentials(api_key), http_options=http_options)
+else:
+    client = genai.Client(api_key=api_key, http_options=http_options)
 MODEL = "gemini-2.5-flash"
 SYSTEM = "You keep long agent sessions going and answer in a word. " * 200
 

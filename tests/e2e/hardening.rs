@@ -64,6 +64,14 @@ async fn every_route_honours_the_token_and_the_proxy_never_forwards_it() {
                 assert_eq!(status, 200, "{path}");
                 continue;
             }
+            if path == "/" {
+                // A browser is told how to get in, in a page.
+                assert_eq!(status, 401, "{method} {path}");
+                let page = response.text().await.unwrap();
+                assert!(page.contains("/?token="), "{page}");
+                checked += 1;
+                continue;
+            }
             let body: Value = response.json().await.unwrap_or(Value::Null);
             assert_eq!(
                 (status, body["error"]["code"].as_str()),

@@ -160,6 +160,22 @@ async fn a_token_guards_v1_but_not_health() {
         .await
         .unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
+    // Which it was is said: none, or not the server's.
+    let wrong: Value = wrong.json().await.unwrap();
+    assert!(
+        wrong["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("wrong token"),
+        "{wrong}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no token"),
+        "{body}"
+    );
     let right = client
         .get(service.url("/v1/conversations"))
         .bearer_auth("let-me-in-please")

@@ -278,3 +278,35 @@ async fn a_self_hosted_engines_money_is_shown_in_engine_seconds() {
     assert!(text.contains("price=\"engine\""), "{text}");
     assert!(metric(&text, "warming_prefill_seconds_avoided_total").unwrap() > 0.0);
 }
+
+/// The missing-key warning is said where it is true: a local upstream (the
+/// stand-in, an engine) takes no key and gets no warning at start; the
+/// provider's public API without a key does.
+#[tokio::test]
+async fn the_missing_key_warning_is_given_only_for_the_public_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = warming_testkit::Standin::start(warming_testkit::StandinOptions::default())
+        .await
+        .unwrap();
+    let local = Service::start_with(
+        dir.path(),
+        &dir.path().join("local.db"),
+        &standin.url(),
+        &[],
+        None,
+    )
+    .await;
+    let text = std::fs::read_to_string(&local.log).unwrap();
+    assert!(!text.contains("is not set"), "{text}");
+    drop(local);
+    let public = Service::start_with(
+        dir.path(),
+        &dir.path().join("public.db"),
+        "https://api.anthropic.com",
+        &[],
+        None,
+    )
+    .await;
+    let text = std::fs::read_to_string(&public.log).unwrap();
+    assert!(text.contains("ANTHROPIC_API_KEY is not set"), "{text}");
+}

@@ -159,7 +159,7 @@ async fn the_anthropic_upstream_flag_is_where_every_anthropic_warm_goes() {
 }
 
 #[tokio::test]
-async fn without_a_key_the_log_and_the_error_say_which_variable_to_set() {
+async fn without_a_key_the_error_says_which_variable_to_set() {
     let standin = Standin::start(StandinOptions {
         require_key: true,
         ..StandinOptions::default()
@@ -169,12 +169,11 @@ async fn without_a_key_the_log_and_the_error_say_which_variable_to_set() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("warming.db");
     let service = Service::start_with(dir.path(), &db, &standin.url(), &[], None).await;
+    // A local upstream may take no key: no warning at start
+    // (observability.rs shows the one for the public API); the refusal
+    // itself names the variable.
     let log = std::fs::read_to_string(&service.log).unwrap();
-    let warned: Vec<_> = log
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains("ANTHROPIC_API_KEY"))
-        .collect();
-    assert_eq!(warned.len(), 1, "{log}");
+    assert!(!log.contains("ANTHROPIC_API_KEY"), "{log}");
 
     service.turn_settled("k", &anthropic_request("k")).await;
     let (status, answer) = service.call("POST", "/v1/conversations/k/warm", None).await;

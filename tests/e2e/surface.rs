@@ -130,6 +130,15 @@ async fn bad_messages_get_errors_and_the_socket_stays_open() {
         assert_eq!(answer["type"], "error", "{bad} -> {answer}");
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    // A message of no known type is told so, whatever else it lacks.
+    surface
+        .send_raw(&json!({"type": "bogus"}).to_string())
+        .await;
+    let answer = surface.next(5).await;
+    assert_eq!(
+        answer["message"], "unknown message type \"bogus\"",
+        "{answer}"
+    );
     // Still usable, and nothing was changed by any of it.
     let ok = surface.subscribe("a").await;
     assert_eq!(ok["spec"]["fields"][0]["value"], false);

@@ -24,9 +24,18 @@ pub enum ClientError {
         /// What went wrong.
         reason: String,
     },
-    /// The server refused the token (or its absence).
+    /// The server has a token and none was sent.
     #[error("the server at {url} needs a token: set WARMING_TOKEN (or --token) to its --token")]
     Unauthorized {
+        /// The server's base URL.
+        url: String,
+    },
+    /// The server has a token and the one sent is not it.
+    #[error(
+        "the server at {url} refused the token given (WARMING_TOKEN or --token): it is not the \
+         server's --token"
+    )]
+    WrongToken {
         /// The server's base URL.
         url: String,
     },
@@ -130,8 +139,11 @@ impl Client {
             return Ok(value);
         }
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(ClientError::Unauthorized {
-                url: self.base.clone(),
+            let url = self.base.clone();
+            return Err(if self.token.is_some() {
+                ClientError::WrongToken { url }
+            } else {
+                ClientError::Unauthorized { url }
             });
         }
         let field = |name: &str| value["error"][name].as_str().unwrap_or("").to_owned();
@@ -324,54 +336,7 @@ impl Client {
     }
 }
 
-/// Parses a human duration like `4m30s`, `90s`, `1h`, `1500ms` or a plain
-/// number of seconds, into milliseconds.
-///
-/// # Errors
-/// A message saying what is wrong.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let bad = || format!("{text:?} is not a duration (try 4m30s, 90s, 1h or 1500ms)");
-    if text.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(seconds) = text.parse::<f64>() {
-        return if seconds.is_finite() && seconds > 0.0 {
-            Ok((seconds * 1000.0).round() as u64)
-        } else {
-            Err(bad())
-        };
-    }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(bad()),
-        };
-        total = number
-            .checked_mul(factor)
-            .and_then(|ms| total.checked_add(ms))
-            .ok_or_else(bad)?;
-        rest = &rest[unit_len..];
-    }
-    if total == 0 {
-        return Err(bad());
-    }
-    Ok(total)
-}
+pub use warming_service::parse_duration;
 
 /// Renders milliseconds as `4m30s`, `90ms`, `1h`.
 #[must_use]

@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// Google's Gemini API base URL for the proxy (`/proxy/gemini`) and the
     /// warms of conversations proxied there; `None`: Google's endpoint.
     pub gemini_upstream: Option<String>,
+    /// Vertex AI's base URL for the proxy (`/proxy/vertex`) and its warms;
+    /// `None`: Google's global endpoint, or a regional location's own.
+    pub vertex_upstream: Option<String>,
     /// How long a proxied conversation's credentials are kept after its last
     /// request.
     pub proxy_credentials_ttl: Duration,
@@ -159,6 +162,7 @@ impl ServerConfig {
             anthropic_upstream: None,
             openai_upstream: None,
             gemini_upstream: None,
+            vertex_upstream: None,
             proxy_credentials_ttl: Duration::from_secs(3600),
             limits: IntervalLimits::default(),
             token: None,
@@ -209,6 +213,7 @@ impl ServerConfig {
             self.anthropic_upstream.as_deref(),
             self.openai_upstream.as_deref(),
             self.gemini_upstream.as_deref(),
+            self.vertex_upstream.as_deref(),
         )
     }
 
@@ -308,6 +313,7 @@ impl ServerConfig {
             ("anthropic-upstream", self.anthropic_upstream.as_ref()),
             ("openai-upstream", self.openai_upstream.as_ref()),
             ("gemini-upstream", self.gemini_upstream.as_ref()),
+            ("vertex-upstream", self.vertex_upstream.as_ref()),
         ] {
             if let Some(url) =
                 url.filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))

@@ -23,7 +23,14 @@ use crate::config::ServerConfig;
 /// One WARN line per provider whose key is missing, naming the variable:
 /// without it every warm of a conversation not seen through the proxy fails
 /// with a 401, and a newcomer should learn that at start, not from history.
+/// Only for the provider's public API: a local upstream (the stand-in, an
+/// engine) takes no key, and a warning there would be false; a refused key
+/// is said by the warm's own error.
 fn warn_about_missing_keys(config: &ServerConfig) {
+    let upstream = config.upstreams().of(config.provider).url;
+    if config.provider.default_upstream() != Some(upstream.as_str()) {
+        return;
+    }
     let missing = match config.provider {
         ProviderKind::Anthropic if config.anthropic_key.is_none() => Some("ANTHROPIC_API_KEY"),
         ProviderKind::OpenAi if config.openai_key.is_none() => Some("OPENAI_API_KEY"),

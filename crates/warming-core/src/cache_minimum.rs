@@ -30,7 +30,8 @@ pub const MINIMUM_CACHEABLE_TOKENS: &[(&str, u64)] = &[
     ("o1", 1_024),
     ("o3", 1_024),
     ("o4", 1_024),
-    ("gemini-2.5", 2_048),
+    ("gemini-2.5-flash", 2_048),
+    ("gemini-2.5-pro", 2_048),
     ("gemini-3", 4_096),
 ];
 

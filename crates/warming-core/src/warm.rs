@@ -194,6 +194,11 @@ pub enum WarmOutcome {
     Hit,
     /// The prefix had to be written again: the cache had expired.
     Expired,
+    /// The prefix was written for the first time: nothing of the
+    /// conversation had been cached before (its first turn, or the first
+    /// warm after a turn warming never saw the usage of), so nothing was
+    /// lost.
+    Cold,
     /// The provider answered with neither a read nor a write.
     Uncached,
     /// The warm did not get a usable answer.
@@ -214,6 +219,7 @@ impl WarmOutcome {
         match self {
             Self::Hit => "hit",
             Self::Expired => "expired",
+            Self::Cold => "cold",
             Self::Uncached => "uncached",
             Self::Failed => "failed",
             Self::Stopped => "stopped",
@@ -227,6 +233,7 @@ impl WarmOutcome {
         [
             Self::Hit,
             Self::Expired,
+            Self::Cold,
             Self::Uncached,
             Self::Failed,
             Self::Stopped,
@@ -317,6 +324,17 @@ impl WarmRecord {
             kind: None,
             refreshes: None,
         }
+    }
+
+    /// The same record, a first write: `cold`, not `expired` (nothing was
+    /// cached to lose). Other outcomes are kept.
+    #[must_use]
+    pub fn first_write(mut self) -> Self {
+        if self.outcome == WarmOutcome::Expired {
+            self.outcome = WarmOutcome::Cold;
+            self.expired = false;
+        }
+        self
     }
 
     /// The record of a warm with no usage to show: it failed, or the policy

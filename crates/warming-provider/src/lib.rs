@@ -251,7 +251,8 @@ impl ProviderClient {
             ),
             ProviderKind::Gemini => {
                 if let Some(cache) = plan::gemini_explicit_cache(object) {
-                    let (url, body) = plan::gemini_extend(self.base(kind), &cache, warm.keep_for);
+                    let base = format!("{}/v1beta", self.base(kind));
+                    let (url, body) = plan::gemini_extend(&base, &cache, warm.keep_for);
                     return Ok((reqwest::Method::PATCH, url, body, Some(WarmKind::Extended)));
                 }
                 let model = object
@@ -261,6 +262,28 @@ impl ProviderClient {
                 let model = model.strip_prefix("models/").unwrap_or(&model);
                 (
                     format!("{}/v1beta/models/{model}:generateContent", self.base(kind)),
+                    plan::gemini(object),
+                )
+            }
+            // Vertex AI names every model and cache by its resource path,
+            // served by its location's host (`Upstream::vertex_base`).
+            ProviderKind::Vertex => {
+                let upstream = &self.upstreams.vertex;
+                if let Some(cache) = plan::gemini_explicit_cache(object) {
+                    let base = format!("{}/v1", upstream.vertex_base(&cache));
+                    let (url, body) = plan::gemini_extend(&base, &cache, warm.keep_for);
+                    return Ok((reqwest::Method::PATCH, url, body, Some(WarmKind::Extended)));
+                }
+                let model = object
+                    .remove("model")
+                    .and_then(|m| m.as_str().map(str::to_owned))
+                    .filter(|m| m.starts_with("projects/") && !m.contains(".."))
+                    .ok_or(SendError::BadTemplate)?;
+                (
+                    format!(
+                        "{}/v1/{model}:generateContent",
+                        upstream.vertex_base(&model)
+                    ),
                     plan::gemini(object),
                 )
             }
@@ -293,6 +316,7 @@ impl ProviderClient {
             ProviderKind::Anthropic => &self.upstreams.anthropic.url,
             ProviderKind::OpenAi => &self.upstreams.openai.url,
             ProviderKind::Gemini => &self.upstreams.gemini.url,
+            ProviderKind::Vertex => &self.upstreams.vertex.url,
             ProviderKind::Webhook => &self.upstreams.default_url,
         }
     }
@@ -307,7 +331,9 @@ impl ProviderClient {
             ProviderKind::Anthropic => self.anthropic_key.as_ref(),
             ProviderKind::OpenAi => self.openai_key.as_ref(),
             ProviderKind::Gemini => self.gemini_key.as_ref(),
-            ProviderKind::Webhook => None,
+            // Vertex AI takes short-lived OAuth tokens: only the proxied
+            // client's own.
+            ProviderKind::Vertex | ProviderKind::Webhook => None,
         };
         if let Some(credentials) = credentials.filter(|c| !c.headers.is_empty()) {
             for (name, value) in &credentials.headers {
@@ -326,7 +352,7 @@ impl ProviderClient {
                 ProviderKind::Gemini => HeaderValue::from_str(key.expose())
                     .ok()
                     .map(|v| (HeaderName::from_static("x-goog-api-key"), v)),
-                ProviderKind::OpenAi | ProviderKind::Webhook => {
+                ProviderKind::OpenAi | ProviderKind::Vertex | ProviderKind::Webhook => {
                     HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                         .ok()
                         .map(|v| (reqwest::header::AUTHORIZATION, v))
@@ -421,6 +447,10 @@ impl SendError {
                     (true, _) => "the key the client sent through the proxy was refused",
                     (false, ProviderKind::OpenAi) => "set OPENAI_API_KEY (or ANTHROPIC_API_KEY)",
                     (false, ProviderKind::Gemini) => "set GEMINI_API_KEY",
+                    (false, ProviderKind::Vertex) => {
+                        "Vertex AI warms use the token of the client seen through /proxy/vertex; \
+                         send its next request through the proxy"
+                    }
                     (false, _) => "set ANTHROPIC_API_KEY (or OPENAI_API_KEY)",
                 };
                 (

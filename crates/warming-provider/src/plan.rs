@@ -234,23 +234,38 @@ pub fn gemini(request: &mut Map<String, Value>) -> WarmKind {
     WarmKind::OneToken
 }
 
-/// The explicit cache a Gemini request reads (`cachedContent`), if any.
+/// The explicit cache a Gemini or Vertex AI request reads
+/// (`cachedContent`: `cachedContents/ID`, or Vertex AI's
+/// `projects/P/locations/L/cachedContents/ID`), if any: a resource name,
+/// nothing a URL could be bent with.
 #[must_use]
 pub fn gemini_explicit_cache(request: &Map<String, Value>) -> Option<String> {
     request
         .get("cachedContent")
         .and_then(Value::as_str)
-        .filter(|name| name.starts_with("cachedContents/") && !name.contains(".."))
+        .filter(|name| {
+            (name.starts_with("cachedContents/") || name.starts_with("projects/"))
+                && name.contains("cachedContents/")
+                && !name.contains("..")
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        })
         .map(str::to_owned)
 }
 
-/// The `PATCH` that extends explicit cache `name` by `keep_for` from now:
-/// its URL (`updateMask=ttl`: only the lifetime changes) and body.
+/// A minute more than a warm asks an explicit cache to last: a warm late
+/// under load, or a slow answer, finds the cache still there.
+pub const EXTEND_SPARE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The `PATCH` that extends explicit cache `name` by `keep_for` (and
+/// [`EXTEND_SPARE`]) from now, under `base` (the API's URL with its
+/// version): its URL (`updateMask=ttl`: only the lifetime changes) and body.
 #[must_use]
 pub fn gemini_extend(base: &str, name: &str, keep_for: std::time::Duration) -> (String, String) {
-    let seconds = keep_for.as_secs().max(1);
+    let seconds = (keep_for + EXTEND_SPARE).as_secs();
     (
-        format!("{base}/v1beta/{name}?updateMask=ttl"),
+        format!("{base}/{name}?updateMask=ttl"),
         json!({"ttl": format!("{seconds}s")}).to_string(),
     )
 }
@@ -282,11 +297,20 @@ mod tests {
     fn an_explicit_cache_is_extended_by_its_name_alone() {
         let request = object(json!({"cachedContent": "cachedContents/abc", "contents": []}));
         let name = gemini_explicit_cache(&request).unwrap();
-        let (url, body) = gemini_extend("http://g", &name, std::time::Duration::from_secs(480));
+        let (url, body) = gemini_extend(
+            "http://g/v1beta",
+            &name,
+            std::time::Duration::from_secs(480),
+        );
         assert_eq!(url, "http://g/v1beta/cachedContents/abc?updateMask=ttl");
-        assert_eq!(body, r#"{"ttl":"480s"}"#);
+        assert_eq!(body, r#"{"ttl":"540s"}"#);
         let odd = object(json!({"cachedContent": "cachedContents/../models"}));
         assert_eq!(gemini_explicit_cache(&odd), None);
+        let query = object(json!({"cachedContent": "cachedContents/a?x=1"}));
+        assert_eq!(gemini_explicit_cache(&query), None);
+        let vertex =
+            object(json!({"cachedContent": "projects/1/locations/us-central1/cachedContents/9"}));
+        assert!(gemini_explicit_cache(&vertex).is_some());
     }
 
     fn object(v: Value) -> Map<String, Value> {

@@ -20,6 +20,7 @@
 
 mod cause;
 mod driver;
+mod duration;
 mod error;
 pub mod generations;
 pub mod health;
@@ -35,6 +36,7 @@ pub use cause::Cause;
 pub use driver::{
     hold_leases, spawn, DriverHandle, DriverOptions, LeaseLost, ProxiedTurn, PRIOR_KEY,
 };
+pub use duration::parse_duration;
 pub use error::{root_cause, ServiceError};
 pub use ports::{
     Ack, BoxFuture, Clock, Cluster, Credentials, Provider, ProviderKind, Route, Secret, Store,

@@ -125,6 +125,9 @@ pub enum ProviderKind {
     OpenAi,
     /// Google's Gemini API: `POST {upstream}/v1beta/models/{model}:generateContent`.
     Gemini,
+    /// Google Cloud's Vertex AI, Gemini's API under a project and location:
+    /// `POST {upstream}/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:generateContent`.
+    Vertex,
     /// A custom endpoint: `POST {upstream}` with the conversation and its
     /// template; it answers with Anthropic or OpenAI usage.
     Webhook,
@@ -138,6 +141,7 @@ impl ProviderKind {
             Self::Anthropic => Some("https://api.anthropic.com"),
             Self::OpenAi => Some("https://api.openai.com"),
             Self::Gemini => Some("https://generativelanguage.googleapis.com"),
+            Self::Vertex => Some(crate::upstreams::VERTEX_GLOBAL),
             Self::Webhook => None,
         }
     }
@@ -149,6 +153,7 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::OpenAi => "openai",
             Self::Gemini => "gemini",
+            Self::Vertex => "vertex",
             Self::Webhook => "webhook",
         }
     }
@@ -162,9 +167,10 @@ impl std::str::FromStr for ProviderKind {
             "anthropic" => Ok(Self::Anthropic),
             "openai" => Ok(Self::OpenAi),
             "gemini" => Ok(Self::Gemini),
+            "vertex" => Ok(Self::Vertex),
             "webhook" => Ok(Self::Webhook),
             other => Err(format!(
-                "unknown provider {other:?}: expected anthropic, openai, gemini or webhook"
+                "unknown provider {other:?}: expected anthropic, openai, gemini, vertex or webhook"
             )),
         }
     }

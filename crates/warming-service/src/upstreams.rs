@@ -26,6 +26,33 @@ pub struct Upstreams {
     pub openai: Upstream,
     /// Google's Gemini API.
     pub gemini: Upstream,
+    /// Google Cloud's Vertex AI.
+    pub vertex: Upstream,
+}
+
+/// Vertex AI's global endpoint ("Vertex AI locations": the `global`
+/// location's host; a regional location `L` is served at
+/// `https://L-aiplatform.googleapis.com`).
+pub const VERTEX_GLOBAL: &str = "https://aiplatform.googleapis.com";
+
+impl Upstream {
+    /// Where a Vertex AI call about `resource` (a path naming
+    /// `locations/{l}/`) goes: this upstream, unless it is the global
+    /// default and the resource is regional, whose own host serves it.
+    #[must_use]
+    pub fn vertex_base(&self, resource: &str) -> String {
+        let location = resource
+            .split('/')
+            .skip_while(|part| *part != "locations")
+            .nth(1)
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        match location {
+            Some(l) if self.url == VERTEX_GLOBAL && l != "global" => {
+                format!("https://{l}-aiplatform.googleapis.com")
+            }
+            _ => self.url.clone(),
+        }
+    }
 }
 
 impl Upstreams {
@@ -39,6 +66,7 @@ impl Upstreams {
         anthropic: Option<&str>,
         openai: Option<&str>,
         gemini: Option<&str>,
+        vertex: Option<&str>,
     ) -> Self {
         let one = |kind: ProviderKind, explicit: Option<&str>, own_flag: &'static str| {
             let (url, flag) = match explicit {
@@ -57,6 +85,7 @@ impl Upstreams {
             anthropic: one(ProviderKind::Anthropic, anthropic, "--anthropic-upstream"),
             openai: one(ProviderKind::OpenAi, openai, "--openai-upstream"),
             gemini: one(ProviderKind::Gemini, gemini, "--gemini-upstream"),
+            vertex: one(ProviderKind::Vertex, vertex, "--vertex-upstream"),
         }
     }
 
@@ -67,6 +96,7 @@ impl Upstreams {
             ProviderKind::Anthropic => self.anthropic.clone(),
             ProviderKind::OpenAi => self.openai.clone(),
             ProviderKind::Gemini => self.gemini.clone(),
+            ProviderKind::Vertex => self.vertex.clone(),
             ProviderKind::Webhook => Upstream {
                 url: self.default_url.clone(),
                 flag: "--upstream",
@@ -87,6 +117,7 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(u.anthropic.url, "http://127.0.0.1:8518");
         assert_eq!(u.anthropic.flag, "--upstream");
@@ -98,6 +129,28 @@ mod tests {
             Some("http://b/"),
             Some("http://c"),
             None,
+            None,
+        );
+        assert_eq!(u.vertex.url, VERTEX_GLOBAL);
+        let model = "projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash";
+        assert_eq!(
+            u.vertex.vertex_base(model),
+            "https://us-central1-aiplatform.googleapis.com"
+        );
+        assert_eq!(
+            u.vertex
+                .vertex_base("projects/p/locations/global/cachedContents/1"),
+            VERTEX_GLOBAL
+        );
+        let own = Upstream {
+            url: "http://127.0.0.1:1".into(),
+            flag: "--vertex-upstream",
+        };
+        assert_eq!(own.vertex_base(model), "http://127.0.0.1:1");
+        assert_eq!(
+            u.vertex
+                .vertex_base("projects/p/locations/evil.example.com#/x"),
+            VERTEX_GLOBAL
         );
         assert_eq!(u.gemini.url, "https://generativelanguage.googleapis.com");
         assert_eq!(u.anthropic.url, "http://b");

@@ -79,16 +79,36 @@ const MIGRATIONS: &[Migration] = &[
         ALTER TABLE conversations ADD COLUMN layout TEXT;
         ALTER TABLE conversations ADD COLUMN cacheable_tokens INTEGER;
         ALTER TABLE conversations ADD COLUMN long_ttl INTEGER;
-        ALTER TABLE conversations ADD COLUMN template_bytes INTEGER;",
+        ALTER TABLE conversations ADD COLUMN template_bytes INTEGER;
+        ALTER TABLE conversations ADD COLUMN explicit_cache INTEGER;",
         data: Some(crate::templates::migrate_requests_to_blocks),
     },
     // 8: what each conversation's warms spent and its returns saved (the
     // core's ledger, as JSON).
     sql("ALTER TABLE conversations ADD COLUMN ledger TEXT;"),
     // 9: whether each template reads an explicit cache (Gemini's
-    // `cachedContent`), kept beside its summary like `long_ttl`.
-    sql("ALTER TABLE conversations ADD COLUMN explicit_cache INTEGER;"),
+    // `cachedContent`), kept beside its summary like `long_ttl`. Migration
+    // 7 adds it already (its data step writes templates as this build
+    // does): only a database past 7 lacks it.
+    Migration {
+        sql: "",
+        data: Some(add_explicit_cache),
+    },
 ];
+
+/// Adds `conversations.explicit_cache` where migration 7 ran before it
+/// existed.
+fn add_explicit_cache(conn: &Connection) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('conversations') WHERE name = 'explicit_cache'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !present {
+        conn.execute_batch("ALTER TABLE conversations ADD COLUMN explicit_cache INTEGER;")?;
+    }
+    Ok(())
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -33,15 +33,10 @@ use crate::shared::{lock, CachedContent, SeenRequest, Shared};
 /// Explicit caches' default lifetime ("Context caching": 1 hour).
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(3_600);
 
-/// The smallest prompt Gemini caches implicitly, by model ("Context caching").
+/// The smallest prompt Gemini caches implicitly, by model ("Context
+/// caching", in the stand-in's table of documented minimums).
 fn minimum_cacheable(model: &str) -> u64 {
-    if model.starts_with("gemini-3") {
-        4_096
-    } else if model.starts_with("gemini-2.5") {
-        2_048
-    } else {
-        0
-    }
+    crate::rules::minimum_cacheable_tokens(model)
 }
 
 fn now_ms() -> u64 {
@@ -106,8 +101,12 @@ fn seen(
     seen
 }
 
+/// A key as Gemini takes it (`x-goog-api-key`, `?key=`) or Vertex AI's
+/// bearer token.
 fn has_key(headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
-    headers.contains_key("x-goog-api-key") || query.contains_key("key")
+    headers.contains_key("x-goog-api-key")
+        || query.contains_key("key")
+        || headers.contains_key("authorization")
 }
 
 /// `POST /v1beta/models/{model}:generateContent` and
@@ -120,11 +119,24 @@ pub(crate) async fn models(
     headers: HeaderMap,
     raw: String,
 ) -> Response {
+    generate(&s, &model_action, &query, &uri, &headers, &raw)
+}
+
+/// A `generateContent` or `streamGenerateContent` call of `model_action`
+/// (`MODEL:ACTION`), the Gemini API's or Vertex AI's.
+fn generate(
+    s: &Shared,
+    model_action: &str,
+    query: &HashMap<String, String>,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    raw: &str,
+) -> Response {
     let mut record = seen(
         &Method::POST,
         uri.path(),
-        &headers,
-        &raw,
+        headers,
+        raw,
         uri.query().map(str::to_owned),
     );
     let Some((model, action)) = model_action.rsplit_once(':') else {
@@ -140,14 +152,14 @@ pub(crate) async fn models(
         }
     };
     record.stream = stream;
-    if s.options.require_key && !has_key(&headers, &query) {
+    if s.options.require_key && !has_key(headers, query) {
         lock(&s.seen).push(record);
         return error(
             StatusCode::FORBIDDEN,
             "Method doesn't allow unregistered callers. Please use an API key.",
         );
     }
-    let body: Value = match serde_json::from_str(&raw) {
+    let body: Value = match serde_json::from_str(raw) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
             lock(&s.seen).push(record);
@@ -230,6 +242,39 @@ pub(crate) async fn models(
     }
 }
 
+/// Vertex AI (`/v1/projects/{*rest}`, `/v1beta1` alike): the same calls
+/// under a project and location, the model a publisher's
+/// (`projects/P/locations/L/publishers/google/models/MODEL:ACTION`), the
+/// caches the location's (`projects/P/locations/L/cachedContents[/ID]`).
+pub(crate) async fn vertex(
+    State(s): State<Arc<Shared>>,
+    Path(rest): Path<String>,
+    method: Method,
+    Query(query): Query<HashMap<String, String>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    raw: String,
+) -> Response {
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [_, "locations", _, "publishers", _, "models", model_action] if method == Method::POST => {
+            generate(&s, model_action, &query, &uri, &headers, &raw)
+        }
+        [project, "locations", location, "cachedContents"] => {
+            let prefix = format!("projects/{project}/locations/{location}/");
+            create_or_list(&s, &prefix, &method, &uri, &headers, &raw)
+        }
+        [project, "locations", location, "cachedContents", id] => {
+            let name = format!("projects/{project}/locations/{location}/cachedContents/{id}");
+            one_cache(&s, &name, &method, &uri, &headers, &raw)
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("no such resource: projects/{rest}"),
+        ),
+    }
+}
+
 /// The API's view of a cache.
 fn cache_json(name: &str, c: &CachedContent) -> Value {
     let mut v = json!({"name": name, "model": c.model, "createTime": rfc3339(now_ms()),
@@ -276,14 +321,27 @@ pub(crate) async fn cached_contents(
     headers: HeaderMap,
     raw: String,
 ) -> Response {
+    create_or_list(&s, "", &method, &uri, &headers, &raw)
+}
+
+/// Creates (`POST`) or lists (`GET`) the explicit caches named under
+/// `prefix` (Vertex AI's `projects/P/locations/L/`; none for Gemini's).
+fn create_or_list(
+    s: &Shared,
+    prefix: &str,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    raw: &str,
+) -> Response {
     lock(&s.seen).push(seen(
-        &method,
+        method,
         uri.path(),
-        &headers,
-        &raw,
+        headers,
+        raw,
         uri.query().map(str::to_owned),
     ));
-    if method == Method::GET {
+    if *method == Method::GET {
         let caches = lock(&s.gemini_caches);
         let now = Instant::now();
         let list: Vec<Value> = caches
@@ -294,7 +352,7 @@ pub(crate) async fn cached_contents(
             .collect();
         return axum::Json(json!({"cachedContents": list})).into_response();
     }
-    let Ok(body @ Value::Object(_)) = serde_json::from_str::<Value>(&raw) else {
+    let Ok(body @ Value::Object(_)) = serde_json::from_str::<Value>(raw) else {
         return error(StatusCode::BAD_REQUEST, "Invalid JSON payload received.");
     };
     let Some(model) = body.get("model").and_then(Value::as_str) else {
@@ -311,7 +369,7 @@ pub(crate) async fn cached_contents(
         .filter_map(|k| body.get(*k))
         .map(tokens)
         .sum();
-    let bare = model.trim_start_matches("models/");
+    let bare = model.rsplit('/').next().unwrap_or(model);
     if cached < minimum_cacheable(bare).max(1) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -323,7 +381,7 @@ pub(crate) async fn cached_contents(
     }
     let mut caches = lock(&s.gemini_caches);
     caches.next_id += 1;
-    let name = format!("cachedContents/standin{}", caches.next_id);
+    let name = format!("{prefix}cachedContents/standin{}", caches.next_id);
     let entry = CachedContent {
         model: model.to_owned(),
         tokens: cached,
@@ -349,14 +407,33 @@ pub(crate) async fn cached_content(
     headers: HeaderMap,
     raw: String,
 ) -> Response {
-    lock(&s.seen).push(seen(
+    one_cache(
+        &s,
+        &format!("cachedContents/{id}"),
         &method,
-        uri.path(),
+        &uri,
         &headers,
         &raw,
+    )
+}
+
+/// Reads, extends or deletes the explicit cache `name`.
+fn one_cache(
+    s: &Shared,
+    name: &str,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    raw: &str,
+) -> Response {
+    let name = name.to_owned();
+    lock(&s.seen).push(seen(
+        method,
+        uri.path(),
+        headers,
+        raw,
         uri.query().map(str::to_owned),
     ));
-    let name = format!("cachedContents/{id}");
     let mut caches = lock(&s.gemini_caches);
     let alive = caches
         .entries
@@ -369,13 +446,13 @@ pub(crate) async fn cached_content(
             &format!("CachedContent not found (or permission denied): {name}"),
         );
     }
-    match method {
+    match *method {
         Method::DELETE => {
             caches.entries.remove(&name);
             axum::Json(json!({})).into_response()
         }
         Method::PATCH => {
-            let Ok(body @ Value::Object(_)) = serde_json::from_str::<Value>(&raw) else {
+            let Ok(body @ Value::Object(_)) = serde_json::from_str::<Value>(raw) else {
                 return error(StatusCode::BAD_REQUEST, "Invalid JSON payload received.");
             };
             // Only the lifetime may change ("Context caching": update).

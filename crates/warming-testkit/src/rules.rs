@@ -21,6 +21,8 @@ pub struct Refusal {
 ///   other Opus and Sonnet models.
 /// - OpenAI "Prompt caching": caching starts at 1 024 tokens, for every
 ///   model that caches (GPT-4o and later, the o-series).
+/// - Google "Context caching" (its table as revised 2026-07): 2 048 for
+///   Gemini 2.5 Flash and Pro, 4 096 for the Gemini 3 models.
 pub const MINIMUM_CACHEABLE: &[(&str, u64)] = &[
     ("claude-opus-4-5", 4_096),
     ("claude-opus-4-6", 4_096),
@@ -38,6 +40,9 @@ pub const MINIMUM_CACHEABLE: &[(&str, u64)] = &[
     ("o1", 1_024),
     ("o3", 1_024),
     ("o4", 1_024),
+    ("gemini-2.5-flash", 2_048),
+    ("gemini-2.5-pro", 2_048),
+    ("gemini-3", 4_096),
 ];
 
 /// The stand-in's minimum cacheable prefix of `model`; 0 for a name the

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 
 use serde_json::{json, Value};
@@ -85,6 +85,8 @@ impl Standin {
                     .patch(crate::gemini::cached_content)
                     .delete(crate::gemini::cached_content),
             )
+            .route("/v1/projects/{*rest}", any(crate::gemini::vertex))
+            .route("/v1beta1/projects/{*rest}", any(crate::gemini::vertex))
             .route("/_standin/requests", get(requests))
             .route("/_standin/fail", post(fail))
             // Room for the largest body any API takes, so the handler

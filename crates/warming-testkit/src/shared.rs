@@ -196,7 +196,8 @@ impl SeenRequest {
         seen.max_tokens = body
             .pointer("/generationConfig/maxOutputTokens")
             .and_then(Value::as_u64);
-        seen.credential = header(headers, "x-goog-api-key");
+        seen.credential =
+            header(headers, "x-goog-api-key").or_else(|| header(headers, "authorization"));
         seen
     }
 }

@@ -174,6 +174,17 @@ async fn handle(
         Err(e) => return vec![error_message(format!("invalid JSON: {e}"))],
     };
     let field = |name: &str| message.get(name).and_then(Value::as_str);
+    // What the message is comes first: a bogus type is answered as one,
+    // not with a complaint about another field.
+    match field("type") {
+        Some("subscribe" | "unsubscribe" | "invoke") => {}
+        Some(other) => return vec![error_message(format!("unknown message type {other:?}"))],
+        None => {
+            return vec![error_message(
+                "type must be \"subscribe\", \"unsubscribe\" or \"invoke\"",
+            )]
+        }
+    }
     if field("surfaceId") != Some(SURFACE_ID) {
         return vec![error_message(format!("surfaceId must be {SURFACE_ID:?}"))];
     }

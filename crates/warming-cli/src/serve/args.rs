@@ -21,7 +21,7 @@ pub struct ServeArgs {
     /// `-` or `_`).
     #[arg(long, env = "WARMING_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Provider API warms use: anthropic, openai, gemini or webhook [default:
+    /// Provider API warms use: anthropic, openai, gemini, vertex or webhook [default:
     /// anthropic].
     #[arg(long, env = "WARMING_PROVIDER")]
     pub provider: Option<ProviderKind>,
@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// https://generativelanguage.googleapis.com].
     #[arg(long, env = "WARMING_GEMINI_UPSTREAM")]
     pub gemini_upstream: Option<String>,
+    /// Vertex AI base URL for proxy mode (`/proxy/vertex`) [default:
+    /// https://aiplatform.googleapis.com, or https://LOCATION-aiplatform.googleapis.com
+    /// for a regional location].
+    #[arg(long, env = "WARMING_VERTEX_UPSTREAM")]
+    pub vertex_upstream: Option<String>,
     /// How long a proxied conversation's credentials are kept in memory after
     /// its last request, ms [default: 3600000].
     #[arg(long, env = "WARMING_PROXY_CREDENTIALS_TTL_MS")]

@@ -20,6 +20,8 @@ pub(super) struct FileConfig {
     pub(super) openai_upstream: Option<String>,
     #[serde(alias = "gemini_upstream")]
     pub(super) gemini_upstream: Option<String>,
+    #[serde(alias = "vertex_upstream")]
+    pub(super) vertex_upstream: Option<String>,
     #[serde(alias = "proxy_credentials_ttl_ms")]
     pub(super) proxy_credentials_ttl_ms: Option<u64>,
     #[serde(alias = "min_interval_ms")]

@@ -88,6 +88,7 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     config.anthropic_upstream = args.anthropic_upstream.or(file.anthropic_upstream);
     config.openai_upstream = args.openai_upstream.or(file.openai_upstream);
     config.gemini_upstream = args.gemini_upstream.or(file.gemini_upstream);
+    config.vertex_upstream = args.vertex_upstream.or(file.vertex_upstream);
     if let Some(ms) = args
         .proxy_credentials_ttl_ms
         .or(file.proxy_credentials_ttl_ms)

@@ -240,6 +240,14 @@ impl Conversation {
             && !self.kept_by_provider
     }
 
+    /// Whether nothing of it is known to have been cached yet: no usage
+    /// seen (warm or proxied turn) and no warm counted, so a write now is
+    /// its first, not a loss. A restored conversation with warms behind it
+    /// is past that.
+    pub fn caches_nothing_yet(&self) -> bool {
+        self.prefix_tokens == 0 && self.stats.warm_count == 0 && self.depth <= 1
+    }
+
     /// How its prefix is best kept while its user is away
     /// ([`crate::choose_plan`]).
     pub fn plan(&self, config: &Config) -> Plan {

@@ -108,7 +108,8 @@ impl Warmer {
             c.last_touch = Some(now);
         }
         let answered_by = backend.map(Arc::from).or_else(|| c.backend.clone());
-        let record = WarmRecord::answered(
+        let first = c.caches_nothing_yet();
+        let mut record = WarmRecord::answered(
             c.id.clone(),
             flight.trigger,
             (flight.due_at, flight.started_at, now),
@@ -116,6 +117,9 @@ impl Warmer {
             answered_by,
         )
         .with_kind(kind);
+        if first {
+            record = record.first_write();
+        }
         c.last_warm_output = usage.output_tokens;
         c.gap_last_hit_read =
             (record.outcome == WarmOutcome::Hit).then_some(usage.cache_read_tokens);
@@ -226,6 +230,7 @@ impl Warmer {
         };
         let premium = self.retention_premium(slot, &usage);
         let c = self.conv(slot);
+        let first = c.caches_nothing_yet();
         // What this turn added to the prefix (a miss re-writes it all, but
         // the retention's premium is paid on the growth once cached).
         let grown = usage.prompt_tokens().saturating_sub(c.prefix_tokens);
@@ -235,13 +240,16 @@ impl Warmer {
             c.stats.ledger.retention_premium_dollars += premium;
             c.stats.ledger.spent_dollars += premium;
         }
-        let record = WarmRecord::answered(
+        let mut record = WarmRecord::answered(
             c.id.clone(),
             WarmTrigger::Turn,
             (started_at, started_at.min(now), now),
             usage,
             c.backend.clone(),
         );
+        if first {
+            record = record.first_write();
+        }
         if c.depth > 1 {
             c.turns.returning += 1;
             c.turns.hits += u64::from(record.outcome == WarmOutcome::Hit);

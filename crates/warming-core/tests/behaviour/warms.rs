@@ -83,11 +83,17 @@ fn a_warm_that_wrote_instead_of_read_is_marked_expired() {
     let mut h = Harness::new();
     h.enable("c");
     h.settle("c", "sys");
+    // The first write of a conversation lost nothing: `cold`.
+    let token = warms(&h.run_to_deadline())[0].token;
+    let record = h.warm_completed(h.now, &id("c"), token, MISS).unwrap();
+    assert!(!record.expired);
+    assert_eq!(record.outcome, WarmOutcome::Cold);
+    assert_eq!(h.state("c").last_pct, Some(0.0));
+    // A later one that writes again: the cache had expired.
     let token = warms(&h.run_to_deadline())[0].token;
     let record = h.warm_completed(h.now, &id("c"), token, MISS).unwrap();
     assert!(record.expired);
     assert_eq!(record.outcome, WarmOutcome::Expired);
-    assert_eq!(h.state("c").last_pct, Some(0.0));
 }
 
 #[test]

@@ -134,6 +134,7 @@ fn a_version_6_database_moves_its_requests_into_blocks() {
              ALTER TABLE conversations DROP COLUMN long_ttl;
              ALTER TABLE conversations DROP COLUMN template_bytes;
              ALTER TABLE conversations DROP COLUMN ledger;
+             ALTER TABLE conversations DROP COLUMN explicit_cache;
              PRAGMA user_version = 6;",
         )
         .unwrap();

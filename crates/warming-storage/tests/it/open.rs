@@ -108,6 +108,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
              ALTER TABLE conversations DROP COLUMN long_ttl;
              ALTER TABLE conversations DROP COLUMN template_bytes;
              ALTER TABLE conversations DROP COLUMN ledger;
+             ALTER TABLE conversations DROP COLUMN explicit_cache;
              PRAGMA user_version = 1;",
         )
             .unwrap();
@@ -121,6 +122,35 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
     let conn = Connection::open(&path).unwrap();
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[test]
+fn a_version_8_database_gains_the_explicit_cache_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warming.db");
+    drop(Storage::open(&path, StorageOptions::default()).unwrap());
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE conversations DROP COLUMN explicit_cache; PRAGMA user_version = 8;",
+        )
+        .unwrap();
+    }
+    drop(Storage::open(&path, StorageOptions::default()).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let present: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('conversations') \
+             WHERE name = 'explicit_cache'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(present);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
 }

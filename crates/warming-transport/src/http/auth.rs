@@ -52,19 +52,45 @@ pub async fn require_token_unless_public(
     if state.public_metrics {
         return next.run(req).await;
     }
+    // A person opening the dashboard in a browser is told how to get in,
+    // in a page, not a JSON error.
+    let page = req.uri().path() == "/" && !token_matches(&state, given_token(&req));
+    if page {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            axum::response::Html(TOKEN_PAGE),
+        )
+            .into_response();
+    }
     require_token(State(state), req, next).await
+}
+
+/// What `GET /` answers without the right token.
+const TOKEN_PAGE: &str = "<!doctype html><meta charset=utf-8><title>warming: token needed</title>\
+<body style=\"font-family:system-ui;max-width:40em;margin:3em auto\">\
+<h1>This warming server needs its token</h1>\
+<p>It was started with <code>--token</code> (or <code>WARMING_TOKEN</code>). Open \
+<code>/?token=YOUR_TOKEN</code> to see the dashboard, or send \
+<code>authorization: Bearer YOUR_TOKEN</code>.</p></body>";
+
+/// The token a request carries: `authorization: Bearer`, else `?token=`.
+fn given_token(req: &Request) -> Option<&str> {
+    bearer(req.headers()).or_else(|| {
+        req.uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")))
+    })
 }
 
 /// Lets a request through when no token is configured, or when it carries
 /// `authorization: Bearer TOKEN` (or `?token=TOKEN`, for browsers opening a
 /// WebSocket, which cannot set headers).
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let query = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
-    if token_matches(&state, bearer(req.headers()).or(query)) {
+    let given = given_token(&req);
+    if token_matches(&state, given) {
         next.run(req).await
+    } else if given.is_some() {
+        ApiError::wrong_token().into_response()
     } else {
         ApiError::unauthorized().into_response()
     }

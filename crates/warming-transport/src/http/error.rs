@@ -49,7 +49,18 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong bearer token",
+            "no token: this server has a --token; send `authorization: Bearer TOKEN` (or \
+             ?token=TOKEN)",
+        )
+    }
+
+    /// 401 `unauthorized`: a token was sent and it is not the server's.
+    #[must_use]
+    pub fn wrong_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong token: the bearer token (or ?token=) is not this server's --token",
         )
     }
 

@@ -199,7 +199,7 @@ fn schemas() -> Value {
             "dueAt": {"type": "integer"}, "startedAt": {"type": "integer"}, "finishedAt": {"type": "integer"},
             "latencyMs": {"type": "integer"},
             "trigger": {"enum": ["scheduled", "retry", "manual", "turn"]},
-            "outcome": {"enum": ["hit", "expired", "uncached", "failed", "stopped"]},
+            "outcome": {"enum": ["hit", "expired", "cold", "uncached", "failed", "stopped", "upgraded"]},
             "expired": {"type": "boolean"},
             "usage": {"type": ["object", "null"], "properties": {
                 "inputTokens": {"type": "integer"}, "cacheReadTokens": {"type": "integer"},

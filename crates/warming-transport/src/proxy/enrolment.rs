@@ -20,7 +20,8 @@ pub(super) struct Enrolment {
 
 impl Enrolment {
     /// Reads the headers; a value that is neither `on` nor `off`, or an
-    /// interval that is not a number of seconds, is a 400 naming it.
+    /// interval that is not a duration (`240`, `4m`, `90s`), is a 400
+    /// naming it.
     pub(super) fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         let text = |name: &str| -> Result<Option<String>, ApiError> {
             headers
@@ -44,11 +45,12 @@ impl Enrolment {
         };
         let interval_ms = match text(WARMING_INTERVAL_HEADER)? {
             None => None,
-            Some(raw) => match raw.parse::<f64>() {
-                Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Some(seconds * 1000.0),
-                _ => {
+            // The durations the CLI takes (`4m`, `90s`), or plain seconds.
+            Some(raw) => match warming_service::parse_duration(&raw) {
+                Ok(ms) => Some(ms as f64),
+                Err(why) => {
                     return Err(ApiError::bad_request(format!(
-                        "{WARMING_INTERVAL_HEADER}: {raw:?} is not a number of seconds"
+                        "{WARMING_INTERVAL_HEADER}: {why}"
                     )))
                 }
             },

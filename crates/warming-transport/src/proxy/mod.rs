@@ -49,6 +49,33 @@ fn gemini_model(path: &str) -> Option<&str> {
         .then_some(model)
 }
 
+/// The model resource of a Vertex AI turn's path
+/// (`v1/projects/{p}/locations/{l}/publishers/google/models/{model}:generateContent`,
+/// `:streamGenerateContent`; `v1beta1` alike), if it is one.
+fn vertex_model(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("v1/")
+        .or_else(|| path.strip_prefix("v1beta1/"))?;
+    let (resource, action) = rest.rsplit_once(':')?;
+    let parts: Vec<&str> = resource.split('/').collect();
+    let shaped = matches!(
+        parts.as_slice(),
+        ["projects", p, "locations", l, "publishers", _, "models", m]
+            if [p, l, m].iter().all(|s| !s.is_empty() && **s != "..")
+    );
+    (shaped && matches!(action, "generateContent" | "streamGenerateContent")).then_some(resource)
+}
+
+/// The model a Gemini or Vertex AI turn names in its path: the body does
+/// not.
+fn model_in_path(provider: ProviderKind, path: &str) -> Option<&str> {
+    match provider {
+        ProviderKind::Gemini => gemini_model(path),
+        ProviderKind::Vertex => vertex_model(path),
+        _ => None,
+    }
+}
+
 /// Whether this call is a model turn (and so a lifecycle event).
 fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> bool {
     let path = rest.trim_end_matches('/');
@@ -57,6 +84,7 @@ fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> b
             ProviderKind::Anthropic => path == "v1/messages",
             ProviderKind::OpenAi => path == "v1/chat/completions" || path == "v1/responses",
             ProviderKind::Gemini => gemini_model(path).is_some(),
+            ProviderKind::Vertex => vertex_model(path).is_some(),
             ProviderKind::Webhook => false,
         }
 }
@@ -91,9 +119,9 @@ async fn forward_inner(
     request: Request,
 ) -> Result<Response, ApiError> {
     let proxy = &state.proxy;
-    let route = proxy.route(provider)?;
     let (parts, body) = request.into_parts();
     let rest = forwarded_path(parts.uri.path(), provider)?;
+    let route = proxy.route(provider, rest)?;
     let (limit, setting) = proxy.body_limit(route.kind);
     let too_large = || ApiError::payload_too_large(limit, setting);
     if !is_turn(route.kind, &parts.method, rest) {
@@ -117,7 +145,9 @@ async fn forward_inner(
         .map(|mut turn| {
             // Gemini names the model in the path, not the body: the
             // conversation's template carries it for its warms and prices.
-            if let (Some(model), Some(map)) = (gemini_model(rest), turn.as_object_mut()) {
+            if let (Some(model), Some(map)) =
+                (model_in_path(route.kind, rest), turn.as_object_mut())
+            {
                 map.entry("model").or_insert_with(|| Value::from(model));
             }
             turn

@@ -27,7 +27,7 @@ pub(super) fn ask_longer_retention(kind: ProviderKind, request: &mut Value) -> b
         }
         // Gemini keeps a prefix longer through an explicit cache the
         // client creates, not a request field: nothing to rewrite.
-        ProviderKind::Gemini | ProviderKind::Webhook => false,
+        ProviderKind::Gemini | ProviderKind::Vertex | ProviderKind::Webhook => false,
     }
 }
 

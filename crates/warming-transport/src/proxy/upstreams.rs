@@ -100,7 +100,7 @@ pub const fn documented_body_limit(kind: ProviderKind) -> usize {
     match kind {
         ProviderKind::Anthropic | ProviderKind::Webhook => 32 * 1024 * 1024,
         ProviderKind::OpenAi => 50 * 1024 * 1024,
-        ProviderKind::Gemini => 20 * 1024 * 1024,
+        ProviderKind::Gemini | ProviderKind::Vertex => 20 * 1024 * 1024,
     }
 }
 
@@ -120,26 +120,32 @@ impl Proxy {
 /// One upstream: its kind, base URL and the flag that sets it.
 pub(super) struct Route<'a> {
     pub(super) kind: ProviderKind,
-    pub(super) base: &'a str,
+    pub(super) base: std::borrow::Cow<'a, str>,
     pub(super) flag: &'static str,
 }
 
 impl Proxy {
-    /// The upstream `/proxy/{provider}` goes to.
-    pub(super) fn route(&self, provider: &str) -> Result<Route<'_>, ApiError> {
+    /// The upstream `/proxy/{provider}` goes to, for a call to `rest`
+    /// (a regional Vertex AI location's own host, at the default).
+    pub(super) fn route(&self, provider: &str, rest: &str) -> Result<Route<'_>, ApiError> {
         let (kind, upstream) = match provider {
             "anthropic" => (ProviderKind::Anthropic, &self.upstreams.anthropic),
             "openai" => (ProviderKind::OpenAi, &self.upstreams.openai),
             "gemini" => (ProviderKind::Gemini, &self.upstreams.gemini),
+            "vertex" => (ProviderKind::Vertex, &self.upstreams.vertex),
             other => {
                 return Err(ApiError::not_found(format!(
-                    "no proxy for {other:?}: use /proxy/anthropic, /proxy/openai or /proxy/gemini"
+                    "no proxy for {other:?}: use /proxy/anthropic, /proxy/openai, /proxy/gemini or /proxy/vertex"
                 )))
             }
         };
         Ok(Route {
             kind,
-            base: &upstream.url,
+            base: if kind == ProviderKind::Vertex {
+                std::borrow::Cow::Owned(upstream.vertex_base(rest))
+            } else {
+                std::borrow::Cow::Borrowed(&upstream.url)
+            },
             flag: upstream.flag,
         })
     }
