@@ -256,6 +256,8 @@ async fn an_explicit_gemini_cache_is_extended_not_replayed_and_outlives_its_ttl(
     let extended = standin.warms().len();
     idle().await;
     assert_eq!(standin.warms().len(), extended);
+    // Left to expire (the default), not deleted.
+    assert!(standin.requests().iter().all(|r| r.method != "DELETE"));
     drop(service);
 
     // With warming off, the cache expires in the gap and the turn misses.
@@ -322,4 +324,35 @@ async fn vertex_ai_conversations_are_warmed_and_extended_like_gemini_ones() {
     // Priced by the model's last segment: Gemini 2.5 Flash's list prices.
     let state = service.state("vx-implicit").await;
     assert_eq!(state["priced"], "list", "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_may_have_explicit_caches_deleted_when_warming_ends() {
+    let Some(python) = python() else { return };
+    let standin = standin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = standin.url();
+    let flags = ["--gemini-upstream", &url, "--explicit-caches", "delete"];
+    let service = Service::start(dir.path(), &url, &flags).await;
+    let base = service.url("/proxy/gemini");
+
+    let cache = sdk(&python, &base, "gem-delete", "on", &["create-cache", "600"]).unwrap();
+    let name = cache["name"].as_str().unwrap().to_owned();
+    sdk(&python, &base, "gem-delete", "on", &["cached", "0", &name]).unwrap();
+    settled(&service, "gem-delete", "extend").await;
+    let (status, _) = service
+        .call("POST", "/v1/conversations/gem-delete/close", None)
+        .await;
+    assert_eq!(status, 200);
+
+    // Closed: the cache is deleted with the client's key, and a turn
+    // naming it is refused by the provider.
+    let deleted = crate::support::eventually(10, "the cache's DELETE", || async {
+        standin.warms().into_iter().find(|w| w.method == "DELETE")
+    })
+    .await;
+    assert_eq!(deleted.path, format!("/v1beta/{name}"));
+    assert_eq!(deleted.credential.as_deref(), Some(KEY));
+    let gone = sdk(&python, &base, "gem-delete", "off", &["cached", "1", &name]).unwrap_err();
+    assert!(gone.contains("404") || gone.contains("NOT_FOUND"), "{gone}");
 }

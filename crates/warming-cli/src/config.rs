@@ -92,6 +92,9 @@ pub struct ServerConfig {
     /// a conversation's plan says it is cheaper (`--upgrade-cache auto`;
     /// default off).
     pub upgrade_cache: bool,
+    /// Whether a conversation's explicit cache is deleted when warming of
+    /// it ends (`--explicit-caches delete`; default: left to expire).
+    pub delete_explicit_caches: bool,
     /// The spend guard: how long an idle conversation is kept warm; zero
     /// for no limit (default 1 h).
     pub max_idle: Duration,
@@ -182,6 +185,7 @@ impl ServerConfig {
             proxy_policy: warming_core::Policy::Adaptive,
             proxy_warming: false,
             upgrade_cache: false,
+            delete_explicit_caches: false,
             max_idle: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
             proxy_first_byte_timeout: Duration::from_secs(300),

@@ -194,6 +194,7 @@ pub async fn serve(
             evict_after: config.evict_after,
             limits: config.limits,
             clustered: cluster.is_some(),
+            release_explicit_caches: config.delete_explicit_caches,
         },
         stop.clone(),
     );

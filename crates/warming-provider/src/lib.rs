@@ -398,6 +398,70 @@ impl Provider for ProviderClient {
     ) -> BoxFuture<'a, Result<WarmAnswer, WarmFailure>> {
         Box::pin(self.send_warm(warm, credentials))
     }
+
+    fn release<'a>(
+        &'a self,
+        template: &'a warming_core::Template,
+        credentials: Option<&'a Credentials>,
+    ) -> BoxFuture<'a, Result<(), WarmFailure>> {
+        Box::pin(self.delete_explicit_cache(template, credentials))
+    }
+}
+
+impl ProviderClient {
+    /// Deletes the explicit cache `template` reads (Gemini's or Vertex
+    /// AI's `DELETE .../{cachedContent}`); one already gone is released
+    /// too. Nothing for a template that reads none.
+    ///
+    /// # Errors
+    /// A [`WarmFailure`] naming the provider's refusal or the transport's.
+    pub async fn delete_explicit_cache(
+        &self,
+        template: &warming_core::Template,
+        credentials: Option<&Credentials>,
+    ) -> Result<(), WarmFailure> {
+        let Some(request) = template.request() else {
+            return Ok(());
+        };
+        let Some(name) = request.as_object().and_then(plan::gemini_explicit_cache) else {
+            return Ok(());
+        };
+        let kind = credentials.map_or(self.upstreams.default_kind, |c| c.kind);
+        let url = match kind {
+            ProviderKind::Gemini => format!("{}/v1beta/{name}", self.upstreams.gemini.url),
+            ProviderKind::Vertex => {
+                format!("{}/v1/{name}", self.upstreams.vertex.vertex_base(&name))
+            }
+            _ => return Ok(()),
+        };
+        let mut headers = HeaderMap::new();
+        self.auth_headers(kind, &mut headers, credentials);
+        let failure = |message: String| WarmFailure {
+            message,
+            retry_after: None,
+            refused: false,
+        };
+        let response = self
+            .http
+            .delete(&url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| failure(format!("cannot delete {name}: {}", root_cause(&e))))?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        let bytes = read_capped(response, MAX_WARM_ANSWER_BYTES)
+            .await
+            .unwrap_or_default();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(failure(format!(
+            "upstream {} refused to delete {name}: {}",
+            status.as_u16(),
+            error_detail(&answer, &bytes)
+        )))
+    }
 }
 
 /// What went wrong sending one warm.

@@ -235,6 +235,22 @@ pub trait Provider: Send + Sync + 'static {
         warm: &'a WarmRequest,
         credentials: Option<&'a Credentials>,
     ) -> BoxFuture<'a, Result<WarmAnswer, WarmFailure>>;
+
+    /// Lets go of what the provider keeps for the conversation beyond its
+    /// cache's own lifetime (an explicit cache, `template` naming it) when
+    /// warming of it ends and the operator chose to release it. Default:
+    /// nothing to release.
+    ///
+    /// # Errors
+    /// A [`WarmFailure`] saying why the provider did not let go.
+    fn release<'a>(
+        &'a self,
+        template: &'a Template,
+        credentials: Option<&'a Credentials>,
+    ) -> BoxFuture<'a, Result<(), WarmFailure>> {
+        let _ = (template, credentials);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Where the time comes from: the wall clock in service, a controllable

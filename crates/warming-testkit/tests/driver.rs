@@ -65,6 +65,7 @@ impl Service {
                 evict_after: Duration::from_secs(600),
                 limits: IntervalLimits::default(),
                 clustered,
+                release_explicit_caches: false,
             },
             stop.clone(),
         );

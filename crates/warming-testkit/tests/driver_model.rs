@@ -70,6 +70,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             evict_after: Duration::from_secs(900),
             limits: IntervalLimits::default(),
             clustered: false,
+            release_explicit_caches: false,
         };
         let (driver, task) = warming_service::spawn(
             Warmer::new(Config::default()),

@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// [default: off: requests are never rewritten].
     #[arg(long, env = "WARMING_UPGRADE_CACHE")]
     pub upgrade_cache: Option<AutoOff>,
+    /// What becomes of a conversation's explicit cache (Gemini's
+    /// `cachedContents`) when warming of it ends (closed, or idle past
+    /// --max-idle): expire (left to its last TTL, two intervals and a
+    /// minute) or delete [default: expire].
+    #[arg(long, env = "WARMING_EXPLICIT_CACHES")]
+    pub explicit_caches: Option<ExpireDelete>,
     /// The policy of conversations enrolled by --proxy-warming [default: adaptive].
     #[arg(long, env = "WARMING_PROXY_POLICY")]
     pub proxy_policy: Option<String>,
@@ -201,6 +207,16 @@ pub enum AutoOff {
     Auto,
     /// Never.
     Off,
+}
+
+/// `expire` or `delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpireDelete {
+    /// Left to expire.
+    Expire,
+    /// Deleted at once.
+    Delete,
 }
 
 /// `on` or `off`.

@@ -90,6 +90,8 @@ pub(super) struct FileConfig {
     pub(super) proxy_warming: Option<OnOff>,
     #[serde(alias = "upgrade_cache")]
     pub(super) upgrade_cache: Option<super::args::AutoOff>,
+    #[serde(alias = "explicit_caches")]
+    pub(super) explicit_caches: Option<super::args::ExpireDelete>,
     #[serde(alias = "proxy_policy")]
     pub(super) proxy_policy: Option<String>,
     #[serde(alias = "max_idle")]

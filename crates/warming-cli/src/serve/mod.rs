@@ -236,6 +236,9 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(on_off) = args.proxy_warming.or(file.proxy_warming) {
         config.proxy_warming = on_off == OnOff::On;
     }
+    if let Some(end) = args.explicit_caches.or(file.explicit_caches) {
+        config.delete_explicit_caches = end == args::ExpireDelete::Delete;
+    }
     if let Some(auto_off) = args.upgrade_cache.or(file.upgrade_cache) {
         config.upgrade_cache = auto_off == args::AutoOff::Auto;
     }

@@ -83,6 +83,9 @@ impl Driver {
                 }
             }
             WarmAction::AbortGeneration { conversation } => {
+                // Closed: its explicit cache goes first, while the
+                // client's credentials are still here.
+                self.release_explicit_cache(&conversation);
                 self.generations.abort(&conversation);
             }
             _ => tracing::debug!("a warm action this build does not carry out"),
@@ -128,6 +131,13 @@ impl Driver {
             let state = self.warmer.state(&record.conversation_id);
             if let Some(cap) = state.stopped.filter(warming_core::StopReason::is_spend_cap) {
                 tracing::warn!(conversation = %record.conversation_id, "{cap}");
+            }
+            // Idle past the cap: warming of it ended.
+            if matches!(
+                state.stopped,
+                Some(warming_core::StopReason::IdleCap { .. })
+            ) {
+                self.release_explicit_cache(&record.conversation_id);
             }
         }
         let template = self.warmer.template(&record.conversation_id);
@@ -226,6 +236,35 @@ impl Driver {
         for warm in held {
             self.start_warm(warm);
         }
+    }
+
+    /// Deletes the conversation's explicit cache through the provider, when
+    /// the operator chose so (`--explicit-caches delete`) and its template
+    /// reads one; logged, never waited for.
+    fn release_explicit_cache(&self, id: &warming_core::ConversationId) {
+        if !self.options.release_explicit_caches {
+            return;
+        }
+        let Some(template) = self.warmer.template(id).filter(|t| t.explicit_cache()) else {
+            return;
+        };
+        let credentials = self.generations.credentials(id);
+        let (provider, store, id) = (self.provider.clone(), self.storage.clone(), id.clone());
+        tokio::spawn(async move {
+            let template = match body_of(store, &id, template).await {
+                Ok(template) => template,
+                Err(failure) => {
+                    tracing::warn!(conversation = %id, error = %failure.message, "cannot release its explicit cache");
+                    return;
+                }
+            };
+            match provider.release(&template, credentials.as_ref()).await {
+                Ok(()) => tracing::info!(conversation = %id, "its explicit cache was deleted"),
+                Err(failure) => {
+                    tracing::warn!(conversation = %id, error = %failure.message, "cannot release its explicit cache");
+                }
+            }
+        });
     }
 
     pub(super) fn start_warm(&mut self, warm: WarmRequest) {
@@ -329,8 +368,19 @@ async fn with_body(
     store: Arc<dyn Store>,
     mut warm: WarmRequest,
 ) -> Result<WarmRequest, WarmFailure> {
-    if !warm.template.is_detached() {
-        return Ok(warm);
+    warm.template = body_of(store, &warm.conversation, warm.template).await?;
+    Ok(warm)
+}
+
+/// `template` with its body: as it is, or read back from the store when
+/// detached.
+async fn body_of(
+    store: Arc<dyn Store>,
+    conversation: &warming_core::ConversationId,
+    template: Arc<Template>,
+) -> Result<Arc<Template>, WarmFailure> {
+    if !template.is_detached() {
+        return Ok(template);
     }
     let failure = |message: String| WarmFailure {
         message,
@@ -340,13 +390,10 @@ async fn with_body(
     if let Err(e) = store.flush().await {
         tracing::debug!(error = %e, "a write before this warm failed; reading the stored template");
     }
-    let conversation = warm.conversation.clone();
+    let conversation = conversation.clone();
     let read = tokio::task::spawn_blocking(move || store.template(&conversation)).await;
     match read {
-        Ok(Ok(Some(template))) => {
-            warm.template = Arc::new(template);
-            Ok(warm)
-        }
+        Ok(Ok(Some(template))) => Ok(Arc::new(template)),
         Ok(Ok(None)) => Err(failure("the warm template is not in storage".into())),
         Ok(Err(e)) => Err(failure(format!("cannot read the warm template: {e}"))),
         Err(e) => Err(failure(format!("cannot read the warm template: {e}"))),

@@ -75,6 +75,10 @@ pub struct DriverOptions {
     /// learned return prior is merged through the cluster
     /// ([`hold_leases`]) instead of saved over the others'.
     pub clustered: bool,
+    /// Delete a conversation's explicit cache (Gemini's `cachedContents`)
+    /// when warming of it ends (closed, or idle past the cap) instead of
+    /// leaving it to expire.
+    pub release_explicit_caches: bool,
 }
 
 /// How often the driver looks for conversations to evict.
