@@ -39,6 +39,16 @@ async fn commands_drive_a_running_server() {
 
     let enabled = warming(&server, &["enable", "cli-1"]);
     assert!(enabled.status.success());
+    // One that is on but has no turn to replay says why it is not warming;
+    // `list --stopped` shows it and not the one that warms.
+    assert!(warming(&server, &["enable", "cli-bare"]).status.success());
+    let (out, _) = text(&warming(&server, &["list"]));
+    assert!(out.contains("WHY"), "{out}");
+    let bare = out.lines().find(|l| l.starts_with("cli-bare")).unwrap();
+    assert!(bare.contains("no turn yet"), "{out}");
+    let (stopped, _) = text(&warming(&server, &["list", "--stopped"]));
+    assert!(stopped.contains("cli-bare"), "{stopped}");
+    assert!(!stopped.contains("cli-1 "), "{stopped}");
     assert!(
         text(&enabled).0.contains("warming       on"),
         "{}",

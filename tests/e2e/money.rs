@@ -38,11 +38,12 @@ async fn a_prefix_whose_hit_saves_less_than_min_saving_is_not_warmed_and_says_wh
 async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
     let standin = Standin::start(StandinOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // A cap one warm of this prompt exceeds.
+    // A cap between one warm of this prompt (~$0.00018 at the estimate)
+    // and two: the second would cross it, so it is not sent.
     let service = Service::start(
         dir.path(),
         &standin.url(),
-        &["--max-spend-per-day", "0.0001"],
+        &["--max-spend-per-day", "0.0003"],
     )
     .await;
     let request = anthropic_request("capped");
@@ -55,16 +56,22 @@ async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
     })
     .await;
     assert_eq!(state["stop"]["code"], "spendCap", "{state}");
-    assert_eq!(state["stop"]["maxPerDay"], 0.0001);
+    assert_eq!(state["stop"]["maxPerDay"], 0.0003);
     assert_eq!(state["nextWarmAt"], serde_json::Value::Null);
     assert!(state["stoppedReason"]
         .as_str()
         .unwrap()
         .contains("--max-spend-per-day"));
-    // One warm was sent, then none: the cap holds.
+    // One warm was sent, then none: the cap holds, and is not overshot.
     let sent = standin.warms().len();
     assert_eq!(sent, 1);
     assert_eq!(state["warmCount"], 1);
+    let spent = state["ledger"]["spentTodayDollars"].as_f64().unwrap();
+    assert!(spent > 0.0 && spent <= 0.0003, "{state}");
+    assert!(state["stoppedReason"]
+        .as_str()
+        .unwrap()
+        .contains("resumes at 00:00 UTC"));
     // The stop is in the history, as the state says it.
     let (_, history) = service
         .call("GET", "/v1/conversations/capped/history?limit=10", None)
@@ -76,12 +83,13 @@ async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
     let service = Service::start(
         dir.path(),
         &standin.url(),
-        &["--max-spend-per-day", "0.0001"],
+        &["--max-spend-per-day", "0.0003"],
     )
     .await;
     let restarted = service.state("capped").await;
-    assert!(
-        restarted["ledger"]["spentTodayDollars"].as_f64() > Some(0.0001),
+    assert_eq!(
+        restarted["ledger"]["spentTodayDollars"].as_f64(),
+        Some(spent),
         "{restarted}"
     );
     crate::support::eventually(5, "the cap to hold after a restart", || async {
@@ -100,13 +108,13 @@ async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
 async fn the_per_conversation_cap_stops_the_dear_conversation_and_not_the_others() {
     let standin = Standin::start(StandinOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // Between what one warm of each prompt costs: a ~600-token prompt at
-    // the estimated $3/M ($0.00018 a read, six warms to reach the cap) and
-    // one ten times longer (over it after one).
+    // Between what warms of each prompt cost: a ~600-token prompt at the
+    // estimated $3/M ($0.00018 a read, sixteen warms to reach the cap) and
+    // one ten times longer (~$0.002: its second warm would cross it).
     let service = Service::start(
         dir.path(),
         &standin.url(),
-        &["--max-spend-per-conversation-day", "0.001"],
+        &["--max-spend-per-conversation-day", "0.003"],
     )
     .await;
     let small = anthropic_request("cheap-one");

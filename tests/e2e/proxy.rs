@@ -58,8 +58,11 @@ fn sdk_with_headers(
 }
 
 async fn two_standins() -> (Standin, Standin) {
+    // A TTL the SDK round trips, the settle and the manual warm fit in
+    // even on a busy machine: the warm must find the turn's prefix.
     let options = StandinOptions {
         backend_id: "replica-3".into(),
+        ttl: Duration::from_secs(30),
         ..StandinOptions::default()
     };
     (

@@ -9,10 +9,15 @@ use serde_json::{json, Value};
 /// A command for a running server.
 #[derive(Debug, clap::Subcommand)]
 pub enum RemoteCommand {
-    /// List every known conversation.
+    /// List every known conversation, with WHY one that is on is not
+    /// warming.
     ///
-    /// Example: warming list --json
-    List,
+    /// Example: warming list --stopped
+    List {
+        /// Only the conversations that are on and not warming, and why.
+        #[arg(long)]
+        stopped: bool,
+    },
     /// Show one conversation.
     ///
     /// Example: warming status chat-42
@@ -303,12 +308,21 @@ fn list_text(list: &Value) -> String {
         return "no conversations yet".into();
     }
     let mut out = format!(
-        "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>9} {:>10}  {}\n",
-        "CONVERSATION", "WARM", "INTERVAL", "NEXT", "LAST HIT", "WARMS", "TURNS", "$ NET", "ERROR"
+        "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>9} {:>10}  {:<16} {}\n",
+        "CONVERSATION",
+        "WARM",
+        "INTERVAL",
+        "NEXT",
+        "LAST HIT",
+        "WARMS",
+        "TURNS",
+        "$ NET",
+        "WHY",
+        "ERROR"
     );
     for s in rows {
         out.push_str(&format!(
-            "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>9} {:>10}  {}\n",
+            "{:<32} {:<4} {:>8} {:>12} {:>9} {:>6} {:>9} {:>10}  {:<16} {}\n",
             s["conversationId"].as_str().unwrap_or("?"),
             on_off(&s),
             s["intervalMs"].as_u64().map_or("-".into(), format_duration),
@@ -317,10 +331,42 @@ fn list_text(list: &Value) -> String {
             s["warmCount"],
             turns_text(&s),
             net_text(&s),
+            why_text(&s),
             s["lastError"].as_str().unwrap_or(""),
         ));
     }
     out.trim_end().to_owned()
+}
+
+/// Why a conversation that is on is not warming, in a word or two (the
+/// state's `stoppedReason` says it in full); empty when it is warming, or
+/// off.
+fn why_text(s: &Value) -> &'static str {
+    if s["enabled"] != true {
+        return "";
+    }
+    if let Some(code) = s["stop"]["code"].as_str() {
+        return match code {
+            "spendCap" | "conversationSpendCap" => "spend cap",
+            "idleCap" => "idle cap",
+            "belowMinimum" => "below minimum",
+            "smallSaving" => "small saving",
+            "refused" => "refused",
+            "nothingCached" => "nothing cached",
+            "closeNotStored" => "close not stored",
+            _ => "policy",
+        };
+    }
+    if s["active"] == true {
+        return "turn running";
+    }
+    if s["keepAlive"]["plan"] == "none" {
+        return "kept by provider";
+    }
+    if s["nextWarmAt"].is_null() && s["warmCount"] == 0 && s["lastError"].is_null() {
+        return "no turn yet";
+    }
+    ""
 }
 
 fn history_text(history: &Value) -> String {
@@ -404,9 +450,13 @@ pub async fn run(client: &Client, json: bool, command: RemoteCommand) -> Result<
 
     let err = |e: ClientError| e.to_string();
     match command {
-        RemoteCommand::List => {
+        RemoteCommand::List { stopped } => {
             let conversations = client.list().await.map_err(err)?;
-            let conversations: Vec<Value> = conversations.iter().map(state_json).collect();
+            let conversations: Vec<Value> = conversations
+                .iter()
+                .map(state_json)
+                .filter(|s| !stopped || !why_text(s).is_empty())
+                .collect();
             show(json!({ "conversations": conversations }), list_text);
         }
         RemoteCommand::Status { id } => {

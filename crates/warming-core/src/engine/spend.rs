@@ -51,18 +51,54 @@ impl Warmer {
     }
 
     /// The caps, if one is reached: a timed warm of `slot` is not sent.
+    /// A warm that would take today's spend past a cap is not sent either:
+    /// a cap is never overshot by the warm that crosses it.
     pub(super) fn spend_cap_allows(&self, slot: u32) -> Result<(), StopReason> {
+        let next = self.next_warm_cost(slot);
         let cap = self.config.max_spend_per_day;
-        if cap > 0.0 && self.spend.dollars >= cap {
+        if cap > 0.0 && self.spend.dollars + next > cap {
             return Err(StopReason::SpendCap { max_per_day: cap });
         }
         let cap = self.config.max_spend_per_conversation_day;
         let c = &self.conversations[slot as usize];
         let ledger = &c.stats.ledger;
-        if cap > 0.0 && ledger.day == self.spend.day && ledger.spent_today_dollars >= cap {
+        let spent_today = if ledger.day == self.spend.day {
+            ledger.spent_today_dollars
+        } else {
+            0.0
+        };
+        if cap > 0.0 && spent_today + next > cap {
             return Err(StopReason::ConversationSpendCap { max_per_day: cap });
         }
         Ok(())
+    }
+
+    /// What `slot`'s next warm is expected to cost: a read of its prefix
+    /// (the last warm's or turn's, else the template's estimate) and the
+    /// output the last warm generated; for an explicit cache, the storage
+    /// an interval buys.
+    fn next_warm_cost(&self, slot: u32) -> f64 {
+        let c = &self.conversations[slot as usize];
+        let economics = c.economics(&self.config);
+        let prefix = if c.prefix_tokens > 0 {
+            c.prefix_tokens
+        } else {
+            c.template
+                .as_deref()
+                .map_or(0, crate::Template::cacheable_tokens_estimate)
+        };
+        if c.template
+            .as_deref()
+            .is_some_and(crate::Template::explicit_cache)
+        {
+            let interval = c.interval_ms(&self.config.limits);
+            return economics.storage_cost(prefix, std::time::Duration::from_millis(interval));
+        }
+        economics.usage_cost(&crate::Usage {
+            cache_read_tokens: prefix,
+            output_tokens: c.last_warm_output,
+            ..crate::Usage::default()
+        })
     }
 
     /// Keeps a conversation the cap stopped, to resume it tomorrow.

@@ -93,6 +93,11 @@ const RESTART_HINT: &str = "the next turn, a manual warm or re-enabling starts w
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_reason(f)?;
+        // A spend cap is lifted by the day's turn only (its text says so):
+        // a turn or re-enabling would meet the same cap.
+        if self.is_spend_cap() {
+            return Ok(());
+        }
         write!(f, "; {RESTART_HINT}")
     }
 }
@@ -151,14 +156,17 @@ impl StopReason {
             ),
             Self::SpendCap { max_per_day } => write!(
                 f,
-                "warms today reached the ${} a day allowed (--max-spend-per-day); \
-                 warming resumes when the day turns (UTC)",
+                "the next warm would take today's warms past the ${} a day allowed \
+                 (--max-spend-per-day), so it was not sent; warming resumes at 00:00 UTC, \
+                 or sooner if the server is restarted with a higher --max-spend-per-day",
                 dollars(*max_per_day)
             ),
             Self::ConversationSpendCap { max_per_day } => write!(
                 f,
-                "this conversation's warms today reached the ${} a day allowed \
-                 (--max-spend-per-conversation-day); warming resumes when the day turns (UTC)",
+                "the next warm would take this conversation's warms today past the ${} a day \
+                 allowed (--max-spend-per-conversation-day), so it was not sent; warming resumes \
+                 at 00:00 UTC, or sooner if the server is restarted with a higher \
+                 --max-spend-per-conversation-day",
                 dollars(*max_per_day)
             ),
             Self::CloseNotStored => f.write_str(

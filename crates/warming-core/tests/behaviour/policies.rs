@@ -622,7 +622,8 @@ fn the_per_conversation_cap_stops_only_the_conversation_that_reached_it() {
     h.settle("big", "sys");
     h.settle("small", "sys");
     // "big" reads 1M tokens a warm ($0.30 at the estimated price),
-    // "small" 1k: after two rounds "big" is over its $0.50, "small" is not.
+    // "small" 1k: "big"'s second warm would take it past its $0.50, so it
+    // is not sent; "small" goes on.
     let mut rounds = 0;
     while h.state("big").stopped.is_none() {
         answer_due_warms(&mut h, |conversation| {
@@ -639,7 +640,9 @@ fn the_per_conversation_cap_stops_only_the_conversation_that_reached_it() {
         h.state("big").stopped,
         Some(warming_core::StopReason::ConversationSpendCap { max_per_day: 0.5 })
     );
-    assert!(h.state("big").warm_count == 2, "{:?}", h.state("big"));
+    let big = h.state("big");
+    assert!(big.warm_count == 1, "{big:?}");
+    assert!(big.ledger.spent_today_dollars <= 0.5, "{big:?}");
     assert_eq!(h.state("small").stopped, None);
     assert!(h.state("small").next_warm_at.is_some());
     // The day turns: "big" is warmed again.
@@ -713,7 +716,7 @@ fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
     let config = || {
         Config::builder()
             .policy(warming_core::Policy::Fixed)
-            .max_spend_per_day(0.50)
+            .max_spend_per_day(0.25)
             .max_idle(None)
             .build()
             .expect("a valid config")
@@ -721,14 +724,15 @@ fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
     let mut before = Harness::with_config(config());
     before.enable("a");
     before.settle("a", "sys");
-    // Two warms of 1M tokens at the estimated $3/M: $0.60, over the cap.
+    // A warm of 1M tokens at the estimated $3/M: $0.30 (its size was not
+    // known before it answered), over the cap: no other is sent.
     let mut sent = 0;
-    while sent < 2 {
+    while sent < 1 {
         sent += answer_due_warms(&mut before, |_| 1_000_000);
     }
     let stored = before.state("a").ledger;
     assert!(
-        (stored.spent_today_dollars - 0.60).abs() < 1e-9,
+        (stored.spent_today_dollars - 0.30).abs() < 1e-9,
         "{stored:?}"
     );
 
@@ -756,9 +760,37 @@ fn a_restart_keeps_what_was_spent_today_so_the_caps_still_hold() {
     let s = after.state("a");
     assert_eq!(
         s.stopped,
-        Some(warming_core::StopReason::SpendCap { max_per_day: 0.5 }),
+        Some(warming_core::StopReason::SpendCap { max_per_day: 0.25 }),
         "{s:?}"
     );
+}
+
+#[test]
+fn a_warm_that_would_cross_a_cap_is_not_sent() {
+    let mut h = Harness::with_config(
+        Config::builder()
+            .policy(warming_core::Policy::Fixed)
+            .max_spend_per_conversation_day(0.001)
+            .max_idle(None)
+            .build()
+            .expect("a valid config"),
+    );
+    h.enable("c");
+    h.settle("c", "sys");
+    // Warms of 100 tokens read at the estimated $0.30/M: $0.00003 each;
+    // the cap stops them before the one that would cross $0.001.
+    let mut rounds = 0;
+    while h.state("c").stopped.is_none() {
+        answer_due_warms(&mut h, |_| 100);
+        rounds += 1;
+        assert!(rounds < 100, "the cap never stopped it");
+    }
+    let s = h.state("c");
+    assert!(s.ledger.spent_today_dollars <= 0.001, "{s:?}");
+    assert!(s.ledger.spent_today_dollars > 0.001 - 0.000_031, "{s:?}");
+    let reason = s.stopped_reason.unwrap();
+    assert!(reason.contains("resumes at 00:00 UTC"), "{reason}");
+    assert!(!reason.contains("re-enabling"), "{reason}");
 }
 
 #[test]
