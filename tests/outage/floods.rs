@@ -16,8 +16,13 @@ use warming_testkit::{Standin, StandinOptions};
 use crate::support::Service;
 
 const TOKEN: &str = "flood-test-token-0123456789";
-const IDLE: usize = 2_000;
-const TRICKLING: usize = 2_000;
+/// Silent and trickling sockets: together well past the server's 1 152
+/// places (1 024 + the reserve), so admission must make room. Half what it
+/// was: on stop 35's 2-core machines, with the flood's 4 000 client tasks
+/// on the same cores, the first probe timed out at 2 000 + 2 000 with this
+/// code and the code before it alike (docs/RELIABILITY.md).
+const IDLE: usize = 1_000;
+const TRICKLING: usize = 1_000;
 /// Client addresses the flood comes from: 127.0.0.2 and up.
 const ADDRESSES: u8 = 16;
 /// How long a cut attacker waits before connecting again.
