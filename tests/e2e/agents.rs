@@ -104,19 +104,12 @@ async fn idle_past_the_ttl(turn_ended: Instant) {
 }
 
 async fn session_summary(service: &Service, standin: &Standin, id: &str) -> Session {
-    let (_, history) = service
-        .call(
-            "GET",
-            &format!("/v1/conversations/{id}/history?limit=1000"),
-            None,
-        )
-        .await;
-    let entries = history["history"].as_array().cloned().unwrap_or_default();
+    let entries = service.history(id).await;
     let returning_pct = entries
         .iter()
         .find(|e| e["trigger"] == "turn")
         .and_then(|e| e["pct"].as_f64())
-        .unwrap_or_else(|| panic!("no turn in the history: {history}"));
+        .unwrap_or_else(|| panic!("no turn in the history: {entries:?}"));
     let warms = entries
         .into_iter()
         .filter(|e| e["trigger"] == "scheduled")

@@ -91,30 +91,6 @@ async fn idle_past_ttl(created: std::time::Instant) {
     tokio::time::sleep(past.saturating_duration_since(std::time::Instant::now())).await;
 }
 
-/// The state of `id` once its turn is settled and its plan is `plan`.
-async fn settled(service: &Service, id: &str, plan: &str) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..250 {
-        last = service.state(id).await;
-        if last["keepAlive"]["plan"] == plan && last["active"] == false {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{id}'s plan did not become {plan}: {last}");
-}
-
-async fn history(service: &Service, id: &str) -> Vec<Value> {
-    let (_, page) = service
-        .call(
-            "GET",
-            &format!("/v1/conversations/{id}/history?limit=1000"),
-            None,
-        )
-        .await;
-    page["history"].as_array().cloned().unwrap_or_default()
-}
-
 fn cached_tokens(usage: &Value) -> u64 {
     usage["usage"]["cached_content_token_count"]
         .as_u64()
@@ -135,7 +111,7 @@ async fn an_implicitly_cached_gemini_conversation_is_warmed_and_its_next_turn_re
 
     let first = sdk(&python, &base, "gem-implicit", "on", &["turn", "0"]).unwrap();
     assert_eq!(cached_tokens(&first), 0, "{first}");
-    let state = settled(&service, "gem-implicit", "replay").await;
+    let state = service.settled_on_plan("gem-implicit", "replay").await;
     assert_eq!(state["enabled"], true, "{state}");
     idle().await;
 
@@ -151,7 +127,7 @@ async fn an_implicitly_cached_gemini_conversation_is_warmed_and_its_next_turn_re
         assert_eq!(body.get("model"), None, "{body}");
         assert!(body["systemInstruction"].is_object(), "{body}");
     }
-    let records = history(&service, "gem-implicit").await;
+    let records = service.history("gem-implicit").await;
     let warm = records
         .iter()
         .find(|r| r["trigger"] == "scheduled")
@@ -170,7 +146,7 @@ async fn an_implicitly_cached_gemini_conversation_is_warmed_and_its_next_turn_re
     let service = self::service(dir.path(), &standin).await;
     let base = service.url("/proxy/gemini");
     sdk(&python, &base, "gem-off", "off", &["turn", "0"]).unwrap();
-    settled(&service, "gem-off", "replay").await;
+    service.settled_on_plan("gem-off", "replay").await;
     idle().await;
     assert!(standin.warms().is_empty());
     let second = sdk(&python, &base, "gem-off", "off", &["stream", "1"]).unwrap();
@@ -205,7 +181,7 @@ async fn an_explicit_gemini_cache_is_extended_not_replayed_and_outlives_its_ttl(
     .unwrap();
     let size = cached_tokens(&first);
     assert!(size >= 2_048, "{first}");
-    let state = settled(&service, "gem-explicit", "extend").await;
+    let state = service.settled_on_plan("gem-explicit", "extend").await;
     let plan = &state["keepAlive"];
     assert!(
         plan["why"].as_str().unwrap().contains("explicit cache"),
@@ -226,7 +202,7 @@ async fn an_explicit_gemini_cache_is_extended_not_replayed_and_outlives_its_ttl(
     }
     let generated = standin.requests().iter().filter(|r| is_generate(r)).count();
     assert_eq!(generated, turns, "a generateContent was sent while idle");
-    let records = history(&service, "gem-explicit").await;
+    let records = service.history("gem-explicit").await;
     let warm = records
         .iter()
         .find(|r| r["trigger"] == "scheduled")
@@ -287,7 +263,7 @@ async fn vertex_ai_conversations_are_warmed_and_extended_like_gemini_ones() {
     // Implicit caching: warmed by generateContent under the project, with
     // the client's bearer token; the next turn reads the prefix.
     sdk(&python, &base, "vx-implicit", "on", &["turn", "0"]).unwrap();
-    settled(&service, "vx-implicit", "replay").await;
+    service.settled_on_plan("vx-implicit", "replay").await;
     // An explicit cache in the same location: extended, not replayed.
     let created = std::time::Instant::now();
     let cache = sdk(&python, &base, "vx-explicit", "on", &["create-cache", "10"]).unwrap();
@@ -298,7 +274,7 @@ async fn vertex_ai_conversations_are_warmed_and_extended_like_gemini_ones() {
     );
     let first = sdk(&python, &base, "vx-explicit", "on", &["cached", "0", &name]).unwrap();
     let size = cached_tokens(&first);
-    settled(&service, "vx-explicit", "extend").await;
+    service.settled_on_plan("vx-explicit", "extend").await;
     idle_past_ttl(created).await;
 
     let warms = standin.warms();
@@ -339,7 +315,7 @@ async fn an_operator_may_have_explicit_caches_deleted_when_warming_ends() {
     let cache = sdk(&python, &base, "gem-delete", "on", &["create-cache", "600"]).unwrap();
     let name = cache["name"].as_str().unwrap().to_owned();
     sdk(&python, &base, "gem-delete", "on", &["cached", "0", &name]).unwrap();
-    settled(&service, "gem-delete", "extend").await;
+    service.settled_on_plan("gem-delete", "extend").await;
     let (status, _) = service
         .call("POST", "/v1/conversations/gem-delete/close", None)
         .await;

@@ -69,31 +69,6 @@ async fn idle() {
     tokio::time::sleep(Duration::from_secs(4)).await;
 }
 
-/// The state of `id` once its plan is `plan`: a proxied turn is settled
-/// after the answer the SDK read, so a moment later.
-async fn settled(service: &Service, id: &str, plan: &str) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..250 {
-        last = service.state(id).await;
-        if last["keepAlive"]["plan"] == plan {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{id}'s plan did not become {plan}: {last}");
-}
-
-async fn history(service: &Service, id: &str) -> Vec<Value> {
-    let (_, page) = service
-        .call(
-            "GET",
-            &format!("/v1/conversations/{id}/history?limit=1000"),
-            None,
-        )
-        .await;
-    page["history"].as_array().cloned().unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_openai_conversation_asking_for_24_hours_is_never_replayed_and_reads_the_cache_later() {
     let Some(python) = python() else { return };
@@ -106,7 +81,7 @@ async fn an_openai_conversation_asking_for_24_hours_is_never_replayed_and_reads_
 
     turn(&python, "openai", &base, "kept", 0, Some("24h"));
     // Its settle follows the answer the SDK read.
-    let state = settled(&service, "kept", "none").await;
+    let state = service.settled_on_plan("kept", "none").await;
     let plan = &state["keepAlive"];
     assert!(plan["why"].as_str().unwrap().contains("24 h"), "{plan}");
     assert_eq!(state["nextWarmAt"], Value::Null, "{state}");
@@ -139,7 +114,7 @@ async fn an_openai_conversation_asking_for_24_hours_is_never_replayed_and_reads_
     // The same conversation without it: replayed, and the plan says the
     // retention would do it for less if the operator allowed asking.
     turn(&python, "openai", &base, "replayed", 0, None);
-    let state = settled(&service, "replayed", "replay").await;
+    let state = service.settled_on_plan("replayed", "replay").await;
     let why = state["keepAlive"]["why"].as_str().unwrap();
     assert!(why.contains("--upgrade-cache auto"), "{why}");
     crate::support::eventually(5, "a replay", || async {
@@ -165,12 +140,13 @@ async fn with_upgrade_auto_an_openai_conversation_is_asked_24_hours_and_replays_
     // The first request was sent before anything was known of it; the
     // plan then says to ask (the retention costs OpenAI users nothing more).
     turn(&python, "openai", &base, "up", 0, None);
-    settled(&service, "up", "upgrade").await;
+    service.settled_on_plan("up", "upgrade").await;
     // Its next request asks for 24 hours: replays stop.
     turn(&python, "openai", &base, "up", 1, None);
-    let state = settled(&service, "up", "none").await;
+    let state = service.settled_on_plan("up", "none").await;
     assert!(state["keepAlive"]["upgradedAt"].is_u64(), "{state}");
-    let upgraded: Vec<Value> = history(&service, "up")
+    let upgraded: Vec<Value> = service
+        .history("up")
         .await
         .into_iter()
         .filter(|e| e["outcome"] == "upgraded")
@@ -227,7 +203,7 @@ async fn with_upgrade_auto_a_claude_conversation_with_long_gaps_moves_to_the_one
     let moved_at = moved_at.expect("the conversation moved to the 1-hour cache");
     assert!(moved_at >= 2, "judged on two gaps at least: {moved_at}");
     // Then the provider keeps it.
-    let state = settled(&service, "claude", "none").await;
+    let state = service.settled_on_plan("claude", "none").await;
     assert_eq!(state["nextWarmAt"], Value::Null, "{state}");
     let before = standin.warms().len();
     idle().await;
@@ -260,7 +236,8 @@ async fn with_upgrade_auto_a_claude_conversation_with_long_gaps_moves_to_the_one
 /// to the next request) and runs `warming simulate` on it with the live
 /// settings: the turn `adaptive+1h` moved it at.
 async fn simulate_live_trace(service: &Service, dir: &std::path::Path) -> Option<usize> {
-    let mut turns: Vec<Value> = history(service, "claude")
+    let mut turns: Vec<Value> = service
+        .history("claude")
         .await
         .into_iter()
         // The turns' own records (an `upgraded` one says when, not what).

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use warming_core::{ConversationState, WarmRecord};
 
+pub use warming_service::{format_duration, parse_duration};
 use warming_transport::state_json::StateJson;
 
 /// Why a call to the server failed.
@@ -333,55 +334,5 @@ impl Client {
             }
         }
         Ok(())
-    }
-}
-
-pub use warming_service::parse_duration;
-
-/// Renders milliseconds as `4m30s`, `90ms`, `1h`.
-#[must_use]
-pub fn format_duration(ms: u64) -> String {
-    if ms < 1_000 {
-        return format!("{ms}ms");
-    }
-    let seconds = ms / 1_000;
-    let (h, m, s) = (seconds / 3_600, seconds % 3_600 / 60, seconds % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_like_people_write_them() {
-        assert_eq!(parse_duration("4m30s"), Ok(270_000));
-        assert_eq!(parse_duration("90s"), Ok(90_000));
-        assert_eq!(parse_duration("1h"), Ok(3_600_000));
-        assert_eq!(parse_duration("1500ms"), Ok(1_500));
-        assert_eq!(parse_duration("20"), Ok(20_000));
-        assert_eq!(parse_duration("2.5"), Ok(2_500));
-        for bad in ["", "soon", "4x", "m4", "-3", "0", "0s", "4m30", "1e400"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn durations_format_back() {
-        assert_eq!(format_duration(270_000), "4m30s");
-        assert_eq!(format_duration(3_600_000), "1h");
-        assert_eq!(format_duration(999), "999ms");
-        assert_eq!(format_duration(0), "0ms");
-        assert_eq!(parse_duration(&format_duration(3_723_000)), Ok(3_723_000));
     }
 }

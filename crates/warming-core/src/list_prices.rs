@@ -68,19 +68,14 @@ impl ModelPrices {
         }
     }
 
-    /// Google's Gemini pattern: implicit cache reads discounted, no write
-    /// premium, and explicit caches billed `storage_per_hour` per million
+    /// Google's Gemini pattern: OpenAI's (implicit cache reads discounted,
+    /// no write premium), and explicit caches billed `storage_per_hour` per million
     /// tokens kept an hour.
     #[must_use]
     pub const fn gemini(input: f64, cache_read: f64, output: f64, storage_per_hour: f64) -> Self {
         Self {
-            input,
-            cache_write_5m: input,
-            cache_write_1h: input,
-            cache_read,
-            output,
-            long_ttl_secs: 0,
             storage_per_hour,
+            ..Self::openai(input, cache_read, output)
         }
     }
 

@@ -249,9 +249,11 @@ impl ProviderClient {
                 format!("{}/v1/chat/completions", self.base(kind)),
                 plan::openai(object, self.openai_warm_tokens == 0),
             ),
-            ProviderKind::Gemini => {
+            // Google names every model and cache by a resource path; Vertex
+            // AI's are served by their location's host (`google_base`).
+            ProviderKind::Gemini | ProviderKind::Vertex => {
                 if let Some(cache) = plan::gemini_explicit_cache(object) {
-                    let base = format!("{}/v1beta", self.base(kind));
+                    let base = self.google_base(kind, &cache);
                     let (url, body) = plan::gemini_extend(&base, &cache, warm.keep_for);
                     return Ok((reqwest::Method::PATCH, url, body, Some(WarmKind::Extended)));
                 }
@@ -259,30 +261,17 @@ impl ProviderClient {
                     .remove("model")
                     .and_then(|m| m.as_str().map(str::to_owned))
                     .ok_or(SendError::BadTemplate)?;
-                let model = model.strip_prefix("models/").unwrap_or(&model);
-                (
-                    format!("{}/v1beta/models/{model}:generateContent", self.base(kind)),
-                    plan::gemini(object),
-                )
-            }
-            // Vertex AI names every model and cache by its resource path,
-            // served by its location's host (`Upstream::vertex_base`).
-            ProviderKind::Vertex => {
-                let upstream = &self.upstreams.vertex;
-                if let Some(cache) = plan::gemini_explicit_cache(object) {
-                    let base = format!("{}/v1", upstream.vertex_base(&cache));
-                    let (url, body) = plan::gemini_extend(&base, &cache, warm.keep_for);
-                    return Ok((reqwest::Method::PATCH, url, body, Some(WarmKind::Extended)));
+                let resource = if kind == ProviderKind::Vertex {
+                    Some(model).filter(|m| m.starts_with("projects/") && !m.contains(".."))
+                } else {
+                    let bare = model.strip_prefix("models/").unwrap_or(&model);
+                    Some(format!("models/{bare}"))
                 }
-                let model = object
-                    .remove("model")
-                    .and_then(|m| m.as_str().map(str::to_owned))
-                    .filter(|m| m.starts_with("projects/") && !m.contains(".."))
-                    .ok_or(SendError::BadTemplate)?;
+                .ok_or(SendError::BadTemplate)?;
                 (
                     format!(
-                        "{}/v1/{model}:generateContent",
-                        upstream.vertex_base(&model)
+                        "{}/{resource}:generateContent",
+                        self.google_base(kind, &resource)
                     ),
                     plan::gemini(object),
                 )
@@ -318,6 +307,17 @@ impl ProviderClient {
             ProviderKind::Gemini => &self.upstreams.gemini.url,
             ProviderKind::Vertex => &self.upstreams.vertex.url,
             ProviderKind::Webhook => &self.upstreams.default_url,
+        }
+    }
+
+    /// Where a call about Google resource `resource` goes, with the API's
+    /// version: Gemini's `v1beta`, or Vertex AI's `v1` at the resource's
+    /// location ([`warming_service::Upstream::vertex_base`]).
+    fn google_base(&self, kind: ProviderKind, resource: &str) -> String {
+        if kind == ProviderKind::Vertex {
+            format!("{}/v1", self.upstreams.vertex.vertex_base(resource))
+        } else {
+            format!("{}/v1beta", self.upstreams.gemini.url)
         }
     }
 
@@ -427,13 +427,10 @@ impl ProviderClient {
             return Ok(());
         };
         let kind = credentials.map_or(self.upstreams.default_kind, |c| c.kind);
-        let url = match kind {
-            ProviderKind::Gemini => format!("{}/v1beta/{name}", self.upstreams.gemini.url),
-            ProviderKind::Vertex => {
-                format!("{}/v1/{name}", self.upstreams.vertex.vertex_base(&name))
-            }
-            _ => return Ok(()),
-        };
+        if !matches!(kind, ProviderKind::Gemini | ProviderKind::Vertex) {
+            return Ok(());
+        }
+        let url = format!("{}/{name}", self.google_base(kind, &name));
         let mut headers = HeaderMap::new();
         self.auth_headers(kind, &mut headers, credentials);
         let failure = |message: String| WarmFailure {

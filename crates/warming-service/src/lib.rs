@@ -36,7 +36,7 @@ pub use cause::Cause;
 pub use driver::{
     hold_leases, spawn, DriverHandle, DriverOptions, LeaseLost, ProxiedTurn, PRIOR_KEY,
 };
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use error::{root_cause, ServiceError};
 pub use ports::{
     Ack, BoxFuture, Clock, Cluster, Credentials, Provider, ProviderKind, Route, Secret, Store,

@@ -28,16 +28,11 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::cache::Prompt;
+use crate::rules::minimum_cacheable_tokens;
 use crate::shared::{lock, CachedContent, SeenRequest, Shared};
 
 /// Explicit caches' default lifetime ("Context caching": 1 hour).
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(3_600);
-
-/// The smallest prompt Gemini caches implicitly, by model ("Context
-/// caching", in the stand-in's table of documented minimums).
-fn minimum_cacheable(model: &str) -> u64 {
-    crate::rules::minimum_cacheable_tokens(model)
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -88,16 +83,11 @@ fn parse_expire_time(text: &str) -> Option<u64> {
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-fn seen(
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &str,
-    query: Option<String>,
-) -> SeenRequest {
+/// What the tests read back of a Gemini or Vertex AI request.
+fn seen(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap, body: &str) -> SeenRequest {
     let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let mut seen = SeenRequest::gemini(method.as_str(), path, headers, &value, body);
-    seen.query = query;
+    let mut seen = SeenRequest::gemini(method.as_str(), uri.path(), headers, &value, body);
+    seen.query = uri.query().map(str::to_owned);
     seen
 }
 
@@ -107,6 +97,32 @@ fn has_key(headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
     headers.contains_key("x-goog-api-key")
         || query.contains_key("key")
         || headers.contains_key("authorization")
+}
+
+/// The Gemini API's routes, under `v1beta` and `v1` alike (Google's SDK
+/// picks `v1` for a custom base URL), and Vertex AI's under `v1` and
+/// `v1beta1`.
+pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
+    use axum::routing::{any, get, post};
+    let mut router = axum::Router::new();
+    for version in ["v1beta", "v1"] {
+        router = router
+            .route(&format!("/{version}/models/{{model_action}}"), post(models))
+            .route(
+                &format!("/{version}/cachedContents"),
+                post(cached_contents).get(cached_contents),
+            )
+            .route(
+                &format!("/{version}/cachedContents/{{id}}"),
+                get(cached_content)
+                    .patch(cached_content)
+                    .delete(cached_content),
+            );
+    }
+    for version in ["v1", "v1beta1"] {
+        router = router.route(&format!("/{version}/projects/{{*rest}}"), any(vertex));
+    }
+    router
 }
 
 /// `POST /v1beta/models/{model}:generateContent` and
@@ -132,13 +148,7 @@ fn generate(
     headers: &HeaderMap,
     raw: &str,
 ) -> Response {
-    let mut record = seen(
-        &Method::POST,
-        uri.path(),
-        headers,
-        raw,
-        uri.query().map(str::to_owned),
-    );
+    let mut record = seen(&Method::POST, uri, headers, raw);
     let Some((model, action)) = model_action.rsplit_once(':') else {
         lock(&s.seen).push(record);
         return error(StatusCode::NOT_FOUND, "no such method");
@@ -197,7 +207,7 @@ fn generate(
     let minimum = s
         .options
         .min_cacheable_tokens
-        .unwrap_or_else(|| minimum_cacheable(model));
+        .unwrap_or_else(|| minimum_cacheable_tokens(model));
     let prompt = Prompt::gemini(model, &body).with_minimum(minimum);
     let outcome = lock(&s.cache).serve(&prompt, Instant::now());
     record.cache_read = Some(outcome.read + explicit);
@@ -334,13 +344,7 @@ fn create_or_list(
     headers: &HeaderMap,
     raw: &str,
 ) -> Response {
-    lock(&s.seen).push(seen(
-        method,
-        uri.path(),
-        headers,
-        raw,
-        uri.query().map(str::to_owned),
-    ));
+    lock(&s.seen).push(seen(method, uri, headers, raw));
     if *method == Method::GET {
         let caches = lock(&s.gemini_caches);
         let now = Instant::now();
@@ -370,12 +374,12 @@ fn create_or_list(
         .map(tokens)
         .sum();
     let bare = model.rsplit('/').next().unwrap_or(model);
-    if cached < minimum_cacheable(bare).max(1) {
+    if cached < minimum_cacheable_tokens(bare).max(1) {
         return error(
             StatusCode::BAD_REQUEST,
             &format!(
                 "Cached content is too small. total_token_count={cached}, min_total_token_count={}",
-                minimum_cacheable(bare)
+                minimum_cacheable_tokens(bare)
             ),
         );
     }
@@ -427,13 +431,7 @@ fn one_cache(
     raw: &str,
 ) -> Response {
     let name = name.to_owned();
-    lock(&s.seen).push(seen(
-        method,
-        uri.path(),
-        headers,
-        raw,
-        uri.query().map(str::to_owned),
-    ));
+    lock(&s.seen).push(seen(method, uri, headers, raw));
     let mut caches = lock(&s.gemini_caches);
     let alive = caches
         .entries
@@ -497,8 +495,8 @@ mod tests {
 
     #[test]
     fn the_minimum_is_each_models() {
-        assert_eq!(minimum_cacheable("gemini-2.5-flash"), 2_048);
-        assert_eq!(minimum_cacheable("gemini-3-pro-preview"), 4_096);
-        assert_eq!(minimum_cacheable("gemini-test"), 0);
+        assert_eq!(minimum_cacheable_tokens("gemini-2.5-flash"), 2_048);
+        assert_eq!(minimum_cacheable_tokens("gemini-3-pro-preview"), 4_096);
+        assert_eq!(minimum_cacheable_tokens("gemini-test"), 0);
     }
 }

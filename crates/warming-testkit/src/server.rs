@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use serde_json::{json, Value};
@@ -61,32 +61,7 @@ impl Standin {
             .route("/v1/messages", post(anthropic))
             .route("/v1/chat/completions", post(openai))
             .route("/v1/responses", post(responses))
-            // Gemini's API answers under `v1beta` and `v1` alike (Google's
-            // SDK picks `v1` for a custom base URL).
-            .route("/v1beta/models/{model_action}", post(crate::gemini::models))
-            .route("/v1/models/{model_action}", post(crate::gemini::models))
-            .route(
-                "/v1beta/cachedContents",
-                post(crate::gemini::cached_contents).get(crate::gemini::cached_contents),
-            )
-            .route(
-                "/v1beta/cachedContents/{id}",
-                get(crate::gemini::cached_content)
-                    .patch(crate::gemini::cached_content)
-                    .delete(crate::gemini::cached_content),
-            )
-            .route(
-                "/v1/cachedContents",
-                post(crate::gemini::cached_contents).get(crate::gemini::cached_contents),
-            )
-            .route(
-                "/v1/cachedContents/{id}",
-                get(crate::gemini::cached_content)
-                    .patch(crate::gemini::cached_content)
-                    .delete(crate::gemini::cached_content),
-            )
-            .route("/v1/projects/{*rest}", any(crate::gemini::vertex))
-            .route("/v1beta1/projects/{*rest}", any(crate::gemini::vertex))
+            .merge(crate::gemini::routes())
             .route("/_standin/requests", get(requests))
             .route("/_standin/fail", post(fail))
             // Room for the largest body any API takes, so the handler

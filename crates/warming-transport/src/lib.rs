@@ -16,6 +16,7 @@
 pub mod admission;
 pub mod http;
 mod listen;
+mod query;
 pub use listen::bind;
 mod peer;
 pub mod proxy;

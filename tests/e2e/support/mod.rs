@@ -200,6 +200,29 @@ impl Service {
         body
     }
 
+    /// The conversation's history, newest first (up to 1 000 entries).
+    pub async fn history(&self, id: &str) -> Vec<Value> {
+        let (_, page) = self
+            .call(
+                "GET",
+                &format!("/v1/conversations/{id}/history?limit=1000"),
+                None,
+            )
+            .await;
+        page["history"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The state of `id` once its keep-alive plan is `plan` and no turn is
+    /// active: a proxied turn is settled after the answer the client read,
+    /// so a moment later.
+    pub async fn settled_on_plan(&self, id: &str, plan: &str) -> Value {
+        eventually(5, &format!("{id}'s plan to become {plan}"), || async {
+            let s = self.state(id).await;
+            (s["keepAlive"]["plan"] == plan && s["active"] == false).then_some(s)
+        })
+        .await
+    }
+
     pub async fn enable(&self, id: &str, interval_ms: u64) -> Value {
         let (status, body) = self
             .call(

@@ -240,6 +240,25 @@ impl Conversation {
             && !self.kept_by_provider
     }
 
+    /// The prefix a warm reads, in tokens: the last warm's or proxied
+    /// turn's, once known; before, the template's estimate.
+    pub fn prefix_or_estimate(&self) -> u64 {
+        if self.prefix_tokens > 0 {
+            self.prefix_tokens
+        } else {
+            self.template
+                .as_deref()
+                .map_or(0, Template::cacheable_tokens_estimate)
+        }
+    }
+
+    /// What an extension of its explicit cache costs: `tokens` kept one
+    /// more interval (each extension moves the expiry an interval on).
+    pub fn extension_cost(&self, config: &Config, tokens: u64) -> f64 {
+        let interval = std::time::Duration::from_millis(self.interval_ms(&config.limits));
+        self.economics(config).storage_cost(tokens, interval)
+    }
+
     /// Whether nothing of it is known to have been cached yet: no usage
     /// seen (warm or proxied turn) and no warm counted, so a write now is
     /// its first, not a loss. A restored conversation with warms behind it
@@ -252,13 +271,7 @@ impl Conversation {
     /// ([`crate::choose_plan`]).
     pub fn plan(&self, config: &Config) -> Plan {
         let economics = self.economics(config);
-        let prefix_tokens = if self.prefix_tokens > 0 {
-            self.prefix_tokens
-        } else {
-            self.template
-                .as_deref()
-                .map_or(0, Template::cacheable_tokens_estimate)
-        };
+        let prefix_tokens = self.prefix_or_estimate();
         let new_tokens_per_turn = self
             .last_written
             .unwrap_or_else(|| prefix_tokens / u64::from(self.depth.max(1)));

@@ -32,13 +32,9 @@ impl Warmer {
             }
             let min_saving = self.config.min_saving;
             if min_saving > 0.0 {
-                // The tokens a warm read, once known; before, the estimate.
-                let prefix = if c.prefix_tokens > 0 {
-                    c.prefix_tokens
-                } else {
-                    estimate
-                };
-                let saving = c.economics(&self.config).miss_avoided_cost(prefix);
+                let saving = c
+                    .economics(&self.config)
+                    .miss_avoided_cost(c.prefix_or_estimate());
                 if saving < min_saving {
                     return Err(StopReason::SmallSaving { saving, min_saving });
                 }

@@ -134,17 +134,11 @@ impl Warmer {
         c.prefix_tokens = usage.prompt_tokens();
         c.stats.ledger.warm_seconds += record.latency_ms() as f64 / 1000.0;
         let conversation = &self.conversations[slot as usize];
-        let economics = conversation.economics(&self.config);
+        // An extension reads nothing: it buys the cache storage.
         let cost = if kind == Some(WarmKind::Extended) {
-            // An extension reads nothing: it buys the cache another
-            // interval of storage (each pushes the expiry an interval on).
-            let interval = conversation.interval_ms(&limits);
-            economics.storage_cost(
-                usage.cache_read_tokens,
-                std::time::Duration::from_millis(interval),
-            )
+            conversation.extension_cost(&self.config, usage.cache_read_tokens)
         } else {
-            economics.usage_cost(&usage)
+            conversation.economics(&self.config).usage_cost(&usage)
         };
         self.conv(slot).stats.ledger.spent_dollars += cost;
         self.spent(slot, cost);

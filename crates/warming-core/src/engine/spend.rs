@@ -79,22 +79,14 @@ impl Warmer {
     /// an interval buys.
     fn next_warm_cost(&self, slot: u32) -> f64 {
         let c = &self.conversations[slot as usize];
-        let economics = c.economics(&self.config);
-        let prefix = if c.prefix_tokens > 0 {
-            c.prefix_tokens
-        } else {
-            c.template
-                .as_deref()
-                .map_or(0, crate::Template::cacheable_tokens_estimate)
-        };
+        let prefix = c.prefix_or_estimate();
         if c.template
             .as_deref()
             .is_some_and(crate::Template::explicit_cache)
         {
-            let interval = c.interval_ms(&self.config.limits);
-            return economics.storage_cost(prefix, std::time::Duration::from_millis(interval));
+            return c.extension_cost(&self.config, prefix);
         }
-        economics.usage_cost(&crate::Usage {
+        c.economics(&self.config).usage_cost(&crate::Usage {
             cache_read_tokens: prefix,
             output_tokens: c.last_warm_output,
             ..crate::Usage::default()

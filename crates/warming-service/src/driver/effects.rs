@@ -251,14 +251,11 @@ impl Driver {
         let credentials = self.generations.credentials(id);
         let (provider, store, id) = (self.provider.clone(), self.storage.clone(), id.clone());
         tokio::spawn(async move {
-            let template = match body_of(store, &id, template).await {
-                Ok(template) => template,
-                Err(failure) => {
-                    tracing::warn!(conversation = %id, error = %failure.message, "cannot release its explicit cache");
-                    return;
-                }
+            let released = match body_of(store, &id, template).await {
+                Ok(template) => provider.release(&template, credentials.as_ref()).await,
+                Err(failure) => Err(failure),
             };
-            match provider.release(&template, credentials.as_ref()).await {
+            match released {
                 Ok(()) => tracing::info!(conversation = %id, "its explicit cache was deleted"),
                 Err(failure) => {
                     tracing::warn!(conversation = %id, error = %failure.message, "cannot release its explicit cache");

@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
+use crate::query::query_value;
 
 /// Compares without an early exit, so timing does not reveal the token.
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
@@ -75,11 +76,7 @@ const TOKEN_PAGE: &str = "<!doctype html><meta charset=utf-8><title>warming: tok
 
 /// The token a request carries: `authorization: Bearer`, else `?token=`.
 fn given_token(req: &Request) -> Option<&str> {
-    bearer(req.headers()).or_else(|| {
-        req.uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")))
-    })
+    bearer(req.headers()).or_else(|| query_value(req.uri().query(), "token"))
 }
 
 /// Lets a request through when no token is configured, or when it carries
@@ -114,10 +111,7 @@ pub fn trusted_on_reserve(state: &AppState) -> crate::listen::Trusted {
         if matches!(parts.uri.path(), "/healthz" | "/readyz") {
             return true;
         }
-        let query = parts
-            .uri
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+        let query = query_value(parts.uri.query(), "token");
         let proxy = parts
             .headers
             .get(PROXY_TOKEN_HEADER)

@@ -62,11 +62,7 @@ pub(super) fn credentials(
         })
         .collect();
     if kind == ProviderKind::Gemini && !kept.iter().any(|(name, _)| name == "x-goog-api-key") {
-        let key = query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|pair| pair.strip_prefix("key="))
-            .filter(|key| !key.is_empty());
+        let key = crate::query::query_value(query, "key").filter(|key| !key.is_empty());
         if let Some(key) = key {
             kept.push(("x-goog-api-key".to_owned(), Secret::new(key)));
         }

@@ -83,8 +83,7 @@ fn is_turn(provider: ProviderKind, method: &axum::http::Method, rest: &str) -> b
         && match provider {
             ProviderKind::Anthropic => path == "v1/messages",
             ProviderKind::OpenAi => path == "v1/chat/completions" || path == "v1/responses",
-            ProviderKind::Gemini => gemini_model(path).is_some(),
-            ProviderKind::Vertex => vertex_model(path).is_some(),
+            ProviderKind::Gemini | ProviderKind::Vertex => model_in_path(provider, path).is_some(),
             ProviderKind::Webhook => false,
         }
 }
