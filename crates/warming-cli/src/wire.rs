@@ -155,6 +155,21 @@ fn advertise_url(config: &ServerConfig, listener: &TcpListener) -> Result<String
     Ok(format!("http://{addr}"))
 }
 
+/// The deployment's own engine, when `--engine` names one: connected and
+/// asked what it supports, said in the log.
+async fn connect_engine(
+    config: &ServerConfig,
+) -> Result<Option<Arc<dyn warming_service::Engine>>, String> {
+    let Some(options) = config.engine_options() else {
+        return Ok(None);
+    };
+    let base = options.base.clone();
+    let engine = warming_provider::LlamaCpp::connect(options).await?;
+    let support = warming_service::Engine::support(&engine);
+    tracing::info!(engine = "llama.cpp", upstream = %base, ?support, "engine port on");
+    Ok(Some(Arc::new(engine)))
+}
+
 /// Runs the service on `listener` until `shutdown` resolves, then stops
 /// the HTTP side (bounded by the grace period), the driver (timers and
 /// warms cancelled) and the store (flushed), in that order; in a cluster,
@@ -171,6 +186,11 @@ pub async fn serve(
     config.validate()?;
     warn_about_missing_keys(&config);
     let provider = Arc::new(ProviderClient::new(config.provider_options())?);
+    let engine = connect_engine(&config).await?;
+    let mut config = config;
+    config.engine_support = engine
+        .as_ref()
+        .map_or(warming_core::EngineSupport::None, |e| e.support());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let advertise = advertise_url(&config, &listener)?;
     let Restoration {
@@ -195,6 +215,7 @@ pub async fn serve(
             limits: config.limits,
             clustered: cluster.is_some(),
             release_explicit_caches: config.delete_explicit_caches,
+            engine,
         },
         stop.clone(),
     );

@@ -50,6 +50,12 @@ pub struct Ledger {
     /// writes, for the conversations whose requests warming upgraded (in
     /// `spent_dollars` too).
     pub retention_premium_dollars: f64,
+    /// Seconds of the deployment's own engine not spent on replays: each
+    /// replay a residency check found needless, and those a saved prefix
+    /// made needless over its gap, at what its last replay of a resident
+    /// prefix took (none counted before one is seen). Also counted in
+    /// `replays_avoided`.
+    pub engine_seconds_saved: f64,
 }
 
 impl Ledger {
@@ -73,5 +79,6 @@ impl Ledger {
         self.saved_prefill_seconds += other.saved_prefill_seconds;
         self.replays_avoided += other.replays_avoided;
         self.retention_premium_dollars += other.retention_premium_dollars;
+        self.engine_seconds_saved += other.engine_seconds_saved;
     }
 }

@@ -62,8 +62,8 @@ pub use lifecycle::{EventDisposition, RuntimeEvent, RuntimeEventKind, SessionSta
 pub use list_prices::{economics_for, ModelPrices, PriceSource};
 pub use output::{Event, WarmAction, Write};
 pub use policy::{
-    choose_plan, decide, Economics, GapView, KeepAlive, Plan, PlanInputs, PlanReason, Policy,
-    ReturnPrior, StopReason,
+    choose_plan, decide, Economics, EngineSupport, GapView, KeepAlive, Plan, PlanInputs,
+    PlanReason, Policy, ReturnPrior, StopReason,
 };
 pub use settings::{
     IntervalBound, IntervalClamped, IntervalLimits, PolicyChange, Settings, SettingsChange,

@@ -120,6 +120,14 @@ pub enum WarmKind {
     /// lifetime extended (Gemini's `cachedContents`, a `PATCH` of its
     /// `ttl`). Priced as the storage it buys, not as tokens read.
     Extended,
+    /// No replay: the deployment's own engine said the prefix is still
+    /// resident (llama.cpp's slots), so nothing was sent and no engine time
+    /// spent.
+    Checked,
+    /// No replay: the engine saved the resident prefix to its disk, to be
+    /// restored when the next turn arrives; nothing more is sent while the
+    /// user is away.
+    Saved,
 }
 
 impl WarmKind {
@@ -138,7 +146,9 @@ impl WarmKind {
             | Self::OneToken
             | Self::ThinkingKept
             | Self::MinimumOutput
-            | Self::Extended => Refreshes::WholePrefix,
+            | Self::Extended
+            | Self::Checked
+            | Self::Saved => Refreshes::WholePrefix,
         }
     }
 
@@ -152,6 +162,8 @@ impl WarmKind {
             Self::PrefixOnly => "prefix-only",
             Self::MinimumOutput => "minimum-output",
             Self::Extended => "extended",
+            Self::Checked => "checked",
+            Self::Saved => "saved",
         }
     }
 
@@ -165,6 +177,8 @@ impl WarmKind {
             Self::PrefixOnly,
             Self::MinimumOutput,
             Self::Extended,
+            Self::Checked,
+            Self::Saved,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -210,6 +224,12 @@ pub enum WarmOutcome {
     /// provider for its longer retention (the record's `error` says why),
     /// so history shows when replays gave way to it.
     Upgraded,
+    /// Not sent: the engine said the prefix is still resident
+    /// ([`WarmKind::Checked`]), so a replay would have changed nothing.
+    Resident,
+    /// Not sent: the engine saved the prefix to its disk
+    /// ([`WarmKind::Saved`]); the next turn restores it.
+    Saved,
 }
 
 impl WarmOutcome {
@@ -224,6 +244,8 @@ impl WarmOutcome {
             Self::Failed => "failed",
             Self::Stopped => "stopped",
             Self::Upgraded => "upgraded",
+            Self::Resident => "resident",
+            Self::Saved => "saved",
         }
     }
 
@@ -238,6 +260,8 @@ impl WarmOutcome {
             Self::Failed,
             Self::Stopped,
             Self::Upgraded,
+            Self::Resident,
+            Self::Saved,
         ]
         .into_iter()
         .find(|o| o.as_str() == name)
@@ -324,6 +348,21 @@ impl WarmRecord {
             kind: None,
             refreshes: None,
         }
+    }
+
+    /// The same record, of a warm the engine answered without a replay
+    /// ([`WarmKind::Checked`], [`WarmKind::Saved`]): `resident` or `saved`
+    /// instead of what its usage would say. Other kinds are kept.
+    #[must_use]
+    pub fn engine_kept(mut self) -> Self {
+        let outcome = match self.kind {
+            Some(WarmKind::Checked) => WarmOutcome::Resident,
+            Some(WarmKind::Saved) => WarmOutcome::Saved,
+            _ => return self,
+        };
+        self.outcome = outcome;
+        self.expired = false;
+        self
     }
 
     /// The same record, a first write: `cold`, not `expired` (nothing was

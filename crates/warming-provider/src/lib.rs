@@ -2,8 +2,10 @@
 //! request into a provider call (Anthropic Messages, OpenAI Chat
 //! Completions and Responses, Gemini's `generateContent` or the extension
 //! of its explicit cache, or a webhook) and its answer into usage or a
-//! readable failure. It implements `warming_service::Provider`.
+//! readable failure. It implements `warming_service::Provider`, and
+//! `warming_service::Engine` for llama.cpp's server ([`LlamaCpp`]).
 
+mod llama_cpp;
 mod plan;
 
 use std::collections::HashSet;
@@ -15,6 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use warming_core::{WarmFailure, WarmKind, WarmRequest};
 
+pub use llama_cpp::{LlamaCpp, LlamaCppOptions};
 pub use plan::is_reasoning_model;
 
 use warming_service::provider_usage::parse_usage;

@@ -9,7 +9,8 @@
 //! WebSocket surface, the proxy); the binary wires them.
 //!
 //! # Layout
-//! - `ports`: the traits and the types that cross them.
+//! - `ports`: the traits and the types that cross them; `engine_port`: the
+//!   deployment's own engine (residency, save, restore).
 //! - `write`: the durable changes a store applies.
 //! - `driver`: the task and its handle.
 //! - `generations`: proxied generations and their in-memory credentials.
@@ -21,6 +22,7 @@
 mod cause;
 mod driver;
 mod duration;
+mod engine_port;
 mod error;
 pub mod generations;
 pub mod health;
@@ -37,6 +39,7 @@ pub use driver::{
     hold_leases, spawn, DriverHandle, DriverOptions, LeaseLost, ProxiedTurn, PRIOR_KEY,
 };
 pub use duration::{format_duration, parse_duration};
+pub use engine_port::{Engine, EngineError, RequestPin, Residency};
 pub use error::{root_cause, ServiceError};
 pub use ports::{
     Ack, BoxFuture, Clock, Cluster, Credentials, Provider, ProviderKind, Route, Secret, Store,

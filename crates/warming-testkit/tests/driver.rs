@@ -66,6 +66,7 @@ impl Service {
                 limits: IntervalLimits::default(),
                 clustered,
                 release_explicit_caches: false,
+                engine: None,
             },
             stop.clone(),
         );

@@ -71,6 +71,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             limits: IntervalLimits::default(),
             clustered: false,
             release_explicit_caches: false,
+            engine: None,
         };
         let (driver, task) = warming_service::spawn(
             Warmer::new(Config::default()),

@@ -70,6 +70,21 @@ pub struct ServeArgs {
     /// minute) or delete [default: expire].
     #[arg(long, env = "WARMING_EXPLICIT_CACHES")]
     pub explicit_caches: Option<ExpireDelete>,
+    /// The OpenAI upstream is the deployment's own engine, asked before each
+    /// timed warm whether the prefix is still resident (replayed only when
+    /// it is not): llama.cpp (its server with --slots). Implies
+    /// --self-hosted [default: none].
+    #[arg(long, env = "WARMING_ENGINE")]
+    pub engine: Option<EngineKind>,
+    /// The engine's --slot-save-path, as this machine sees it: a resident
+    /// prefix is saved there once the user is idle and restored before the
+    /// next turn, instead of replays [default: none: residency checks only].
+    #[arg(long, env = "WARMING_ENGINE_SAVE_DIR")]
+    pub engine_save_dir: Option<std::path::PathBuf>,
+    /// The most the engine's saved prefixes may take on disk, MB; the least
+    /// recently used go first [default: 1024].
+    #[arg(long, env = "WARMING_ENGINE_SAVE_MB")]
+    pub engine_save_mb: Option<u64>,
     /// The policy of conversations enrolled by --proxy-warming [default: adaptive].
     #[arg(long, env = "WARMING_PROXY_POLICY")]
     pub proxy_policy: Option<String>,
@@ -217,6 +232,15 @@ pub enum ExpireDelete {
     Expire,
     /// Deleted at once.
     Delete,
+}
+
+/// The deployment's own engine behind the OpenAI upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+pub enum EngineKind {
+    /// llama.cpp's server (`llama-server`, xllamacpp).
+    #[value(name = "llama.cpp")]
+    #[serde(rename = "llama.cpp")]
+    LlamaCpp,
 }
 
 /// `on` or `off`.

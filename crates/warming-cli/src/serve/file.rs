@@ -92,6 +92,11 @@ pub(super) struct FileConfig {
     pub(super) upgrade_cache: Option<super::args::AutoOff>,
     #[serde(alias = "explicit_caches")]
     pub(super) explicit_caches: Option<super::args::ExpireDelete>,
+    pub(super) engine: Option<super::args::EngineKind>,
+    #[serde(alias = "engine_save_dir")]
+    pub(super) engine_save_dir: Option<std::path::PathBuf>,
+    #[serde(alias = "engine_save_mb")]
+    pub(super) engine_save_mb: Option<u64>,
     #[serde(alias = "proxy_policy")]
     pub(super) proxy_policy: Option<String>,
     #[serde(alias = "max_idle")]

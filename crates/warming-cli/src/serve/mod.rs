@@ -239,6 +239,17 @@ pub fn resolve(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(end) = args.explicit_caches.or(file.explicit_caches) {
         config.delete_explicit_caches = end == args::ExpireDelete::Delete;
     }
+    if let Some(engine) = args.engine.or(file.engine) {
+        config.engine_llama_cpp = engine == args::EngineKind::LlamaCpp;
+        // The deployment's own engine: its money is engine time.
+        config.pricing.self_hosted = true;
+    }
+    if let Some(dir) = args.engine_save_dir.or(file.engine_save_dir) {
+        config.engine_save_dir = Some(dir);
+    }
+    if let Some(mb) = args.engine_save_mb.or(file.engine_save_mb) {
+        config.engine_save_bytes = mb.saturating_mul(1_000_000);
+    }
     if let Some(auto_off) = args.upgrade_cache.or(file.upgrade_cache) {
         config.upgrade_cache = auto_off == args::AutoOff::Auto;
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{Economics, IntervalLimits, Policy};
+use crate::{Economics, EngineSupport, IntervalLimits, Policy};
 
 /// How the engine behaves; every setting has a documented default. Built
 /// with [`Config::builder`], which checks what it is given, or
@@ -76,6 +76,10 @@ pub struct Config {
     /// Default `false`: requests are never rewritten, and the plan says
     /// what it would save.
     pub(crate) upgrade_cache: bool,
+    /// What the deployment's own engine can do instead of a replay: every
+    /// conversation's plan follows it ([`crate::KeepAlive::Resident`],
+    /// [`crate::KeepAlive::Saved`]). Default [`EngineSupport::None`].
+    pub(crate) engine_support: EngineSupport,
 }
 
 impl Default for Config {
@@ -97,6 +101,7 @@ impl Default for Config {
             max_spend_per_conversation_day: 0.0,
             detach_templates: false,
             upgrade_cache: false,
+            engine_support: EngineSupport::None,
         }
     }
 }
@@ -194,6 +199,8 @@ setters! {
     /// The embedder may ask providers for their longer retention on a
     /// conversation's next request, where it is cheaper than replays.
     upgrade_cache: bool;
+    /// What the deployment's own engine can do instead of a replay.
+    engine_support: EngineSupport;
 }
 
 /// Milliseconds of a duration, saturating.

@@ -134,6 +134,9 @@ pub(crate) struct Conversation {
     /// Tokens the last turn added to the prefix, once two turns' usage was
     /// seen: what a turn writes at the retention's price.
     pub last_written: Option<u64>,
+    /// Seconds the last replay that hit took: the engine time a check that
+    /// finds the prefix resident saves (0 until one is seen).
+    pub replay_seconds: f32,
 }
 
 impl Conversation {
@@ -174,6 +177,7 @@ impl Conversation {
             kept_by_provider: false,
             upgraded_at: None,
             last_written: None,
+            replay_seconds: 0.0,
         }
     }
 
@@ -291,6 +295,7 @@ impl Conversation {
                 .template
                 .as_deref()
                 .is_some_and(Template::explicit_cache),
+            engine: config.engine_support,
         })
     }
 

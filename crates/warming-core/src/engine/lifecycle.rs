@@ -137,12 +137,19 @@ impl Warmer {
                     tokens as f64 / economics.prefill_tokens_per_sec.max(1.0);
                 saved = Some(dollars);
             }
-            if c.kept_by_provider {
-                // The provider kept it: the replays an interval apart over
-                // the gap (up to the idle cap) were never needed.
+            let saved_on_engine = c.stopped == Some(crate::StopReason::SavedOnEngine);
+            if c.kept_by_provider || saved_on_engine {
+                // The provider kept it, or the engine saved it: the replays
+                // an interval apart over the gap (up to the idle cap) were
+                // never needed.
                 let kept = if cap > 0 { gap.min(cap) } else { gap };
                 let interval = c.settings.effective_interval_ms(false, &limits).max(1);
-                c.stats.ledger.replays_avoided += kept / interval;
+                let avoided = kept / interval;
+                c.stats.ledger.replays_avoided += avoided;
+                if saved_on_engine {
+                    c.stats.ledger.engine_seconds_saved +=
+                        avoided as f64 * f64::from(c.replay_seconds);
+                }
             }
             let returned = Event::TurnReturned {
                 conversation: c.id.clone(),

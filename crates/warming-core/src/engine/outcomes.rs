@@ -120,11 +120,16 @@ impl Warmer {
         if first {
             record = record.first_write();
         }
+        let record = record.engine_kept();
+        let kept_by_engine = matches!(record.outcome, WarmOutcome::Resident | WarmOutcome::Saved);
         c.last_warm_output = usage.output_tokens;
-        c.gap_last_hit_read =
-            (record.outcome == WarmOutcome::Hit).then_some(usage.cache_read_tokens);
-        if record.outcome == WarmOutcome::Uncached {
-            c.stopped = Some(StopReason::NothingCached);
+        c.gap_last_hit_read = (record.outcome == WarmOutcome::Hit || kept_by_engine)
+            .then_some(usage.cache_read_tokens);
+        match record.outcome {
+            WarmOutcome::Uncached => c.stopped = Some(StopReason::NothingCached),
+            // Saved once per gap: the next turn restores it.
+            WarmOutcome::Saved => c.stopped = Some(StopReason::SavedOnEngine),
+            _ => {}
         }
         c.stats.last_pct = record.pct;
         c.stats.last_expected_pct = record.expected_pct;
@@ -132,10 +137,24 @@ impl Warmer {
         c.stats.warm_count += 1;
         c.stats.last_error = None;
         c.prefix_tokens = usage.prompt_tokens();
-        c.stats.ledger.warm_seconds += record.latency_ms() as f64 / 1000.0;
+        let seconds = record.latency_ms() as f64 / 1000.0;
+        c.stats.ledger.warm_seconds += seconds;
+        match record.outcome {
+            // What a replay of a resident prefix took is what a check
+            // found needless: the engine time it saved.
+            WarmOutcome::Hit => c.replay_seconds = seconds as f32,
+            WarmOutcome::Resident => {
+                c.stats.ledger.replays_avoided += 1;
+                c.stats.ledger.engine_seconds_saved += f64::from(c.replay_seconds);
+            }
+            _ => {}
+        }
         let conversation = &self.conversations[slot as usize];
-        // An extension reads nothing: it buys the cache storage.
-        let cost = if kind == Some(WarmKind::Extended) {
+        // An extension reads nothing: it buys the cache storage. A check
+        // or a save reads no tokens at all.
+        let cost = if kept_by_engine {
+            0.0
+        } else if kind == Some(WarmKind::Extended) {
             conversation.extension_cost(&self.config, usage.cache_read_tokens)
         } else {
             conversation.economics(&self.config).usage_cost(&usage)

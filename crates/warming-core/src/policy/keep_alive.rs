@@ -29,10 +29,18 @@ pub enum KeepAlive {
     /// Extend the cache's lifetime without a replay, where a provider
     /// offers it (explicit caches).
     Extend,
+    /// The deployment's own engine is asked before each warm whether the
+    /// prefix is still resident: only an evicted one is replayed.
+    Resident,
+    /// The deployment's own engine saves the prefix to its disk once the
+    /// user is idle and restores it when the next turn arrives: nothing is
+    /// replayed meanwhile.
+    Saved,
 }
 
 impl KeepAlive {
-    /// The plan's stable name: `replay`, `none`, `upgrade`, `extend`.
+    /// The plan's stable name: `replay`, `none`, `upgrade`, `extend`,
+    /// `resident`, `saved`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +48,8 @@ impl KeepAlive {
             Self::None => "none",
             Self::Upgrade => "upgrade",
             Self::Extend => "extend",
+            Self::Resident => "resident",
+            Self::Saved => "saved",
         }
     }
 }
@@ -98,6 +108,12 @@ pub enum PlanReason {
     /// whose lifetime the provider lets warming extend without a replay:
     /// each extension buys storage, not reads.
     ExplicitCache,
+    /// The deployment's own engine tells whether the prefix is still
+    /// resident: a replay is sent only when it is not.
+    EngineChecks,
+    /// The deployment's own engine saves and restores the prefix: it is
+    /// saved once per idle gap and restored at the next turn.
+    EngineSaves,
 }
 
 impl std::fmt::Display for PlanReason {
@@ -140,6 +156,14 @@ impl std::fmt::Display for PlanReason {
                 "its requests read an explicit cache: its lifetime is extended while the user \
                  is away, nothing is replayed",
             ),
+            Self::EngineChecks => f.write_str(
+                "the engine says whether the prefix is still resident: each warm asks first \
+                 and replays only an evicted prefix (--engine)",
+            ),
+            Self::EngineSaves => f.write_str(
+                "the engine saves the prefix to its disk once the user is idle and restores \
+                 it before the next turn: nothing is replayed meanwhile (--engine-save-dir)",
+            ),
         }
     }
 }
@@ -180,6 +204,26 @@ pub struct PlanInputs<'a> {
     /// Its requests read an explicit cache whose lifetime can be extended
     /// ([`crate::Template::explicit_cache`]).
     pub explicit_cache: bool,
+    /// What the deployment's own engine can do instead of a replay.
+    pub engine: EngineSupport,
+}
+
+/// What the deployment's own engine (llama.cpp's server, ...) can do to keep
+/// a prefix without a replay: the embedder sets it from what its engine
+/// adapter found ([`crate::ConfigBuilder::engine_support`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum EngineSupport {
+    /// No engine port: warms replay.
+    #[default]
+    None,
+    /// It tells whether a conversation's prefix is still resident
+    /// ([`KeepAlive::Resident`]).
+    Residency,
+    /// It also saves a prefix to disk and restores it
+    /// ([`KeepAlive::Saved`]).
+    SaveRestore,
 }
 
 /// The cheapest way to keep this conversation's prefix.
@@ -198,6 +242,7 @@ pub struct PlanInputs<'a> {
 ///     new_tokens_per_turn: 500,
 ///     upgrade_allowed: true,
 ///     explicit_cache: false,
+///     engine: warming_core::EngineSupport::None,
 /// };
 /// assert_eq!(choose_plan(&inputs).keep_alive, KeepAlive::Upgrade);
 /// // Gaps of a minute need no replay at all: the 5-minute cache is enough.
@@ -216,6 +261,19 @@ pub fn choose_plan(inputs: &PlanInputs<'_>) -> Plan {
         why,
         cost_per_idle_hour: replay_per_hour,
     };
+    let engine = |keep_alive, why| Plan {
+        keep_alive,
+        why,
+        // Engine time, not dollars: a check or a save reads no tokens.
+        cost_per_idle_hour: 0.0,
+    };
+    match inputs.engine {
+        EngineSupport::Residency => {
+            return engine(KeepAlive::Resident, PlanReason::EngineChecks);
+        }
+        EngineSupport::SaveRestore => return engine(KeepAlive::Saved, PlanReason::EngineSaves),
+        EngineSupport::None => {}
+    }
     if inputs.explicit_cache {
         return Plan {
             keep_alive: KeepAlive::Extend,
@@ -324,6 +382,7 @@ mod tests {
             new_tokens_per_turn: 500,
             upgrade_allowed: true,
             explicit_cache: false,
+            engine: EngineSupport::None,
         }
     }
 

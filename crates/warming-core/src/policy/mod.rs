@@ -21,7 +21,7 @@ mod stop;
 use std::fmt;
 
 pub use economics::Economics;
-pub use keep_alive::{choose_plan, KeepAlive, Plan, PlanInputs, PlanReason};
+pub use keep_alive::{choose_plan, EngineSupport, KeepAlive, Plan, PlanInputs, PlanReason};
 pub use prior::ReturnPrior;
 pub use stop::StopReason;
 

@@ -68,6 +68,10 @@ pub enum StopReason {
     /// warming is on, but timed warms stop here all the same (a restart,
     /// which reads the store, would warm again until a close is stored).
     CloseNotStored,
+    /// The engine saved the prefix to its disk ([`WarmKind::Saved`](crate::WarmKind::Saved)):
+    /// nothing is sent while the user is away, and the next turn through
+    /// the proxy restores it before it is forwarded.
+    SavedOnEngine,
     /// `adaptive`: a return in the next window is too unlikely to pay.
     UnlikelyReturn {
         /// The estimated chance of a return in the window.
@@ -94,8 +98,9 @@ impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_reason(f)?;
         // A spend cap is lifted by the day's turn only (its text says so):
-        // a turn or re-enabling would meet the same cap.
-        if self.is_spend_cap() {
+        // a turn or re-enabling would meet the same cap. A saved prefix
+        // says what brings it back itself.
+        if self.is_spend_cap() || *self == Self::SavedOnEngine {
             return Ok(());
         }
         write!(f, "; {RESTART_HINT}")
@@ -173,6 +178,10 @@ impl StopReason {
                 "closed, but the close could not be stored: warming is stopped on this \
                  instance, while the stored settings still say on (a restart would warm again); \
                  close again once storage works",
+            ),
+            Self::SavedOnEngine => f.write_str(
+                "its prefix is saved on the engine's disk: nothing is sent while the user is \
+                 away, and its next turn through the proxy restores it first",
             ),
             Self::BreakevenReached => {
                 f.write_str("the warms of this idle gap cost as much as one cache miss (breakeven)")

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod engine_plans;
 mod events;
 mod keep_alive;
 mod lifecycle;

@@ -187,6 +187,13 @@ impl Driver {
         let returning = self.warmer.template(&id).is_some();
         self.warmer
             .turn_settled(t, &id, turn.template, Some(turn.started_at));
+        if let (Some(usage), Some(engine)) = (turn.usage, self.options.engine.clone()) {
+            // Where the engine keeps it now, for the next warm's check:
+            // expected before the settle below can fire a warm.
+            let id = id.clone();
+            engine.expect(&id, usage);
+            tokio::spawn(async move { engine.observe(&id, usage).await });
+        }
         if let Some(usage) = turn.usage {
             // Its record is counted as a returning turn's as it comes out
             // (`carry_out_write`).

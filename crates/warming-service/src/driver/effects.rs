@@ -1,12 +1,10 @@
 //! Carrying out the engine's effects: warms through the provider, writes
 //! through the store (their results reported back), records, notifications.
 
-use std::sync::Arc;
-
 use warming_core::{Event, PersistId, Template, WarmAction, WarmFailure, WarmRecord, WarmRequest};
 
 use super::{Driver, PersistWaiter, WarmDone, PRIOR_KEY};
-use crate::ports::{Store, StoreError};
+use crate::ports::StoreError;
 use crate::{ServiceError, Write};
 
 impl Driver {
@@ -86,6 +84,10 @@ impl Driver {
                 // Closed: its explicit cache goes first, while the
                 // client's credentials are still here.
                 self.release_explicit_cache(&conversation);
+                if let Some(engine) = self.options.engine.clone() {
+                    let id = conversation.clone();
+                    tokio::spawn(async move { engine.forget(&id).await });
+                }
                 self.generations.abort(&conversation);
             }
             _ => tracing::debug!("a warm action this build does not carry out"),
@@ -251,7 +253,7 @@ impl Driver {
         let credentials = self.generations.credentials(id);
         let (provider, store, id) = (self.provider.clone(), self.storage.clone(), id.clone());
         tokio::spawn(async move {
-            let released = match body_of(store, &id, template).await {
+            let released = match super::template_body::body_of(store, &id, template).await {
                 Ok(template) => provider.release(&template, credentials.as_ref()).await,
                 Err(failure) => Err(failure),
             };
@@ -291,16 +293,15 @@ impl Driver {
         let conversation = warm.conversation.clone();
         tracing::debug!(conversation = %warm.conversation, token = token.get(), trigger = warm.trigger.as_str(), "warming");
         let store = self.storage.clone();
+        let engine = self.options.engine.clone();
         let task = tokio::spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            let result = match with_body(store, warm.clone()).await {
-                Ok(warm) => provider.warm(&warm, credentials.as_ref()).await,
-                Err(failure) => Err(failure),
-            };
+            let conversation = warm.conversation.clone();
+            let result = super::engine_warm::send(provider, engine, store, warm, credentials).await;
             let _ = done.send(WarmDone {
-                conversation: warm.conversation,
+                conversation,
                 token,
                 result,
             });
@@ -351,48 +352,5 @@ impl Driver {
             key: PRIOR_KEY,
             value: self.warmer.prior().to_json(),
         });
-    }
-}
-
-/// The warm with its template's body: read back from the store when the
-/// engine keeps templates detached. The flush first: the template write was
-/// queued before this warm (a proxied turn's settle answers nobody, so it
-/// may still be in flight), and the store's writes are FIFO, so after it
-/// the store holds the body the engine last saved. A flush that reports a
-/// failed write (a full disk) does not stop the read: a refused template
-/// was taken back in memory, so the stored one is the one to send.
-async fn with_body(
-    store: Arc<dyn Store>,
-    mut warm: WarmRequest,
-) -> Result<WarmRequest, WarmFailure> {
-    warm.template = body_of(store, &warm.conversation, warm.template).await?;
-    Ok(warm)
-}
-
-/// `template` with its body: as it is, or read back from the store when
-/// detached.
-async fn body_of(
-    store: Arc<dyn Store>,
-    conversation: &warming_core::ConversationId,
-    template: Arc<Template>,
-) -> Result<Arc<Template>, WarmFailure> {
-    if !template.is_detached() {
-        return Ok(template);
-    }
-    let failure = |message: String| WarmFailure {
-        message,
-        retry_after: None,
-        refused: false,
-    };
-    if let Err(e) = store.flush().await {
-        tracing::debug!(error = %e, "a write before this warm failed; reading the stored template");
-    }
-    let conversation = conversation.clone();
-    let read = tokio::task::spawn_blocking(move || store.template(&conversation)).await;
-    match read {
-        Ok(Ok(Some(template))) => Ok(Arc::new(template)),
-        Ok(Ok(None)) => Err(failure("the warm template is not in storage".into())),
-        Ok(Err(e)) => Err(failure(format!("cannot read the warm template: {e}"))),
-        Err(e) => Err(failure(format!("cannot read the warm template: {e}"))),
     }
 }

@@ -125,6 +125,9 @@ pub struct DriverHandle {
     pub(super) changes: broadcast::Sender<ConversationId>,
     /// Whether the database answers and warms are paused.
     pub(super) health: Arc<crate::health::Health>,
+    /// The deployment's own engine, for the proxy to restore a saved
+    /// prefix before a turn.
+    pub(super) engine: Option<Arc<dyn crate::Engine>>,
 }
 
 impl Command {
@@ -171,6 +174,12 @@ impl std::fmt::Debug for DriverHandle {
 }
 
 impl DriverHandle {
+    /// The deployment's own engine, if one is attached (`--engine`).
+    #[must_use]
+    pub fn engine(&self) -> Option<&Arc<dyn crate::Engine>> {
+        self.engine.as_ref()
+    }
+
     /// Whether the driver task still runs: a stopped driver answers no
     /// command, so `/healthz` must not say the service is fine.
     #[must_use]

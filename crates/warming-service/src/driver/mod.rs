@@ -19,10 +19,12 @@ use warming_core::{
 
 mod commands;
 mod effects;
+mod engine_warm;
 mod handle;
 mod loading;
 mod membership;
 mod reads;
+mod template_body;
 
 use handle::{Command, Reply};
 pub use handle::{DriverHandle, ProxiedTurn};
@@ -59,7 +61,7 @@ type PersistFuture =
     Pin<Box<dyn Future<Output = (PersistId, Result<(), StoreError>, Duration)> + Send>>;
 
 /// How the driver behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct DriverOptions {
     /// Most warms in flight at once.
     pub warm_concurrency: usize,
@@ -79,6 +81,19 @@ pub struct DriverOptions {
     /// when warming of it ends (closed, or idle past the cap) instead of
     /// leaving it to expire.
     pub release_explicit_caches: bool,
+    /// The deployment's own engine, asked before timed warms and told of
+    /// every request it served; `None` without `--engine`.
+    pub engine: Option<Arc<dyn crate::Engine>>,
+}
+
+impl std::fmt::Debug for DriverOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverOptions")
+            .field("warm_concurrency", &self.warm_concurrency)
+            .field("clustered", &self.clustered)
+            .field("engine", &self.engine.as_ref().map(|e| e.name()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// How often the driver looks for conversations to evict.
@@ -193,6 +208,7 @@ pub fn spawn(
     let (loaded, loaded_queue) = mpsc::unbounded_channel();
     let prior_base = warmer.prior().clone();
     let health = Arc::new(crate::health::Health::new(clock.clone()));
+    let (limits, engine) = (options.limits, options.engine.clone());
     let driver = Driver {
         prior_base,
         prior_sent: None,
@@ -231,7 +247,8 @@ pub fn spawn(
             commands,
             updates,
             clock,
-            limits: options.limits,
+            limits,
+            engine,
             cluster: None,
             changes: broadcast::channel(4096).0,
             health,

@@ -44,6 +44,7 @@ fn ledger() -> Ledger {
         day: 20_428,
         replays_avoided: 3,
         retention_premium_dollars: 0.0001,
+        engine_seconds_saved: 2.5,
     }
 }
 

@@ -7,6 +7,7 @@
 //! the end of its answer a settled turn with the request as the warm
 //! template, and the usage in the answer goes to history.
 
+mod engine_pin;
 mod enrolment;
 mod headers;
 mod identity;
@@ -177,7 +178,15 @@ async fn forward_inner(
                 &mut headers,
             )
             .await?;
-            (Some(lifecycle), rewritten.unwrap_or(body))
+            let body = rewritten.unwrap_or(body);
+            // The deployment's own engine behind the OpenAI API: a saved
+            // prefix goes back before the turn that reads it.
+            let body = if route.kind == ProviderKind::OpenAi {
+                engine_pin::restored(&state.driver, &lifecycle.id, body).await
+            } else {
+                body
+            };
+            (Some(lifecycle), body)
         }
         None => (None, body),
     };
