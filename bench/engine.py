@@ -3,7 +3,7 @@ engine's expiry, for each way warming keeps a prefix, against llama.cpp's
 server (scripts/engine.py) on this CPU. Not a test: figures go to
 bench/README.md.
 
-    .venv/bin/python bench/engine.py [RUNS=3] [GAP_S=6]
+    .venv/bin/python bench/engine.py [RUNS=3] [GAP_S=6] [slept|evicted]
 
 The engine (1 slot, no host-memory prompt cache) sleeps after 3 s without a
 request: it unloads the model and every cached prefix. For each prefix size
@@ -22,6 +22,10 @@ turn; the time to its first chunk is measured:
   once, nothing is sent during the gap, the engine sleeps, and the next turn
   is forwarded after the saved prefix is restored (the engine reloads the
   model first: the wake itself is in this figure).
+With `evicted`, the engine never sleeps; instead, 2 s into the gap, another
+conversation's turn (sent straight to the engine) takes the one slot, as a
+shared engine's other users do: the prefix is gone, but the model stays
+loaded, so "restored" is the restore alone.
 "engine s / idle hour" is what each plan costs the engine while the user is
 away at a 45 s interval (80 warms an hour, the README's example for an engine
 expiring after 60 s): the mean time of the warms of a gap (their latency, from
@@ -41,6 +45,7 @@ import openai
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 GAP_S = float(sys.argv[2]) if len(sys.argv) > 2 else 6.0
+SCENARIO = sys.argv[3] if len(sys.argv) > 3 else "slept"
 SIZES = [1000, 4000, 8000]  # prefix tokens, roughly (4 characters a token)
 WARMS_PER_IDLE_HOUR = 80  # a 45 s interval
 
@@ -110,9 +115,9 @@ def gap_warms(base, conversation):
 
 def main():
     saves = tempfile.mkdtemp(prefix="warming-bench-slots-")
-    engine, line = start([sys.executable, os.path.join(ROOT, "scripts/engine.py"),
-                          "--sleep-idle-seconds", "3", "--cache-ram-mib", "0",
-                          "--slot-save-path", saves], "listening on")
+    sleep = ["--sleep-idle-seconds", "3"] if SCENARIO == "slept" else []
+    engine, line = start([sys.executable, os.path.join(ROOT, "scripts/engine.py"), *sleep,
+                          "--cache-ram-mib", "0", "--slot-save-path", saves], "listening on")
     engine_url = line.split("listening on ", 1)[1].strip()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "warming-cli"], cwd=ROOT, check=True)
     servers = {
@@ -124,9 +129,12 @@ def main():
                                    max_retries=0, timeout=600)
                for mode, (_, base) in servers.items()}
     clients["off"] = clients["replay"]
+    direct = openai.OpenAI(base_url=engine_url + "/v1", api_key="local", max_retries=0, timeout=600)
     try:
+        expiry = ("sleeps after 3 s idle" if SCENARIO == "slept"
+                  else "never sleeps; another conversation takes the slot 2 s into the gap")
         print(f"engine: llama.cpp (xllamacpp), Gemma 3 270M Q4_K_M, 1 slot, no RAM cache, "
-              f"sleeps after 3 s idle; gap {GAP_S} s; {RUNS} runs each")
+              f"{expiry}; gap {GAP_S} s; {RUNS} runs each")
         print("| prefix | hot p50 | off p50 | replay p50 | check p50 | restored p50 | restored / hot "
               "| engine s / idle hour: replay | check | save |")
         print("|---|---|---|---|---|---|---|---|---|---|")
@@ -145,11 +153,17 @@ def main():
                     turn(client, conversation, system, "Hello.", warming)
                     if mode == "off":
                         first["hot"].append(turn(client, conversation, system, "And then?", False))
-                    time.sleep(GAP_S)
-                    if mode in ("off", "restored"):
-                        # Past the engine's expiry: it must have slept.
-                        while not asleep(engine_url):
-                            time.sleep(0.2)
+                    if SCENARIO == "slept":
+                        time.sleep(GAP_S)
+                        if mode in ("off", "restored"):
+                            # Past the engine's expiry: it must have slept.
+                            while not asleep(engine_url):
+                                time.sleep(0.2)
+                    else:
+                        time.sleep(2)
+                        turn(direct, f"other-{conversation}", f"[other {conversation}] Be brief.",
+                             "Hello.", False)
+                        time.sleep(max(0.0, GAP_S - 2))
                     first[mode].append(turn(client, conversation, system, "And then?", warming))
                     warms = gap_warms(base, conversation) if warming else []
                     if mode in per_warm:

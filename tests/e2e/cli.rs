@@ -158,6 +158,25 @@ fn every_command_has_an_example_in_its_help() {
         );
     }
     assert!(serve_help.contains("--max-idle") && serve_help.contains("--token"));
+    // Neither do the commands that talk to no server.
+    let (simulate_help, _) = text(&warming("http://127.0.0.1:1", &["simulate", "--help"]));
+    for client_only in ["--server", "--token", "WARMING_SERVER"] {
+        assert!(
+            !simulate_help.contains(client_only),
+            "{client_only}: {simulate_help}"
+        );
+    }
+    assert!(simulate_help.contains("--json") && simulate_help.contains("the report"));
+    let (completions_help, _) = text(&warming("http://127.0.0.1:1", &["completions", "--help"]));
+    for client_only in ["--server", "--token", "--json"] {
+        assert!(
+            !completions_help.contains(client_only),
+            "{client_only}: {completions_help}"
+        );
+    }
+    // The client's commands keep them.
+    let (list_help, _) = text(&warming("http://127.0.0.1:1", &["list", "--help"]));
+    assert!(list_help.contains("--server") && list_help.contains("--token"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

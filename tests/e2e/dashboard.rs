@@ -225,10 +225,11 @@ async fn the_dashboard_enables_a_conversation_and_shows_its_warms() {
     let row = r#"document.querySelector('tr[data-id="dash"]')"#;
     page.wait_for("the conversation", &format!("{row} !== null"))
         .await;
+    // Off says so in words, not a dash.
     assert_eq!(
         page.eval(&format!("{row}.querySelector('.countdown').textContent"))
             .await,
-        "—"
+        "off"
     );
     assert_eq!(
         page.eval(&format!("{row}.querySelector('.toggle').checked"))
@@ -532,20 +533,39 @@ async fn the_dashboard_finds_one_conversation_among_many_and_shows_its_cost_cap_
     page.eval(&format!("{row}.querySelector('.toggle').click()"))
         .await;
 
-    // Its second warm would cross the cap: the row says which cap stopped
-    // it, and what warming cost it so far.
+    // Its second warm would cross the cap: the row's badge says which cap
+    // stopped it and when it lifts, the whole stop on hover, and what
+    // warming cost it so far.
     let stopped = page
         .wait_for(
             "the cap's stop",
             &format!("{row}.querySelector('.stopped').textContent"),
         )
         .await;
+    let badge = stopped.as_str().unwrap();
     assert!(
-        stopped
-            .as_str()
+        badge.starts_with("conversation spend cap · resumes 00:00 UTC, in "),
+        "{badge}"
+    );
+    let full = page
+        .eval(&format!("{row}.querySelector('.stopped').title"))
+        .await;
+    assert!(
+        full.as_str()
             .unwrap()
             .contains("--max-spend-per-conversation-day"),
-        "{stopped}"
+        "{full}"
+    );
+    // The strip shows the caps in force.
+    let caps = page
+        .wait_for(
+            "the caps in the strip",
+            "(t => t.includes('per conversation') && t)(document.querySelector('#summary .caps span').textContent)",
+        )
+        .await;
+    assert!(
+        caps.as_str().unwrap().contains("$0.0030 per conversation"),
+        "{caps}"
     );
     let net = page
         .wait_for(

@@ -520,3 +520,36 @@ async fn a_saved_prefix_comes_back_after_the_engine_slept_with_nothing_spent_mea
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_engine_that_cannot_tell_gets_replays_and_the_log_says_why() {
+    let Some(python) = python() else {
+        return;
+    };
+    // llama.cpp's server without its slot endpoint: nothing can be asked.
+    let engine = Engine::start_with(&python, &["--no-slots-endpoint"]);
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        &engine.url,
+        &[
+            "--provider",
+            "openai",
+            "--openai-upstream",
+            &engine.url,
+            "--engine",
+            "llama.cpp",
+        ],
+    )
+    .await;
+    let log = std::fs::read_to_string(&service.log).unwrap();
+    assert!(
+        log.contains("slot endpoint off (start it with --slots): warms replay"),
+        "{log}"
+    );
+    let request = json!({"model": "gemma-3-270m", "max_tokens": 8,
+        "messages": [{"role": "system", "content": "s ".repeat(2_000)},
+                     {"role": "user", "content": "hi"}]});
+    let state = service.turn_settled("plain", &request).await;
+    assert_eq!(state["keepAlive"]["plan"], "replay", "{state}");
+}

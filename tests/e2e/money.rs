@@ -72,6 +72,19 @@ async fn the_daily_spend_cap_stops_warming_and_says_which_cap() {
         .as_str()
         .unwrap()
         .contains("resumes at 00:00 UTC"));
+    // A manual warm would cross the cap too: refused, saying so, not sent.
+    let (status, refused) = service
+        .call("POST", "/v1/conversations/capped/warm", None)
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-spend-per-day"),
+        "{refused}"
+    );
+    assert_eq!(standin.warms().len(), 1);
     // The stop is in the history, as the state says it.
     let (_, history) = service
         .call("GET", "/v1/conversations/capped/history?limit=10", None)

@@ -36,7 +36,8 @@ struct Cli {
         global = true
     )]
     server: String,
-    /// Print the server's JSON instead of text.
+    /// Print JSON instead of text: the server's answer (simulate: the
+    /// report).
     #[arg(long, global = true)]
     json: bool,
     /// The server's token (its --token), for the commands that talk to one.
@@ -75,22 +76,33 @@ enum Command {
 }
 
 /// The command line, with the client's options (`--server`, `--token`,
-/// `--json`) hidden from `serve --help`: they mean nothing to the server.
+/// `--json`) hidden from the help of the commands they mean nothing to:
+/// `serve`, `simulate` (which talks to no server, but prints JSON) and
+/// `completions`.
 fn command() -> clap::Command {
-    // A subcommand's own argument with a global's id stops that global from
-    // being propagated to it; hidden, it does not show in its help.
-    // (`serve --token` is the server's own token, so the client's is
-    // `client_token` inside and blocked under a name nobody types.)
-    Cli::command().mut_subcommand("serve", |serve| {
-        [
-            ("server", "server"),
-            ("json", "json"),
-            ("client_token", "client-token"),
-        ]
-        .into_iter()
-        .fold(serve, |serve, (id, long)| {
-            serve.arg(clap::Arg::new(id).long(long).hide(true).num_args(0..=1))
-        })
+    const SERVER: (&str, &str) = ("server", "server");
+    const JSON: (&str, &str) = ("json", "json");
+    // `serve --token` is the server's own token, so the client's is
+    // `client_token` inside and blocked under a name nobody types.
+    const TOKEN: (&str, &str) = ("client_token", "client-token");
+    [
+        ("serve", &[SERVER, JSON, TOKEN][..]),
+        ("simulate", &[SERVER, TOKEN][..]),
+        ("completions", &[SERVER, JSON, TOKEN][..]),
+    ]
+    .into_iter()
+    .fold(Cli::command(), |cli, (name, blocked)| {
+        cli.mut_subcommand(name, |sub| block_globals(sub, blocked))
+    })
+}
+
+/// `sub` with the globals `blocked` (id, a long name nobody types) kept
+/// from it: a subcommand's own argument with a global's id stops that
+/// global from being propagated to it; hidden, it does not show in its
+/// help.
+fn block_globals(sub: clap::Command, blocked: &[(&'static str, &'static str)]) -> clap::Command {
+    blocked.iter().fold(sub, |sub, &(id, long)| {
+        sub.arg(clap::Arg::new(id).long(long).hide(true).num_args(0..=1))
     })
 }
 

@@ -201,6 +201,10 @@ pub async fn serve(
     let generations = Arc::new(Generations::new(config.proxy_credentials_ttl));
     let metrics = Arc::new(Metrics::new(config.pricing.clone(), config.economics));
     metrics.count_dropped_log_lines(Box::new(crate::log::dropped_lines));
+    metrics.set_spend_caps(
+        config.max_spend_per_day,
+        config.max_spend_per_conversation_day,
+    );
     let stop = CancellationToken::new();
     let (mut driver, driver_task) = warming_service::spawn(
         warmer,

@@ -55,6 +55,9 @@ pub struct LlamaCpp {
     base: String,
     save_dir: Option<PathBuf>,
     save_budget_bytes: u64,
+    /// `/slots` answers (the server was started with `--slots`): without
+    /// it nothing can be told, and warms replay.
+    slots_on: AtomicBool,
     /// Saving works (the start's probe saved, and the file appeared in
     /// `save_dir`).
     can_save: AtomicBool,
@@ -105,11 +108,12 @@ impl LlamaCpp {
     /// Connects: asks the server what it offers (`/props`, a probe save
     /// when `save_dir` is set) and removes warming's files left from an
     /// earlier run. A server that does not answer yet is assumed to offer
-    /// its slots; saving is then off.
+    /// its slots; saving is then off. A server whose slot endpoint is off
+    /// supports nothing ([`EngineSupport::None`]: warms replay), and the
+    /// log says why.
     ///
     /// # Errors
-    /// A message when the HTTP client cannot be built, or the server says
-    /// its slot endpoint is off (start it with `--slots`).
+    /// A message when the HTTP client cannot be built.
     pub async fn connect(options: LlamaCppOptions) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
@@ -120,16 +124,20 @@ impl LlamaCpp {
             base: options.base.trim_end_matches('/').to_owned(),
             save_dir: options.save_dir,
             save_budget_bytes: options.save_budget_bytes,
+            slots_on: AtomicBool::new(true),
             can_save: AtomicBool::new(false),
             known: Mutex::new(Known::default()),
             slot_actions: tokio::sync::Mutex::new(()),
         };
         match engine.get("props").await {
             Ok(props) if props["endpoint_slots"] == json!(false) => {
-                return Err(format!(
-                    "the llama.cpp server at {} has its slot endpoint off: start it with --slots",
-                    engine.base
-                ));
+                tracing::warn!(
+                    upstream = %engine.base,
+                    "the llama.cpp server has its slot endpoint off (start it with --slots): \
+                     warms replay, nothing is checked or saved"
+                );
+                engine.slots_on.store(false, Ordering::Relaxed);
+                return Ok(engine);
             }
             Ok(_) => {}
             Err(e) => {
@@ -235,6 +243,9 @@ impl LlamaCpp {
     }
 
     async fn residency_of(&self, conversation: &ConversationId) -> Residency {
+        if !self.slots_on.load(Ordering::Relaxed) {
+            return Residency::Unknown;
+        }
         let Some(mut mark) = self.mark(conversation) else {
             return Residency::Unknown;
         };
@@ -445,7 +456,9 @@ impl Engine for LlamaCpp {
     }
 
     fn support(&self) -> EngineSupport {
-        if self.can_save() {
+        if !self.slots_on.load(Ordering::Relaxed) {
+            EngineSupport::None
+        } else if self.can_save() {
             EngineSupport::SaveRestore
         } else {
             EngineSupport::Residency

@@ -18,6 +18,12 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+/// Label of the spend caps: `server` or `conversation`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabel {
+    scope: &'static str,
+}
+
 type DollarCounter = Counter<f64, AtomicU64>;
 
 /// Prices by model, for the cost figures: the configured overrides, then
@@ -65,6 +71,8 @@ impl std::fmt::Debug for DroppedLines {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The daily spend caps, by scope.
+    spend_caps: Family<ScopeLabel, Gauge<f64, AtomicU64>>,
     /// Log lines the writer dropped, as last read from `log_drops`.
     log_lines_dropped: Counter,
     log_lines_dropped_seen: AtomicU64,
@@ -192,6 +200,12 @@ impl Metrics {
             "Cache re-writes returning turns avoided today (UTC), net of the read they paid instead",
             saved_today.clone(),
         );
+        let spend_caps = Family::<ScopeLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "spend_cap_dollars",
+            "The daily spend caps set (--max-spend-per-day: scope server; --max-spend-per-conversation-day: scope conversation); absent when none",
+            spend_caps.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -199,6 +213,7 @@ impl Metrics {
             log_lines_dropped.clone(),
         );
         Self {
+            spend_caps,
             log_lines_dropped,
             log_lines_dropped_seen: AtomicU64::new(0),
             log_drops: std::sync::OnceLock::new(),
@@ -334,6 +349,17 @@ impl Metrics {
                 outcome: record.outcome.as_str(),
             })
             .inc();
+    }
+
+    /// The daily spend caps in force, dollars (`0`: none, not exported).
+    pub fn set_spend_caps(&self, per_day: f64, per_conversation_day: f64) {
+        for (scope, cap) in [("server", per_day), ("conversation", per_conversation_day)] {
+            if cap > 0.0 {
+                self.spend_caps
+                    .get_or_create(&ScopeLabel { scope })
+                    .set(cap);
+            }
+        }
     }
 
     /// What warms spent and returns saved today, from the engine.

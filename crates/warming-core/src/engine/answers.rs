@@ -30,21 +30,25 @@ pub struct WarmReply<'a> {
 }
 
 /// Why a manual warm was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum WarmNowError {
     /// A turn is generating; it keeps the cache warm by itself.
     Active,
     /// No turn has settled yet, so there is nothing to replay.
     NoTemplate,
+    /// The warm would take today's spend past a daily cap: a cap is never
+    /// crossed, not even by a warm someone asked for.
+    SpendCap(crate::StopReason),
 }
 
 impl std::fmt::Display for WarmNowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Active => "a turn is in progress",
-            Self::NoTemplate => "no turn has settled yet: nothing to warm",
-        })
+        match self {
+            Self::Active => f.write_str("a turn is in progress"),
+            Self::NoTemplate => f.write_str("no turn has settled yet: nothing to warm"),
+            Self::SpendCap(stop) => write!(f, "{stop}"),
+        }
     }
 }
 

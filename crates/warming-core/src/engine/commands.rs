@@ -33,6 +33,9 @@ impl Warmer {
         if c.template.is_none() {
             return Err(WarmNowError::NoTemplate);
         }
+        self.spend_cap_allows(slot)
+            .map_err(WarmNowError::SpendCap)?;
+        let c = self.conv(slot);
         // Someone wants this conversation warm: a stop is lifted and the
         // idle cap counts again from now.
         c.stopped = None;

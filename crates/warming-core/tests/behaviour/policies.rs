@@ -585,6 +585,23 @@ fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
         );
         assert!(s.stopped_reason.unwrap().contains("--max-spend-per-day"));
     }
+    // A person asking for a warm is told the same, and nothing is sent.
+    let refused = h.warmer.warm_now(h.now, &id("a"));
+    assert!(
+        matches!(
+            refused,
+            Err(WarmNowError::SpendCap(
+                warming_core::StopReason::SpendCap { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("resumes at 00:00 UTC"));
+    assert!(warms(&h.drain()).is_empty());
+    assert!(h.state("a").stopped.is_some());
     // The engine wakes when the day turns (UTC), and warming resumes.
     let tomorrow = (h.now.as_millis() / DAY_MS + 1) * DAY_MS;
     assert_eq!(
