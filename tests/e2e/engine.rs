@@ -430,6 +430,20 @@ async fn with_the_engine_port_a_resident_prefix_is_not_replayed_and_an_evicted_o
         state["ledger"]["replaysAvoided"].as_u64().unwrap() >= 4,
         "{state}"
     );
+    // `warming status` says the plan and what the checks saved the engine.
+    let status = Command::new(env!("CARGO_BIN_EXE_warming"))
+        .args([
+            "status",
+            "kept",
+            "--server",
+            &format!("http://{}", service.addr),
+        ])
+        .env_remove("WARMING_TOKEN")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("keep-alive    resident"), "{status}");
+    assert!(status.contains("replays not sent saved"), "{status}");
 }
 
 #[tokio::test]

@@ -11,7 +11,12 @@ async fn warming_is_off_until_the_user_opts_in() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(dir.path(), &standin.url(), &[]).await;
 
-    let fresh = service.state("never-seen").await;
+    let mut fresh = service.state("never-seen").await;
+    // Its ledger is of today (UTC), not of day 0.
+    let today = crate::support::now_ms() / 86_400_000;
+    let day = fresh["ledger"]["day"].as_u64().unwrap();
+    assert!(day == today || day + 1 == today, "{fresh}");
+    fresh["ledger"]["day"] = json!(0);
     assert_eq!(
         fresh,
         json!({"conversationId": "never-seen", "known": false, "enabled": false, "intervalMs": 240000, "active": false,
@@ -23,7 +28,7 @@ async fn warming_is_off_until_the_user_opts_in() {
                           "savedDollars": 0.0, "savedPrefillSeconds": 0.0,
                           "spentTodayDollars": 0.0, "savedTodayDollars": 0.0, "day": 0,
                           "replaysAvoided": 0, "retentionPremiumDollars": 0.0,
-                          "engineSecondsSaved": 0.0},
+                          "engineSecondsSaved": 0.0, "unrepaidWarms": 0},
                "netDollars": 0.0, "priced": "estimate",
                "turns": {"returning": 0, "hits": 0, "lastPct": null},
                "keepAlive": {"plan": "replay", "reason": {"code": "noLongerRetention"},

@@ -291,15 +291,17 @@ fn money_text(state: &Value) -> String {
             figure("engineSecondsSaved"),
         );
     }
+    let unrepaid = ledger["unrepaidWarms"].as_u64().unwrap_or(0);
     format!(
         "net {} (spent ${:.4}, {:.1}s of upstream time; saved ${:.4} and {:.1}s of prefill \
-         on {avoided} miss{} avoided)",
+         on {avoided} miss{} avoided; {unrepaid} warm{} no return repaid)",
         signed_dollars(state["netDollars"].as_f64().unwrap_or(0.0)),
         figure("spentDollars"),
         figure("warmSeconds"),
         figure("savedDollars"),
         figure("savedPrefillSeconds"),
         if avoided == 1 { "" } else { "es" },
+        if unrepaid == 1 { "" } else { "s" },
     )
 }
 

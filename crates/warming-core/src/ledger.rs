@@ -56,6 +56,13 @@ pub struct Ledger {
     /// prefix took (none counted before one is seen). Also counted in
     /// `replays_avoided`.
     pub engine_seconds_saved: f64,
+    /// Warms no return repaid: those of idle gaps that ended in no miss
+    /// avoided (the user came back before the cache would have expired,
+    /// or the turn did not read what they kept). Their cost is in
+    /// `spent_dollars` like every warm's; this says how many bought
+    /// nothing. Warms since the last turn are judged when the user
+    /// returns.
+    pub unrepaid_warms: u64,
 }
 
 impl Ledger {
@@ -80,5 +87,6 @@ impl Ledger {
         self.replays_avoided += other.replays_avoided;
         self.retention_premium_dollars += other.retention_premium_dollars;
         self.engine_seconds_saved += other.engine_seconds_saved;
+        self.unrepaid_warms += other.unrepaid_warms;
     }
 }

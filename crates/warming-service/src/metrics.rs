@@ -71,6 +71,8 @@ impl std::fmt::Debug for DroppedLines {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Warms no return repaid.
+    unrepaid_warms: Counter,
     /// The daily spend caps, by scope.
     spend_caps: Family<ScopeLabel, Gauge<f64, AtomicU64>>,
     /// Log lines the writer dropped, as last read from `log_drops`.
@@ -206,6 +208,12 @@ impl Metrics {
             "The daily spend caps set (--max-spend-per-day: scope server; --max-spend-per-conversation-day: scope conversation); absent when none",
             spend_caps.clone(),
         );
+        let unrepaid_warms = Counter::default();
+        registry.register(
+            "unrepaid_warms",
+            "Warms of idle gaps that ended in no miss avoided: the user came back before the cache would have expired, or the turn did not read what they kept",
+            unrepaid_warms.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -213,6 +221,7 @@ impl Metrics {
             log_lines_dropped.clone(),
         );
         Self {
+            unrepaid_warms,
             spend_caps,
             log_lines_dropped,
             log_lines_dropped_seen: AtomicU64::new(0),
@@ -349,6 +358,11 @@ impl Metrics {
                 outcome: record.outcome.as_str(),
             })
             .inc();
+    }
+
+    /// A return that avoided no miss: its gap's `warms` bought nothing.
+    pub fn unrepaid_warms(&self, warms: u32) {
+        self.unrepaid_warms.inc_by(u64::from(warms));
     }
 
     /// The daily spend caps in force, dollars (`0`: none, not exported).

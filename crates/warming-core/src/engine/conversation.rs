@@ -300,7 +300,15 @@ impl Conversation {
     }
 
     /// The externally visible state.
-    pub fn snapshot(&self, config: &Config) -> ConversationState {
+    /// `day` is the engine's UTC day: the ledger's figures of an earlier
+    /// day are not today's, so they show as today's zero.
+    pub fn snapshot(&self, config: &Config, day: u64) -> ConversationState {
+        let mut ledger = self.stats.ledger;
+        if ledger.day != day {
+            ledger.day = day;
+            ledger.spent_today_dollars = 0.0;
+            ledger.saved_today_dollars = 0.0;
+        }
         ConversationState {
             conversation_id: self.id.clone(),
             known: true,
@@ -314,7 +322,7 @@ impl Conversation {
             backend: self.backend.clone(),
             last_error: self.stats.last_error.clone(),
             warm_count: self.stats.warm_count,
-            ledger: self.stats.ledger,
+            ledger,
             net_dollars: self.stats.ledger.net_dollars(),
             priced: self.price_source(config),
             policy: self.policy(config),

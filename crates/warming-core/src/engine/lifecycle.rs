@@ -127,6 +127,10 @@ impl Warmer {
             let outlived_ttl = gap > ttl_ms;
             let last_hit_read = c.gap_last_hit_read.take();
             let miss_avoided_tokens = last_hit_read.filter(|_| outlived_ttl);
+            if miss_avoided_tokens.is_none() {
+                // The gap's warms bought nothing this return needed.
+                c.stats.ledger.unrepaid_warms += u64::from(c.warms_in_gap);
+            }
             let mut saved = None;
             if let Some(tokens) = miss_avoided_tokens {
                 let ledger = &mut c.stats.ledger;

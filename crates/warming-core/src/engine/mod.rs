@@ -264,11 +264,11 @@ impl Warmer {
     #[must_use]
     pub fn state(&self, id: &ConversationId) -> ConversationState {
         match self.slots.get(id) {
-            Some(&slot) => self.conversations[slot as usize].snapshot(&self.config),
+            Some(&slot) => self.conversations[slot as usize].snapshot(&self.config, self.spend.day),
             None => {
                 let mut state =
                     Conversation::new(id.clone(), Settings::defaults(&self.config.limits))
-                        .snapshot(&self.config);
+                        .snapshot(&self.config, self.spend.day);
                 state.known = false;
                 state
             }
@@ -286,7 +286,7 @@ impl Warmer {
         self.conversations
             .iter()
             .filter(|c| !c.deleted)
-            .map(|c| c.snapshot(&self.config))
+            .map(|c| c.snapshot(&self.config, self.spend.day))
     }
 
     /// One page of known conversations, in the order first seen: at most
@@ -326,7 +326,7 @@ impl Warmer {
                     .as_deref()
                     .is_none_or(|part| c.id.as_str().contains(part));
             if matches {
-                page.push(c.snapshot(&self.config));
+                page.push(c.snapshot(&self.config, self.spend.day));
             }
         }
         (page, None)
@@ -359,7 +359,7 @@ impl Warmer {
         c.template = restored.template.clone().map(|t| Arc::new(t.detach()));
         c.backend = restored.backend.as_deref().map(Arc::from);
         c.stats = restored.stats.clone();
-        let mut state = c.snapshot(&self.config);
+        let mut state = c.snapshot(&self.config, self.spend.day);
         state.next_warm_at = restored.next_warm_at.filter(|_| settings.enabled);
         state
     }
@@ -613,7 +613,7 @@ impl Warmer {
 
     /// Queues the conversation's current state for its subscribers.
     fn notify(&mut self, slot: u32) {
-        let state = self.conversations[slot as usize].snapshot(&self.config);
+        let state = self.conversations[slot as usize].snapshot(&self.config, self.spend.day);
         self.out.events.push_back(Event::Changed(Arc::new(state)));
     }
 

@@ -613,6 +613,10 @@ fn the_daily_spend_cap_stops_timed_warms_until_the_day_turns() {
     for conversation in ["a", "b"] {
         let s = h.state(conversation);
         assert_eq!(s.stopped, None, "{s:?}");
+        // Yesterday's spend is not shown as today's.
+        assert_eq!(s.ledger.day, tomorrow / DAY_MS);
+        assert_eq!(s.ledger.spent_today_dollars, 0.0, "{:?}", s.ledger);
+        assert!(s.ledger.spent_dollars > 0.0);
     }
     let effects = h.drain();
     let fired = warms(&effects).len()

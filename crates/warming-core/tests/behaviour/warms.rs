@@ -329,3 +329,41 @@ fn a_warm_answered_an_interval_late_is_followed_an_interval_after_its_answer() {
     assert!(warms(&h.drain()).is_empty(), "a second warm at once");
     assert_eq!(h.state("w").next_warm_at, Some(h.now.plus_millis(30_000)));
 }
+
+#[test]
+fn warms_of_a_gap_no_return_repaid_are_counted_and_those_that_avoided_a_miss_are_not() {
+    let mut h = Harness::new();
+    h.set(
+        "c",
+        SettingsChange {
+            enabled: Some(true),
+            interval_ms: Some(60_000.0),
+            ..Default::default()
+        },
+    );
+    h.settle("c", "t");
+    // Two warms a minute apart, then back within the TTL of the settle:
+    // the cache would have been there anyway, so neither bought anything.
+    for _ in 0..2 {
+        let out = h.run_to_deadline();
+        let warm = warms(&out)[0].clone();
+        h.warm_completed(h.now, &id("c"), warm.token, HIT).unwrap();
+    }
+    h.warmer.turn_started(h.now, &id("c"));
+    assert_eq!(h.state("c").ledger.unrepaid_warms, 2);
+    assert_eq!(h.state("c").ledger.misses_avoided, 0);
+    // A gap past the TTL that ends on a warm hit avoided a miss: repaid.
+    h.settle("c", "t2");
+    let settled = h.now;
+    let ttl = warming_core::Economics::default().ttl_ms;
+    while h.now.millis_since(settled) <= ttl {
+        let out = h.run_to_deadline();
+        let warm = warms(&out)[0].clone();
+        h.warm_completed(h.now, &id("c"), warm.token, HIT).unwrap();
+    }
+    h.advance(1_000);
+    h.warmer.turn_started(h.now, &id("c"));
+    let ledger = h.state("c").ledger;
+    assert_eq!(ledger.misses_avoided, 1, "{ledger:?}");
+    assert_eq!(ledger.unrepaid_warms, 2, "{ledger:?}");
+}

@@ -110,7 +110,16 @@ impl Driver {
                 );
                 self.save_ledger(conversation);
             }
-            Event::TurnReturned { .. } => {}
+            Event::TurnReturned {
+                conversation,
+                warms,
+                ..
+            } => {
+                if warms > 0 {
+                    self.metrics.unrepaid_warms(warms);
+                    self.save_ledger(conversation);
+                }
+            }
             Event::Changed(state) => {
                 let _ = self.updates.send(state);
             }

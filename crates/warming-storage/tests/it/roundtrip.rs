@@ -45,6 +45,7 @@ fn ledger() -> Ledger {
         replays_avoided: 3,
         retention_premium_dollars: 0.0001,
         engine_seconds_saved: 2.5,
+        unrepaid_warms: 4,
     }
 }
 
