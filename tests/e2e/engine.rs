@@ -120,6 +120,28 @@ fn run_client(
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// [`own_chat`] on a blocking thread, for the async tests.
+fn own_turn(
+    python: &std::path::Path,
+    base: &str,
+    conversation: &str,
+    user: &'static str,
+    headers: Value,
+) -> tokio::task::JoinHandle<Value> {
+    let (python, base, conversation) = (
+        python.to_path_buf(),
+        base.to_owned(),
+        conversation.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || own_chat(&python, &base, &conversation, user, &headers))
+}
+
+/// Warming with the engine as its OpenAI upstream, plus `extra` flags.
+async fn start_on_engine(dir: &std::path::Path, engine: &Engine, extra: &[&str]) -> Service {
+    let upstream = ["--provider", "openai", "--openai-upstream", &engine.url];
+    Service::start(dir, &engine.url, &[&upstream[..], extra].concat()).await
+}
+
 fn cached(reply: &Value) -> u64 {
     reply["cached_tokens"].as_u64().unwrap_or(0)
 }
@@ -132,12 +154,7 @@ async fn an_idle_conversation_misses_on_the_engine_unless_warming_keeps_it_hot()
     // The engine forgets every prefix after 3 s without a request.
     let engine = Engine::start(&python, 3);
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        &engine.url,
-        &["--provider", "openai", "--openai-upstream", &engine.url],
-    )
-    .await;
+    let service = start_on_engine(dir.path(), &engine, &[]).await;
     let proxy = format!("http://{}/proxy/openai/v1", service.addr);
     let python_chat = |conversation: &'static str, user: &'static str, headers: Value| {
         let (python, proxy) = (python.clone(), proxy.clone());
@@ -178,16 +195,7 @@ async fn an_idle_conversation_misses_on_the_engine_unless_warming_keeps_it_hot()
     assert!(cached(&kept) * 10 >= prompt * 9, "expected a hit: {kept}");
     // The history shows the warms and what each found cached.
     let history = eventually(5, "warms in the history", || async {
-        let (_, h) = service
-            .call("GET", "/v1/conversations/warm/history?limit=20", None)
-            .await;
-        let warms: Vec<Value> = h["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["trigger"] == "scheduled")
-            .cloned()
-            .collect();
+        let warms = timed_warms(&service, "warm").await;
         (warms.len() >= 3).then_some(warms)
     })
     .await;
@@ -260,26 +268,12 @@ async fn with_one_slot_other_traffic_evicts_an_unwarmed_prefix_but_not_a_warmed_
     // the least recently used goes when others come in.
     let engine = Engine::start_with(&python, &["--slots", "1", "--cache-ram-mib", "128"]);
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        &engine.url,
-        // A warm may wait behind another conversation's prefill here.
-        &[
-            "--provider",
-            "openai",
-            "--openai-upstream",
-            &engine.url,
-            "--warm-timeout-ms",
-            "30000",
-        ],
-    )
-    .await;
+    // A warm may wait behind another conversation's prefill here.
+    let service = start_on_engine(dir.path(), &engine, &["--warm-timeout-ms", "30000"]).await;
     let proxy = format!("http://{}/proxy/openai/v1", service.addr);
     let direct = format!("{}/v1", engine.url);
     let turn = |base: &str, conversation: &str, user: &'static str, headers: Value| {
-        let (python, base, conversation) =
-            (python.clone(), base.to_owned(), conversation.to_owned());
-        tokio::task::spawn_blocking(move || own_chat(&python, &base, &conversation, user, &headers))
+        own_turn(&python, base, conversation, user, headers)
     };
     let on = json!({"x-warming": "on", "x-warming-interval": "1"});
     let first = turn(&proxy, "kept", "Say hello.", on.clone())
@@ -326,19 +320,11 @@ async fn last_task(engine: &Engine) -> Value {
 
 /// The conversation's timed warms, oldest first.
 async fn timed_warms(service: &Service, id: &str) -> Vec<Value> {
-    let (_, h) = service
-        .call(
-            "GET",
-            &format!("/v1/conversations/{id}/history?limit=100"),
-            None,
-        )
-        .await;
-    let mut warms: Vec<Value> = h["history"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let mut warms: Vec<Value> = service
+        .history(id)
+        .await
+        .into_iter()
         .filter(|e| e["trigger"] == "scheduled")
-        .cloned()
         .collect();
     warms.reverse();
     warms
@@ -352,26 +338,15 @@ async fn with_the_engine_port_a_resident_prefix_is_not_replayed_and_an_evicted_o
     // One slot, no host-memory cache: another conversation's turn evicts.
     let engine = Engine::start_with(&python, &["--slots", "1", "--cache-ram-mib", "0"]);
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
+    let service = start_on_engine(
         dir.path(),
-        &engine.url,
-        &[
-            "--provider",
-            "openai",
-            "--openai-upstream",
-            &engine.url,
-            "--engine",
-            "llama.cpp",
-            "--warm-timeout-ms",
-            "60000",
-        ],
+        &engine,
+        &["--engine", "llama.cpp", "--warm-timeout-ms", "60000"],
     )
     .await;
     let proxy = format!("http://{}/proxy/openai/v1", service.addr);
     let turn = |base: &str, conversation: &str, user: &'static str, headers: Value| {
-        let (python, base, conversation) =
-            (python.clone(), base.to_owned(), conversation.to_owned());
-        tokio::task::spawn_blocking(move || own_chat(&python, &base, &conversation, user, &headers))
+        own_turn(&python, base, conversation, user, headers)
     };
     let on = json!({"x-warming": "on", "x-warming-interval": "1"});
     let first = turn(&proxy, "kept", "Say hello.", on.clone())
@@ -469,14 +444,10 @@ async fn a_saved_prefix_comes_back_after_the_engine_slept_with_nothing_spent_mea
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
+    let service = start_on_engine(
         dir.path(),
-        &engine.url,
+        &engine,
         &[
-            "--provider",
-            "openai",
-            "--openai-upstream",
-            &engine.url,
             "--engine",
             "llama.cpp",
             "--engine-save-dir",
@@ -488,8 +459,7 @@ async fn a_saved_prefix_comes_back_after_the_engine_slept_with_nothing_spent_mea
     .await;
     let proxy = format!("http://{}/proxy/openai/v1", service.addr);
     let turn = |conversation: &str, user: &'static str, headers: Value| {
-        let (python, base, conversation) = (python.clone(), proxy.clone(), conversation.to_owned());
-        tokio::task::spawn_blocking(move || own_chat(&python, &base, &conversation, user, &headers))
+        own_turn(&python, &proxy, conversation, user, headers)
     };
     let on = json!({"x-warming": "on", "x-warming-interval": "1"});
     let first = turn("away", "Say hello.", on.clone()).await.unwrap();
@@ -543,19 +513,7 @@ async fn an_engine_that_cannot_tell_gets_replays_and_the_log_says_why() {
     // llama.cpp's server without its slot endpoint: nothing can be asked.
     let engine = Engine::start_with(&python, &["--no-slots-endpoint"]);
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        &engine.url,
-        &[
-            "--provider",
-            "openai",
-            "--openai-upstream",
-            &engine.url,
-            "--engine",
-            "llama.cpp",
-        ],
-    )
-    .await;
+    let service = start_on_engine(dir.path(), &engine, &["--engine", "llama.cpp"]).await;
     let log = std::fs::read_to_string(&service.log).unwrap();
     assert!(
         log.contains("slot endpoint off (start it with --slots): warms replay"),

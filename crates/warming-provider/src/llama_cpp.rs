@@ -77,6 +77,14 @@ struct Known {
     seq: u64,
 }
 
+impl Known {
+    /// The next number of the use order (marks, files, their names).
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
 /// Where a conversation's prefix was left: its last request's prompt and
 /// output lengths, and the slot and task that served it once located.
 #[derive(Debug, Clone, Copy)]
@@ -312,12 +320,11 @@ impl LlamaCpp {
         at: Option<(u64, i64)>,
     ) {
         let mut known = self.known();
-        known.seq += 1;
         let mark = Mark {
             tokens,
             output,
             at,
-            seq: known.seq,
+            seq: known.next_seq(),
         };
         known.marks.insert(conversation.clone(), mark);
         if known.marks.len() > MAX_MARKS {
@@ -347,8 +354,7 @@ impl LlamaCpp {
         };
         let name = {
             let mut known = self.known();
-            known.seq += 1;
-            format!("{FILE_PREFIX}{}.bin", known.seq)
+            format!("{FILE_PREFIX}{}.bin", known.next_seq())
         };
         let path = format!("slots/{slot}?action=save");
         self.post(&path, &json!({ "filename": name }))
@@ -423,8 +429,7 @@ impl LlamaCpp {
             .map_err(|e| EngineError(format!("the engine did not restore the prefix: {e}")))?;
         {
             let mut known = self.known();
-            known.seq += 1;
-            let used = known.seq;
+            let used = known.next_seq();
             if let Some(file) = known.saved.get_mut(conversation) {
                 file.used = used;
             }

@@ -113,7 +113,13 @@ impl Service {
             addr: "127.0.0.1:0".parse().unwrap(),
             db,
             log,
-            http: reqwest::Client::new(),
+            // Below the server's header-read timeout (10 s), which also
+            // closes a keep-alive connection left idle that long: reusing
+            // one just as it closes fails the call (`IncompleteMessage`).
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
         };
         service.addr = service.wait_for_listen().await;
         service

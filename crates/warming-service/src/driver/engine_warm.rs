@@ -32,7 +32,8 @@ pub(super) async fn send(
     let warm = super::template_body::with_body(store, warm).await?;
     let answer = provider.warm(&warm, credentials.as_ref()).await?;
     if let Some(engine) = engine {
-        engine.expect(&warm.conversation, answer.usage);
+        // Awaited here, before the answer is reported: no warm can ask
+        // before it is located, so `expect` is not needed.
         engine.observe(&warm.conversation, answer.usage).await;
     }
     Ok(answer)
